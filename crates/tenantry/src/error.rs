@@ -1,0 +1,175 @@
+//! The runtime's typed errors.
+//!
+//! [`Error`] is what managers and the runtime return; [`CallError`] is what a call to an
+//! instance returns; [`HandlerError`] is what application handlers return. None of them
+//! carries another partition's names: an error names only what its caller asked for.
+
+use crate::checkpoint::CheckpointError;
+use crate::store::StoreError;
+use crate::{Identity, KeyError, PartitionError};
+use std::time::Duration;
+
+/// An error returned by application code (a handler or a lifecycle hook).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[error("{message}")]
+pub struct HandlerError {
+    /// A short machine-readable code (`handler_error` unless the handler sets one).
+    pub code: String,
+    /// A human-readable message.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// An error with the default code.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            code: "handler_error".into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error with a code of the handler's choosing.
+    pub fn with_code(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for HandlerError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+/// Why a call or a tell to an instance failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The mailbox was full; nothing was queued.
+    #[error("mailbox full ({capacity} messages waiting)")]
+    MailboxFull {
+        /// The mailbox capacity.
+        capacity: usize,
+    },
+    /// No reply within the timeout. The message may still be handled later.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The instance stopped (or is stopping) before it handled the message.
+    #[error("the instance has stopped")]
+    Stopped,
+    /// The handler panicked; the instance restarts from its last good state.
+    #[error("handler {handler:?} panicked: {message}")]
+    Panicked {
+        /// The handler.
+        handler: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The handler returned an error.
+    #[error("handler failed: {0}")]
+    Handler(HandlerError),
+    /// No handler of that name on this instance's factory.
+    #[error("unknown handler {handler:?}")]
+    UnknownHandler {
+        /// The name asked for.
+        handler: String,
+    },
+    /// The JSON params did not match the handler's params type.
+    #[error("invalid params for {handler:?}: {message}")]
+    InvalidParams {
+        /// The handler.
+        handler: String,
+        /// What is wrong, naming the field where serde can.
+        message: String,
+    },
+    /// The reply could not be encoded as JSON.
+    #[error("reply of {handler:?} does not encode: {message}")]
+    ReplyEncoding {
+        /// The handler.
+        handler: String,
+        /// The encoder's message.
+        message: String,
+    },
+}
+
+/// Errors of managers and the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A key was refused.
+    #[error(transparent)]
+    InvalidKey(#[from] KeyError),
+    /// A partition name was refused.
+    #[error(transparent)]
+    InvalidPartition(#[from] PartitionError),
+    /// A manager or factory name was refused.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// What was being named.
+        what: &'static str,
+        /// The refused name.
+        name: String,
+        /// The rule broken.
+        reason: String,
+    },
+    /// A manager of that name is already registered.
+    #[error("a manager named {0:?} is already registered")]
+    DuplicateManager(String),
+    /// No manager of that name (or not of that factory).
+    #[error("no manager named {0:?}")]
+    UnknownManager(String),
+    /// No live instance with that identity.
+    #[error("no live instance {0}")]
+    NotFound(Identity),
+    /// The stored checkpoint could not be used; nothing was started and the bytes were
+    /// left untouched.
+    #[error("thaw of {identity} failed: {cause}")]
+    ThawFailed {
+        /// The instance asked for.
+        identity: Identity,
+        /// Why.
+        cause: CheckpointError,
+    },
+    /// A lifecycle hook failed or panicked while starting; nothing was registered.
+    #[error("activation of {identity} failed: {reason}")]
+    ActivationFailed {
+        /// The instance asked for.
+        identity: Identity,
+        /// Why.
+        reason: String,
+    },
+    /// The state could not be encoded into a checkpoint; nothing was written.
+    #[error("state of {identity} does not encode: {reason}")]
+    StateEncoding {
+        /// The instance.
+        identity: Identity,
+        /// The encoder's message.
+        reason: String,
+    },
+    /// A factory registered the same handler name twice.
+    #[error("factory {factory:?} registers handler(s) {handlers:?} more than once")]
+    DuplicateHandler {
+        /// The factory.
+        factory: &'static str,
+        /// The names registered twice.
+        handlers: Vec<&'static str>,
+    },
+    /// The checkpoint store failed (down, conflict, corrupt record).
+    #[error("store error: {0}")]
+    Store(#[from] StoreError),
+    /// The instance crashed while stopping; it restarts under its policy, nothing was written.
+    #[error("{0} crashed while stopping")]
+    CrashedWhileStopping(Identity),
+    /// A call to an instance failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The runtime is shutting down or gone.
+    #[error("the runtime is shut down")]
+    ShutDown,
+}

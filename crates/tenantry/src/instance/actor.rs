@@ -1,0 +1,485 @@
+//! The actor loop: one tokio task per instance, one message at a time.
+//!
+//! The loop owns the state. It runs letters in order, restarts from the last good state
+//! after a panic (bounded by the manager's restart policy), idles out when configured, and
+//! performs the stop sequence: refuse new letters, finish the queued ones, run `on_stop`,
+//! write the checkpoint (compare-and-set on the version), then leave the directory. A
+//! crash never writes a checkpoint; a failed write keeps the instance live.
+
+use super::cell::{Cell, InstanceHandle};
+use super::context::Context;
+use super::envelope::{Envelope, Turn, panic_message};
+use super::factory::Factory;
+use crate::checkpoint::{self, CheckpointIdentity};
+use crate::manager::{ManagerCore, PartitionDir, Slot};
+use crate::store::StoreError;
+use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
+use crate::{CallError, Error, Identity};
+use futures::FutureExt;
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+/// What an instance's mailbox carries.
+pub(crate) enum Mail<F> {
+    /// A message for a handler.
+    Letter(Box<dyn Envelope<F>>),
+    /// Hibernate and stop; the reply says whether the checkpoint was written.
+    Stop {
+        reason: StopReason,
+        reply: Option<oneshot::Sender<Result<(), Error>>>,
+    },
+}
+
+type StopReply = oneshot::Sender<Result<(), Error>>;
+
+/// Runs a start hook (`on_start` or `on_thaw`), turning an error or a panic into a reason.
+pub(crate) async fn start_hook<F: Factory>(
+    state: &mut F,
+    ctx: &mut Context,
+    thawed: bool,
+) -> Result<(), String> {
+    let hook = async {
+        if thawed {
+            state.on_thaw(ctx).await
+        } else {
+            state.on_start(ctx).await
+        }
+    };
+    match AssertUnwindSafe(hook).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "{} returned an error: {e}",
+            if thawed { "on_thaw" } else { "on_start" }
+        )),
+        Err(payload) => Err(format!(
+            "{} panicked: {}",
+            if thawed { "on_thaw" } else { "on_start" },
+            panic_message(&*payload)
+        )),
+    }
+}
+
+pub(crate) struct Actor<F: Factory> {
+    pub(crate) core: Arc<ManagerCore<F>>,
+    pub(crate) dir: Arc<PartitionDir<F>>,
+    pub(crate) cell: Arc<Cell<F>>,
+    pub(crate) rx: mpsc::Receiver<Mail<F>>,
+    pub(crate) state: F,
+    pub(crate) ctx: Context,
+    /// Store version of the last checkpoint read or written (`None`: never stored).
+    pub(crate) version: Option<u64>,
+    /// Serialized initial state given to `get_with`, to restart from when never stored.
+    pub(crate) initial: Option<Arc<[u8]>>,
+    pub(crate) restarts: VecDeque<Instant>,
+    pub(crate) metrics: HandlerMetrics,
+}
+
+enum Idle {
+    /// Not idle yet: check again at this instant.
+    Until(tokio::time::Instant),
+    /// Idle for this long with no owner: hibernate.
+    Expired(Duration),
+}
+
+impl<F: Factory> Actor<F> {
+    fn identity(&self) -> &Identity {
+        &self.cell.identity
+    }
+
+    fn handle(&self) -> InstanceHandle<F> {
+        InstanceHandle {
+            cell: self.cell.clone(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let gauge = self.core.shared.telemetry.live_gauge(self.identity());
+        gauge.increment(1.0);
+        let idle_timeout = self.core.config.idle_timeout;
+        let mut idle_timer = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+        loop {
+            let mail = match (&mut idle_timer, idle_timeout) {
+                (Some(timer), Some(timeout)) => tokio::select! {
+                    biased;
+                    mail = self.rx.recv() => mail,
+                    () = timer.as_mut() => {
+                        match self.idle_check(timeout) {
+                            Idle::Until(at) => timer.as_mut().reset(at),
+                            Idle::Expired(idle_for) => {
+                                if self.stop(StopReason::Idle, Some(idle_for), Vec::new()).await {
+                                    break;
+                                }
+                                timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+                            }
+                        }
+                        continue;
+                    }
+                },
+                _ => self.rx.recv().await,
+            };
+            // The cell keeps a sender, so the channel only ends after `rx.close()`.
+            let Some(mail) = mail else { break };
+            match mail {
+                Mail::Letter(letter) => {
+                    if idle_timeout.is_some() {
+                        self.cell.live.touch();
+                    }
+                    if !self.turn(letter).await {
+                        break;
+                    }
+                }
+                Mail::Stop { reason, reply } => {
+                    if self.stop(reason, None, reply.into_iter().collect()).await {
+                        break;
+                    }
+                }
+            }
+            if self.ctx.take_stop_request()
+                && self.stop(StopReason::Requested, None, Vec::new()).await
+            {
+                break;
+            }
+        }
+        gauge.decrement(1.0);
+    }
+
+    fn idle_check(&self, timeout: Duration) -> Idle {
+        let live = &self.cell.live;
+        let now = Instant::now();
+        if live.owners.load(Ordering::Acquire) > 0 {
+            return Idle::Until((now + timeout).into());
+        }
+        let idle_for = now.saturating_duration_since(live.last_active());
+        if idle_for >= timeout {
+            Idle::Expired(idle_for)
+        } else {
+            Idle::Until((live.last_active() + timeout).into())
+        }
+    }
+
+    /// Runs one letter. Returns false when the instance gave up and must exit.
+    async fn turn(&mut self, letter: Box<dyn Envelope<F>>) -> bool {
+        match self.run_letter(letter).await {
+            None => true,
+            Some(panic) => self.crashed(panic).await,
+        }
+    }
+
+    /// Runs one letter with its span, metrics and event; returns the panic message if any.
+    async fn run_letter(&mut self, letter: Box<dyn Envelope<F>>) -> Option<String> {
+        let handler = letter.handler();
+        let id = self.cell.identity.clone();
+        let span = tracing::info_span!(
+            "handler",
+            partition = %id.partition,
+            manager = %id.manager,
+            key = %id.key,
+            handler
+        );
+        let started = Instant::now();
+        let turn = letter
+            .run(&mut self.state, &mut self.ctx)
+            .instrument(span)
+            .await;
+        let duration = started.elapsed();
+        let (outcome, panic) = match turn {
+            Turn::Done(outcome) => (outcome, None),
+            Turn::Panicked(message) => (Outcome::Panic, Some(message)),
+        };
+        let telemetry = &self.core.shared.telemetry;
+        self.metrics
+            .record(telemetry, &id, handler, outcome, duration);
+        telemetry.emit(
+            &id,
+            EventKind::HandlerFinished {
+                handler,
+                duration,
+                outcome,
+            },
+        );
+        panic
+    }
+
+    /// Handles a crash: restart from the last good state, or give up past the bound.
+    /// Returns false when the instance gave up.
+    async fn crashed(&mut self, message: String) -> bool {
+        let mut message = message;
+        loop {
+            let telemetry = &self.core.shared.telemetry;
+            let id = self.cell.identity.clone();
+            tracing::warn!(partition = %id.partition, manager = %id.manager, key = %id.key, %message, "instance crashed");
+            telemetry.count(metric::CRASHES, &id, ("kind", "panic"));
+            telemetry.emit(
+                &id,
+                EventKind::Crashed {
+                    message: message.clone(),
+                },
+            );
+
+            let policy = self.core.config.restart;
+            let now = Instant::now();
+            while self
+                .restarts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > policy.window)
+            {
+                self.restarts.pop_front();
+            }
+            if self.restarts.len() >= policy.max_restarts as usize {
+                self.give_up(format!(
+                    "crashed {} times within {:?} (restart bound {} in {:?}); last: {message}",
+                    self.restarts.len() + 1,
+                    policy.window,
+                    policy.max_restarts,
+                    policy.window
+                ));
+                return false;
+            }
+            self.restarts.push_back(now);
+            let attempt = self.restarts.len() as u32;
+            match self.reload().await {
+                Ok(()) => {
+                    self.core
+                        .shared
+                        .telemetry
+                        .emit(&id, EventKind::Restarted { attempt });
+                    return true;
+                }
+                Err(Reload::Fatal(reason)) => {
+                    self.give_up(format!("restart failed: {reason}"));
+                    return false;
+                }
+                Err(Reload::HookCrashed(reason)) => message = reason,
+            }
+        }
+    }
+
+    /// Replaces the state with the last good one: the last checkpoint, else the initial
+    /// state, else a fresh one, and runs the start hook again.
+    async fn reload(&mut self) -> Result<(), Reload> {
+        self.ctx.release_all();
+        let identity = self.cell.identity.clone();
+        let (state, version, thawed) = match self.core.thaw(&identity).await {
+            Ok(Some((state, version))) => (state, Some(version), true),
+            Ok(None) => {
+                let state = match &self.initial {
+                    Some(bytes) => serde_json::from_slice(bytes)
+                        .map_err(|e| Reload::Fatal(format!("initial state: {e}")))?,
+                    None => F::fresh(&identity),
+                };
+                (state, None, false)
+            }
+            Err(e) => return Err(Reload::Fatal(e.to_string())),
+        };
+        self.state = state;
+        self.version = version;
+        start_hook(&mut self.state, &mut self.ctx, thawed)
+            .await
+            .map_err(Reload::HookCrashed)
+    }
+
+    /// Stops without a checkpoint after the restart bound was passed.
+    fn give_up(&mut self, reason: String) {
+        let id = self.cell.identity.clone();
+        tracing::error!(partition = %id.partition, manager = %id.manager, key = %id.key, %reason, "instance gave up");
+        self.cell.live.accepting.store(false, Ordering::Release);
+        self.dir.remove(&id.key);
+        self.close_mailbox(CallError::Stopped, Vec::new());
+        self.ctx.release_all();
+        self.core
+            .shared
+            .telemetry
+            .emit(&id, EventKind::GaveUp { reason });
+    }
+
+    /// Closes the mailbox and answers whatever is left in it.
+    fn close_mailbox(&mut self, err: CallError, waiters: Vec<StopReply>) {
+        self.rx.close();
+        let mut stop_waiters = waiters;
+        while let Ok(mail) = self.rx.try_recv() {
+            match mail {
+                Mail::Letter(letter) => {
+                    let handler = letter.handler();
+                    if !letter.reject(err.clone()) {
+                        self.core
+                            .shared
+                            .telemetry
+                            .emit(&self.cell.identity, EventKind::MessageDropped { handler });
+                    }
+                }
+                Mail::Stop { reply, .. } => stop_waiters.extend(reply),
+            }
+        }
+        for w in stop_waiters {
+            let _ = w.send(Ok(()));
+        }
+    }
+
+    /// The stop sequence. Returns true when the instance is gone and the loop must end.
+    async fn stop(
+        &mut self,
+        reason: StopReason,
+        idle_for: Option<Duration>,
+        mut waiters: Vec<StopReply>,
+    ) -> bool {
+        let id = self.cell.identity.clone();
+        let live = &self.cell.live;
+        live.accepting.store(false, Ordering::Release);
+        let (gate, gate_rx) = watch::channel(());
+        self.dir.insert(id.key.clone(), Slot::Stopping(gate_rx));
+
+        // Finish what was accepted before the door closed.
+        while let Ok(mail) = self.rx.try_recv() {
+            match mail {
+                Mail::Letter(letter) => {
+                    if let Some(panic) = self.run_letter(letter).await {
+                        self.reopen(gate);
+                        answer(waiters, Err(Error::CrashedWhileStopping((*id).clone())));
+                        return !self.crashed(panic).await;
+                    }
+                }
+                Mail::Stop { reply, .. } => waiters.extend(reply),
+            }
+        }
+
+        let hook = AssertUnwindSafe(self.state.on_stop(&mut self.ctx))
+            .catch_unwind()
+            .await;
+        match hook {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.core.shared.telemetry.emit(
+                &id,
+                EventKind::HookFailed {
+                    hook: "on_stop",
+                    error: e.to_string(),
+                },
+            ),
+            Err(payload) => {
+                self.reopen(gate);
+                answer(waiters, Err(Error::CrashedWhileStopping((*id).clone())));
+                return !self
+                    .crashed(format!("on_stop panicked: {}", panic_message(&*payload)))
+                    .await;
+            }
+        }
+
+        let telemetry = self.core.shared.telemetry.clone();
+        let written = match self.encode() {
+            Ok(bytes) => self
+                .core
+                .shared
+                .store
+                .put(&id, bytes.into(), self.version)
+                .await
+                .map_err(Error::Store),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(version) => {
+                self.version = Some(version);
+                telemetry.count(metric::HIBERNATIONS, &id, ("outcome", "ok"));
+                telemetry.emit(&id, EventKind::Hibernated { version });
+                self.finish(reason, idle_for, gate, waiters, Ok(()));
+                true
+            }
+            Err(Error::Store(StoreError::Conflict { expected, actual })) => {
+                // Someone else wrote a newer checkpoint: we are fenced out and must not
+                // keep serving a stale state.
+                let err = StoreError::Conflict { expected, actual };
+                telemetry.count(metric::HIBERNATIONS, &id, ("outcome", "conflict"));
+                telemetry.emit(
+                    &id,
+                    EventKind::HibernateFailed {
+                        error: err.to_string(),
+                    },
+                );
+                self.finish(
+                    StopReason::Fenced,
+                    None,
+                    gate,
+                    waiters,
+                    Err(Error::Store(err)),
+                );
+                true
+            }
+            Err(err) => {
+                tracing::warn!(partition = %id.partition, manager = %id.manager, key = %id.key, error = %err, "hibernation failed; instance stays live");
+                telemetry.count(metric::HIBERNATIONS, &id, ("outcome", "error"));
+                telemetry.emit(
+                    &id,
+                    EventKind::HibernateFailed {
+                        error: err.to_string(),
+                    },
+                );
+                self.reopen(gate);
+                answer(waiters, Err(err));
+                false
+            }
+        }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        let id = &self.cell.identity;
+        checkpoint::encode(
+            CheckpointIdentity {
+                factory: F::NAME,
+                state_version: F::STATE_VERSION,
+                partition: &id.partition,
+                key: &id.key,
+            },
+            &self.state,
+        )
+        .map_err(|e| Error::StateEncoding {
+            identity: (**id).clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Undoes the start of a stop: accept letters again and be findable again.
+    fn reopen(&mut self, gate: watch::Sender<()>) {
+        self.cell.live.accepting.store(true, Ordering::Release);
+        self.dir
+            .insert(self.cell.identity.key.clone(), Slot::Live(self.handle()));
+        drop(gate);
+    }
+
+    /// Leaves for good: close the mailbox, leave the directory, wake waiting `get`s.
+    fn finish(
+        &mut self,
+        reason: StopReason,
+        idle_for: Option<Duration>,
+        gate: watch::Sender<()>,
+        waiters: Vec<StopReply>,
+        result: Result<(), Error>,
+    ) {
+        let id = self.cell.identity.clone();
+        self.close_mailbox(CallError::Stopped, Vec::new());
+        self.ctx.release_all();
+        self.dir.remove(&id.key);
+        drop(gate);
+        answer(waiters, result);
+        let kind = match (reason, idle_for) {
+            (StopReason::Idle, Some(idle_for)) => EventKind::IdleStopped { idle_for },
+            _ => EventKind::Stopped { reason },
+        };
+        self.core.shared.telemetry.emit(&id, kind);
+    }
+}
+
+enum Reload {
+    /// The last good state could not be loaded.
+    Fatal(String),
+    /// The start hook crashed again.
+    HookCrashed(String),
+}
+
+fn answer(waiters: Vec<StopReply>, result: Result<(), Error>) {
+    for w in waiters {
+        let _ = w.send(result.clone());
+    }
+}

@@ -1,0 +1,291 @@
+//! The shared half of an instance: its mailbox sender, liveness and the handles to it.
+
+use super::actor::Mail;
+use super::envelope::{JsonReply, Letter};
+use super::factory::{Factory, Handler, Message};
+use super::handlers::HandlerTable;
+use crate::{CallError, Identity};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Liveness shared by the actor, its handles and keep-alive owners.
+pub(crate) struct Liveness {
+    /// False while the instance stops: new letters are refused with `Stopped`.
+    pub(crate) accepting: AtomicBool,
+    /// Number of keep-alive owners attached.
+    pub(crate) owners: AtomicUsize,
+    /// Milliseconds since `epoch` of the last message, touch or detach.
+    pub(crate) last_active_ms: AtomicU64,
+    pub(crate) epoch: Instant,
+}
+
+impl Liveness {
+    pub(crate) fn new(epoch: Instant) -> Self {
+        let live = Self {
+            accepting: AtomicBool::new(true),
+            owners: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(0),
+            epoch,
+        };
+        live.touch();
+        live
+    }
+
+    pub(crate) fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_active(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// What a keep-alive needs of an instance, without its factory type.
+pub(crate) trait Alive: Send + Sync {
+    fn liveness(&self) -> &Liveness;
+}
+
+pub(crate) struct Cell<F: Factory> {
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) tx: mpsc::Sender<Mail<F>>,
+    pub(crate) live: Liveness,
+    pub(crate) table: Arc<HandlerTable<F>>,
+    pub(crate) call_timeout: Duration,
+    pub(crate) capacity: usize,
+}
+
+impl<F: Factory> Alive for Cell<F> {
+    fn liveness(&self) -> &Liveness {
+        &self.live
+    }
+}
+
+/// A keep-alive owner: while any is attached the instance is never idle-hibernated.
+/// Dropping it (or the owner going away with it) detaches and restarts the idle clock.
+#[must_use = "dropping a KeepAlive detaches at once"]
+pub struct KeepAlive {
+    target: Arc<dyn Alive>,
+}
+
+impl KeepAlive {
+    /// Detaches explicitly (the same as dropping it).
+    pub fn detach(self) {}
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        let live = self.target.liveness();
+        live.touch();
+        live.owners.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepAlive")
+    }
+}
+
+/// A handle to a live instance of factory `F`. Cheap to clone.
+pub struct InstanceHandle<F: Factory> {
+    pub(crate) cell: Arc<Cell<F>>,
+}
+
+impl<F: Factory> Clone for InstanceHandle<F> {
+    fn clone(&self) -> Self {
+        Self {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+impl<F: Factory> std::fmt::Debug for InstanceHandle<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InstanceHandle({})", self.cell.identity)
+    }
+}
+
+impl<F: Factory> InstanceHandle<F> {
+    /// The instance's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.cell.identity
+    }
+
+    /// Whether the instance still accepts messages.
+    pub fn is_alive(&self) -> bool {
+        self.cell.live.accepting.load(Ordering::Acquire) && !self.cell.tx.is_closed()
+    }
+
+    /// Whether two handles point to the same incarnation.
+    pub fn same_instance(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cell, &other.cell)
+    }
+
+    fn post(&self, mail: Mail<F>) -> Result<(), CallError> {
+        if !self.cell.live.accepting.load(Ordering::Acquire) {
+            return Err(CallError::Stopped);
+        }
+        self.cell.tx.try_send(mail).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CallError::MailboxFull {
+                capacity: self.cell.capacity,
+            },
+            mpsc::error::TrySendError::Closed(_) => CallError::Stopped,
+        })
+    }
+
+    /// Calls the handler of `M` and waits for its reply (the manager's call timeout).
+    pub async fn call<M: Message>(&self, msg: M) -> Result<M::Reply, CallError>
+    where
+        F: Handler<M>,
+    {
+        self.call_with_timeout(msg, self.cell.call_timeout).await
+    }
+
+    /// Calls the handler of `M` with an explicit timeout.
+    pub async fn call_with_timeout<M: Message>(
+        &self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, CallError>
+    where
+        F: Handler<M>,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.post(Mail::Letter(Box::new(Letter::new(msg, Some(tx)))))?;
+        await_reply(rx, timeout).await
+    }
+
+    /// Queues `msg` without waiting for a reply. A full mailbox is an error.
+    pub fn tell<M: Message>(&self, msg: M) -> Result<(), CallError>
+    where
+        F: Handler<M>,
+    {
+        self.post(Mail::Letter(Box::new(
+            Letter::<M, oneshot::Sender<_>>::new(msg, None),
+        )))
+    }
+
+    /// Calls a handler by name with JSON params; the reply comes back as JSON.
+    /// Params are decoded before queuing, so invalid params never reach the instance.
+    pub async fn call_json(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        self.call_json_with_timeout(handler, params, self.cell.call_timeout)
+            .await
+    }
+
+    /// [`InstanceHandle::call_json`] with an explicit timeout.
+    pub async fn call_json_with_timeout(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, CallError> {
+        let (tx, rx) = oneshot::channel();
+        let letter = self
+            .cell
+            .table
+            .envelope(handler, params, Some(JsonReply(tx)))?;
+        self.post(Mail::Letter(letter))?;
+        await_reply(rx, timeout).await
+    }
+
+    /// Queues a JSON message by handler name without waiting.
+    pub fn tell_json(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
+        let letter = self.cell.table.envelope(handler, params, None)?;
+        self.post(Mail::Letter(letter))
+    }
+
+    /// Attaches a keep-alive owner; the instance is not idle-hibernated while it lives.
+    pub fn attach(&self) -> KeepAlive {
+        self.cell.live.owners.fetch_add(1, Ordering::AcqRel);
+        self.cell.live.touch();
+        KeepAlive {
+            target: self.cell.clone(),
+        }
+    }
+
+    /// Resets the idle timer as if a message had been handled.
+    pub fn touch(&self) {
+        self.cell.live.touch();
+    }
+
+    /// Number of keep-alive owners attached.
+    pub fn owners(&self) -> usize {
+        self.cell.live.owners.load(Ordering::Acquire)
+    }
+}
+
+async fn await_reply<T>(
+    rx: oneshot::Receiver<Result<T, CallError>>,
+    timeout: Duration,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(result)) => result,
+        // The letter was dropped unanswered: the instance stopped before running it.
+        Ok(Err(_)) => Err(CallError::Stopped),
+        Err(_) => Err(CallError::Timeout(timeout)),
+    }
+}
+
+/// A live instance without its factory type: what the bus and the gateway hold.
+pub trait AnyInstance: Send + Sync {
+    /// The instance's identity.
+    fn identity(&self) -> &Identity;
+    /// The factory's name.
+    fn factory(&self) -> &'static str;
+    /// Calls a handler by name with JSON params.
+    fn call_json_dyn(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
+    /// Queues a JSON message by handler name.
+    fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError>;
+    /// Whether it still accepts messages.
+    fn is_alive(&self) -> bool;
+}
+
+impl<F: Factory> AnyInstance for InstanceHandle<F> {
+    fn identity(&self) -> &Identity {
+        InstanceHandle::identity(self)
+    }
+
+    fn factory(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn call_json_dyn(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
+        let (tx, rx) = oneshot::channel();
+        let posted = self
+            .cell
+            .table
+            .envelope(handler, params, Some(JsonReply(tx)))
+            .and_then(|letter| self.post(Mail::Letter(letter)));
+        Box::pin(async move {
+            posted?;
+            await_reply(rx, timeout).await
+        })
+    }
+
+    fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
+        self.tell_json(handler, params)
+    }
+
+    fn is_alive(&self) -> bool {
+        InstanceHandle::is_alive(self)
+    }
+}

@@ -1,0 +1,140 @@
+//! Mailbox letters: a message plus where its reply goes, runnable against the state.
+//!
+//! One generic letter serves typed calls (the reply goes back as the Rust value) and JSON
+//! calls (the reply is encoded first). Running a letter catches a panic in the handler and
+//! answers the caller with [`CallError::Panicked`], so a crash never leaves a caller hanging.
+
+use super::factory::{Handler, Message};
+use crate::telemetry::Outcome;
+use crate::{CallError, Context};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::panic::AssertUnwindSafe;
+use tokio::sync::oneshot;
+
+/// How a turn ended.
+pub(crate) enum Turn {
+    /// The handler returned (a reply or an error).
+    Done(Outcome),
+    /// The handler panicked with this message; the state is suspect.
+    Panicked(String),
+}
+
+/// A letter in an instance's mailbox.
+pub(crate) trait Envelope<F>: Send {
+    /// The handler this letter is for.
+    fn handler(&self) -> &'static str;
+    /// Runs the handler in the instance's turn and answers the caller.
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn>;
+    /// Answers the caller with `err` without running (the instance stopped first).
+    /// Returns whether anybody was waiting for an answer.
+    fn reject(self: Box<Self>, err: CallError) -> bool;
+}
+
+/// Where a reply goes.
+pub(crate) trait ReplySlot<T>: Send + 'static {
+    fn answer(self, handler: &'static str, result: Result<T, CallError>);
+}
+
+impl<T: Send + 'static> ReplySlot<T> for oneshot::Sender<Result<T, CallError>> {
+    fn answer(self, _handler: &'static str, result: Result<T, CallError>) {
+        let _ = self.send(result);
+    }
+}
+
+/// A reply slot that encodes the reply as JSON.
+pub(crate) struct JsonReply(pub(crate) oneshot::Sender<Result<serde_json::Value, CallError>>);
+
+impl<T: Serialize> ReplySlot<T> for JsonReply {
+    fn answer(self, handler: &'static str, result: Result<T, CallError>) {
+        let encoded = result.and_then(|r| {
+            serde_json::to_value(r).map_err(|e| CallError::ReplyEncoding {
+                handler: handler.to_owned(),
+                message: e.to_string(),
+            })
+        });
+        let _ = self.0.send(encoded);
+    }
+}
+
+/// A message and its optional reply slot (`None` for a tell).
+pub(crate) struct Letter<M, R> {
+    msg: M,
+    reply: Option<R>,
+}
+
+impl<M, R> Letter<M, R> {
+    pub(crate) fn new(msg: M, reply: Option<R>) -> Self {
+        Self { msg, reply }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+impl<F, M, R> Envelope<F> for Letter<M, R>
+where
+    F: Handler<M>,
+    M: Message,
+    R: ReplySlot<M::Reply>,
+{
+    fn handler(&self) -> &'static str {
+        M::NAME
+    }
+
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+        let Letter { msg, reply } = *self;
+        Box::pin(async move {
+            // The async block makes even a panic before the first await land in catch_unwind.
+            let result = AssertUnwindSafe(async move { state.handle(msg, ctx).await })
+                .catch_unwind()
+                .await;
+            match result {
+                Ok(Ok(value)) => {
+                    if let Some(reply) = reply {
+                        reply.answer(M::NAME, Ok(value));
+                    }
+                    Turn::Done(Outcome::Ok)
+                }
+                Ok(Err(err)) => {
+                    if let Some(reply) = reply {
+                        reply.answer(M::NAME, Err(CallError::Handler(err)));
+                    }
+                    Turn::Done(Outcome::Error)
+                }
+                Err(payload) => {
+                    let message = panic_message(&*payload);
+                    if let Some(reply) = reply {
+                        reply.answer(
+                            M::NAME,
+                            Err(CallError::Panicked {
+                                handler: M::NAME.to_owned(),
+                                message: message.clone(),
+                            }),
+                        );
+                    }
+                    Turn::Panicked(message)
+                }
+            }
+        })
+    }
+
+    fn reject(self: Box<Self>, err: CallError) -> bool {
+        match self.reply {
+            Some(reply) => {
+                reply.answer(M::NAME, Err(err));
+                true
+            }
+            None => false,
+        }
+    }
+}

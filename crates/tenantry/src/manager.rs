@@ -1,0 +1,642 @@
+//! Instance managers: the get-or-start directory for keyed instances of one factory.
+//!
+//! The directory is two-level, partition then key, so every operation is scoped to one
+//! partition by construction and `stats` never scans another tenant. A slot is
+//! `Activating` while one winner thaws or starts the instance (concurrent `get`s wait for
+//! it), `Live` while it runs, and `Stopping` while it hibernates (a `get` waits, then
+//! thaws the fresh checkpoint), so there are never two live instances with one identity.
+
+use crate::checkpoint::{self, CheckpointIdentity};
+use crate::instance::actor::{Actor, Mail, start_hook};
+use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Liveness};
+use crate::instance::context::Context;
+use crate::instance::factory::Factory;
+use crate::instance::handlers::{HandlerInfo, HandlerTable};
+use crate::runtime::{RuntimeInner, Shared};
+use crate::telemetry::{EventKind, StopReason, metric};
+use crate::{Error, Identity, IntoKey, Key, Partition};
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How many crashes an instance survives, and over what window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window`; the next crash stops the instance.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            max_restarts: 3,
+            window: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A manager's settings.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Letters an instance's mailbox holds before `tell`/`call` fail with `MailboxFull`.
+    pub mailbox_capacity: usize,
+    /// Hibernate an instance after this long with no message and no keep-alive owner.
+    /// Off (`None`) by default.
+    pub idle_timeout: Option<Duration>,
+    /// Default timeout of `call`.
+    pub call_timeout: Duration,
+    /// Crash restart bound.
+    pub restart: RestartPolicy,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            mailbox_capacity: 1024,
+            idle_timeout: None,
+            call_timeout: Duration::from_secs(5),
+            restart: RestartPolicy::default(),
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// Sets the idle timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the mailbox capacity (at least 1).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets the default call timeout.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets the restart policy.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+}
+
+/// Live instances of one manager in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ManagerStats {
+    /// The partition counted.
+    pub partition: Partition,
+    /// Number of live instances.
+    pub count: usize,
+    /// Their keys, sorted.
+    pub keys: Vec<Key>,
+}
+
+pub(crate) enum Slot<F: Factory> {
+    /// A winner is starting it; wait for the sender to drop, then look again.
+    Activating(watch::Receiver<()>),
+    Live(InstanceHandle<F>),
+    /// It is hibernating; wait, then look again (and thaw).
+    Stopping(watch::Receiver<()>),
+}
+
+pub(crate) type PartitionDir<F> = DashMap<Key, Slot<F>>;
+
+pub(crate) struct ManagerCore<F: Factory> {
+    pub(crate) name: Arc<str>,
+    pub(crate) config: ManagerConfig,
+    pub(crate) table: Arc<HandlerTable<F>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) runtime: Weak<RuntimeInner>,
+    dirs: DashMap<Partition, Arc<PartitionDir<F>>>,
+}
+
+/// A named manager of keyed instances of factory `F`. Cheap to clone.
+pub struct Manager<F: Factory> {
+    core: Arc<ManagerCore<F>>,
+}
+
+impl<F: Factory> Clone for Manager<F> {
+    fn clone(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+        }
+    }
+}
+
+/// Removes an `Activating` slot if its winner goes away before finishing (an error or a
+/// cancelled `get`), and wakes the waiters either way.
+struct ActivationGuard<'a, F: Factory> {
+    dir: &'a PartitionDir<F>,
+    key: &'a Key,
+    _gate: watch::Sender<()>,
+    done: bool,
+}
+
+impl<F: Factory> Drop for ActivationGuard<'_, F> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dir
+                .remove_if(self.key, |_, slot| matches!(slot, Slot::Activating(_)));
+        }
+    }
+}
+
+enum Lookup<F: Factory> {
+    Live(InstanceHandle<F>),
+    Wait(watch::Receiver<()>),
+    Vacant,
+}
+
+impl<F: Factory> ManagerCore<F> {
+    fn dir(&self, partition: &Partition) -> Arc<PartitionDir<F>> {
+        if let Some(dir) = self.dirs.get(partition) {
+            return dir.clone();
+        }
+        self.dirs
+            .entry(partition.clone())
+            .or_insert_with(|| Arc::new(DashMap::new()))
+            .clone()
+    }
+
+    fn look(&self, key: &Key, partition: &Partition) -> Lookup<F> {
+        let Some(dir) = self.dirs.get(partition) else {
+            return Lookup::Vacant;
+        };
+        match dir.get(key).as_deref() {
+            Some(Slot::Live(h)) => Lookup::Live(h.clone()),
+            Some(Slot::Activating(rx) | Slot::Stopping(rx)) => Lookup::Wait(rx.clone()),
+            None => Lookup::Vacant,
+        }
+    }
+
+    fn identity(&self, key: Key, partition: &Partition) -> Identity {
+        Identity::new(partition.clone(), self.name.clone(), key)
+    }
+
+    /// Reads and checks the checkpoint of `identity`: `None` when there is none.
+    pub(crate) async fn thaw(&self, identity: &Identity) -> Result<Option<(F, u64)>, Error> {
+        let Some(record) = self.shared.store.get(identity).await? else {
+            return Ok(None);
+        };
+        let thaw_failed = |cause| {
+            let err = Error::ThawFailed {
+                identity: identity.clone(),
+                cause,
+            };
+            self.shared.telemetry.emit(
+                identity,
+                EventKind::ThawFailed {
+                    error: err.to_string(),
+                },
+            );
+            err
+        };
+        let decoded = checkpoint::decode(
+            &record.bytes,
+            CheckpointIdentity {
+                factory: F::NAME,
+                state_version: F::STATE_VERSION,
+                partition: &identity.partition,
+                key: &identity.key,
+            },
+        )
+        .map_err(thaw_failed)?;
+        let state = if decoded.state_version < F::STATE_VERSION {
+            let old: serde_json::Value = serde_json::from_str(decoded.state)
+                .map_err(|e| thaw_failed(checkpoint::CheckpointError::State(e.to_string())))?;
+            let upgraded = F::upgrade(decoded.state_version, old).map_err(|reason| {
+                thaw_failed(checkpoint::CheckpointError::UpgradeFailed {
+                    from: decoded.state_version,
+                    reason,
+                })
+            })?;
+            serde_json::from_value(upgraded)
+        } else {
+            serde_json::from_str(decoded.state)
+        }
+        .map_err(|e| thaw_failed(checkpoint::CheckpointError::State(e.to_string())))?;
+        Ok(Some((state, record.version)))
+    }
+
+    async fn get(
+        self: &Arc<Self>,
+        key: Key,
+        partition: &Partition,
+        initial: Option<F>,
+    ) -> Result<InstanceHandle<F>, Error> {
+        let mut initial = initial;
+        loop {
+            match self.look(&key, partition) {
+                Lookup::Live(h) => return Ok(h),
+                Lookup::Wait(mut rx) => {
+                    let _ = rx.changed().await;
+                    continue;
+                }
+                Lookup::Vacant => {}
+            }
+            if self.shared.is_closed() {
+                return Err(Error::ShutDown);
+            }
+            let dir = self.dir(partition);
+            let gate = match dir.entry(key.clone()) {
+                dashmap::Entry::Occupied(_) => continue,
+                dashmap::Entry::Vacant(slot) => {
+                    let (gate, rx) = watch::channel(());
+                    slot.insert(Slot::Activating(rx));
+                    gate
+                }
+            };
+            let mut guard = ActivationGuard {
+                dir: &dir,
+                key: &key,
+                _gate: gate,
+                done: false,
+            };
+            let handle = self
+                .activate(&dir, key.clone(), partition, initial.take())
+                .await?;
+            dir.insert(key.clone(), Slot::Live(handle.clone()));
+            guard.done = true;
+            return Ok(handle);
+        }
+    }
+
+    async fn activate(
+        self: &Arc<Self>,
+        dir: &Arc<PartitionDir<F>>,
+        key: Key,
+        partition: &Partition,
+        initial: Option<F>,
+    ) -> Result<InstanceHandle<F>, Error> {
+        let identity = Arc::new(self.identity(key, partition));
+        let (mut state, version, initial_bytes) = match self.thaw(&identity).await? {
+            Some((state, version)) => (state, Some(version), None),
+            None => match initial {
+                Some(state) => {
+                    let bytes = serde_json::to_vec(&state).map_err(|e| Error::StateEncoding {
+                        identity: (*identity).clone(),
+                        reason: e.to_string(),
+                    })?;
+                    (state, None, Some(Arc::<[u8]>::from(bytes)))
+                }
+                None => (F::fresh(&identity), None, None),
+            },
+        };
+        let thawed = version.is_some();
+        let mut ctx = Context::new(identity.clone(), self.runtime.clone());
+        if let Err(reason) = start_hook(&mut state, &mut ctx, thawed).await {
+            self.shared
+                .telemetry
+                .count(metric::CRASHES, &identity, ("kind", "activation"));
+            return Err(Error::ActivationFailed {
+                identity: (*identity).clone(),
+                reason,
+            });
+        }
+        let (tx, rx) = mpsc::channel(self.config.mailbox_capacity);
+        let cell = Arc::new(Cell {
+            identity: identity.clone(),
+            tx,
+            live: Liveness::new(self.shared.epoch),
+            table: self.table.clone(),
+            call_timeout: self.config.call_timeout,
+            capacity: self.config.mailbox_capacity,
+        });
+        let telemetry = &self.shared.telemetry;
+        telemetry.count(
+            metric::ACTIVATIONS,
+            &identity,
+            ("mode", if thawed { "thawed" } else { "fresh" }),
+        );
+        telemetry.emit(
+            &identity,
+            match version {
+                Some(version) => EventKind::Thawed { version },
+                None => EventKind::Started,
+            },
+        );
+        let actor = Actor {
+            core: self.clone(),
+            dir: dir.clone(),
+            cell: cell.clone(),
+            rx,
+            state,
+            ctx,
+            version,
+            initial: initial_bytes,
+            restarts: VecDeque::new(),
+            metrics: Default::default(),
+        };
+        tokio::spawn(actor.run());
+        Ok(InstanceHandle { cell })
+    }
+
+    async fn stop(
+        &self,
+        key: &Key,
+        partition: &Partition,
+        reason: StopReason,
+    ) -> Result<(), Error> {
+        loop {
+            match self.look(key, partition) {
+                Lookup::Live(h) => {
+                    let (tx, rx) = oneshot::channel();
+                    let mail = Mail::Stop {
+                        reason,
+                        reply: Some(tx),
+                    };
+                    if h.cell.tx.send(mail).await.is_err() {
+                        // It ended between the lookup and the send.
+                        return Err(Error::NotFound(self.identity(key.clone(), partition)));
+                    }
+                    return rx.await.unwrap_or(Ok(()));
+                }
+                Lookup::Wait(mut rx) => {
+                    let _ = rx.changed().await;
+                }
+                Lookup::Vacant => {
+                    return Err(Error::NotFound(self.identity(key.clone(), partition)));
+                }
+            }
+        }
+    }
+
+    fn live_keys(&self, partition: &Partition) -> Vec<Key> {
+        let Some(dir) = self.dirs.get(partition) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<Key> = dir
+            .iter()
+            .filter(|e| matches!(e.value(), Slot::Live(_)))
+            .map(|e| e.key().clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn partitions(&self) -> Vec<Partition> {
+        self.dirs.iter().map(|e| e.key().clone()).collect()
+    }
+}
+
+impl<F: Factory> Manager<F> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        config: ManagerConfig,
+        shared: Arc<Shared>,
+        runtime: Weak<RuntimeInner>,
+    ) -> Result<Self, Error> {
+        let table = HandlerTable::<F>::build().map_err(|handlers| Error::DuplicateHandler {
+            factory: F::NAME,
+            handlers,
+        })?;
+        Ok(Self {
+            core: Arc::new(ManagerCore {
+                name,
+                config,
+                table: Arc::new(table),
+                shared,
+                runtime,
+                dirs: DashMap::new(),
+            }),
+        })
+    }
+
+    /// The manager's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The manager's settings.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.core.config
+    }
+
+    /// Gets the live instance of `key` in `partition`, else thaws it from the store, else
+    /// starts it fresh. Concurrent `get`s of one key yield one instance.
+    pub async fn get(
+        &self,
+        key: impl IntoKey,
+        partition: &Partition,
+    ) -> Result<InstanceHandle<F>, Error> {
+        self.core.get(key.into_key()?, partition, None).await
+    }
+
+    /// Like [`Manager::get`], with the state to use if it starts fresh (a checkpoint, if
+    /// any, wins).
+    pub async fn get_with(
+        &self,
+        key: impl IntoKey,
+        partition: &Partition,
+        initial: F,
+    ) -> Result<InstanceHandle<F>, Error> {
+        self.core
+            .get(key.into_key()?, partition, Some(initial))
+            .await
+    }
+
+    /// The live instance of `key` in `partition`, if any. Never starts one.
+    pub fn lookup(
+        &self,
+        key: impl IntoKey,
+        partition: &Partition,
+    ) -> Result<Option<InstanceHandle<F>>, Error> {
+        let key = key.into_key()?;
+        Ok(match self.core.look(&key, partition) {
+            Lookup::Live(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// Stops the instance cleanly: finishes its queued letters, hibernates it, and
+    /// removes it. `NotFound` when it is not live. If the checkpoint cannot be written the
+    /// instance stays live and the error is returned.
+    pub async fn stop(&self, key: impl IntoKey, partition: &Partition) -> Result<(), Error> {
+        let key = key.into_key()?;
+        self.core.stop(&key, partition, StopReason::Requested).await
+    }
+
+    /// Count and keys of the live instances in `partition` only.
+    pub fn stats(&self, partition: &Partition) -> ManagerStats {
+        let keys = self.core.live_keys(partition);
+        ManagerStats {
+            partition: partition.clone(),
+            count: keys.len(),
+            keys,
+        }
+    }
+
+    /// Attaches a keep-alive owner to a live instance (`NotFound` otherwise).
+    pub fn attach(&self, key: impl IntoKey, partition: &Partition) -> Result<KeepAlive, Error> {
+        let key = key.into_key()?;
+        match self.core.look(&key, partition) {
+            Lookup::Live(h) => Ok(h.attach()),
+            _ => Err(Error::NotFound(self.core.identity(key, partition))),
+        }
+    }
+
+    /// Resets a live instance's idle timer (`NotFound` otherwise).
+    pub fn touch(&self, key: impl IntoKey, partition: &Partition) -> Result<(), Error> {
+        let key = key.into_key()?;
+        match self.core.look(&key, partition) {
+            Lookup::Live(h) => {
+                h.touch();
+                Ok(())
+            }
+            _ => Err(Error::NotFound(self.core.identity(key, partition))),
+        }
+    }
+
+    /// The factory's handlers with their descriptions and JSON Schemas.
+    pub fn handlers(&self) -> Vec<HandlerInfo> {
+        self.core.table.infos().cloned().collect()
+    }
+
+    /// Hibernates and stops every live instance in every partition; returns how many
+    /// stopped and the errors of those that could not hibernate.
+    pub async fn stop_all(&self) -> (usize, Vec<Error>) {
+        self.stop_matching(None, StopReason::Shutdown).await
+    }
+
+    /// Hibernates and stops every live instance of one partition.
+    pub async fn stop_partition(&self, partition: &Partition) -> (usize, Vec<Error>) {
+        self.stop_matching(Some(partition), StopReason::Requested)
+            .await
+    }
+
+    async fn stop_matching(
+        &self,
+        partition: Option<&Partition>,
+        reason: StopReason,
+    ) -> (usize, Vec<Error>) {
+        let partitions = match partition {
+            Some(p) => vec![p.clone()],
+            None => self.core.partitions(),
+        };
+        let mut stops = FuturesUnordered::new();
+        for p in partitions {
+            for key in self.core.live_keys(&p) {
+                let core = self.core.clone();
+                let p = p.clone();
+                stops.push(async move { core.stop(&key, &p, reason).await });
+            }
+        }
+        let mut stopped = 0;
+        let mut errors = Vec::new();
+        while let Some(result) = stops.next().await {
+            match result {
+                Ok(()) | Err(Error::NotFound(_)) => stopped += 1,
+                Err(e) => errors.push(e),
+            }
+        }
+        (stopped, errors)
+    }
+}
+
+/// A manager without its factory type: what the runtime registry, the bus and the gateway
+/// hold.
+pub trait AnyManager: Send + Sync + 'static {
+    /// The manager's name.
+    fn name(&self) -> &str;
+    /// The factory it manages.
+    fn factory(&self) -> &'static str;
+    /// [`Manager::get`] without the factory type.
+    fn get_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>>;
+    /// [`Manager::lookup`] without the factory type.
+    fn lookup_dyn(&self, key: &Key, partition: &Partition) -> Option<Arc<dyn AnyInstance>>;
+    /// [`Manager::stop`] without the factory type.
+    fn stop_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+    /// [`Manager::stats`].
+    fn stats_dyn(&self, partition: &Partition) -> ManagerStats;
+    /// [`Manager::handlers`].
+    fn handlers_dyn(&self) -> Vec<HandlerInfo>;
+    /// [`Manager::stop_all`].
+    fn stop_all_dyn(&self) -> BoxFuture<'_, (usize, Vec<Error>)>;
+    /// [`Manager::stop_partition`].
+    fn stop_partition_dyn<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, (usize, Vec<Error>)>;
+    /// For downcasting to [`Manager<F>`].
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<F: Factory> AnyManager for Manager<F> {
+    fn name(&self) -> &str {
+        Manager::name(self)
+    }
+
+    fn factory(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn get_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>> {
+        Box::pin(async move {
+            let handle = self.core.get(key, partition, None).await?;
+            Ok(Arc::new(handle) as Arc<dyn AnyInstance>)
+        })
+    }
+
+    fn lookup_dyn(&self, key: &Key, partition: &Partition) -> Option<Arc<dyn AnyInstance>> {
+        match self.core.look(key, partition) {
+            Lookup::Live(h) => Some(Arc::new(h)),
+            _ => None,
+        }
+    }
+
+    fn stop_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.core.stop(&key, partition, StopReason::Requested).await })
+    }
+
+    fn stats_dyn(&self, partition: &Partition) -> ManagerStats {
+        self.stats(partition)
+    }
+
+    fn handlers_dyn(&self) -> Vec<HandlerInfo> {
+        self.handlers()
+    }
+
+    fn stop_all_dyn(&self) -> BoxFuture<'_, (usize, Vec<Error>)> {
+        Box::pin(self.stop_all())
+    }
+
+    fn stop_partition_dyn<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, (usize, Vec<Error>)> {
+        Box::pin(self.stop_partition(partition))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,236 @@
+//! The runtime: one host of managers over one store, with one telemetry hub.
+//!
+//! Several runtimes in one process share nothing: each has its own store handle,
+//! managers, directories and event stream.
+
+use crate::instance::factory::Factory;
+use crate::manager::{AnyManager, Manager, ManagerConfig};
+use crate::store::{CheckpointStore, MemoryStore, RedbStore, StoreError};
+use crate::telemetry::{EventStream, Telemetry};
+use crate::{Error, Partition};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// What every manager of a runtime shares.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn CheckpointStore>,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) epoch: Instant,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    shared: Arc<Shared>,
+    managers: RwLock<HashMap<Arc<str>, Arc<dyn AnyManager>>>,
+}
+
+impl RuntimeInner {
+    pub(crate) fn manager_dyn(&self, name: &str) -> Option<Arc<dyn AnyManager>> {
+        self.managers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn typed_manager<F: Factory>(&self, name: &str) -> Result<Manager<F>, Error> {
+        self.manager_dyn(name)
+            .and_then(|m| m.as_any().downcast_ref::<Manager<F>>().cloned())
+            .ok_or_else(|| Error::UnknownManager(name.to_owned()))
+    }
+}
+
+/// A Tenantry runtime. Cheap to clone; clones share the same runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: Option<Arc<dyn CheckpointStore>>,
+    event_capacity: usize,
+    metric_partition_labels: bool,
+}
+
+impl RuntimeBuilder {
+    /// Uses `store` for checkpoints.
+    pub fn store(mut self, store: impl CheckpointStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Uses a shared store handle for checkpoints.
+    pub fn store_arc(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Uses the embedded redb store at `path` (created if missing).
+    pub fn redb(self, path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Ok(self.store(RedbStore::open(path)?))
+    }
+
+    /// How many events a slow subscriber may fall behind before it lags (default 4096).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
+    }
+
+    /// Whether metrics carry a `partition` label (default true). Switch off with very
+    /// many tenants to bound metric cardinality.
+    pub fn metric_partition_labels(mut self, on: bool) -> Self {
+        self.metric_partition_labels = on;
+        self
+    }
+
+    /// Builds the runtime (an in-memory store unless one was given).
+    pub fn build(self) -> Runtime {
+        let shared = Arc::new(Shared {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            telemetry: Telemetry::new(self.event_capacity, self.metric_partition_labels),
+            epoch: Instant::now(),
+            closed: AtomicBool::new(false),
+        });
+        Runtime {
+            inner: Arc::new(RuntimeInner {
+                shared,
+                managers: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+/// What [`Runtime::shutdown`] did.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    /// Instances hibernated and stopped.
+    pub stopped: usize,
+    /// Instances that could not hibernate (they were left running until the runtime drops).
+    pub errors: Vec<Error>,
+}
+
+impl Runtime {
+    /// A builder.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            store: None,
+            event_capacity: 4096,
+            metric_partition_labels: true,
+        }
+    }
+
+    /// A runtime over `store`.
+    pub fn new(store: impl CheckpointStore) -> Self {
+        Self::builder().store(store).build()
+    }
+
+    /// A runtime over an in-memory store.
+    pub fn in_memory() -> Self {
+        Self::builder().build()
+    }
+
+    /// The checkpoint store.
+    pub fn store(&self) -> &Arc<dyn CheckpointStore> {
+        &self.inner.shared.store
+    }
+
+    /// Registers a manager named `name` for factory `F`. Names are unique per runtime and
+    /// follow the partition-name rules (ASCII letters, digits, `_`, `-`).
+    pub fn register<F: Factory>(
+        &self,
+        name: &str,
+        config: ManagerConfig,
+    ) -> Result<Manager<F>, Error> {
+        crate::partition::check_name(name).map_err(|e| Error::InvalidName {
+            what: "manager",
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut managers = self
+            .inner
+            .managers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if managers.contains_key(name) {
+            return Err(Error::DuplicateManager(name.to_owned()));
+        }
+        let name: Arc<str> = Arc::from(name);
+        let manager = Manager::<F>::new(
+            name.clone(),
+            config,
+            self.inner.shared.clone(),
+            Arc::downgrade(&self.inner),
+        )?;
+        managers.insert(name, Arc::new(manager.clone()));
+        Ok(manager)
+    }
+
+    /// The manager named `name`, if it manages factory `F`.
+    pub fn manager<F: Factory>(&self, name: &str) -> Result<Manager<F>, Error> {
+        self.inner.typed_manager(name)
+    }
+
+    /// The manager named `name`, without its factory type.
+    pub fn manager_dyn(&self, name: &str) -> Option<Arc<dyn AnyManager>> {
+        self.inner.manager_dyn(name)
+    }
+
+    /// The names of all registered managers, sorted.
+    pub fn manager_names(&self) -> Vec<String> {
+        let managers = self
+            .inner
+            .managers
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = managers.keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// Subscribes to runtime events.
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.shared.telemetry.subscribe()
+    }
+
+    fn all_managers(&self) -> Vec<Arc<dyn AnyManager>> {
+        let managers = self
+            .inner
+            .managers
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        managers.values().cloned().collect()
+    }
+
+    /// Hibernates every live instance of one partition, across all managers.
+    pub async fn stop_partition(&self, partition: &Partition) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        for manager in self.all_managers() {
+            let (stopped, errors) = manager.stop_partition_dyn(partition).await;
+            report.stopped += stopped;
+            report.errors.extend(errors);
+        }
+        report
+    }
+
+    /// Refuses new activations, then hibernates every live instance.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.inner.shared.closed.store(true, Ordering::Release);
+        let mut report = ShutdownReport::default();
+        for manager in self.all_managers() {
+            let (stopped, errors) = manager.stop_all_dyn().await;
+            report.stopped += stopped;
+            report.errors.extend(errors);
+        }
+        report
+    }
+}

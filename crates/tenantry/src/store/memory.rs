@@ -1,0 +1,112 @@
+//! An in-memory checkpoint store: fast, shared-nothing between runtimes, lost on exit.
+
+use super::{CheckpointStore, Record, StoreError, StoreKey, check_version};
+use crate::{Key, Partition};
+use dashmap::DashMap;
+use futures::future::{BoxFuture, FutureExt, ready};
+use std::sync::Arc;
+
+type Slot = (Partition, Arc<str>, Key);
+
+/// A checkpoint store held in memory; for tests, benchmarks and ephemeral runtimes.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    records: Arc<DashMap<Slot, Record>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of records held, all partitions together (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+fn slot(key: &StoreKey) -> Slot {
+    (key.partition.clone(), key.manager.clone(), key.key.clone())
+}
+
+impl CheckpointStore for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        ready(Ok(self.records.get(&slot(key)).map(|r| r.clone()))).boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let result = match self.records.entry(slot(key)) {
+            dashmap::Entry::Occupied(mut e) => check_version(expected, Some(e.get().version))
+                .inspect(|&version| {
+                    e.insert(Record { version, bytes });
+                }),
+            dashmap::Entry::Vacant(e) => check_version(expected, None).inspect(|&version| {
+                e.insert(Record { version, bytes });
+            }),
+        };
+        ready(result).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let slot = slot(key);
+        let result = match self.records.get(&slot).map(|r| r.version) {
+            None => Ok(false),
+            Some(actual) if expected.is_some_and(|e| e != actual) => Err(StoreError::Conflict {
+                expected,
+                actual: Some(actual),
+            }),
+            Some(actual) => Ok(self
+                .records
+                .remove_if(&slot, |_, r| r.version == actual)
+                .is_some()),
+        };
+        ready(result).boxed()
+    }
+
+    fn list<'a>(
+        &'a self,
+        partition: &'a Partition,
+        manager: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>> {
+        let mut keys: Vec<(Key, u64)> = self
+            .records
+            .iter()
+            .filter(|e| &e.key().0 == partition && &*e.key().1 == manager)
+            .map(|e| (e.key().2.clone(), e.value().version))
+            .collect();
+        keys.sort();
+        ready(Ok(keys)).boxed()
+    }
+
+    fn purge_partition<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let mut removed = 0u64;
+        self.records.retain(|k, _| {
+            let keep = &k.0 != partition;
+            removed += u64::from(!keep);
+            keep
+        });
+        ready(Ok(removed)).boxed()
+    }
+}

@@ -1,0 +1,99 @@
+//! Checkpoint stores: where hibernated instances live.
+//!
+//! A store maps `(partition, manager, key)` to a versioned byte record. It knows nothing
+//! of the checkpoint format (see [`crate::checkpoint`]); it only keeps bytes and enforces
+//! compare-and-set on the version, which fences stale writers. Backends: [`MemoryStore`]
+//! for tests and benchmarks, [`RedbStore`] as the embedded, durable default.
+
+mod memory;
+mod redb;
+
+pub use self::memory::MemoryStore;
+pub use self::redb::{RedbOptions, RedbStore};
+
+use crate::{Identity, Key, Partition};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// Where one checkpoint lives: an instance [`Identity`]. The partition is part of it, so
+/// the same manager and key in two partitions are two records.
+pub type StoreKey = Identity;
+
+/// A stored record: its version (1 for the first write, +1 per write) and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The record's version, for compare-and-set.
+    pub version: u64,
+    /// The opaque bytes (an encoded checkpoint).
+    pub bytes: Arc<[u8]>,
+}
+
+/// What a store can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-set found another version than the writer expected.
+    #[error("version conflict: expected {expected:?}, found {actual:?}")]
+    Conflict {
+        /// The version the writer expected (`None`: the record must not exist).
+        expected: Option<u64>,
+        /// The version found (`None`: no record).
+        actual: Option<u64>,
+    },
+    /// The store cannot be reached or did not answer; nothing was changed by this call.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with something it should not hold.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A checkpoint store. Every method is scoped by partition; none lists across partitions.
+///
+/// Implementations must be durable on acknowledgement: once `put` returns `Ok`, the record
+/// survives a crash of the process.
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// A short name for logs and errors (`memory`, `redb`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Reads one record.
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+
+    /// Writes one record if its current version equals `expected` (`None`: it must not
+    /// exist). Returns the new version. A stale writer gets [`StoreError::Conflict`].
+    fn put<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// Deletes one record, if its version equals `expected` (`None`: whatever it is).
+    /// Returns whether a record was deleted.
+    fn delete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Lists the keys and versions held for one manager in one partition, in key order.
+    fn list<'a>(
+        &'a self,
+        partition: &'a Partition,
+        manager: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>>;
+
+    /// Deletes every record of one partition (all managers). Returns how many.
+    fn purge_partition<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+}
+
+/// Checks a compare-and-set: shared by every backend so they agree on the rule.
+pub(crate) fn check_version(expected: Option<u64>, actual: Option<u64>) -> Result<u64, StoreError> {
+    if expected == actual {
+        Ok(actual.map_or(1, |v| v + 1))
+    } else {
+        Err(StoreError::Conflict { expected, actual })
+    }
+}

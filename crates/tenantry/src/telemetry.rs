@@ -1,0 +1,310 @@
+//! Runtime telemetry: a subscribable event stream, tracing fields and metrics.
+//!
+//! Every event carries the partition, the manager and the key of the instance it is about.
+//! Events go through a broadcast channel; when nobody subscribes, emitting costs one
+//! atomic load and builds nothing. Metrics go through the `metrics` crate facade, so the
+//! embedding program picks the exporter; their partition label can be switched off for
+//! deployments with very many tenants.
+
+use crate::{Key, Partition};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
+
+/// Metric names, as exported.
+pub mod metric {
+    /// Counter: instances activated; labels `partition`, `manager`, `mode` (fresh, thawed).
+    pub const ACTIVATIONS: &str = "tenantry_activations_total";
+    /// Counter: hibernation attempts; labels `partition`, `manager`, `outcome`.
+    pub const HIBERNATIONS: &str = "tenantry_hibernations_total";
+    /// Counter: handler calls; labels `partition`, `manager`, `handler`, `outcome`.
+    pub const HANDLER_CALLS: &str = "tenantry_handler_calls_total";
+    /// Histogram: handler duration in seconds; labels `partition`, `manager`, `handler`.
+    pub const HANDLER_SECONDS: &str = "tenantry_handler_duration_seconds";
+    /// Counter: handler or hook panics; labels `partition`, `manager`.
+    pub const CRASHES: &str = "tenantry_crashes_total";
+    /// Gauge: live instances; labels `partition`, `manager`.
+    pub const LIVE_INSTANCES: &str = "tenantry_live_instances";
+}
+
+/// One thing that happened to one instance.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The instance's partition.
+    pub partition: Partition,
+    /// The instance's manager.
+    pub manager: Arc<str>,
+    /// The instance's key.
+    pub key: Key,
+    /// When it happened.
+    pub at: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Why an instance stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `stop` was called, or the instance asked to stop.
+    Requested,
+    /// It was idle for the manager's idle timeout.
+    Idle,
+    /// The runtime shut down.
+    Shutdown,
+    /// Its checkpoint was overwritten by another writer; it stopped without writing.
+    Fenced,
+}
+
+/// How a handler call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler returned a reply.
+    Ok,
+    /// The handler returned an error.
+    Error,
+    /// The handler panicked.
+    Panic,
+}
+
+impl Outcome {
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Panic => "panic",
+        }
+    }
+}
+
+/// The kinds of runtime events.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// Started fresh (no checkpoint).
+    Started,
+    /// Started from a checkpoint of this version.
+    Thawed {
+        /// The checkpoint's store version.
+        version: u64,
+    },
+    /// A checkpoint was written.
+    Hibernated {
+        /// The new store version.
+        version: u64,
+    },
+    /// A checkpoint write failed; the instance stays live unless it was fenced.
+    HibernateFailed {
+        /// Why.
+        error: String,
+    },
+    /// A stored checkpoint could not be used; nothing was started.
+    ThawFailed {
+        /// Why.
+        error: String,
+    },
+    /// The instance stopped (after hibernating, unless fenced).
+    Stopped {
+        /// Why it stopped.
+        reason: StopReason,
+    },
+    /// The instance stopped because it was idle, after hibernating.
+    IdleStopped {
+        /// How long it had been idle.
+        idle_for: Duration,
+    },
+    /// A handler or hook panicked.
+    Crashed {
+        /// The panic message.
+        message: String,
+    },
+    /// The instance restarted from its last good state after a crash.
+    Restarted {
+        /// Restarts within the current policy window, this one included.
+        attempt: u32,
+    },
+    /// The restart bound was exceeded; the instance stopped without a checkpoint.
+    GaveUp {
+        /// Why.
+        reason: String,
+    },
+    /// A lifecycle hook returned an error that did not stop the instance.
+    HookFailed {
+        /// The hook (`on_stop`, ...).
+        hook: &'static str,
+        /// Its error.
+        error: String,
+    },
+    /// A handler finished.
+    HandlerFinished {
+        /// The handler's name.
+        handler: &'static str,
+        /// How long it ran.
+        duration: Duration,
+        /// How it ended.
+        outcome: Outcome,
+    },
+    /// A message accepted into the mailbox was dropped because the instance stopped first.
+    MessageDropped {
+        /// The handler it was for.
+        handler: &'static str,
+    },
+}
+
+/// A subscription to runtime events.
+pub struct EventStream {
+    rx: broadcast::Receiver<Arc<Event>>,
+}
+
+/// Why [`EventStream::recv`] returned no event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The subscriber fell behind and this many events were skipped.
+    #[error("the subscriber lagged behind and missed {0} events")]
+    Lagged(u64),
+    /// The runtime is gone.
+    #[error("the runtime is gone")]
+    Closed,
+}
+
+impl EventStream {
+    /// Waits for the next event.
+    pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
+        self.rx.recv().await.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
+            broadcast::error::RecvError::Closed => RecvError::Closed,
+        })
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Option<Result<Arc<Event>, RecvError>> {
+        match self.rx.try_recv() {
+            Ok(e) => Some(Ok(e)),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(broadcast::error::TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        }
+    }
+}
+
+/// The runtime's telemetry hub.
+#[derive(Clone)]
+pub(crate) struct Telemetry {
+    tx: broadcast::Sender<Arc<Event>>,
+    partition_labels: bool,
+}
+
+impl Telemetry {
+    pub(crate) fn new(capacity: usize, partition_labels: bool) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Self {
+            tx,
+            partition_labels,
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> EventStream {
+        EventStream {
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    /// Whether anybody listens; callers skip building events otherwise.
+    #[inline]
+    pub(crate) fn wanted(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    pub(crate) fn emit(&self, identity: &crate::Identity, kind: EventKind) {
+        if self.wanted() {
+            let _ = self.tx.send(Arc::new(Event {
+                partition: identity.partition.clone(),
+                manager: identity.manager.clone(),
+                key: identity.key.clone(),
+                at: SystemTime::now(),
+                kind,
+            }));
+        }
+    }
+
+    /// The partition label value: the name, `""` for unpartitioned, `"*"` when disabled.
+    pub(crate) fn partition_label(&self, partition: &Partition) -> String {
+        if self.partition_labels {
+            partition.as_storage_str().to_owned()
+        } else {
+            "*".to_owned()
+        }
+    }
+
+    pub(crate) fn count(
+        &self,
+        name: &'static str,
+        identity: &crate::Identity,
+        extra: (&'static str, &'static str),
+    ) {
+        metrics::counter!(
+            name,
+            "partition" => self.partition_label(&identity.partition),
+            "manager" => identity.manager.to_string(),
+            extra.0 => extra.1
+        )
+        .increment(1);
+    }
+
+    pub(crate) fn live_gauge(&self, identity: &crate::Identity) -> metrics::Gauge {
+        metrics::gauge!(
+            metric::LIVE_INSTANCES,
+            "partition" => self.partition_label(&identity.partition),
+            "manager" => identity.manager.to_string()
+        )
+    }
+}
+
+/// Per-instance cache of metric handles, so a handler call does not build labels.
+#[derive(Default)]
+pub(crate) struct HandlerMetrics {
+    by_handler: Vec<(
+        &'static str,
+        [Option<metrics::Counter>; 3],
+        metrics::Histogram,
+    )>,
+}
+
+impl HandlerMetrics {
+    pub(crate) fn record(
+        &mut self,
+        telemetry: &Telemetry,
+        identity: &crate::Identity,
+        handler: &'static str,
+        outcome: Outcome,
+        duration: Duration,
+    ) {
+        let idx = match self.by_handler.iter().position(|(h, _, _)| *h == handler) {
+            Some(i) => i,
+            None => {
+                let histogram = metrics::histogram!(
+                    metric::HANDLER_SECONDS,
+                    "partition" => telemetry.partition_label(&identity.partition),
+                    "manager" => identity.manager.to_string(),
+                    "handler" => handler
+                );
+                self.by_handler
+                    .push((handler, [None, None, None], histogram));
+                self.by_handler.len() - 1
+            }
+        };
+        let (_, counters, histogram) = &mut self.by_handler[idx];
+        histogram.record(duration.as_secs_f64());
+        counters[outcome as usize]
+            .get_or_insert_with(|| {
+                metrics::counter!(
+                    metric::HANDLER_CALLS,
+                    "partition" => telemetry.partition_label(&identity.partition),
+                    "manager" => identity.manager.to_string(),
+                    "handler" => handler,
+                    "outcome" => outcome.as_str()
+                )
+            })
+            .increment(1);
+    }
+}
