@@ -150,15 +150,15 @@ impl<F: Factory> Actor<F> {
 
     fn idle_check(&self, timeout: Duration) -> Idle {
         let live = &self.cell.live;
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         if live.owners.load(Ordering::Acquire) > 0 {
-            return Idle::Until((now + timeout).into());
+            return Idle::Until(now + timeout);
         }
         let idle_for = now.saturating_duration_since(live.last_active());
         if idle_for >= timeout {
             Idle::Expired(idle_for)
         } else {
-            Idle::Until((live.last_active() + timeout).into())
+            Idle::Until(live.last_active() + timeout)
         }
     }
 

@@ -8,8 +8,9 @@ use crate::{CallError, Identity};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Liveness shared by the actor, its handles and keep-alive owners.
 pub(crate) struct Liveness {
