@@ -12,6 +12,7 @@ use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Livene
 use crate::instance::context::Context;
 use crate::instance::factory::Factory;
 use crate::instance::handlers::{HandlerInfo, HandlerTable};
+use crate::instance::mailbox::Mailbox;
 use crate::runtime::{RuntimeInner, Shared};
 use crate::telemetry::{EventKind, StopReason, metric};
 use crate::{Error, Identity, IntoKey, Key, Partition};
@@ -22,7 +23,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 /// How many crashes an instance survives, and over what window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,14 +307,12 @@ impl<F: Factory> ManagerCore<F> {
                 reason,
             });
         }
-        let (tx, rx) = mpsc::channel(self.config.mailbox_capacity);
         let cell = Arc::new(Cell {
             identity: identity.clone(),
-            tx,
+            mailbox: Mailbox::new(self.config.mailbox_capacity),
             live: Liveness::new(self.shared.epoch),
             table: self.table.clone(),
             call_timeout: self.config.call_timeout,
-            capacity: self.config.mailbox_capacity,
         });
         let telemetry = &self.shared.telemetry;
         telemetry.count(
@@ -332,7 +331,6 @@ impl<F: Factory> ManagerCore<F> {
             core: self.clone(),
             dir: dir.clone(),
             cell: cell.clone(),
-            rx,
             state,
             ctx,
             version,
@@ -340,7 +338,12 @@ impl<F: Factory> ManagerCore<F> {
             restarts: VecDeque::new(),
             metrics: Default::default(),
         };
-        tokio::spawn(actor.run());
+        let tracker = self.shared.actors.clone();
+        tracker.enter();
+        tokio::spawn(async move {
+            actor.run().await;
+            tracker.exit();
+        });
         Ok(InstanceHandle { cell })
     }
 
@@ -358,7 +361,7 @@ impl<F: Factory> ManagerCore<F> {
                         reason,
                         reply: Some(tx),
                     };
-                    if h.cell.tx.send(mail).await.is_err() {
+                    if h.cell.mailbox.send_control(mail).is_err() {
                         // It ended between the lookup and the send.
                         return Err(Error::NotFound(self.identity(key.clone(), partition)));
                     }

@@ -10,8 +10,10 @@ use crate::telemetry::{EventStream, Telemetry};
 use crate::{Error, Partition};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What every manager of a runtime shares.
@@ -19,7 +21,45 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn CheckpointStore>,
     pub(crate) telemetry: Telemetry,
     pub(crate) epoch: Instant,
+    /// Counts running actor tasks. Kept apart from the store so that, once it reads zero,
+    /// no task holds the store any more (a reopened redb file is free).
+    pub(crate) actors: Arc<ActorTracker>,
     closed: AtomicBool,
+}
+
+/// Counts actor tasks and wakes whoever waits for them to end.
+#[derive(Default)]
+pub(crate) struct ActorTracker {
+    live: AtomicUsize,
+    changed: Notify,
+}
+
+impl ActorTracker {
+    pub(crate) fn enter(&self) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Called as the very last thing an actor task does, after dropping its state.
+    pub(crate) fn exit(&self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until at most `n` actors run, or `limit` passes.
+    async fn wait_at_most(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.load(Ordering::Acquire) <= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -99,6 +139,7 @@ impl RuntimeBuilder {
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             telemetry: Telemetry::new(self.event_capacity, self.metric_partition_labels),
             epoch: Instant::now(),
+            actors: Arc::default(),
             closed: AtomicBool::new(false),
         });
         Runtime {
@@ -222,7 +263,8 @@ impl Runtime {
         report
     }
 
-    /// Refuses new activations, then hibernates every live instance.
+    /// Refuses new activations, then hibernates every live instance and waits (up to five
+    /// seconds) for their tasks to end, so the store is released when this returns.
     pub async fn shutdown(&self) -> ShutdownReport {
         self.inner.shared.closed.store(true, Ordering::Release);
         let mut report = ShutdownReport::default();
@@ -231,6 +273,11 @@ impl Runtime {
             report.stopped += stopped;
             report.errors.extend(errors);
         }
+        self.inner
+            .shared
+            .actors
+            .wait_at_most(report.errors.len(), Duration::from_secs(5))
+            .await;
         report
     }
 }

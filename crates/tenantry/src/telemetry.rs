@@ -7,7 +7,9 @@
 //! deployments with very many tenants.
 
 use crate::{Key, Partition};
+use dashmap::DashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 
@@ -154,6 +156,13 @@ pub enum EventKind {
 /// A subscription to runtime events.
 pub struct EventStream {
     rx: broadcast::Receiver<Arc<Event>>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.subscribers.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// Why [`EventStream::recv`] returned no event.
@@ -187,11 +196,28 @@ impl EventStream {
     }
 }
 
+/// Counter and gauge handles by their labels, so hot paths do not build label sets.
+#[derive(Default)]
+struct MetricCache {
+    counters: DashMap<CounterKey, metrics::Counter>,
+    gauges: DashMap<(Partition, Arc<str>), metrics::Gauge>,
+}
+
+type CounterKey = (
+    &'static str,
+    Partition,
+    Arc<str>,
+    &'static str,
+    &'static str,
+);
+
 /// The runtime's telemetry hub.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
     tx: broadcast::Sender<Arc<Event>>,
     partition_labels: bool,
+    cache: Arc<MetricCache>,
+    subscribers: Arc<AtomicUsize>,
 }
 
 impl Telemetry {
@@ -200,19 +226,24 @@ impl Telemetry {
         Self {
             tx,
             partition_labels,
+            cache: Arc::default(),
+            subscribers: Arc::default(),
         }
     }
 
     pub(crate) fn subscribe(&self) -> EventStream {
+        self.subscribers.fetch_add(1, Ordering::Release);
         EventStream {
             rx: self.tx.subscribe(),
+            subscribers: self.subscribers.clone(),
         }
     }
 
     /// Whether anybody listens; callers skip building events otherwise.
     #[inline]
     pub(crate) fn wanted(&self) -> bool {
-        self.tx.receiver_count() > 0
+        // An atomic of our own: broadcast's receiver_count takes a lock on every call.
+        self.subscribers.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn emit(&self, identity: &crate::Identity, kind: EventKind) {
@@ -236,27 +267,59 @@ impl Telemetry {
         }
     }
 
+    /// The partition as it appears in the metric cache key (all alike when labels are off).
+    fn label_partition(&self, partition: &Partition) -> Partition {
+        if self.partition_labels {
+            partition.clone()
+        } else {
+            Partition::unpartitioned()
+        }
+    }
+
     pub(crate) fn count(
         &self,
         name: &'static str,
         identity: &crate::Identity,
         extra: (&'static str, &'static str),
     ) {
-        metrics::counter!(
+        let key = (
+            name,
+            self.label_partition(&identity.partition),
+            identity.manager.clone(),
+            extra.0,
+            extra.1,
+        );
+        if let Some(counter) = self.cache.counters.get(&key) {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(
             name,
             "partition" => self.partition_label(&identity.partition),
             "manager" => identity.manager.to_string(),
             extra.0 => extra.1
-        )
-        .increment(1);
+        );
+        counter.increment(1);
+        self.cache.counters.insert(key, counter);
     }
 
-    pub(crate) fn live_gauge(&self, identity: &crate::Identity) -> metrics::Gauge {
-        metrics::gauge!(
-            metric::LIVE_INSTANCES,
-            "partition" => self.partition_label(&identity.partition),
-            "manager" => identity.manager.to_string()
-        )
+    /// Moves the live-instances gauge of the instance's partition and manager.
+    pub(crate) fn live(&self, identity: &crate::Identity, delta: f64) {
+        let key = (
+            self.label_partition(&identity.partition),
+            identity.manager.clone(),
+        );
+        self.cache
+            .gauges
+            .entry(key)
+            .or_insert_with(|| {
+                metrics::gauge!(
+                    metric::LIVE_INSTANCES,
+                    "partition" => self.partition_label(&identity.partition),
+                    "manager" => identity.manager.to_string()
+                )
+            })
+            .increment(delta);
     }
 }
 

@@ -21,7 +21,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 /// What an instance's mailbox carries.
@@ -68,7 +68,6 @@ pub(crate) struct Actor<F: Factory> {
     pub(crate) core: Arc<ManagerCore<F>>,
     pub(crate) dir: Arc<PartitionDir<F>>,
     pub(crate) cell: Arc<Cell<F>>,
-    pub(crate) rx: mpsc::Receiver<Mail<F>>,
     pub(crate) state: F,
     pub(crate) ctx: Context,
     /// Store version of the last checkpoint read or written (`None`: never stored).
@@ -98,20 +97,19 @@ impl<F: Factory> Actor<F> {
     }
 
     pub(crate) async fn run(mut self) {
-        let gauge = self.core.shared.telemetry.live_gauge(self.identity());
-        gauge.increment(1.0);
+        self.core.shared.telemetry.live(self.identity(), 1.0);
         let idle_timeout = self.core.config.idle_timeout;
         let mut idle_timer = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
         loop {
             let mail = match (&mut idle_timer, idle_timeout) {
                 (Some(timer), Some(timeout)) => tokio::select! {
                     biased;
-                    mail = self.rx.recv() => mail,
+                    mail = self.cell.mailbox.recv() => mail,
                     () = timer.as_mut() => {
                         match self.idle_check(timeout) {
                             Idle::Until(at) => timer.as_mut().reset(at),
                             Idle::Expired(idle_for) => {
-                                if self.stop(StopReason::Idle, Some(idle_for), Vec::new()).await {
+                                if Box::pin(self.stop(StopReason::Idle, Some(idle_for), Vec::new())).await {
                                     break;
                                 }
                                 timer.as_mut().reset(tokio::time::Instant::now() + timeout);
@@ -120,9 +118,9 @@ impl<F: Factory> Actor<F> {
                         continue;
                     }
                 },
-                _ => self.rx.recv().await,
+                _ => self.cell.mailbox.recv().await,
             };
-            // The cell keeps a sender, so the channel only ends after `rx.close()`.
+            // `None` only after the mailbox was closed, which happens on the way out.
             let Some(mail) = mail else { break };
             match mail {
                 Mail::Letter(letter) => {
@@ -134,18 +132,18 @@ impl<F: Factory> Actor<F> {
                     }
                 }
                 Mail::Stop { reason, reply } => {
-                    if self.stop(reason, None, reply.into_iter().collect()).await {
+                    if Box::pin(self.stop(reason, None, reply.into_iter().collect())).await {
                         break;
                     }
                 }
             }
             if self.ctx.take_stop_request()
-                && self.stop(StopReason::Requested, None, Vec::new()).await
+                && Box::pin(self.stop(StopReason::Requested, None, Vec::new())).await
             {
                 break;
             }
         }
-        gauge.decrement(1.0);
+        self.core.shared.telemetry.live(self.identity(), -1.0);
     }
 
     fn idle_check(&self, timeout: Duration) -> Idle {
@@ -166,7 +164,8 @@ impl<F: Factory> Actor<F> {
     async fn turn(&mut self, letter: Box<dyn Envelope<F>>) -> bool {
         match self.run_letter(letter).await {
             None => true,
-            Some(panic) => self.crashed(panic).await,
+            // Boxed: the cold path should not size every idle instance's future.
+            Some(panic) => Box::pin(self.crashed(panic)).await,
         }
     }
 
@@ -299,9 +298,9 @@ impl<F: Factory> Actor<F> {
 
     /// Closes the mailbox and answers whatever is left in it.
     fn close_mailbox(&mut self, err: CallError, waiters: Vec<StopReply>) {
-        self.rx.close();
+        self.cell.mailbox.close();
         let mut stop_waiters = waiters;
-        while let Ok(mail) = self.rx.try_recv() {
+        while let Some(mail) = self.cell.mailbox.try_recv() {
             match mail {
                 Mail::Letter(letter) => {
                     let handler = letter.handler();
@@ -334,13 +333,13 @@ impl<F: Factory> Actor<F> {
         self.dir.insert(id.key.clone(), Slot::Stopping(gate_rx));
 
         // Finish what was accepted before the door closed.
-        while let Ok(mail) = self.rx.try_recv() {
+        while let Some(mail) = self.cell.mailbox.try_recv() {
             match mail {
                 Mail::Letter(letter) => {
                     if let Some(panic) = self.run_letter(letter).await {
                         self.reopen(gate);
                         answer(waiters, Err(Error::CrashedWhileStopping((*id).clone())));
-                        return !self.crashed(panic).await;
+                        return !Box::pin(self.crashed(panic)).await;
                     }
                 }
                 Mail::Stop { reply, .. } => waiters.extend(reply),

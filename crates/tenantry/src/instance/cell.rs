@@ -4,12 +4,13 @@ use super::actor::Mail;
 use super::envelope::{JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
+use super::mailbox::{Mailbox, SendError};
 use crate::{CallError, Identity};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Liveness shared by the actor, its handles and keep-alive owners.
@@ -52,11 +53,10 @@ pub(crate) trait Alive: Send + Sync {
 
 pub(crate) struct Cell<F: Factory> {
     pub(crate) identity: Arc<Identity>,
-    pub(crate) tx: mpsc::Sender<Mail<F>>,
+    pub(crate) mailbox: Mailbox<Mail<F>>,
     pub(crate) live: Liveness,
     pub(crate) table: Arc<HandlerTable<F>>,
     pub(crate) call_timeout: Duration,
-    pub(crate) capacity: usize,
 }
 
 impl<F: Factory> Alive for Cell<F> {
@@ -118,7 +118,7 @@ impl<F: Factory> InstanceHandle<F> {
 
     /// Whether the instance still accepts messages.
     pub fn is_alive(&self) -> bool {
-        self.cell.live.accepting.load(Ordering::Acquire) && !self.cell.tx.is_closed()
+        self.cell.live.accepting.load(Ordering::Acquire) && !self.cell.mailbox.is_closed()
     }
 
     /// Whether two handles point to the same incarnation.
@@ -130,11 +130,11 @@ impl<F: Factory> InstanceHandle<F> {
         if !self.cell.live.accepting.load(Ordering::Acquire) {
             return Err(CallError::Stopped);
         }
-        self.cell.tx.try_send(mail).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CallError::MailboxFull {
-                capacity: self.cell.capacity,
+        self.cell.mailbox.try_send(mail).map_err(|e| match e {
+            SendError::Full(_) => CallError::MailboxFull {
+                capacity: self.cell.mailbox.capacity(),
             },
-            mpsc::error::TrySendError::Closed(_) => CallError::Stopped,
+            SendError::Closed(_) => CallError::Stopped,
         })
     }
 

@@ -10,6 +10,7 @@ pub(crate) mod context;
 pub(crate) mod envelope;
 pub(crate) mod factory;
 pub(crate) mod handlers;
+pub(crate) mod mailbox;
 
 pub use cell::{AnyInstance, InstanceHandle, KeepAlive};
 pub use context::Context;

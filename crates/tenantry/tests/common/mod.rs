@@ -2,15 +2,9 @@
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tenantry::schemars::JsonSchema;
 use tenantry::{Context, Factory, Handler, HandlerError, Handlers, Identity, Message};
-
-/// Counts hook runs across all counters (tests read deltas).
-pub static STARTS: AtomicUsize = AtomicUsize::new(0);
-pub static THAWS: AtomicUsize = AtomicUsize::new(0);
-pub static STOPS: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Counter {
@@ -81,6 +75,14 @@ impl Message for Adopt {
     type Reply = Option<String>;
 }
 
+/// Returns the label the lifecycle hooks write.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Label;
+impl Message for Label {
+    const NAME: &'static str = "label";
+    type Reply = String;
+}
+
 impl Factory for Counter {
     const NAME: &'static str = "counter";
 
@@ -95,21 +97,22 @@ impl Factory for Counter {
             .add::<Explode>()
             .add::<Sleep>()
             .add::<StopSelf>()
-            .add::<Adopt>();
+            .add::<Adopt>()
+            .add::<Label>();
     }
 
     async fn on_start(&mut self, _: &mut Context) -> Result<(), HandlerError> {
-        STARTS.fetch_add(1, Ordering::SeqCst);
+        self.label = "started".into();
         Ok(())
     }
 
     async fn on_thaw(&mut self, _: &mut Context) -> Result<(), HandlerError> {
-        THAWS.fetch_add(1, Ordering::SeqCst);
+        self.label.push_str(",thawed");
         Ok(())
     }
 
     async fn on_stop(&mut self, _: &mut Context) -> Result<(), HandlerError> {
-        STOPS.fetch_add(1, Ordering::SeqCst);
+        self.label.push_str(",stopped");
         Ok(())
     }
 }
@@ -162,6 +165,12 @@ impl Handler<Adopt> for Counter {
             .map_err(|e| HandlerError::new(e.to_string()))?;
         ctx.hold(child.attach());
         Ok(child.identity().partition.name().map(str::to_owned))
+    }
+}
+
+impl Handler<Label> for Counter {
+    async fn handle(&mut self, _: Label, _: &mut Context) -> Result<String, HandlerError> {
+        Ok(self.label.clone())
     }
 }
 

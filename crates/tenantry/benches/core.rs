@@ -1,0 +1,262 @@
+//! Runtime core figures, printed as `name: value unit` lines.
+//!
+//! Run: `cargo bench -p tenantry --bench core`
+//! (set `TENANTRY_BENCH_SCALE=0.1` for a quick smoke run).
+
+use serde::{Deserialize, Serialize};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use tenantry::schemars::JsonSchema;
+use tenantry::store::RedbStore;
+use tenantry::{
+    CallError, Context, Factory, Handler, HandlerError, Handlers, Identity, Key, ManagerConfig,
+    Message, Partition, Runtime,
+};
+
+#[derive(Serialize, Deserialize, Default)]
+struct Agent {
+    count: u64,
+    payload: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Bump;
+impl Message for Bump {
+    const NAME: &'static str = "bump";
+    type Reply = u64;
+}
+
+impl Factory for Agent {
+    const NAME: &'static str = "agent";
+    fn fresh(_: &Identity) -> Self {
+        Self::default()
+    }
+    fn handlers(h: &mut Handlers<Self>) {
+        h.add::<Bump>();
+    }
+}
+
+impl Handler<Bump> for Agent {
+    async fn handle(&mut self, _: Bump, _: &mut Context) -> Result<u64, HandlerError> {
+        self.count += 1;
+        Ok(self.count)
+    }
+}
+
+fn scale(n: usize) -> usize {
+    let s: f64 = std::env::var("TENANTRY_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * s) as usize).max(10)
+}
+
+fn report(name: &str, value: f64, unit: &str) {
+    println!("{name}: {value:.1} {unit}");
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Median per-op nanoseconds over `batches` batches of `per_batch` ops.
+async fn median_ns<F, Fut>(batches: usize, per_batch: usize, mut op: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let start = Instant::now();
+        for _ in 0..per_batch {
+            op().await;
+        }
+        samples.push(start.elapsed().as_nanos() as f64 / per_batch as f64);
+    }
+    median(samples)
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+async fn memory_per_idle_instance() {
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Agent>("mem", ManagerConfig::default())
+        .unwrap();
+    let part = Partition::new("mem").unwrap();
+    let n = scale(100_000);
+    let keys: Vec<Key> = (0..n)
+        .map(|i| Key::new(&format!("k{i}")).unwrap())
+        .collect();
+    // Warm the allocator and the directory shards, then measure a second population.
+    let before = rss_bytes();
+    let mut handles = Vec::with_capacity(n);
+    for k in &keys {
+        let h = m.get(k, &part).await.unwrap();
+        handles.push(h);
+    }
+    drop(handles);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = rss_bytes();
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    let state = std::mem::size_of::<Agent>() as f64;
+    report("memory_per_idle_instance", per, "bytes");
+    report("memory_per_idle_instance_state_part", state, "bytes");
+    rt.shutdown().await;
+}
+
+async fn activations_and_calls() {
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Agent>("agents", ManagerConfig::default())
+        .unwrap();
+    let part = Partition::new("bench").unwrap();
+
+    let n = scale(200_000);
+    let keys: Vec<Key> = (0..n)
+        .map(|i| Key::new(&format!("a{i}")).unwrap())
+        .collect();
+    let start = Instant::now();
+    for k in &keys {
+        black_box(m.get(k, &part).await.unwrap());
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    report("fresh_activations_memory_store", rate, "per_second");
+
+    let key = keys[0].clone();
+    let get_ns = median_ns(scale(200), 1000, || {
+        let m = &m;
+        let key = &key;
+        let part = &part;
+        async move {
+            black_box(m.get(key, part).await.unwrap());
+        }
+    })
+    .await;
+    report("get_live_key_median", get_ns, "ns");
+
+    let h = m.get(&key, &part).await.unwrap();
+    let call_ns = median_ns(scale(200), 1000, || {
+        let h = &h;
+        async move {
+            black_box(h.call(Bump).await.unwrap());
+        }
+    })
+    .await;
+    report("typed_call_round_trip_median", call_ns, "ns");
+
+    let json_ns = median_ns(scale(200), 1000, || {
+        let h = &h;
+        async move {
+            black_box(h.call_json("bump", serde_json::Value::Null).await.unwrap());
+        }
+    })
+    .await;
+    report("json_call_round_trip_median", json_ns, "ns");
+
+    let tells = scale(2_000_000);
+    let before = h.call(Bump).await.unwrap();
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < tells {
+        match h.tell(Bump) {
+            Ok(()) => sent += 1,
+            Err(CallError::MailboxFull { .. }) => tokio::task::yield_now().await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let after = h.call(Bump).await.unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(after - before, tells as u64 + 1, "every tell was handled");
+    report(
+        "tell_throughput_one_instance",
+        tells as f64 / elapsed,
+        "per_second",
+    );
+    rt.shutdown().await;
+}
+
+async fn redb_hibernate_and_thaw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.redb");
+    let n = scale(50_000);
+    let part = Partition::new("bench").unwrap();
+    let payload = "x".repeat(1000);
+    {
+        let rt = Runtime::new(RedbStore::open(&path).unwrap());
+        let m = rt
+            .register::<Agent>("agents", ManagerConfig::default())
+            .unwrap();
+        for i in 0..n {
+            let initial = Agent {
+                count: i as u64,
+                payload: payload.clone(),
+            };
+            m.get_with(format!("k{i}"), &part, initial).await.unwrap();
+        }
+        let start = Instant::now();
+        let (stopped, errors) = m.stop_all().await;
+        let elapsed = start.elapsed().as_secs_f64();
+        assert_eq!(stopped, n);
+        assert!(errors.is_empty());
+        report(
+            "hibernations_redb_1kb_group_commit",
+            n as f64 / elapsed,
+            "per_second",
+        );
+        rt.shutdown().await;
+    }
+    let rt = Runtime::new(RedbStore::open(&path).unwrap());
+    let m = rt
+        .register::<Agent>("agents", ManagerConfig::default())
+        .unwrap();
+    let keys: Vec<Key> = (0..n)
+        .map(|i| Key::new(&format!("k{i}")).unwrap())
+        .collect();
+    let start = Instant::now();
+    let workers = 4;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let m = m.clone();
+        let part = part.clone();
+        let keys: Vec<Key> = keys.iter().skip(w).step_by(workers).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            for k in keys {
+                black_box(m.get(&k, &part).await.unwrap());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    report("thaws_redb_1kb", n as f64 / elapsed, "per_second");
+    rt.shutdown().await;
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The driver runs as a task on a worker, like a real caller, not on the main thread.
+    rt.block_on(async {
+        tokio::spawn(async {
+            memory_per_idle_instance().await;
+            activations_and_calls().await;
+            redb_hibernate_and_thaw().await;
+        })
+        .await
+        .unwrap();
+    });
+}
