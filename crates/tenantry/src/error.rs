@@ -169,6 +169,31 @@ pub enum Error {
     /// A call to an instance failed.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// A pod topology (or a change to one) was refused.
+    #[error("invalid topology: {0}")]
+    Topology(crate::pod::TopologyError),
+    /// The pod has no node of that name.
+    #[error("unknown node {0}")]
+    UnknownNode(String),
+    /// A node (or a prerequisite) failed to start.
+    #[error("node {node} failed: {reason}")]
+    NodeFailed {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// Another mutation of this pod is in progress.
+    #[error("another mutation of pod {0} is in progress")]
+    MutationInProgress(Identity),
+    /// An initial state given as JSON does not decode into the factory's state type.
+    #[error("initial state of {identity} does not decode: {reason}")]
+    InvalidInitialState {
+        /// The instance.
+        identity: Identity,
+        /// The decoder's message.
+        reason: String,
+    },
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     ShutDown,

@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Who an instance is. Never two live instances with one identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Identity {
     /// The owning partition.
     pub partition: Partition,

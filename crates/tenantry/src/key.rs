@@ -15,8 +15,8 @@ pub const MAX_KEY_LEN: usize = 1024;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(Arc<str>);
 
-/// One element of a structured key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One element of a structured key. Serializes as a JSON string or array.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KeyPart {
     /// A string element.
     Str(String),
@@ -276,5 +276,34 @@ impl<'de> serde::Deserialize<'de> for Key {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s: String = serde::Deserialize::deserialize(d)?;
         Key::from_encoded(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for KeyPart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeyPart::Str(v) => s.serialize_str(v),
+            KeyPart::Tuple(parts) => parts.serialize(s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyPart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        decode_parts(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Key {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Key".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An instance key: a string, or a structured key as a compact JSON array"
+        })
     }
 }

@@ -44,6 +44,7 @@ pub mod instance;
 mod key;
 pub mod manager;
 mod partition;
+pub mod pod;
 mod runtime;
 pub mod store;
 pub mod telemetry;
@@ -57,6 +58,7 @@ pub use instance::{
 pub use key::{IntoKey, Key, KeyError, KeyPart, MAX_KEY_LEN};
 pub use manager::{AnyManager, Manager, ManagerConfig, ManagerStats, RestartPolicy};
 pub use partition::{MAX_PARTITION_LEN, Partition, PartitionError};
+pub use pod::{Pod, PodFactory, PodManager};
 pub use runtime::{Runtime, RuntimeBuilder, ShutdownReport};
 
 /// Re-exported so applications derive schemas with the same schemars version.

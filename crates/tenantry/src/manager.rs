@@ -562,6 +562,14 @@ pub trait AnyManager: Send + Sync + 'static {
         key: Key,
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>>;
+    /// [`Manager::get_with`] without the factory type: `initial` (JSON of the state type)
+    /// is used only if the instance starts fresh.
+    fn get_json_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+        initial: Option<serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>>;
     /// [`Manager::lookup`] without the factory type.
     fn lookup_dyn(&self, key: &Key, partition: &Partition) -> Option<Arc<dyn AnyInstance>>;
     /// [`Manager::stop`] without the factory type.
@@ -601,6 +609,27 @@ impl<F: Factory> AnyManager for Manager<F> {
     ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>> {
         Box::pin(async move {
             let handle = self.core.get(key, partition, None).await?;
+            Ok(Arc::new(handle) as Arc<dyn AnyInstance>)
+        })
+    }
+
+    fn get_json_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+        initial: Option<serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>> {
+        Box::pin(async move {
+            let initial = match initial {
+                None => None,
+                Some(value) => Some(serde_json::from_value::<F>(value).map_err(|e| {
+                    Error::InvalidInitialState {
+                        identity: self.core.identity(key.clone(), partition),
+                        reason: e.to_string(),
+                    }
+                })?),
+            };
+            let handle = self.core.get(key, partition, initial).await?;
             Ok(Arc::new(handle) as Arc<dyn AnyInstance>)
         })
     }

@@ -3,11 +3,17 @@
 //! Several runtimes in one process share nothing: each has its own store handle,
 //! managers, directories and event stream.
 
+use crate::instance::cell::AnyInstance;
 use crate::instance::factory::Factory;
 use crate::manager::{AnyManager, Manager, ManagerConfig};
+use crate::pod::lineage::{Binding, Lineage};
+use crate::pod::state::LivePod;
+use crate::pod::topology::{NodeKind, OnParentStop, Topology, TopologyError, node_label};
+use crate::pod::{PodFactory, PodManager, PodState};
 use crate::store::{CheckpointStore, MemoryStore, RedbStore, StoreError};
 use crate::telemetry::{EventStream, Telemetry};
-use crate::{Error, Partition};
+use crate::{Error, Identity, IntoKey, Partition};
+use dashmap::DashMap;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,6 +30,10 @@ pub(crate) struct Shared {
     /// Counts running actor tasks. Kept apart from the store so that, once it reads zero,
     /// no task holds the store any more (a reopened redb file is free).
     pub(crate) actors: Arc<ActorTracker>,
+    /// Parent bindings, per partition.
+    pub(crate) lineage: Lineage,
+    /// Topology caches of live pods.
+    pub(crate) live_pods: DashMap<Identity, Arc<LivePod>>,
     closed: AtomicBool,
 }
 
@@ -69,11 +79,78 @@ impl Shared {
 }
 
 pub(crate) struct RuntimeInner {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     managers: RwLock<HashMap<Arc<str>, Arc<dyn AnyManager>>>,
+    /// Declared topologies of the pods managers, by manager name.
+    pods: RwLock<HashMap<String, PodDecl>>,
+}
+
+struct PodDecl {
+    factory: &'static str,
+    topology: Topology,
 }
 
 impl RuntimeInner {
+    /// The pods manager `name`.
+    pub(crate) fn pod_manager(&self, name: &str) -> Result<Arc<dyn AnyManager>, Error> {
+        if !self
+            .pods
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+        {
+            return Err(Error::UnknownManager(name.to_owned()));
+        }
+        self.manager_dyn(name)
+            .ok_or_else(|| Error::UnknownManager(name.to_owned()))
+    }
+
+    /// Checks a topology against the registry: every node's manager exists and manages
+    /// its factory, pod nodes live in pods managers, and no pod contains itself.
+    pub(crate) fn check_topology(
+        &self,
+        pod_factory: &str,
+        own_manager: &str,
+        topology: &Topology,
+    ) -> Result<(), TopologyError> {
+        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
+        for node in &topology.nodes {
+            let label = node_label(&node.name);
+            if node.kind == NodeKind::Pod
+                && (node.manager == own_manager || node.factory == pod_factory)
+            {
+                return Err(TopologyError::ContainsItself {
+                    pod: pod_factory.to_owned(),
+                    path: vec![pod_factory.to_owned(), node.factory.clone()],
+                });
+            }
+            let manager =
+                self.manager_dyn(&node.manager)
+                    .ok_or_else(|| TopologyError::UnknownManager {
+                        node: label.clone(),
+                        manager: node.manager.clone(),
+                    })?;
+            if manager.factory() != node.factory {
+                return Err(TopologyError::ManagerMismatch {
+                    node: label,
+                    manager: node.manager.clone(),
+                    expected: node.factory.clone(),
+                    actual: manager.factory().to_owned(),
+                });
+            }
+            if node.kind == NodeKind::Pod {
+                if !pods.contains_key(&node.manager) {
+                    return Err(TopologyError::NotAPodManager {
+                        node: label,
+                        manager: node.manager.clone(),
+                    });
+                }
+                let mut path = vec![pod_factory.to_owned()];
+                contains(&pods, &node.manager, pod_factory, &mut path)?;
+            }
+        }
+        Ok(())
+    }
     pub(crate) fn manager_dyn(&self, name: &str) -> Option<Arc<dyn AnyManager>> {
         self.managers
             .read()
@@ -140,12 +217,15 @@ impl RuntimeBuilder {
             telemetry: Telemetry::new(self.event_capacity, self.metric_partition_labels),
             epoch: Instant::now(),
             actors: Arc::default(),
+            lineage: Lineage::default(),
+            live_pods: DashMap::new(),
             closed: AtomicBool::new(false),
         });
         Runtime {
             inner: Arc::new(RuntimeInner {
                 shared,
                 managers: RwLock::new(HashMap::new()),
+                pods: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -160,7 +240,119 @@ pub struct ShutdownReport {
     pub errors: Vec<Error>,
 }
 
+/// Walks nested pods from `manager` and fails if `target` appears at any depth.
+fn contains(
+    pods: &HashMap<String, PodDecl>,
+    manager: &str,
+    target: &str,
+    path: &mut Vec<String>,
+) -> Result<(), TopologyError> {
+    let Some(decl) = pods.get(manager) else {
+        return Ok(());
+    };
+    path.push(decl.factory.to_owned());
+    if decl.factory == target {
+        return Err(TopologyError::ContainsItself {
+            pod: target.to_owned(),
+            path: path.clone(),
+        });
+    }
+    for node in decl
+        .topology
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Pod)
+    {
+        contains(pods, &node.manager, target, path)?;
+    }
+    path.pop();
+    Ok(())
+}
+
 impl Runtime {
+    pub(crate) fn inner(&self) -> &Arc<RuntimeInner> {
+        &self.inner
+    }
+
+    /// Registers a pods manager named `name` for pod factory `P`. The declared topology
+    /// is checked here: its structure, that every node manager is registered and manages
+    /// the node's factory (register node managers and nested pods managers first), and
+    /// that no nested pod contains this pod at any depth.
+    pub fn register_pod<P: PodFactory>(
+        &self,
+        name: &str,
+        config: ManagerConfig,
+    ) -> Result<PodManager<P>, Error> {
+        let topology = P::topology().map_err(Error::Topology)?;
+        topology.validate().map_err(Error::Topology)?;
+        self.inner
+            .check_topology(P::NAME, name, &topology)
+            .map_err(Error::Topology)?;
+        let manager = self.register::<PodState<P>>(name, config)?;
+        self.inner
+            .pods
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                name.to_owned(),
+                PodDecl {
+                    factory: P::NAME,
+                    topology,
+                },
+            );
+        Ok(PodManager {
+            manager,
+            runtime: self.clone(),
+        })
+    }
+
+    /// Binds the live instance `child_key` of `child_manager` to `parent`. The child is
+    /// looked up in the parent's own partition only: adoption never crosses tenants.
+    pub fn adopt(
+        &self,
+        parent: &Identity,
+        child_manager: &str,
+        child_key: impl IntoKey,
+        policy: OnParentStop,
+    ) -> Result<(), Error> {
+        let key = child_key.into_key()?;
+        let child = Identity::new(parent.partition.clone(), child_manager, key);
+        let live = self
+            .inner
+            .manager_dyn(child_manager)
+            .and_then(|m| m.lookup_dyn(&child.key, &child.partition))
+            .is_some();
+        if !live {
+            return Err(Error::NotFound(child));
+        }
+        self.inner.shared.lineage.bind(&child, parent, policy);
+        Ok(())
+    }
+
+    /// The escape hatch: binds an instance by its raw handle to a parent in any
+    /// partition. Pods never use it; every use is logged as a cross-partition adoption.
+    pub fn adopt_across_partitions_unchecked(
+        &self,
+        parent: &Identity,
+        child: &dyn AnyInstance,
+        policy: OnParentStop,
+    ) {
+        let child = child.identity();
+        if child.partition != parent.partition {
+            tracing::warn!(
+                parent = %parent,
+                child = %child,
+                "cross-partition adoption through the escape hatch"
+            );
+        }
+        self.inner.shared.lineage.bind(child, parent, policy);
+    }
+
+    /// The parent binding of `child`, if it has one (or had one and was orphaned).
+    pub fn binding(&self, child: &Identity) -> Option<Binding> {
+        self.inner.shared.lineage.binding(child)
+    }
+
     /// A builder.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
@@ -252,13 +444,17 @@ impl Runtime {
         managers.values().cloned().collect()
     }
 
-    /// Hibernates every live instance of one partition, across all managers.
+    /// Hibernates every live instance of one partition, across all managers, and forgets
+    /// the partition's parent bindings (offboarding).
     pub async fn stop_partition(&self, partition: &Partition) -> ShutdownReport {
         let mut report = ShutdownReport::default();
         for manager in self.all_managers() {
             let (stopped, errors) = manager.stop_partition_dyn(partition).await;
             report.stopped += stopped;
             report.errors.extend(errors);
+        }
+        if report.errors.is_empty() {
+            self.inner.shared.lineage.purge_partition(partition);
         }
         report
     }

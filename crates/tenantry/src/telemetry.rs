@@ -79,6 +79,17 @@ impl Outcome {
     }
 }
 
+/// The phase of a pod operation, in the start/stop/exception style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodPhase {
+    /// It began.
+    Start,
+    /// It finished and everything asked for is running.
+    Stop,
+    /// It finished with failures (or pending nodes).
+    Exception,
+}
+
 /// The kinds of runtime events.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -145,6 +156,30 @@ pub enum EventKind {
         duration: Duration,
         /// How it ended.
         outcome: Outcome,
+    },
+    /// A pod reconcile began or ended (event of the pod's identity).
+    PodReconcile {
+        /// Start, stop or exception.
+        phase: PodPhase,
+        /// How long it took (on stop and exception).
+        duration: Option<Duration>,
+        /// Nodes requested.
+        requested: usize,
+        /// Nodes running and bound.
+        completed: usize,
+        /// Nodes that failed.
+        failed: usize,
+        /// Nodes not tried.
+        pending: usize,
+    },
+    /// A pod's `ensure_node` began or ended (event of the pod's identity).
+    NodeEnsure {
+        /// The node.
+        node: String,
+        /// Start, stop or exception.
+        phase: PodPhase,
+        /// How long it took (on stop and exception).
+        duration: Option<Duration>,
     },
     /// A message accepted into the mailbox was dropped because the instance stopped first.
     MessageDropped {

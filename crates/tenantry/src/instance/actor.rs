@@ -290,6 +290,17 @@ impl<F: Factory> Actor<F> {
         self.dir.remove(&id.key);
         self.close_mailbox(CallError::Stopped, Vec::new());
         self.ctx.release_all();
+        // Children follow their policy here too; stopping them cannot wait in this path.
+        let doomed = self.core.shared.lineage.parent_stopped(&id);
+        if let (false, Some(runtime)) = (doomed.is_empty(), self.core.runtime.upgrade()) {
+            tokio::spawn(async move {
+                for child in doomed {
+                    if let Some(m) = runtime.manager_dyn(&child.manager) {
+                        let _ = m.stop_dyn(child.key.clone(), &child.partition).await;
+                    }
+                }
+            });
+        }
         self.core
             .shared
             .telemetry
@@ -366,6 +377,8 @@ impl<F: Factory> Actor<F> {
                     .await;
             }
         }
+
+        release_children(self.core.clone(), self.cell.identity.clone()).await;
 
         let telemetry = self.core.shared.telemetry.clone();
         let written = match self.encode() {
@@ -481,4 +494,28 @@ fn answer(waiters: Vec<StopReply>, result: Result<(), Error>) {
     for w in waiters {
         let _ = w.send(result.clone());
     }
+}
+
+/// Children bound to `id` follow their policy: orphaned, or stopped (and hibernated)
+/// before `id` writes its own checkpoint.
+async fn release_children<F: Factory>(core: Arc<ManagerCore<F>>, id: Arc<Identity>) {
+    let doomed = core.shared.lineage.parent_stopped(&id);
+    if doomed.is_empty() {
+        return;
+    }
+    let Some(runtime) = core.runtime.upgrade() else {
+        return;
+    };
+    let stops = doomed.into_iter().filter_map(|child| {
+        let manager = runtime.manager_dyn(&child.manager)?;
+        Some(async move {
+            match manager.stop_dyn(child.key.clone(), &child.partition).await {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(child = %child, error = %e, "child failed to stop with its parent")
+                }
+            }
+        })
+    });
+    futures::future::join_all(stops).await;
 }

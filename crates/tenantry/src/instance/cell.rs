@@ -290,3 +290,9 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         InstanceHandle::is_alive(self)
     }
 }
+
+impl std::fmt::Debug for dyn AnyInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AnyInstance({})", self.identity())
+    }
+}

@@ -66,6 +66,10 @@ impl Context {
         self.held.clear();
     }
 
+    pub(crate) fn runtime_inner(&self) -> Option<Arc<RuntimeInner>> {
+        self.runtime.upgrade()
+    }
+
     /// Gets or starts an instance of manager `manager` in this instance's own partition.
     pub async fn get<G: Factory>(
         &self,

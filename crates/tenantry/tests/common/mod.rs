@@ -1,6 +1,8 @@
 //! A counter factory shared by the black-box tests.
 #![allow(dead_code)]
 
+pub mod pods;
+
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tenantry::schemars::JsonSchema;
