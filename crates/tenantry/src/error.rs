@@ -194,6 +194,41 @@ pub enum Error {
         /// The decoder's message.
         reason: String,
     },
+    /// A component factory of that name is already registered.
+    #[error("a factory named {0:?} is already registered")]
+    DuplicateFactory(String),
+    /// No component factory of that name.
+    #[error("no factory named {0:?}")]
+    UnknownFactory(String),
+    /// The instance name is taken (by an instance, a factory or a manager).
+    #[error("the name {0:?} is taken")]
+    NameTaken(String),
+    /// No component instance of that name.
+    #[error("no instance named {0:?}")]
+    UnknownInstance(String),
+    /// Properties are malformed.
+    #[error("invalid properties: {0}")]
+    InvalidProperties(String),
+    /// Instances depend on each other in a circle.
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    DependencyCycle(Vec<String>),
+    /// A hot-added instance needs something that is not active.
+    #[error("{instance} cannot start: missing {}", .missing.join(", "))]
+    DependenciesNotActive {
+        /// The instance.
+        instance: String,
+        /// What it needs.
+        missing: Vec<String>,
+    },
+    /// No provider of a required service any more.
+    #[error("no provider of {0}")]
+    ServiceGone(String),
+    /// No route for a bus handler (for this caller).
+    #[error("no handler {0}")]
+    RouteNotFound(String),
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     ShutDown,

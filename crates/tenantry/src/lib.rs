@@ -37,24 +37,34 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bus;
 pub mod checkpoint;
+pub mod component;
+pub mod config;
+pub mod demo;
 mod error;
 mod identity;
 pub mod instance;
+pub mod kernel;
 mod key;
 pub mod manager;
 mod partition;
 pub mod pod;
+pub mod providers;
 mod runtime;
+pub mod scope;
 pub mod store;
 pub mod telemetry;
 
+pub use bus::{Bus, Caller, Invoke};
+pub use component::{Component, NoParams, Runnables};
 pub use error::{CallError, Error, HandlerError};
 pub use identity::Identity;
 pub use instance::{
     AnyInstance, Context, Factory, Handler, HandlerInfo, Handlers, InstanceHandle, KeepAlive,
     Message,
 };
+pub use kernel::Kernel;
 pub use key::{IntoKey, Key, KeyError, KeyPart, MAX_KEY_LEN};
 pub use manager::{AnyManager, Manager, ManagerConfig, ManagerStats, RestartPolicy};
 pub use partition::{MAX_PARTITION_LEN, Partition, PartitionError};

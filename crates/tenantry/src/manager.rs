@@ -55,6 +55,9 @@ pub struct ManagerConfig {
     pub call_timeout: Duration,
     /// Crash restart bound.
     pub restart: RestartPolicy,
+    /// Whether instances hibernate to the store and thaw from it (default true). Off for
+    /// components, which are rebuilt from their properties.
+    pub persist: bool,
 }
 
 impl Default for ManagerConfig {
@@ -64,6 +67,7 @@ impl Default for ManagerConfig {
             idle_timeout: None,
             call_timeout: Duration::from_secs(5),
             restart: RestartPolicy::default(),
+            persist: true,
         }
     }
 }
@@ -84,6 +88,12 @@ impl ManagerConfig {
     /// Sets the default call timeout.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Instances are neither checkpointed nor thawed: a stop just stops.
+    pub fn ephemeral(mut self) -> Self {
+        self.persist = false;
         self
     }
 
@@ -189,6 +199,9 @@ impl<F: Factory> ManagerCore<F> {
 
     /// Reads and checks the checkpoint of `identity`: `None` when there is none.
     pub(crate) async fn thaw(&self, identity: &Identity) -> Result<Option<(F, u64)>, Error> {
+        if !self.config.persist {
+            return Ok(None);
+        }
         let Some(record) = self.shared.store.get(identity).await? else {
             return Ok(None);
         };

@@ -3,8 +3,10 @@
 //! Several runtimes in one process share nothing: each has its own store handle,
 //! managers, directories and event stream.
 
+use crate::bus::{Bus, BusState, Caller, Transport};
 use crate::instance::cell::AnyInstance;
 use crate::instance::factory::Factory;
+use crate::kernel::{Kernel, KernelState};
 use crate::manager::{AnyManager, Manager, ManagerConfig};
 use crate::pod::lineage::{Binding, Lineage};
 use crate::pod::state::LivePod;
@@ -83,6 +85,10 @@ pub(crate) struct RuntimeInner {
     managers: RwLock<HashMap<Arc<str>, Arc<dyn AnyManager>>>,
     /// Declared topologies of the pods managers, by manager name.
     pods: RwLock<HashMap<String, PodDecl>>,
+    /// Component factories and instances, services.
+    pub(crate) kernel: KernelState,
+    /// Transports and subscriptions.
+    pub(crate) bus: BusState,
 }
 
 struct PodDecl {
@@ -91,6 +97,22 @@ struct PodDecl {
 }
 
 impl RuntimeInner {
+    /// Whether `name` is a pods manager.
+    pub(crate) fn is_pod_manager(&self, name: &str) -> bool {
+        self.pods
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    /// The names of all managers, sorted.
+    pub(crate) fn manager_names(&self) -> Vec<String> {
+        let managers = self.managers.read().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = managers.keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    }
+
     /// The pods manager `name`.
     pub(crate) fn pod_manager(&self, name: &str) -> Result<Arc<dyn AnyManager>, Error> {
         if !self
@@ -226,6 +248,8 @@ impl RuntimeBuilder {
                 shared,
                 managers: RwLock::new(HashMap::new()),
                 pods: RwLock::new(HashMap::new()),
+                kernel: KernelState::default(),
+                bus: BusState::default(),
             }),
         }
     }
@@ -420,14 +444,27 @@ impl Runtime {
 
     /// The names of all registered managers, sorted.
     pub fn manager_names(&self) -> Vec<String> {
-        let managers = self
-            .inner
-            .managers
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = managers.keys().map(|k| k.to_string()).collect();
-        names.sort();
-        names
+        self.inner.manager_names()
+    }
+
+    /// The component kernel.
+    pub fn kernel(&self) -> Kernel {
+        Kernel::new(self.clone())
+    }
+
+    /// The bus, as trusted host code.
+    pub fn bus(&self) -> Bus {
+        Bus::new(self.inner.clone(), Caller::Host)
+    }
+
+    /// The bus, confined to `partition` (what a tenant's API key gets).
+    pub fn bus_for(&self, partition: &Partition) -> Bus {
+        Bus::new(self.inner.clone(), Caller::Partition(partition.clone()))
+    }
+
+    /// Adds a remote transport, tried after every local route.
+    pub fn add_transport(&self, transport: impl Transport) {
+        self.inner.bus.add_transport(Arc::new(transport));
     }
 
     /// Subscribes to runtime events.

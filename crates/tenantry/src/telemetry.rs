@@ -181,6 +181,18 @@ pub enum EventKind {
         /// How long it took (on stop and exception).
         duration: Option<Duration>,
     },
+    /// The providers of a service contract changed (event of the instance that caused it).
+    ServiceChanged {
+        /// The contract.
+        contract: String,
+    },
+    /// An admin-granted instance reached into another partition.
+    Audit {
+        /// What it did (`invoke tenant-db.query`, ...).
+        action: String,
+        /// The partition it reached.
+        target: Partition,
+    },
     /// A message accepted into the mailbox was dropped because the instance stopped first.
     MessageDropped {
         /// The handler it was for.

@@ -382,6 +382,8 @@ impl<F: Factory> Actor<F> {
 
         let telemetry = self.core.shared.telemetry.clone();
         let written = match self.encode() {
+            // Ephemeral instances stop without a checkpoint.
+            Ok(_) if !self.core.config.persist => Ok(self.version.unwrap_or(0)),
             Ok(bytes) => self
                 .core
                 .shared

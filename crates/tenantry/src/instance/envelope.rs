@@ -70,6 +70,85 @@ impl<M, R> Letter<M, R> {
     }
 }
 
+/// A letter for a closure handler (see [`super::handlers::Handlers::add_fn`]).
+pub(crate) struct FnLetter<F, P, R> {
+    pub(crate) name: &'static str,
+    pub(crate) handler: super::handlers::HandlerFn<F, P, R>,
+    pub(crate) params: P,
+    pub(crate) reply: Option<JsonReply>,
+}
+
+impl<F, P, R> Envelope<F> for FnLetter<F, P, R>
+where
+    F: Send + 'static,
+    P: Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    fn handler(&self) -> &'static str {
+        self.name
+    }
+
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+        let FnLetter {
+            name,
+            handler,
+            params,
+            reply,
+        } = *self;
+        Box::pin(async move {
+            let result = AssertUnwindSafe(async move { handler(state, ctx, params).await })
+                .catch_unwind()
+                .await;
+            settle(name, reply, result)
+        })
+    }
+
+    fn reject(self: Box<Self>, err: CallError) -> bool {
+        match self.reply {
+            Some(reply) => {
+                ReplySlot::<R>::answer(reply, self.name, Err(err));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Answers the caller from a handler's caught result and says how the turn ended.
+fn settle<T, S: ReplySlot<T>>(
+    name: &'static str,
+    reply: Option<S>,
+    result: Result<Result<T, crate::HandlerError>, Box<dyn std::any::Any + Send>>,
+) -> Turn {
+    match result {
+        Ok(Ok(value)) => {
+            if let Some(reply) = reply {
+                reply.answer(name, Ok(value));
+            }
+            Turn::Done(Outcome::Ok)
+        }
+        Ok(Err(err)) => {
+            if let Some(reply) = reply {
+                reply.answer(name, Err(CallError::Handler(err)));
+            }
+            Turn::Done(Outcome::Error)
+        }
+        Err(payload) => {
+            let message = panic_message(&*payload);
+            if let Some(reply) = reply {
+                reply.answer(
+                    name,
+                    Err(CallError::Panicked {
+                        handler: name.to_owned(),
+                        message: message.clone(),
+                    }),
+                );
+            }
+            Turn::Panicked(message)
+        }
+    }
+}
+
 /// The text of a panic payload.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -98,33 +177,7 @@ where
             let result = AssertUnwindSafe(async move { state.handle(msg, ctx).await })
                 .catch_unwind()
                 .await;
-            match result {
-                Ok(Ok(value)) => {
-                    if let Some(reply) = reply {
-                        reply.answer(M::NAME, Ok(value));
-                    }
-                    Turn::Done(Outcome::Ok)
-                }
-                Ok(Err(err)) => {
-                    if let Some(reply) = reply {
-                        reply.answer(M::NAME, Err(CallError::Handler(err)));
-                    }
-                    Turn::Done(Outcome::Error)
-                }
-                Err(payload) => {
-                    let message = panic_message(&*payload);
-                    if let Some(reply) = reply {
-                        reply.answer(
-                            M::NAME,
-                            Err(CallError::Panicked {
-                                handler: M::NAME.to_owned(),
-                                message: message.clone(),
-                            }),
-                        );
-                    }
-                    Turn::Panicked(message)
-                }
-            }
+            settle(M::NAME, reply, result)
         })
     }
 

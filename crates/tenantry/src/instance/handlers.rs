@@ -1,10 +1,15 @@
 //! The per-factory handler table: names, descriptions, JSON Schemas and JSON adapters.
 
-use super::envelope::{Envelope, JsonReply, Letter};
+use super::envelope::{Envelope, FnLetter, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
-use crate::CallError;
+use crate::{CallError, Context, HandlerError};
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// What a client needs to know about one handler.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,8 +24,18 @@ pub struct HandlerInfo {
     pub reply_schema: serde_json::Value,
 }
 
-type MakeEnvelope<F> =
-    fn(serde_json::Value, Option<JsonReply>) -> Result<Box<dyn Envelope<F>>, CallError>;
+type MakeEnvelope<F> = Arc<
+    dyn Fn(serde_json::Value, Option<JsonReply>) -> Result<Box<dyn Envelope<F>>, CallError>
+        + Send
+        + Sync,
+>;
+
+/// A handler written as a closure: borrows the state and the context for one turn.
+pub type HandlerFn<F, P, R> = Arc<
+    dyn for<'a> Fn(&'a mut F, &'a mut Context, P) -> BoxFuture<'a, Result<R, HandlerError>>
+        + Send
+        + Sync,
+>;
 
 struct Entry<F> {
     info: HandlerInfo,
@@ -59,28 +74,85 @@ impl<F: Factory> Handlers<F> {
                 params_schema: schemars::schema_for!(M).to_value(),
                 reply_schema: schemars::schema_for!(M::Reply).to_value(),
             },
-            make: make_json_envelope::<F, M>,
+            make: Arc::new(make_json_envelope::<F, M>),
+        });
+        self
+    }
+
+    /// Registers a handler written as a closure, with typed params `P` and reply `R`.
+    /// Unknown fields in the params are refused, naming the field.
+    pub fn add_fn<P, R>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        handler: HandlerFn<F, P, R>,
+    ) -> &mut Self
+    where
+        P: DeserializeOwned + JsonSchema + Send + 'static,
+        R: Serialize + JsonSchema + Send + 'static,
+    {
+        if self.entries.iter().any(|e| e.info.name == name) {
+            self.duplicates.push(name);
+            return self;
+        }
+        let params_schema = schemars::schema_for!(P).to_value();
+        let known: Option<Arc<[String]>> = params_schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect());
+        self.entries.push(Entry {
+            info: HandlerInfo {
+                name,
+                description,
+                params_schema,
+                reply_schema: schemars::schema_for!(R).to_value(),
+            },
+            make: Arc::new(move |params, reply| {
+                if let (Some(known), Some(object)) = (&known, params.as_object()) {
+                    if let Some(unknown) = object.keys().find(|k| !known.contains(k)) {
+                        return Err(CallError::InvalidParams {
+                            handler: name.to_owned(),
+                            message: format!("unknown field `{unknown}`"),
+                        });
+                    }
+                }
+                let params: P = decode_params(name, params)?;
+                Ok(Box::new(FnLetter {
+                    name,
+                    handler: handler.clone(),
+                    params,
+                    reply,
+                }) as Box<dyn Envelope<F>>)
+            }),
         });
         self
     }
 }
 
-fn make_json_envelope<F: Handler<M>, M: Message>(
+/// Decodes JSON params, naming the offending field on failure.
+fn decode_params<P: DeserializeOwned>(
+    handler: &str,
     params: serde_json::Value,
-    reply: Option<JsonReply>,
-) -> Result<Box<dyn Envelope<F>>, CallError> {
-    let msg: M = serde_path_to_error::deserialize(params).map_err(|e| {
+) -> Result<P, CallError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         CallError::InvalidParams {
-            handler: M::NAME.to_owned(),
+            handler: handler.to_owned(),
             message: if path == "." {
                 inner.to_string()
             } else {
                 format!("{path}: {inner}")
             },
         }
-    })?;
+    })
+}
+
+fn make_json_envelope<F: Handler<M>, M: Message>(
+    params: serde_json::Value,
+    reply: Option<JsonReply>,
+) -> Result<Box<dyn Envelope<F>>, CallError> {
+    let msg: M = decode_params(M::NAME, params)?;
     Ok(Box::new(Letter::<M, JsonReply>::new(msg, reply)))
 }
 

@@ -15,4 +15,4 @@ pub(crate) mod mailbox;
 pub use cell::{AnyInstance, InstanceHandle, KeepAlive};
 pub use context::Context;
 pub use factory::{Factory, Handler, Message};
-pub use handlers::{HandlerInfo, Handlers};
+pub use handlers::{HandlerFn, HandlerInfo, Handlers};

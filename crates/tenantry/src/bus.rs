@@ -1,0 +1,563 @@
+//! The bus: routes `prefix.handler` calls to the right instance, and carries events.
+//!
+//! Resolution order for `invoke(handler, params)`:
+//! 1. `instance.runnable` — an exact component instance;
+//! 2. `factory.runnable` plus a target — the instance of that factory in the target
+//!    partition;
+//! 3. `manager.handler` plus a target and a key — a keyed instance, activated through its
+//!    manager if needed (virtual-actor style);
+//! 4. remote transports, in the order they were added;
+//! 5. otherwise `RouteNotFound`. Unknown targets are never guessed.
+//!
+//! The caller decides what is reachable. A call from inside partition P
+//! ([`Caller::Partition`]) reaches only instances of P, whatever target it names; an
+//! admin-granted instance may reach other partitions and every such call is audited; host
+//! code is trusted. Events are published into the publisher's partition and delivered only
+//! to subscribers of that partition.
+
+use crate::component::{BusEvent, EVENT_RUNNABLE};
+use crate::instance::cell::AnyInstance;
+use crate::kernel::InstanceStatus;
+use crate::runtime::RuntimeInner;
+use crate::telemetry::EventKind;
+use crate::{Error, Identity, Key, Partition};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Who is calling: this decides which partitions a call may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Trusted host code (the embedding program, the gateway's admin routes).
+    Host,
+    /// Code acting inside one partition (an instance, or a tenant's API key).
+    Partition(Partition),
+    /// An instance with the admin grant; cross-partition calls are audited.
+    Admin(Identity),
+}
+
+/// Options of one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Invoke {
+    /// The target partition (for factory and keyed routes).
+    pub target: Option<Partition>,
+    /// The key (for keyed routes).
+    pub key: Option<Key>,
+    /// The call timeout (default: the manager's).
+    pub timeout: Option<Duration>,
+}
+
+impl Invoke {
+    /// Targets partition `p`.
+    pub fn target(p: &Partition) -> Self {
+        Self {
+            target: Some(p.clone()),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a key.
+    pub fn key(mut self, key: Key) -> Self {
+        self.key = Some(key);
+        self
+    }
+}
+
+/// A call that no local route took, handed to remote transports.
+#[derive(Debug, Clone)]
+pub struct RemoteCall {
+    /// The handler (`prefix.name`).
+    pub handler: String,
+    /// The params.
+    pub params: serde_json::Value,
+    /// The effective target partition.
+    pub target: Option<Partition>,
+    /// The key, if any.
+    pub key: Option<Key>,
+}
+
+/// A remote transport: another place calls can go. `None` means "not mine".
+pub trait Transport: Send + Sync + 'static {
+    /// A name for logs.
+    fn name(&self) -> &str;
+    /// Tries to deliver a call.
+    fn invoke<'a>(
+        &'a self,
+        call: &'a RemoteCall,
+    ) -> BoxFuture<'a, Option<Result<serde_json::Value, Error>>>;
+}
+
+/// How a route resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// `instance.runnable`.
+    Instance,
+    /// `factory.runnable` plus a target.
+    Factory,
+    /// `manager.handler` plus a target and a key.
+    Keyed,
+}
+
+/// One callable handler, as introspection lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandlerDescriptor {
+    /// The route (`tenant-db-acme.query`, `tenant-db.query`, `counters.increment`).
+    pub route: String,
+    /// How it resolves.
+    pub kind: RouteKind,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of the params.
+    pub params_schema: serde_json::Value,
+    /// JSON Schema of the reply.
+    pub reply_schema: serde_json::Value,
+}
+
+enum SubTarget {
+    Channel(mpsc::UnboundedSender<BusEvent>),
+    Instance {
+        owner: String,
+        handle: Arc<dyn AnyInstance>,
+    },
+}
+
+struct Sub {
+    id: u64,
+    partition: Partition,
+    pattern: String,
+    target: SubTarget,
+}
+
+/// Routing state shared by every bus handle of a runtime.
+#[derive(Default)]
+pub(crate) struct BusState {
+    transports: RwLock<Vec<Arc<dyn Transport>>>,
+    subs: RwLock<Vec<Sub>>,
+    next_id: AtomicU64,
+}
+
+impl BusState {
+    pub(crate) fn add_transport(&self, t: Arc<dyn Transport>) {
+        self.transports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(t);
+    }
+
+    pub(crate) fn subscribe_instance(
+        &self,
+        partition: &Partition,
+        pattern: &str,
+        owner: &str,
+        handle: Arc<dyn AnyInstance>,
+    ) {
+        self.push(
+            partition,
+            pattern,
+            SubTarget::Instance {
+                owner: owner.to_owned(),
+                handle,
+            },
+        );
+    }
+
+    fn push(&self, partition: &Partition, pattern: &str, target: SubTarget) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.subs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Sub {
+                id,
+                partition: partition.clone(),
+                pattern: pattern.to_owned(),
+                target,
+            });
+        id
+    }
+
+    pub(crate) fn unsubscribe_owner(&self, owner: &str) {
+        self.subs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !matches!(&s.target, SubTarget::Instance { owner: o, .. } if o == owner));
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        self.subs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.id != id);
+    }
+
+    fn len(&self) -> usize {
+        self.subs.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Whether `topic` matches `pattern`: dot-separated, `*` matches one segment, a final
+/// `**` matches the rest.
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut t = topic.split('.');
+    loop {
+        match (p.next(), t.next()) {
+            (Some("**"), _) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// A subscription's receiving end; dropping it unsubscribes.
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<BusEvent>,
+    id: u64,
+    runtime: Weak<RuntimeInner>,
+}
+
+impl Subscription {
+    /// The next event.
+    pub async fn recv(&mut self) -> Option<BusEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<BusEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.upgrade() {
+            rt.bus.unsubscribe(self.id);
+        }
+    }
+}
+
+/// A bus handle for one caller. Cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    runtime: Arc<RuntimeInner>,
+    caller: Caller,
+}
+
+enum Route {
+    Instance(Arc<dyn AnyInstance>),
+    Keyed(Arc<dyn crate::AnyManager>, Key, Partition),
+}
+
+impl Bus {
+    pub(crate) fn new(runtime: Arc<RuntimeInner>, caller: Caller) -> Self {
+        Self { runtime, caller }
+    }
+
+    /// Number of event subscriptions, all partitions together (host diagnostics).
+    pub fn subscription_count(&self) -> usize {
+        self.runtime.bus.len()
+    }
+
+    /// Who this bus calls as.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The partition this caller is confined to, if any.
+    fn confined(&self) -> Option<&Partition> {
+        match &self.caller {
+            Caller::Partition(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Records an admin's reach into another partition.
+    fn audit(&self, action: &str, target: &Partition) {
+        if let Caller::Admin(identity) = &self.caller {
+            if &identity.partition != target {
+                tracing::info!(actor = %identity, %target, action, "cross-partition admin access");
+                self.runtime.shared.telemetry.emit(
+                    identity,
+                    EventKind::Audit {
+                        action: action.to_owned(),
+                        target: target.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn resolve(&self, handler: &str, opts: &Invoke) -> Result<Option<(Route, String)>, Error> {
+        let not_found = || Error::RouteNotFound(handler.to_owned());
+        let (prefix, runnable) = handler.rsplit_once('.').ok_or_else(not_found)?;
+        if runnable.is_empty() || runnable == EVENT_RUNNABLE {
+            return Err(not_found());
+        }
+        // A confined caller reaches its own partition, whatever target it names.
+        let target = match (self.confined(), &opts.target) {
+            (Some(own), Some(t)) if t != own => return Err(not_found()),
+            (Some(own), _) => Some(own.clone()),
+            (None, t) => t.clone(),
+        };
+        let kernel = &self.runtime.kernel;
+        {
+            let instances = kernel.instances.read().unwrap_or_else(|e| e.into_inner());
+            // 1. an exact instance
+            if let Some(record) = instances.get(prefix) {
+                if self.confined().is_some_and(|own| own != &record.partition) {
+                    return Err(not_found());
+                }
+                return match (&record.status, &record.handle) {
+                    (InstanceStatus::Active, Some(h)) => {
+                        self.audit(handler, &record.partition);
+                        Ok(Some((Route::Instance(h.clone()), runnable.to_owned())))
+                    }
+                    _ => Err(not_found()),
+                };
+            }
+            // 2. a factory plus a target
+            let is_factory = kernel
+                .factories
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(prefix);
+            if is_factory {
+                let Some(target) = target else {
+                    return Err(not_found());
+                };
+                let found = instances
+                    .values()
+                    .filter(|r| {
+                        r.factory == prefix
+                            && r.partition == target
+                            && r.status == InstanceStatus::Active
+                    })
+                    .min_by_key(|r| r.seq)
+                    .and_then(|r| r.handle.clone());
+                return match found {
+                    Some(h) => {
+                        self.audit(handler, &target);
+                        Ok(Some((Route::Instance(h), runnable.to_owned())))
+                    }
+                    None => Err(not_found()),
+                };
+            }
+        }
+        // 3. a keyed manager plus a target and a key
+        if let (Some(key), Some(manager)) = (&opts.key, self.runtime.manager_dyn(prefix)) {
+            if !self.runtime.is_pod_manager(prefix) {
+                let target = target.unwrap_or_else(Partition::unpartitioned);
+                self.audit(handler, &target);
+                return Ok(Some((
+                    Route::Keyed(manager, key.clone(), target),
+                    runnable.to_owned(),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Invokes `handler` with JSON `params` (see the module docs for the resolution order).
+    pub async fn invoke(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: Invoke,
+    ) -> Result<serde_json::Value, Error> {
+        match self.resolve(handler, &opts)? {
+            Some((Route::Instance(h), runnable)) => {
+                Ok(h.call_json_dyn(&runnable, params, opts.timeout).await?)
+            }
+            Some((Route::Keyed(manager, key, partition), runnable)) => {
+                let h = manager.get_dyn(key, &partition).await?;
+                Ok(h.call_json_dyn(&runnable, params, opts.timeout).await?)
+            }
+            None => {
+                let call = RemoteCall {
+                    handler: handler.to_owned(),
+                    params,
+                    target: match self.confined() {
+                        Some(own) => Some(own.clone()),
+                        None => opts.target.clone(),
+                    },
+                    key: opts.key.clone(),
+                };
+                let transports: Vec<Arc<dyn Transport>> = self
+                    .runtime
+                    .bus
+                    .transports
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for t in transports {
+                    if let Some(result) = t.invoke(&call).await {
+                        return result;
+                    }
+                }
+                Err(Error::RouteNotFound(handler.to_owned()))
+            }
+        }
+    }
+
+    /// Every handler this caller can reach, with descriptions and JSON Schemas.
+    pub fn handlers(&self) -> Vec<HandlerDescriptor> {
+        let mut out = Vec::new();
+        let kernel = &self.runtime.kernel;
+        let factories = kernel.factories.read().unwrap_or_else(|e| e.into_inner());
+        let instances = kernel.instances.read().unwrap_or_else(|e| e.into_inner());
+        let reach = |p: &Partition| self.confined().is_none_or(|own| own == p);
+        let push = |out: &mut Vec<HandlerDescriptor>,
+                    prefix: &str,
+                    kind,
+                    manager: &dyn crate::AnyManager| {
+            for h in manager.handlers_dyn() {
+                if h.name == EVENT_RUNNABLE {
+                    continue;
+                }
+                out.push(HandlerDescriptor {
+                    route: format!("{prefix}.{}", h.name),
+                    kind,
+                    description: h.description.to_owned(),
+                    params_schema: h.params_schema,
+                    reply_schema: h.reply_schema,
+                });
+            }
+        };
+        for record in instances.values() {
+            if record.status == InstanceStatus::Active && reach(&record.partition) {
+                if let Some(f) = factories.get(record.factory) {
+                    push(&mut out, &record.name, RouteKind::Instance, &*f.manager);
+                }
+            }
+        }
+        for f in factories.values() {
+            let served = instances.values().any(|r| {
+                r.factory == f.name
+                    && r.status == InstanceStatus::Active
+                    && reach(&r.partition)
+                    && !r.partition.is_unpartitioned()
+            });
+            if served {
+                push(&mut out, f.name, RouteKind::Factory, &*f.manager);
+            }
+        }
+        drop((factories, instances));
+        for name in self.runtime.manager_names() {
+            let is_component = kernel
+                .factories
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&name);
+            if is_component || self.runtime.is_pod_manager(&name) {
+                continue;
+            }
+            if let Some(m) = self.runtime.manager_dyn(&name) {
+                push(&mut out, &name, RouteKind::Keyed, &*m);
+            }
+        }
+        out
+    }
+
+    /// Publishes an event into this caller's partition (host code: see
+    /// [`Bus::publish_in`]). Returns how many subscribers it reached.
+    pub fn publish(&self, topic: &str, payload: serde_json::Value) -> Result<usize, Error> {
+        match &self.caller {
+            Caller::Partition(p) => Ok(self.deliver(p, topic, payload)),
+            Caller::Admin(id) => Ok(self.deliver(&id.partition, topic, payload)),
+            Caller::Host => Err(Error::Forbidden(
+                "host code publishes with publish_in(partition, ...)".into(),
+            )),
+        }
+    }
+
+    /// Publishes an event into `partition` (host and admin callers).
+    pub fn publish_in(
+        &self,
+        partition: &Partition,
+        topic: &str,
+        payload: serde_json::Value,
+    ) -> Result<usize, Error> {
+        match &self.caller {
+            Caller::Partition(own) if own != partition => Err(Error::Forbidden(
+                "a tenant publishes into its own partition only".into(),
+            )),
+            _ => {
+                self.audit(&format!("publish {topic}"), partition);
+                Ok(self.deliver(partition, topic, payload))
+            }
+        }
+    }
+
+    fn deliver(&self, partition: &Partition, topic: &str, payload: serde_json::Value) -> usize {
+        let subs = self
+            .runtime
+            .bus
+            .subs
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut reached = 0;
+        for sub in subs
+            .iter()
+            .filter(|s| &s.partition == partition && topic_matches(&s.pattern, topic))
+        {
+            let event = BusEvent {
+                topic: topic.to_owned(),
+                payload: payload.clone(),
+            };
+            let delivered = match &sub.target {
+                SubTarget::Channel(tx) => tx.send(event).is_ok(),
+                SubTarget::Instance { handle, .. } => match serde_json::to_value(&event) {
+                    Ok(v) => handle.tell_json_dyn(EVENT_RUNNABLE, v).is_ok(),
+                    Err(_) => false,
+                },
+            };
+            reached += usize::from(delivered);
+        }
+        reached
+    }
+
+    /// Subscribes to topics matching `pattern` in this caller's partition.
+    pub fn subscribe(&self, pattern: &str) -> Result<Subscription, Error> {
+        let partition = match &self.caller {
+            Caller::Partition(p) => p.clone(),
+            Caller::Admin(id) => id.partition.clone(),
+            Caller::Host => {
+                return Err(Error::Forbidden(
+                    "host code subscribes with subscribe_in(partition, ...)".into(),
+                ));
+            }
+        };
+        self.subscribe_in(&partition, pattern)
+    }
+
+    /// Subscribes to topics matching `pattern` in `partition` (host and admin callers).
+    pub fn subscribe_in(
+        &self,
+        partition: &Partition,
+        pattern: &str,
+    ) -> Result<Subscription, Error> {
+        if let Caller::Partition(own) = &self.caller {
+            if own != partition {
+                return Err(Error::Forbidden(
+                    "a tenant subscribes in its own partition only".into(),
+                ));
+            }
+        }
+        self.audit(&format!("subscribe {pattern}"), partition);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self
+            .runtime
+            .bus
+            .push(partition, pattern, SubTarget::Channel(tx));
+        Ok(Subscription {
+            rx,
+            id,
+            runtime: Arc::downgrade(&self.runtime),
+        })
+    }
+}

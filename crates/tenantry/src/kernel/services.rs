@@ -1,0 +1,83 @@
+//! The service registry: contracts, their providers' generations, and live references.
+//!
+//! Providers are the active instances whose factory provides a contract, ranked by the
+//! `service.ranking` property. Each contract has a generation that moves whenever its
+//! providers change (activation, removal, ranking), so consumers can tell when to
+//! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
+
+use crate::instance::cell::AnyInstance;
+use crate::runtime::RuntimeInner;
+use crate::{CallError, Error, Partition};
+use dashmap::DashMap;
+use std::sync::{Arc, Weak};
+
+/// Generations of every contract.
+#[derive(Default)]
+pub struct ServiceRegistry {
+    generations: DashMap<String, u64>,
+}
+
+impl ServiceRegistry {
+    pub(crate) fn bump(&self, contract: &str) {
+        *self.generations.entry(contract.to_owned()).or_insert(0) += 1;
+    }
+
+    /// The generation of `contract`: changes whenever its providers change.
+    pub fn generation(&self, contract: &str) -> u64 {
+        self.generations.get(contract).map_or(0, |g| *g)
+    }
+}
+
+/// A live reference to the best provider of a contract, as seen from one partition.
+#[derive(Clone)]
+pub struct ServiceRef {
+    runtime: Weak<RuntimeInner>,
+    contract: String,
+    partition: Partition,
+}
+
+impl ServiceRef {
+    pub(crate) fn new(runtime: Weak<RuntimeInner>, contract: &str, partition: Partition) -> Self {
+        Self {
+            runtime,
+            contract: contract.to_owned(),
+            partition,
+        }
+    }
+
+    /// The contract.
+    pub fn contract(&self) -> &str {
+        &self.contract
+    }
+
+    /// The current best provider's instance name and handle, if any.
+    pub fn resolve(&self) -> Option<(String, Arc<dyn AnyInstance>)> {
+        let runtime = self.runtime.upgrade()?;
+        super::providers(&runtime.kernel, &self.contract, &self.partition)
+            .into_iter()
+            .next()
+    }
+
+    /// The current best provider's name.
+    pub fn provider(&self) -> Option<String> {
+        self.resolve().map(|(name, _)| name)
+    }
+
+    /// Calls `runnable` on the current best provider; `ServiceGone` when there is none.
+    pub async fn call(
+        &self,
+        runnable: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let (_, handle) = self
+            .resolve()
+            .ok_or_else(|| Error::ServiceGone(self.contract.clone()))?;
+        handle
+            .call_json_dyn(runnable, params, None)
+            .await
+            .map_err(|e| match e {
+                CallError::Stopped => Error::ServiceGone(self.contract.clone()),
+                other => Error::Call(other),
+            })
+    }
+}

@@ -1,0 +1,282 @@
+//! Standard components: config, credentials, storage and logging providers.
+//!
+//! Each is an ordinary component, instantiated like any other (usually unpartitioned,
+//! so that every tenant's instances can `require` it). Tenant code reaches config,
+//! credentials and storage through its own scoped views on [`crate::Context`]; these
+//! providers own the shared side: loading config layers, writing secrets, describing the
+//! storage backend, and a logging sink.
+
+use crate::component::{Component, NoParams, Runnables};
+use crate::scope::Secret;
+use crate::{Context, HandlerError, Partition};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+fn runtime(ctx: &Context) -> Result<std::sync::Arc<crate::runtime::RuntimeInner>, HandlerError> {
+    ctx.runtime_inner()
+        .ok_or_else(|| HandlerError::with_code("shut_down", "the runtime is shut down"))
+}
+
+fn config_error(e: crate::config::ConfigError) -> HandlerError {
+    HandlerError::with_code("config", e.to_string())
+}
+
+/// The config provider (`IConfig`). Properties: `defaults` (an object), `file` (a JSON
+/// file path), `env_prefix` (variables `<prefix>A__B` set `a.b`).
+pub struct ConfigProvider;
+
+/// Params of `config.get`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigKey {
+    /// The dotted key.
+    pub key: String,
+}
+
+/// Params of `config.set`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigWrite {
+    /// The dotted key.
+    pub key: String,
+    /// The new value.
+    pub value: serde_json::Value,
+}
+
+impl Component for ConfigProvider {
+    const FACTORY: &'static str = "config";
+    const VERSION: &'static str = "1.0.0";
+
+    fn provides() -> &'static [&'static str] {
+        &["IConfig"]
+    }
+
+    fn create(ctx: &Context) -> Result<Self, HandlerError> {
+        let rt = runtime(ctx)?;
+        let store = &rt.kernel.config;
+        let props = ctx.properties();
+        if let Some(defaults) = props.get("defaults") {
+            store.set_defaults(defaults.clone());
+        }
+        if let Some(file) = props.get("file").and_then(|f| f.as_str()) {
+            store.load_file(file).map_err(config_error)?;
+        }
+        if let Some(prefix) = props.get("env_prefix").and_then(|p| p.as_str()) {
+            store.load_env(prefix, std::env::vars());
+        }
+        Ok(Self)
+    }
+
+    fn runnables(r: &mut Runnables<'_, Self>) {
+        r.runnable(
+            "get",
+            "Reads a config value by dotted key.",
+            |_, ctx, p: ConfigKey| {
+                ctx.config()
+                    .map_err(|e| HandlerError::new(e.to_string()))?
+                    .get(&p.key)
+                    .map_err(config_error)
+            },
+        );
+        r.runnable(
+            "set",
+            "Writes a config value by dotted key.",
+            |_, ctx, p: ConfigWrite| {
+                runtime(ctx)?
+                    .kernel
+                    .config
+                    .set(&p.key, p.value)
+                    .map_err(config_error)
+            },
+        );
+        r.runnable(
+            "reload",
+            "Re-reads the config file.",
+            |_, ctx, _: NoParams| {
+                runtime(ctx)?
+                    .kernel
+                    .config
+                    .reload_file()
+                    .map_err(config_error)
+            },
+        );
+    }
+}
+
+/// The credentials provider (`ICredentials`): writes secrets into instance scopes.
+pub struct CredentialsProvider;
+
+/// Params of `credentials.set`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretWrite {
+    /// The partition of the instance (omit for unpartitioned).
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// The component instance name.
+    pub instance: String,
+    /// The secret's name.
+    pub name: String,
+    /// The secret's value.
+    pub value: String,
+}
+
+/// Params of `credentials.names`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretScope {
+    /// The partition of the instance (omit for unpartitioned).
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// The component instance name.
+    pub instance: String,
+}
+
+fn scope_of(
+    ctx: &Context,
+    partition: Option<&str>,
+    instance: &str,
+) -> Result<(Partition, String), HandlerError> {
+    let partition = match partition {
+        Some(p) => Partition::new(p)
+            .map_err(|e| HandlerError::with_code("invalid_partition", e.to_string()))?,
+        None => Partition::unpartitioned(),
+    };
+    let rt = runtime(ctx)?;
+    let instances = rt
+        .kernel
+        .instances
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    let record = instances
+        .get(instance)
+        .filter(|r| r.partition == partition)
+        .ok_or_else(|| {
+            HandlerError::with_code(
+                "not_found",
+                format!("no instance {instance} in that partition"),
+            )
+        })?;
+    Ok((partition, format!("{}/{}", record.factory, instance)))
+}
+
+impl Component for CredentialsProvider {
+    const FACTORY: &'static str = "credentials";
+    const VERSION: &'static str = "1.0.0";
+
+    fn provides() -> &'static [&'static str] {
+        &["ICredentials"]
+    }
+
+    fn create(_: &Context) -> Result<Self, HandlerError> {
+        Ok(Self)
+    }
+
+    fn runnables(r: &mut Runnables<'_, Self>) {
+        r.runnable(
+            "set",
+            "Sets a secret in one instance's scope.",
+            |_, ctx, p: SecretWrite| {
+                let (partition, scope) = scope_of(ctx, p.partition.as_deref(), &p.instance)?;
+                runtime(ctx)?.kernel.credentials.set(
+                    &partition,
+                    &scope,
+                    &p.name,
+                    Secret::new(p.value),
+                );
+                Ok(())
+            },
+        );
+        r.runnable(
+            "names",
+            "Lists the secret names of one instance's scope.",
+            |_, ctx, p: SecretScope| {
+                let (partition, scope) = scope_of(ctx, p.partition.as_deref(), &p.instance)?;
+                Ok(runtime(ctx)?.kernel.credentials.names(&partition, &scope))
+            },
+        );
+    }
+}
+
+/// The storage provider (`IStorage`): instances use `ctx.storage()`; this describes the
+/// backend.
+pub struct StorageProvider;
+
+/// What `storage.backend` returns.
+#[derive(Serialize, JsonSchema)]
+pub struct BackendInfo {
+    /// The store kind (`memory`, `redb`, `postgres`).
+    pub kind: String,
+}
+
+impl Component for StorageProvider {
+    const FACTORY: &'static str = "storage";
+    const VERSION: &'static str = "1.0.0";
+
+    fn provides() -> &'static [&'static str] {
+        &["IStorage"]
+    }
+
+    fn create(_: &Context) -> Result<Self, HandlerError> {
+        Ok(Self)
+    }
+
+    fn runnables(r: &mut Runnables<'_, Self>) {
+        r.runnable(
+            "backend",
+            "Describes the storage backend.",
+            |_, ctx, _: NoParams| {
+                Ok(BackendInfo {
+                    kind: runtime(ctx)?.shared.store.kind().to_owned(),
+                })
+            },
+        );
+    }
+}
+
+/// The logging provider (`ILogging`): a tracing sink tagged with the provider's identity.
+pub struct LoggingProvider;
+
+/// Params of `logging.log`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    /// `error`, `warn`, `info` (default) or `debug`.
+    #[serde(default)]
+    pub level: Option<String>,
+    /// The message.
+    pub message: String,
+}
+
+impl Component for LoggingProvider {
+    const FACTORY: &'static str = "logging";
+    const VERSION: &'static str = "1.0.0";
+
+    fn provides() -> &'static [&'static str] {
+        &["ILogging"]
+    }
+
+    fn create(_: &Context) -> Result<Self, HandlerError> {
+        Ok(Self)
+    }
+
+    fn runnables(r: &mut Runnables<'_, Self>) {
+        r.runnable("log", "Writes a log line.", |_, ctx, line: LogLine| {
+            let id = ctx.identity();
+            let (partition, instance) = (id.partition.to_string(), id.key.to_string());
+            match line.level.as_deref().unwrap_or("info") {
+                "error" => tracing::error!(%partition, %instance, "{}", line.message),
+                "warn" => tracing::warn!(%partition, %instance, "{}", line.message),
+                "debug" => tracing::debug!(%partition, %instance, "{}", line.message),
+                "info" => tracing::info!(%partition, %instance, "{}", line.message),
+                other => {
+                    return Err(HandlerError::with_code(
+                        "invalid_level",
+                        format!("unknown level {other:?}"),
+                    ));
+                }
+            }
+            Ok(())
+        });
+    }
+}
