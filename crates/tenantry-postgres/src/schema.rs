@@ -1,0 +1,186 @@
+//! The store's tables, their versioned migrations, and the SQL it runs against them.
+//!
+//! Migrations are applied by [`migrate`] in one transaction that first takes an advisory
+//! lock per schema, so several processes connecting at once migrate exactly once. Each
+//! applied migration is recorded in `<schema>.tenantry_migrations`. Migrations are only
+//! ever appended: a released one is never edited.
+
+use crate::PgError;
+use crate::error::classify;
+use sqlx::postgres::PgPool;
+use sqlx::{Executor, PgConnection};
+
+/// One schema change.
+struct Migration {
+    version: i32,
+    description: &'static str,
+    /// Statements, with `{schema}` standing for the quoted schema name.
+    sql: &'static str,
+}
+
+/// Every migration, in order. Text columns use the "C" collation so that the primary key
+/// orders keys by bytes, which is the order `list` promises, whatever the database's
+/// default collation.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "checkpoints table keyed by (partition, manager, key)",
+    sql: r#"
+        CREATE TABLE {schema}.checkpoints (
+            partition TEXT COLLATE "C" NOT NULL,
+            manager   TEXT COLLATE "C" NOT NULL,
+            key       TEXT COLLATE "C" NOT NULL,
+            version   BIGINT NOT NULL CHECK (version > 0),
+            bytes     BYTEA NOT NULL,
+            PRIMARY KEY (partition, manager, key)
+        );
+    "#,
+}];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// `"name"`: the schema name as a quoted identifier. Names are checked by
+/// `PgOptions::validate` to hold no quote.
+pub(crate) fn quoted(schema: &str) -> String {
+    format!("\"{schema}\"")
+}
+
+/// Creates the schema if needed and applies every migration not applied yet, in one
+/// transaction. On any failure the connection is closed, which rolls the transaction back.
+pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PgError> {
+    let unavailable = |e: sqlx::Error| PgError::Unavailable(classify(e).error.to_string());
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
+    let begun = conn.execute("BEGIN").await;
+    let outcome = match begun {
+        Ok(_) => apply(&mut conn, schema).await,
+        Err(e) => Err(unavailable(e)),
+    };
+    let outcome = match outcome {
+        Ok(()) => conn.execute("COMMIT").await.map(drop).map_err(unavailable),
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        conn.close_on_drop();
+    }
+    outcome
+}
+
+/// The body of [`migrate`], inside its transaction.
+async fn apply(conn: &mut PgConnection, schema: &str) -> Result<(), PgError> {
+    let unavailable = |e: sqlx::Error| PgError::Unavailable(classify(e).error.to_string());
+    let q = quoted(schema);
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("tenantry.migrations.{schema}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let setup = format!(
+        "CREATE SCHEMA IF NOT EXISTS {q};
+         CREATE TABLE IF NOT EXISTS {q}.tenantry_migrations (
+             version     INTEGER PRIMARY KEY,
+             description TEXT NOT NULL,
+             applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+         );"
+    );
+    conn.execute(setup.as_str()).await.map_err(unavailable)?;
+    let applied_sql = format!("SELECT coalesce(max(version), 0) FROM {q}.tenantry_migrations");
+    let applied: i32 = sqlx::query_scalar(&applied_sql)
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if applied > SCHEMA_VERSION {
+        return Err(PgError::SchemaTooNew {
+            found: applied,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let record_sql =
+        format!("INSERT INTO {q}.tenantry_migrations (version, description) VALUES ($1, $2)");
+    for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+        let failed = |e: sqlx::Error| PgError::Migration {
+            version: m.version,
+            reason: e.to_string(),
+        };
+        let sql = m.sql.replace("{schema}", &q);
+        conn.execute(sql.as_str()).await.map_err(failed)?;
+        sqlx::query(&record_sql)
+            .persistent(false)
+            .bind(m.version)
+            .bind(m.description)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+        tracing::info!(
+            schema,
+            version = m.version,
+            description = m.description,
+            "applied store migration"
+        );
+    }
+    Ok(())
+}
+
+/// The statements the store runs, with the table name filled in once.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) get_batch: String,
+    pub(crate) put_batch: String,
+    pub(crate) versions: String,
+    pub(crate) version_one: String,
+    pub(crate) delete: String,
+    pub(crate) list: String,
+    pub(crate) purge: String,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &str) -> Self {
+        let t = format!("{}.checkpoints", quoted(schema));
+        // The keys of a batch, numbered from 1 in the order given.
+        let keys = "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
+                    AS i(partition, manager, key, ord)";
+        let join = "c.partition = i.partition AND c.manager = i.manager AND c.key = i.key";
+        Self {
+            get_batch: format!(
+                "SELECT i.ord, c.version, c.bytes FROM {keys} JOIN {t} AS c ON {join}"
+            ),
+            versions: format!("SELECT i.ord, c.version FROM {keys} JOIN {t} AS c ON {join}"),
+            version_one: format!(
+                "SELECT version FROM {t} WHERE partition = $1 AND manager = $2 AND key = $3"
+            ),
+            // One statement for a whole batch of compare-and-set puts (each key at most
+            // once): new records are inserted unless they exist, the others updated only
+            // where the version is the one expected. Returns the number and new version
+            // of every put that took effect; the rest lost their compare-and-set.
+            put_batch: format!(
+                "WITH input AS (
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
+                         WITH ORDINALITY AS i(partition, manager, key, expected, bytes, ord)
+                 ),
+                 inserted AS (
+                     INSERT INTO {t} AS c (partition, manager, key, version, bytes)
+                     SELECT partition, manager, key, 1, bytes FROM input WHERE expected IS NULL
+                     ON CONFLICT (partition, manager, key) DO NOTHING
+                     RETURNING c.partition, c.manager, c.key, c.version
+                 ),
+                 updated AS (
+                     UPDATE {t} AS c SET version = c.version + 1, bytes = i.bytes
+                     FROM input AS i
+                     WHERE i.expected IS NOT NULL AND {join} AND c.version = i.expected
+                     RETURNING i.ord, c.version
+                 )
+                 SELECT i.ord, c.version FROM inserted AS c JOIN input AS i ON {join}
+                 UNION ALL
+                 SELECT ord, version FROM updated"
+            ),
+            delete: format!(
+                "DELETE FROM {t} WHERE partition = $1 AND manager = $2 AND key = $3 \
+                 AND ($4::int8 IS NULL OR version = $4) RETURNING version"
+            ),
+            list: format!(
+                "SELECT key, version FROM {t} WHERE partition = $1 AND manager = $2 ORDER BY key"
+            ),
+            purge: format!("DELETE FROM {t} WHERE partition = $1"),
+        }
+    }
+}

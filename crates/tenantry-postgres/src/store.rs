@@ -1,0 +1,373 @@
+//! [`PgStore`]: connection, the direct operations (delete, list, purge), and the
+//! [`CheckpointStore`] implementation that routes puts and gets through the batchers.
+
+use crate::batch::{self, GetRequest, PutRequest};
+use crate::error::{Failure, classify, version_from_db};
+use crate::schema::{Statements, migrate};
+use crate::{PgError, PgOptions};
+use futures::future::{BoxFuture, FutureExt};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey};
+use tenantry::{Key, Partition};
+use tokio::sync::{mpsc, oneshot};
+
+/// Runs `$body` (an expression using the pooled connection `$conn`, yielding
+/// `Result<T, sqlx::Error>`) within the pool's acquire timeout and the statement timeout.
+/// A connection that timed out or broke is closed instead of going back to the pool.
+/// Evaluates to `Result<T, Failure>`.
+macro_rules! on_connection {
+    ($shared:expr, $conn:ident => $body:expr) => {{
+        let shared: &$crate::store::Shared = $shared;
+        match $crate::store::acquire(shared).await {
+            Err(failure) => Err(failure),
+            Ok(mut $conn) => {
+                let guard = $crate::store::statement_guard(shared);
+                let outcome = tokio::time::timeout(guard, async { $body }).await;
+                $crate::store::settle(&mut $conn, outcome, guard)
+            }
+        }
+    }};
+}
+pub(crate) use on_connection;
+
+/// Runs an idempotent read, once more on a fresh connection if the first one turns out
+/// broken (a connection the database dropped while it sat idle in the pool).
+macro_rules! read_with_retry {
+    ($shared:expr, $conn:ident => $body:expr) => {{
+        let mut outcome = $crate::store::on_connection!($shared, $conn => $body);
+        if matches!(&outcome, Err(f) if f.broken) {
+            outcome = $crate::store::on_connection!($shared, $conn => $body);
+        }
+        outcome.map_err(|f: $crate::error::Failure| f.error)
+    }};
+}
+pub(crate) use read_with_retry;
+
+/// A checkpoint store in a PostgreSQL schema. Cheap to clone; clones share one pool and
+/// one writer.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+/// What the store's tasks share: the pool, the statements, the options.
+pub(crate) struct Shared {
+    pub(crate) pool: PgPool,
+    pub(crate) sql: Statements,
+    pub(crate) options: PgOptions,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    puts: mpsc::UnboundedSender<PutRequest>,
+    gets: mpsc::UnboundedSender<GetRequest>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.shared.options.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
+    /// creates the schema and applies pending migrations. Fails with
+    /// [`PgError::Unavailable`] if the database cannot be reached within
+    /// [`PgOptions::connect_timeout`].
+    pub async fn connect(url: &str, options: PgOptions) -> Result<Self, PgError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| PgError::InvalidOption(format!("database URL: {e}")))?;
+        Self::connect_with(connect, options).await
+    }
+
+    /// Like [`PgStore::connect`], with connection settings built in code.
+    pub async fn connect_with(
+        connect: PgConnectOptions,
+        options: PgOptions,
+    ) -> Result<Self, PgError> {
+        options.validate()?;
+        let server_timeout = format!("{}ms", options.statement_timeout.as_millis());
+        let mut connect = connect.options([("statement_timeout", server_timeout.as_str())]);
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name("tenantry");
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(0)
+            .acquire_timeout(options.connect_timeout)
+            .connect_lazy_with(connect);
+        let deadline = options.connect_timeout + options.statement_timeout;
+        // Boxed so the future's type is checked for `Send` here, once; callers can then
+        // spawn `connect` (unboxed, rustc cannot prove sqlx's futures `Send` for every
+        // lifetime at the spawn site).
+        let migration = migrate(&pool, &options.schema).boxed();
+        match tokio::time::timeout(deadline, migration).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                pool.close().await;
+                return Err(e);
+            }
+            Err(_) => {
+                pool.close().await;
+                return Err(PgError::Unavailable(format!(
+                    "no answer from the database within {deadline:?}"
+                )));
+            }
+        }
+        let shared = Arc::new(Shared {
+            pool,
+            sql: Statements::new(&options.schema),
+            options,
+        });
+        let (puts, put_rx) = mpsc::unbounded_channel();
+        let (gets, get_rx) = mpsc::unbounded_channel();
+        tokio::spawn(batch::writer(shared.clone(), put_rx));
+        tokio::spawn(batch::reader(shared.clone(), get_rx));
+        Ok(Self {
+            inner: Arc::new(Inner { shared, puts, gets }),
+        })
+    }
+
+    /// The schema the store lives in.
+    pub fn schema(&self) -> &str {
+        &self.inner.shared.options.schema
+    }
+
+    /// Closes the pool: waits for borrowed connections to come back and closes them all.
+    /// Every later operation of this store (and its clones) fails with `Unavailable`.
+    pub async fn close(&self) {
+        self.inner.shared.pool.close().await;
+    }
+
+    async fn delete_inner(
+        &self,
+        key: &StoreKey,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let shared = &*self.inner.shared;
+        // A delete that misses because the record changed in between is tried again.
+        for _ in 0..3 {
+            let expected_db = match expected.map(i64::try_from).transpose() {
+                Ok(e) => e,
+                // No stored version is that large.
+                Err(_) => return self.conflict_or_absent(key, expected).await,
+            };
+            let rows = on_connection!(shared, conn => {
+                sqlx::query(&shared.sql.delete)
+                    .bind(key.partition.as_storage_str())
+                    .bind(&*key.manager)
+                    .bind(key.key.encoded())
+                    .bind(expected_db)
+                    .fetch_all(&mut *conn)
+                    .await
+            })
+            .map_err(|f| f.error)?;
+            if !rows.is_empty() {
+                return Ok(true);
+            }
+            if expected.is_none() {
+                return Ok(false);
+            }
+            match self.conflict_or_absent(key, expected).await {
+                Err(StoreError::Conflict { actual, .. }) if actual == expected => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the record {key} kept changing during its delete"
+        )))
+    }
+
+    /// After a conditional write missed: `Ok(false)` if there is no record, else a
+    /// `Conflict` naming the version found.
+    async fn conflict_or_absent(
+        &self,
+        key: &StoreKey,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        match version_of(&self.inner.shared, key).await? {
+            None => Ok(false),
+            actual => Err(StoreError::Conflict { expected, actual }),
+        }
+    }
+
+    async fn list_inner(
+        &self,
+        partition: &Partition,
+        manager: &str,
+    ) -> Result<Vec<(Key, u64)>, StoreError> {
+        let shared = &*self.inner.shared;
+        let rows = read_with_retry!(shared, conn => {
+            sqlx::query(&shared.sql.list)
+                .bind(partition.as_storage_str())
+                .bind(manager)
+                .fetch_all(&mut *conn)
+                .await
+        })?;
+        rows.iter()
+            .map(|row| {
+                let encoded: &str = row.try_get(0).map_err(|e| classify(e).error)?;
+                let version: i64 = row.try_get(1).map_err(|e| classify(e).error)?;
+                let key = Key::from_encoded(encoded)
+                    .map_err(|e| StoreError::Corrupt(format!("stored key {encoded:?}: {e}")))?;
+                Ok((key, version_from_db(version)?))
+            })
+            .collect()
+    }
+
+    async fn purge_inner(&self, partition: &Partition) -> Result<u64, StoreError> {
+        let shared = &*self.inner.shared;
+        on_connection!(shared, conn => {
+            sqlx::query(&shared.sql.purge)
+                .bind(partition.as_storage_str())
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(|f| f.error)
+    }
+}
+
+/// The current version of one record, read directly.
+pub(crate) async fn version_of(shared: &Shared, key: &StoreKey) -> Result<Option<u64>, StoreError> {
+    let rows = read_with_retry!(shared, conn => {
+        sqlx::query(&shared.sql.version_one)
+            .bind(key.partition.as_storage_str())
+            .bind(&*key.manager)
+            .bind(key.key.encoded())
+            .fetch_all(&mut *conn)
+            .await
+    })?;
+    match rows.first() {
+        None => Ok(None),
+        Some(row) => {
+            let v: i64 = row.try_get(0).map_err(|e| classify(e).error)?;
+            version_from_db(v).map(Some)
+        }
+    }
+}
+
+/// Gets a pooled connection, bounded by the connect timeout (with a margin over the
+/// pool's own bound).
+pub(crate) async fn acquire(shared: &Shared) -> Result<PoolConnection<Postgres>, Failure> {
+    let limit = shared.options.connect_timeout + Duration::from_secs(1);
+    match tokio::time::timeout(limit, shared.pool.acquire()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(_) => Err(Failure::unavailable(
+            format!("no database connection within {limit:?}"),
+            false,
+        )),
+    }
+}
+
+/// How long the client waits for one statement: the server's own statement timeout plus
+/// a margin, so the server's cancellation normally arrives first.
+pub(crate) fn statement_guard(shared: &Shared) -> Duration {
+    shared.options.statement_timeout + Duration::from_secs(1)
+}
+
+/// Turns a guarded statement's outcome into the store's terms, closing the connection
+/// when it cannot be trusted any more.
+pub(crate) fn settle<T>(
+    conn: &mut PoolConnection<Postgres>,
+    outcome: Result<Result<T, sqlx::Error>, tokio::time::error::Elapsed>,
+    guard: Duration,
+) -> Result<T, Failure> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            let failure = classify(e);
+            if failure.broken {
+                conn.close_on_drop();
+            }
+            Err(failure)
+        }
+        Err(_) => {
+            // The statement may still be running; the connection is in an unknown state.
+            conn.close_on_drop();
+            Err(Failure::unavailable(
+                format!("no answer from the database within {guard:?}"),
+                true,
+            ))
+        }
+    }
+}
+
+impl CheckpointStore for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        async move {
+            let (reply, rx) = oneshot::channel();
+            self.inner
+                .gets
+                .send(GetRequest {
+                    key: key.clone(),
+                    reply,
+                })
+                .map_err(|_| StoreError::Unavailable("the store's reader has stopped".into()))?;
+            batch::await_reply(rx, self.inner.shared.options.operation_deadline()).await
+        }
+        .boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        async move {
+            if expected.is_some_and(|e| i64::try_from(e).is_err()) {
+                // No stored version is that large: the compare-and-set cannot hold.
+                let actual = version_of(&self.inner.shared, key).await?;
+                return Err(StoreError::Conflict { expected, actual });
+            }
+            let (reply, rx) = oneshot::channel();
+            self.inner
+                .puts
+                .send(PutRequest {
+                    key: key.clone(),
+                    bytes,
+                    expected,
+                    reply,
+                })
+                .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+            batch::await_reply(rx, self.inner.shared.options.operation_deadline()).await
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.delete_inner(key, expected).boxed()
+    }
+
+    fn list<'a>(
+        &'a self,
+        partition: &'a Partition,
+        manager: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>> {
+        self.list_inner(partition, manager).boxed()
+    }
+
+    fn purge_partition<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.purge_inner(partition).boxed()
+    }
+}
