@@ -130,7 +130,36 @@ async fn activations_and_calls() {
         black_box(m.get(k, &part).await.unwrap());
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    report("fresh_activations_memory_store", rate, "per_second");
+    report(
+        "fresh_activations_memory_store_1_caller",
+        rate,
+        "per_second",
+    );
+
+    // One caller per core, as a server's request tasks would be.
+    let callers = 2;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let m = m.clone();
+            let part = part.clone();
+            tokio::spawn(async move {
+                for i in (c..n).step_by(callers) {
+                    let k = Key::new(&format!("b{i}")).unwrap();
+                    black_box(m.get(&k, &part).await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    report(
+        "fresh_activations_memory_store_2_callers",
+        rate,
+        "per_second",
+    );
 
     let key = keys[0].clone();
     let get_ns = median_ns(scale(200), 1000, || {

@@ -295,6 +295,7 @@ impl<F: Factory> ManagerCore<F> {
         partition: &Partition,
         initial: Option<F>,
     ) -> Result<InstanceHandle<F>, Error> {
+        self.shared.ensure_timer_anchor();
         let identity = Arc::new(self.identity(key, partition));
         let (mut state, version, initial_bytes) = match self.thaw(&identity).await? {
             Some((state, version)) => (state, Some(version), None),

@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     /// Topology caches of live pods.
     pub(crate) live_pods: DashMap<Identity, Arc<LivePod>>,
     closed: AtomicBool,
+    anchor_started: AtomicBool,
 }
 
 /// Counts actor tasks and wakes whoever waits for them to end.
@@ -74,9 +75,35 @@ impl ActorTracker {
     }
 }
 
+/// Period of the timer anchor (see [`Shared::ensure_timer_anchor`]).
+const TIMER_ANCHOR_PERIOD: Duration = Duration::from_millis(500);
+
 impl Shared {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Keeps one timer always pending in tokio's time driver.
+    ///
+    /// Every call arms a timeout. When the driver has no earlier timer, arming one must
+    /// unpark the driver (a syscall): measured, that was most of a call's cost. With an
+    /// anchor due within half a second, a call's 5 s timeout is never the earliest and
+    /// arms without waking anyone. The task holds only a weak reference and ends with the
+    /// runtime.
+    pub(crate) fn ensure_timer_anchor(self: &Arc<Self>) {
+        if self.anchor_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TIMER_ANCHOR_PERIOD).await;
+                match weak.upgrade() {
+                    Some(shared) if !shared.is_closed() => {}
+                    _ => break,
+                }
+            }
+        });
     }
 }
 
@@ -242,6 +269,7 @@ impl RuntimeBuilder {
             lineage: Lineage::default(),
             live_pods: DashMap::new(),
             closed: AtomicBool::new(false),
+            anchor_started: AtomicBool::new(false),
         });
         Runtime {
             inner: Arc::new(RuntimeInner {

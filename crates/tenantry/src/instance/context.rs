@@ -21,6 +21,8 @@ pub struct Context {
     held: Vec<KeepAlive>,
     stop_requested: bool,
     properties: Option<Arc<Properties>>,
+    /// Whether the instance holds the admin grant; fixed at instantiation, so cached.
+    admin: std::sync::OnceLock<bool>,
 }
 
 impl Context {
@@ -31,6 +33,7 @@ impl Context {
             held: Vec::new(),
             stop_requested: false,
             properties: None,
+            admin: std::sync::OnceLock::new(),
         }
     }
 
@@ -92,6 +95,10 @@ impl Context {
 
     /// Whether this instance was instantiated with the admin grant.
     fn is_admin(&self) -> bool {
+        *self.admin.get_or_init(|| self.lookup_admin())
+    }
+
+    fn lookup_admin(&self) -> bool {
         self.runtime.upgrade().is_some_and(|rt| {
             let instances = rt
                 .kernel

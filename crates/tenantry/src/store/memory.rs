@@ -6,12 +6,10 @@ use dashmap::DashMap;
 use futures::future::{BoxFuture, FutureExt, ready};
 use std::sync::Arc;
 
-type Slot = (Partition, Arc<str>, Key);
-
 /// A checkpoint store held in memory; for tests, benchmarks and ephemeral runtimes.
 #[derive(Default, Clone)]
 pub struct MemoryStore {
-    records: Arc<DashMap<Slot, Record>>,
+    records: Arc<DashMap<StoreKey, Record>>,
 }
 
 impl MemoryStore {
@@ -31,17 +29,13 @@ impl MemoryStore {
     }
 }
 
-fn slot(key: &StoreKey) -> Slot {
-    (key.partition.clone(), key.manager.clone(), key.key.clone())
-}
-
 impl CheckpointStore for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
 
     fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        ready(Ok(self.records.get(&slot(key)).map(|r| r.clone()))).boxed()
+        ready(Ok(self.records.get(key).map(|r| r.clone()))).boxed()
     }
 
     fn put<'a>(
@@ -50,7 +44,7 @@ impl CheckpointStore for MemoryStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let result = match self.records.entry(slot(key)) {
+        let result = match self.records.entry(key.clone()) {
             dashmap::Entry::Occupied(mut e) => check_version(expected, Some(e.get().version))
                 .inspect(|&version| {
                     e.insert(Record { version, bytes });
@@ -67,8 +61,7 @@ impl CheckpointStore for MemoryStore {
         key: &'a StoreKey,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let slot = slot(key);
-        let result = match self.records.get(&slot).map(|r| r.version) {
+        let result = match self.records.get(key).map(|r| r.version) {
             None => Ok(false),
             Some(actual) if expected.is_some_and(|e| e != actual) => Err(StoreError::Conflict {
                 expected,
@@ -76,7 +69,7 @@ impl CheckpointStore for MemoryStore {
             }),
             Some(actual) => Ok(self
                 .records
-                .remove_if(&slot, |_, r| r.version == actual)
+                .remove_if(key, |_, r| r.version == actual)
                 .is_some()),
         };
         ready(result).boxed()
@@ -90,8 +83,8 @@ impl CheckpointStore for MemoryStore {
         let mut keys: Vec<(Key, u64)> = self
             .records
             .iter()
-            .filter(|e| &e.key().0 == partition && &*e.key().1 == manager)
-            .map(|e| (e.key().2.clone(), e.value().version))
+            .filter(|e| &e.key().partition == partition && &*e.key().manager == manager)
+            .map(|e| (e.key().key.clone(), e.value().version))
             .collect();
         keys.sort();
         ready(Ok(keys)).boxed()
@@ -103,7 +96,7 @@ impl CheckpointStore for MemoryStore {
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let mut removed = 0u64;
         self.records.retain(|k, _| {
-            let keep = &k.0 != partition;
+            let keep = &k.partition != partition;
             removed += u64::from(!keep);
             keep
         });
