@@ -7,9 +7,11 @@
 //! tenants' subtrees, whatever key it asks for.
 
 use crate::Partition;
+use crate::reactive::Trigger;
 use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why a config operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,14 +38,45 @@ struct Layers {
     file: Value,
     file_path: Option<PathBuf>,
     env: Value,
-    writes: Value,
-    merged: Arc<Value>,
+    /// Runtime writes by path; a write to a parent drops the writes below it.
+    writes: BTreeMap<String, Value>,
+    merged: Value,
 }
 
-/// The runtime's configuration.
+/// A node of the key trie: the trigger of readers of this exact key, and its children.
+#[derive(Default)]
+struct KeyNode {
+    trigger: Option<Arc<Trigger>>,
+    children: HashMap<String, KeyNode>,
+}
+
+impl KeyNode {
+    /// The triggers at and below this node whose value differs between `old` and `new`.
+    fn changed_below(&self, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Arc<Trigger>>) {
+        if old == new {
+            return;
+        }
+        if let Some(t) = &self.trigger {
+            out.push(t.clone());
+        }
+        for (name, child) in &self.children {
+            child.changed_below(
+                old.and_then(|v| v.get(name)),
+                new.and_then(|v| v.get(name)),
+                out,
+            );
+        }
+    }
+}
+
+/// The runtime's configuration. Reads inside a computed value or an effect are tracked
+/// per dotted key: a reader of `a.b` is woken by a write to `a.b`, to an ancestor that
+/// replaces it, or to a descendant — and by nothing else, so the cost of a write does not
+/// grow with the number of readers of other keys.
 #[derive(Default)]
 pub struct ConfigStore {
     layers: RwLock<Layers>,
+    keys: Mutex<KeyNode>,
 }
 
 /// Splits a dotted key, refusing empty segments.
@@ -99,10 +132,18 @@ fn merge(base: &mut Value, over: &Value) {
 impl Layers {
     fn remerge(&mut self) {
         let mut merged = Value::Object(Map::new());
-        for layer in [&self.defaults, &self.file, &self.env, &self.writes] {
+        for layer in [&self.defaults, &self.file, &self.env] {
             merge(&mut merged, layer);
         }
-        self.merged = Arc::new(merged);
+        // Parents before children: a shorter path never comes after its own descendant.
+        let mut writes: Vec<(&String, &Value)> = self.writes.iter().collect();
+        writes.sort_by_key(|(k, _)| k.matches('.').count());
+        for (key, value) in writes {
+            if let Ok(parts) = segments(key) {
+                assign(&mut merged, &parts, value.clone());
+            }
+        }
+        self.merged = merged;
     }
 }
 
@@ -112,15 +153,79 @@ impl ConfigStore {
         Self::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Layers) -> R) -> R {
-        let mut layers = self.layers.write().unwrap_or_else(|e| e.into_inner());
-        let r = f(&mut layers);
-        layers.remerge();
-        r
+    /// The trigger of readers of `parts`, created on first use.
+    fn trigger(&self, parts: &[&str]) -> Arc<Trigger> {
+        let mut node = &mut *self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for p in parts {
+            node = node.children.entry((*p).to_owned()).or_default();
+        }
+        node.trigger.get_or_insert_with(Trigger::new).clone()
     }
 
-    /// The merged tree.
-    pub fn snapshot(&self) -> Arc<Value> {
+    /// The triggers to fire after the value at `parts` went from `old` to `new`: every
+    /// ancestor's (their value contains it) and every node's at or below it whose value
+    /// changed.
+    fn affected(
+        &self,
+        parts: &[&str],
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) -> Vec<Arc<Trigger>> {
+        let mut out = Vec::new();
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut node = &*keys;
+        for p in parts {
+            match node.children.get(*p) {
+                Some(child) => node = child,
+                // Nobody reads this key or anything below it.
+                None => return out,
+            }
+            if let Some(t) = &node.trigger {
+                out.push(t.clone());
+            }
+        }
+        // `node` is the written key's own node (its trigger was pushed in the loop); now
+        // the descendants whose value changed.
+        for (name, child) in &node.children {
+            child.changed_below(
+                old.and_then(|v| v.get(name)),
+                new.and_then(|v| v.get(name)),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    fn fire(triggers: Vec<Arc<Trigger>>) {
+        if triggers.is_empty() {
+            return;
+        }
+        crate::reactive::batch(|| {
+            for t in triggers {
+                t.fire();
+            }
+        });
+    }
+
+    /// Replaces a lower layer and wakes the readers of every key whose value changed.
+    fn relayer(&self, f: impl FnOnce(&mut Layers)) {
+        let triggers = {
+            let mut layers = self.layers.write().unwrap_or_else(|e| e.into_inner());
+            let old = std::mem::take(&mut layers.merged);
+            f(&mut layers);
+            layers.remerge();
+            let mut out = Vec::new();
+            self.keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .changed_below(Some(&old), Some(&layers.merged), &mut out);
+            out
+        };
+        Self::fire(triggers);
+    }
+
+    /// The merged tree (a copy).
+    pub fn snapshot(&self) -> Value {
         self.layers
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -130,7 +235,7 @@ impl ConfigStore {
 
     /// Replaces the defaults layer.
     pub fn set_defaults(&self, defaults: Value) {
-        self.with(|l| l.defaults = defaults);
+        self.relayer(|l| l.defaults = defaults);
     }
 
     /// Loads (or reloads) the file layer from a JSON file.
@@ -145,7 +250,7 @@ impl ConfigStore {
         if !value.is_object() {
             return Err(err("the top level must be an object".into()));
         }
-        self.with(|l| {
+        self.relayer(|l| {
             l.file = value;
             l.file_path = Some(path.to_owned());
         });
@@ -179,20 +284,47 @@ impl ConfigStore {
             let value = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
             assign(&mut env, &parts, value);
         }
-        self.with(|l| l.env = env);
+        self.relayer(|l| l.env = env);
     }
 
-    /// Reads `key` from the merged view.
+    /// Reads `key` from the merged view; inside a computed value or an effect, the read
+    /// is tracked.
     pub fn get(&self, key: &str) -> Result<Option<Value>, ConfigError> {
         let parts = segments(key)?;
-        Ok(lookup(&self.snapshot(), &parts).cloned())
+        if crate::reactive::is_tracking() {
+            // Track before reading: a racing write re-validates, never goes unseen.
+            self.trigger(&parts).read();
+        }
+        let layers = self.layers.read().unwrap_or_else(|e| e.into_inner());
+        Ok(lookup(&layers.merged, &parts).cloned())
     }
 
-    /// Writes `key` in the top layer.
+    /// Writes `key` in the top layer. Writing an equal value wakes nobody.
     pub fn set(&self, key: &str, value: Value) -> Result<(), ConfigError> {
         let parts = segments(key)?;
-        self.with(|l| assign(&mut l.writes, &parts, value));
+        let triggers = {
+            let mut layers = self.layers.write().unwrap_or_else(|e| e.into_inner());
+            let old = lookup(&layers.merged, &parts).cloned();
+            if old.as_ref() == Some(&value) {
+                return Ok(());
+            }
+            let below = format!("{key}.");
+            layers.writes.retain(|k, _| !k.starts_with(&below));
+            layers.writes.insert(key.to_owned(), value.clone());
+            assign(&mut layers.merged, &parts, value);
+            let new = lookup(&layers.merged, &parts);
+            self.affected(&parts, old.as_ref(), new)
+        };
+        Self::fire(triggers);
         Ok(())
+    }
+
+    /// Number of reactive readers of `key` (diagnostics and tests).
+    pub fn readers(&self, key: &str) -> usize {
+        match segments(key) {
+            Ok(parts) => crate::reactive::dependents(&self.trigger(&parts)),
+            Err(_) => 0,
+        }
     }
 }
 
@@ -230,17 +362,16 @@ impl ConfigView {
         if !self.visible(&parts) {
             return Ok(None);
         }
-        let snapshot = self.store.snapshot();
-        let found = lookup(&snapshot, &parts);
-        match (self.partition.name(), parts.as_slice(), found) {
-            (Some(own), ["tenants"], Some(Value::Object(all))) => {
+        match (self.partition.name(), parts.as_slice()) {
+            // `tenants` as seen by one tenant: its own entry only (and only it is tracked).
+            (Some(own), ["tenants"]) => {
                 let mut only = Map::new();
-                if let Some(mine) = all.get(own) {
-                    only.insert(own.to_owned(), mine.clone());
+                if let Some(mine) = self.store.get(&format!("tenants.{own}"))? {
+                    only.insert(own.to_owned(), mine);
                 }
                 Ok(Some(Value::Object(only)))
             }
-            _ => Ok(found.cloned()),
+            _ => self.store.get(key),
         }
     }
 

@@ -8,6 +8,7 @@
 
 use crate::component::{Component, NoParams, Runnables};
 use crate::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
+use crate::reactive::Computed;
 use crate::{Context, Error, HandlerError, Runtime};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,22 +49,38 @@ pub struct QueryResult {
 pub struct Status {
     /// Queries served by this instance.
     pub queries: u64,
+    /// How many times its `db_url` computed value ran.
+    #[serde(default)]
+    pub db_url_computations: u64,
+    /// How many times its connection effect reconnected after the first connect.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// The URL it is connected to.
+    #[serde(default)]
+    pub connected_to: String,
+}
+
+/// This tenant's `db_url` from its own config subtree, as a reactive computed value.
+fn db_url(ctx: &Context) -> Result<Computed<String>, HandlerError> {
+    let config = ctx.config().map_err(|e| HandlerError::new(e.to_string()))?;
+    let key = config.tenant_key("db_url");
+    Ok(ctx.computed(move || config.get_str(&key).ok().flatten().unwrap_or_default()))
 }
 
 fn run_query(
     engine: &str,
+    db_url: String,
     queries: &mut u64,
     ctx: &mut Context,
     q: Query,
 ) -> Result<QueryResult, HandlerError> {
-    let config = ctx.config().map_err(|e| HandlerError::new(e.to_string()))?;
     let tenant = ctx.partition().name().unwrap_or("shared").to_owned();
-    let db_url = config
-        .get_str(&config.tenant_key("db_url"))
-        .map_err(|e| HandlerError::new(e.to_string()))?
-        .ok_or_else(|| {
-            HandlerError::with_code("no_db_url", format!("no db_url configured for {tenant}"))
-        })?;
+    if db_url.is_empty() {
+        return Err(HandlerError::with_code(
+            "no_db_url",
+            format!("no db_url configured for {tenant}"),
+        ));
+    }
     *queries += 1;
     Ok(QueryResult {
         instance: ctx.key().to_string(),
@@ -76,9 +93,13 @@ fn run_query(
     })
 }
 
-/// A per-tenant database component (`tenant-db`).
+/// A per-tenant database component (`tenant-db`): its `db_url` is a computed value over
+/// the tenant's config, and an effect reconnects when it changes.
 pub struct TenantDb {
     queries: u64,
+    db_url: Computed<String>,
+    connected_to: String,
+    reconnects: u64,
 }
 
 impl Component for TenantDb {
@@ -93,15 +114,36 @@ impl Component for TenantDb {
         &["IConfig"]
     }
 
-    fn create(_: &Context) -> Result<Self, HandlerError> {
-        Ok(Self { queries: 0 })
+    fn create(ctx: &Context) -> Result<Self, HandlerError> {
+        Ok(Self {
+            queries: 0,
+            db_url: db_url(ctx)?,
+            connected_to: String::new(),
+            reconnects: 0,
+        })
+    }
+
+    async fn activate(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
+        let url = self.db_url.clone();
+        ctx.effect(move |db: &mut TenantDb, _| {
+            let next = url.get();
+            if !db.connected_to.is_empty() && db.connected_to != next {
+                db.reconnects += 1;
+            }
+            db.connected_to = next;
+            Ok(())
+        });
+        Ok(())
     }
 
     fn runnables(r: &mut Runnables<'_, Self>) {
         r.runnable(
             "query",
             "Runs a query on this tenant's database.",
-            |db, ctx, q: Query| run_query("pg", &mut db.queries, ctx, q),
+            |db, ctx, q: Query| {
+                let url = db.db_url.get();
+                run_query("pg", url, &mut db.queries, ctx, q)
+            },
         );
         r.runnable(
             "status",
@@ -109,6 +151,9 @@ impl Component for TenantDb {
             |db, _, _: NoParams| {
                 Ok(Status {
                     queries: db.queries,
+                    db_url_computations: db.db_url.runs(),
+                    reconnects: db.reconnects,
+                    connected_to: db.connected_to.clone(),
                 })
             },
         );
@@ -118,6 +163,7 @@ impl Component for TenantDb {
 /// A second database factory (`mysql-db`) under the same routing scheme.
 pub struct MysqlDb {
     queries: u64,
+    db_url: Computed<String>,
 }
 
 impl Component for MysqlDb {
@@ -132,15 +178,21 @@ impl Component for MysqlDb {
         &["IConfig"]
     }
 
-    fn create(_: &Context) -> Result<Self, HandlerError> {
-        Ok(Self { queries: 0 })
+    fn create(ctx: &Context) -> Result<Self, HandlerError> {
+        Ok(Self {
+            queries: 0,
+            db_url: db_url(ctx)?,
+        })
     }
 
     fn runnables(r: &mut Runnables<'_, Self>) {
         r.runnable(
             "query",
             "Runs a query on this tenant's MySQL database.",
-            |db, ctx, q: Query| run_query("mysql", &mut db.queries, ctx, q),
+            |db, ctx, q: Query| {
+                let url = db.db_url.get();
+                run_query("mysql", url, &mut db.queries, ctx, q)
+            },
         );
         r.runnable(
             "status",
@@ -148,6 +200,9 @@ impl Component for MysqlDb {
             |db, _, _: NoParams| {
                 Ok(Status {
                     queries: db.queries,
+                    db_url_computations: db.db_url.runs(),
+                    reconnects: 0,
+                    connected_to: String::new(),
                 })
             },
         );

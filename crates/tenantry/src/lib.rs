@@ -51,6 +51,7 @@ pub mod manager;
 mod partition;
 pub mod pod;
 pub mod providers;
+pub mod reactive;
 mod runtime;
 pub mod scope;
 pub mod store;

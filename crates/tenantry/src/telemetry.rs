@@ -193,6 +193,11 @@ pub enum EventKind {
         /// The partition it reached.
         target: Partition,
     },
+    /// An effect of the instance returned an error.
+    EffectFailed {
+        /// The error.
+        error: String,
+    },
     /// A message accepted into the mailbox was dropped because the instance stopped first.
     MessageDropped {
         /// The handler it was for.

@@ -151,7 +151,8 @@ async fn instance_calls_are_confined_unless_the_instance_holds_the_admin_grant()
         )
         .await
         .unwrap();
-    assert_eq!(allowed, json!({"queries": 0}));
+    assert_eq!(allowed["queries"], json!(0));
+    assert_eq!(allowed["connected_to"], json!("postgres://db2.prod/globex"));
     let mut audited = false;
     while let Some(Ok(e)) = events.try_recv() {
         if let EventKind::Audit { action, target } = &e.kind {

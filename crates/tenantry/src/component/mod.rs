@@ -234,6 +234,10 @@ impl<C: Component> Factory for ComponentState<C> {
         }
     }
 
+    fn effect_target(&mut self) -> Option<&mut dyn std::any::Any> {
+        self.inner.as_mut().map(|c| c as &mut dyn std::any::Any)
+    }
+
     async fn on_start(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
         ctx.set_properties(self.properties.clone());
         let mut component = C::create(ctx)?;

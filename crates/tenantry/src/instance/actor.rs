@@ -8,7 +8,7 @@
 
 use super::cell::{Cell, InstanceHandle};
 use super::context::Context;
-use super::envelope::{Envelope, Turn, panic_message};
+use super::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use super::factory::Factory;
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::manager::{ManagerCore, PartitionDir, Slot};
@@ -98,9 +98,21 @@ impl<F: Factory> Actor<F> {
 
     pub(crate) async fn run(mut self) {
         self.core.shared.telemetry.live(self.identity(), 1.0);
+        let cell = Arc::downgrade(&self.cell);
+        self.ctx.install_effect_sink(Arc::new(move |effect| {
+            if let Some(cell) = cell.upgrade() {
+                // Control mail: a full mailbox must not lose a reaction.
+                let _ = cell
+                    .mailbox
+                    .send_control(Mail::Letter(Box::new(EffectLetter { effect })));
+            }
+        }));
         let idle_timeout = self.core.config.idle_timeout;
         let mut idle_timer = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
         loop {
+            if !self.run_pending_effects().await {
+                break;
+            }
             let mail = match (&mut idle_timer, idle_timeout) {
                 (Some(timer), Some(timeout)) => tokio::select! {
                     biased;
@@ -144,6 +156,22 @@ impl<F: Factory> Actor<F> {
             }
         }
         self.core.shared.telemetry.live(self.identity(), -1.0);
+    }
+
+    /// First runs of effects registered since the last turn. Returns false when a panic
+    /// in one made the instance give up.
+    async fn run_pending_effects(&mut self) -> bool {
+        loop {
+            let pending = self.ctx.take_pending_effects();
+            if pending.is_empty() {
+                return true;
+            }
+            for effect in pending {
+                if !self.turn(Box::new(EffectLetter { effect })).await {
+                    return false;
+                }
+            }
+        }
     }
 
     fn idle_check(&self, timeout: Duration) -> Idle {

@@ -5,13 +5,16 @@
 
 use super::cell::{InstanceHandle, KeepAlive};
 use super::factory::Factory;
+use crate::HandlerError;
 use crate::bus::{Bus, Caller};
 use crate::component::Properties;
 use crate::config::ConfigView;
 use crate::kernel::{Grant, ServiceRef};
+use crate::reactive::{Computed, EffectInner, EffectSink, InstanceBody, instance_effect};
 use crate::runtime::RuntimeInner;
 use crate::scope::{Credentials, Storage};
 use crate::{Error, Identity, IntoKey, Key, Partition};
+use std::any::Any;
 use std::sync::{Arc, Weak};
 
 /// An instance's view of the runtime, passed to every handler and hook.
@@ -23,6 +26,12 @@ pub struct Context {
     properties: Option<Arc<Properties>>,
     /// Whether the instance holds the admin grant; fixed at instantiation, so cached.
     admin: std::sync::OnceLock<bool>,
+    /// Effects owned by this instance, disposed with it.
+    effects: Vec<Arc<EffectInner>>,
+    /// Effects waiting for their first run (registered before or during a turn).
+    pending_effects: Vec<Arc<EffectInner>>,
+    /// How a scheduled effect reaches the instance's mailbox (set when its task starts).
+    effect_sink: Arc<std::sync::OnceLock<EffectSink>>,
 }
 
 impl Context {
@@ -34,6 +43,9 @@ impl Context {
             stop_requested: false,
             properties: None,
             admin: std::sync::OnceLock::new(),
+            effects: Vec::new(),
+            pending_effects: Vec::new(),
+            effect_sink: Arc::default(),
         }
     }
 
@@ -84,9 +96,63 @@ impl Context {
         self.held.push(keep_alive);
     }
 
-    /// Releases every keep-alive this instance holds (done on restart and stop).
+    /// Releases every keep-alive this instance holds and disposes its effects (done on
+    /// restart and stop).
     pub(crate) fn release_all(&mut self) {
         self.held.clear();
+        for e in self.effects.drain(..) {
+            e.dispose();
+        }
+        self.pending_effects.clear();
+    }
+
+    /// Registers an effect of this instance: `f` runs in the instance's turn (never
+    /// concurrently with its handlers) first right after the current turn, then whenever
+    /// a reactive value it read changed. `S` is the instance's state type (the component
+    /// type for components). An error is reported as an `EffectFailed` event. Effects are
+    /// disposed when the instance stops or restarts.
+    pub fn effect<S: Any>(
+        &mut self,
+        f: impl Fn(&mut S, &mut Context) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) {
+        let body: InstanceBody = Box::new(move |target: &mut dyn Any, ctx: &mut Context| {
+            match target.downcast_mut::<S>() {
+                Some(state) => f(state, ctx),
+                None => Err(HandlerError::with_code(
+                    "effect_type",
+                    "the effect was registered for another state type",
+                )),
+            }
+        });
+        let effect = instance_effect(body, self.effect_sink.clone());
+        self.effects.push(effect.clone());
+        self.pending_effects.push(effect);
+    }
+
+    /// A computed value (see [`Computed`]); a convenience for component `create`.
+    pub fn computed<T: Clone + PartialEq + Send + Sync + 'static>(
+        &self,
+        f: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Computed<T> {
+        Computed::new(f)
+    }
+
+    pub(crate) fn install_effect_sink(&self, sink: EffectSink) {
+        let _ = self.effect_sink.set(sink);
+    }
+
+    pub(crate) fn take_pending_effects(&mut self) -> Vec<Arc<EffectInner>> {
+        std::mem::take(&mut self.pending_effects)
+    }
+
+    pub(crate) fn report_effect_error(&self, error: String) {
+        tracing::warn!(instance = %self.identity, %error, "effect failed");
+        if let Some(rt) = self.runtime.upgrade() {
+            rt.shared.telemetry.emit(
+                &self.identity,
+                crate::telemetry::EventKind::EffectFailed { error },
+            );
+        }
     }
 
     pub(crate) fn runtime_inner(&self) -> Option<Arc<RuntimeInner>> {

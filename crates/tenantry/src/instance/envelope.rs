@@ -11,6 +11,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// How a turn ended.
@@ -146,6 +147,38 @@ fn settle<T, S: ReplySlot<T>>(
             }
             Turn::Panicked(message)
         }
+    }
+}
+
+/// A letter that runs one of the instance's effects in its turn.
+pub(crate) struct EffectLetter {
+    pub(crate) effect: Arc<crate::reactive::EffectInner>,
+}
+
+impl<F: crate::instance::factory::Factory> Envelope<F> for EffectLetter {
+    fn handler(&self) -> &'static str {
+        "__effect"
+    }
+
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+        Box::pin(async move {
+            let effect = self.effect;
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                effect.run_in_turn(state.effect_target(), ctx)
+            }));
+            match result {
+                Ok(Ok(())) => Turn::Done(Outcome::Ok),
+                Ok(Err(error)) => {
+                    ctx.report_effect_error(error);
+                    Turn::Done(Outcome::Error)
+                }
+                Err(payload) => Turn::Panicked(panic_message(&*payload)),
+            }
+        })
+    }
+
+    fn reject(self: Box<Self>, _: CallError) -> bool {
+        true
     }
 }
 

@@ -38,6 +38,12 @@ pub trait Factory: Serialize + DeserializeOwned + Send + 'static {
         ))
     }
 
+    /// What an effect registered with [`Context::effect`] receives as its state. The
+    /// default is the factory value itself.
+    fn effect_target(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+
     /// Runs once when the instance starts without a checkpoint. An error or panic fails
     /// the activation; nothing is registered.
     fn on_start(

@@ -6,25 +6,52 @@
 //! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
 
 use crate::instance::cell::AnyInstance;
+use crate::reactive::Trigger;
 use crate::runtime::RuntimeInner;
 use crate::{CallError, Error, Partition};
 use dashmap::DashMap;
 use std::sync::{Arc, Weak};
 
-/// Generations of every contract.
+/// Generations of every contract, each with the trigger of its reactive readers.
 #[derive(Default)]
 pub struct ServiceRegistry {
-    generations: DashMap<String, u64>,
+    generations: DashMap<String, (u64, Arc<Trigger>)>,
 }
 
 impl ServiceRegistry {
-    pub(crate) fn bump(&self, contract: &str) {
-        *self.generations.entry(contract.to_owned()).or_insert(0) += 1;
+    fn trigger(&self, contract: &str) -> Arc<Trigger> {
+        self.generations
+            .entry(contract.to_owned())
+            .or_insert_with(|| (0, Trigger::new()))
+            .1
+            .clone()
     }
 
-    /// The generation of `contract`: changes whenever its providers change.
+    /// Moves the generation and wakes what depends on the contract.
+    pub(crate) fn bump(&self, contract: &str) {
+        let trigger = {
+            let mut entry = self
+                .generations
+                .entry(contract.to_owned())
+                .or_insert_with(|| (0, Trigger::new()));
+            entry.0 += 1;
+            entry.1.clone()
+        };
+        trigger.fire();
+    }
+
+    /// Records a reactive read of `contract`'s providers.
+    pub(crate) fn track(&self, contract: &str) {
+        if crate::reactive::is_tracking() {
+            self.trigger(contract).read();
+        }
+    }
+
+    /// The generation of `contract`: changes whenever its providers change. Inside a
+    /// computed value or an effect, the read is tracked.
     pub fn generation(&self, contract: &str) -> u64 {
-        self.generations.get(contract).map_or(0, |g| *g)
+        self.track(contract);
+        self.generations.get(contract).map_or(0, |g| g.0)
     }
 }
 
@@ -50,9 +77,11 @@ impl ServiceRef {
         &self.contract
     }
 
-    /// The current best provider's instance name and handle, if any.
+    /// The current best provider's instance name and handle, if any. Inside a computed
+    /// value or an effect the read is tracked, so re-wiring re-runs it.
     pub fn resolve(&self) -> Option<(String, Arc<dyn AnyInstance>)> {
         let runtime = self.runtime.upgrade()?;
+        runtime.kernel.services.track(&self.contract);
         super::providers(&runtime.kernel, &self.contract, &self.partition)
             .into_iter()
             .next()
