@@ -70,9 +70,15 @@ pub(crate) struct Dep {
     pub(crate) version: u64,
 }
 
+/// A deferred flush (an effect to run or to post).
+pub(crate) type Action = Arc<dyn Fn() + Send + Sync>;
+
+/// The batch depth and the actions deferred to its end.
+type BatchState = (usize, Vec<Action>);
+
 thread_local! {
     static TRACKING: RefCell<Vec<Vec<Dep>>> = const { RefCell::new(Vec::new()) };
-    static BATCH: RefCell<(usize, Vec<Arc<dyn Fn() + Send + Sync>>)> = RefCell::new((0, Vec::new()));
+    static BATCH: RefCell<BatchState> = RefCell::new((0, Vec::new()));
 }
 
 /// Records that the running computation (if any) read `source` at `version`.
@@ -150,7 +156,7 @@ pub(crate) fn resubscribe(me: &Weak<dyn Subscriber>, old: &[Dep], new: &[Dep]) {
 }
 
 /// Runs a flush action now, or at the end of the current batch on this thread.
-pub(crate) fn defer_or_run(action: Arc<dyn Fn() + Send + Sync>) {
+pub(crate) fn defer_or_run(action: Action) {
     let deferred = BATCH.with(|b| {
         let mut b = b.borrow_mut();
         if b.0 > 0 {

@@ -363,7 +363,7 @@ impl Subscriber for EffectInner {
             return;
         }
         let Some(me) = self.me.upgrade() else { return };
-        let action: Arc<dyn Fn() + Send + Sync> = match &self.body {
+        let action: graph::Action = match &self.body {
             Body::Inline(_) => Arc::new(move || me.run_inline()),
             Body::Instance { sink, .. } => {
                 let Some(sink) = sink.get().cloned() else {
