@@ -56,6 +56,33 @@ async fn main() -> anyhow::Result<()> {
         println!("status {tenant:<8} -> {s}");
     }
 
+    // Live migration: one config write; only globex recomputes and reconnects.
+    runtime.kernel().config().set(
+        "tenants.globex.db_url",
+        json!("postgres://db-new.prod/globex-migrated"),
+    )?;
+    let migrated = bus
+        .invoke(
+            "tenant-db.query",
+            q.clone(),
+            Invoke::target(&Partition::new("globex")?),
+        )
+        .await?;
+    println!("after config.set: globex -> {}", migrated["db_url"]);
+    for tenant in tenantry::demo::TENANTS {
+        let s = bus
+            .invoke(
+                &format!("tenant-db-{tenant}.status"),
+                json!({}),
+                Invoke::default(),
+            )
+            .await?;
+        println!(
+            "  {tenant:<8} db_url computed {} time(s), reconnects {}, connected to {}",
+            s["db_url_computations"], s["reconnects"], s["connected_to"]
+        );
+    }
+
     runtime.kernel().hot_remove("tenant-db-acme").await?;
     let gone = bus
         .invoke(

@@ -225,7 +225,7 @@ impl Trigger {
     /// Announces a change to every dependent.
     pub(crate) fn fire(&self) {
         self.version.store(next_version(), Ordering::SeqCst);
-        self.subscribers.notify();
+        batch(|| self.subscribers.notify());
     }
 
     pub(crate) fn dependents(&self) -> usize {

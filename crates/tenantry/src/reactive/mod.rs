@@ -91,7 +91,8 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Signal<T> {
             *current = value;
             self.inner.version.store(next_version(), Ordering::SeqCst);
         }
-        self.inner.subscribers.notify();
+        // Effects run only after the whole graph is marked, so none sees half of it.
+        batch(|| self.inner.subscribers.notify());
         true
     }
 
