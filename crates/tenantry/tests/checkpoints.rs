@@ -543,3 +543,76 @@ async fn a_stale_writer_is_fenced_by_the_version() {
         99
     );
 }
+
+/// A store whose writes land but whose answers get lost, like a network that drops the
+/// reply of a committed transaction.
+#[derive(Clone, Default)]
+struct LostAckStore {
+    inner: MemoryStore,
+}
+
+impl CheckpointStore for LostAckStore {
+    fn kind(&self) -> &'static str {
+        "lost-ack"
+    }
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        self.inner.get(key)
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.inner.put(key, bytes, expected).await?;
+            Err(StoreError::Unavailable(
+                "connection reset after commit".into(),
+            ))
+        })
+    }
+    fn delete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.delete(key, expected)
+    }
+    fn list<'a>(
+        &'a self,
+        partition: &'a Partition,
+        manager: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>> {
+        self.inner.list(partition, manager)
+    }
+    fn purge_partition<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.purge_partition(partition)
+    }
+}
+
+#[tokio::test]
+async fn a_committed_write_whose_answer_was_lost_counts_as_written() {
+    let rt = Runtime::new(LostAckStore::default());
+    let m = rt
+        .register::<Counter>("counters", ManagerConfig::default())
+        .unwrap();
+    let alpha = p("alpha");
+    m.get("a", &alpha)
+        .await
+        .unwrap()
+        .call(Increment { by: 4 })
+        .await
+        .unwrap();
+    m.stop("a", &alpha).await.unwrap();
+    let h = m.get("a", &alpha).await.unwrap();
+    assert_eq!(h.call(Increment { by: 1 }).await.unwrap(), 5);
+    // The second hibernation expects version 1 and is not fenced out.
+    m.stop("a", &alpha).await.unwrap();
+    assert_eq!(
+        m.get("a", &alpha).await.unwrap().call(Get).await.unwrap(),
+        5
+    );
+}

@@ -412,13 +412,15 @@ impl<F: Factory> Actor<F> {
         let written = match self.encode() {
             // Ephemeral instances stop without a checkpoint.
             Ok(_) if !self.core.config.persist => Ok(self.version.unwrap_or(0)),
-            Ok(bytes) => self
-                .core
-                .shared
-                .store
-                .put(&id, bytes.into(), self.version)
+            Ok(bytes) => {
+                write_checkpoint(
+                    self.core.shared.store.clone(),
+                    &id,
+                    bytes.into(),
+                    self.version,
+                )
                 .await
-                .map_err(Error::Store),
+            }
             Err(e) => Err(e),
         };
         match written {
@@ -548,4 +550,25 @@ async fn release_children<F: Factory>(core: Arc<ManagerCore<F>>, id: Arc<Identit
         })
     });
     futures::future::join_all(stops).await;
+}
+
+/// Writes a checkpoint (compare-and-set on `expected`). A networked store can commit a
+/// write and still fail to answer; on `Unavailable`, read the record back: if it holds
+/// exactly these bytes at a newer version, the write did land.
+async fn write_checkpoint(
+    store: Arc<dyn crate::store::CheckpointStore>,
+    id: &Identity,
+    bytes: Arc<[u8]>,
+    expected: Option<u64>,
+) -> Result<u64, Error> {
+    match store.put(id, bytes.clone(), expected).await {
+        Ok(version) => Ok(version),
+        Err(StoreError::Unavailable(reason)) => match store.get(id).await {
+            Ok(Some(record)) if record.bytes == bytes && Some(record.version) > expected => {
+                Ok(record.version)
+            }
+            _ => Err(Error::Store(StoreError::Unavailable(reason))),
+        },
+        Err(e) => Err(Error::Store(e)),
+    }
 }
