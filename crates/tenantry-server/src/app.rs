@@ -1,0 +1,532 @@
+//! The hosted application: the runtime, its factories, the tenants and their keys, and
+//! the tenant lifecycle (boot, onboarding, offboarding, config writes).
+//!
+//! Tenants come from the settings (or the built-in demo) and from the durable
+//! [`Registry`] of runtime onboardings; a restart on the same store brings back exactly
+//! the tenants that were active, with their instances, config and key hashes.
+
+use crate::error::ApiError;
+use crate::keys::{self, KeyRing};
+use crate::registry::{Registry, RegistryDoc};
+use crate::settings::{InstanceSpec, ManagerSection, Settings, StoreChoice, TenantSpec};
+use crate::workspace::{PODS_MANAGER, WORKERS_MANAGER, Worker, WorkspacePod};
+use anyhow::{Context as _, anyhow, bail};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tenantry::demo::{MysqlDb, TenantDb};
+use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
+use tenantry::store::{CheckpointStore, RedbStore};
+use tenantry::{Key, ManagerConfig, Partition, Runtime};
+use tenantry_postgres::{PgOptions, PgStore};
+
+/// The keyed managers the server hosts (the ones `[managers.<name>]` may configure).
+pub const KEYED_MANAGERS: [&str; 2] = [WORKERS_MANAGER, PODS_MANAGER];
+
+/// One active tenant.
+#[derive(Debug, Clone)]
+struct Tenant {
+    spec: TenantSpec,
+    onboarded: bool,
+}
+
+/// The tenants and the registry, changed under one lock.
+struct Book {
+    registry: Registry,
+    tenants: BTreeMap<String, Tenant>,
+}
+
+/// A tenant as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantSummary {
+    /// The partition.
+    pub partition: String,
+    /// `settings` or `onboarded`.
+    pub source: &'static str,
+    /// Its component instances.
+    pub instances: Vec<String>,
+    /// How many API keys it has.
+    pub api_keys: usize,
+}
+
+/// An onboarding request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardRequest {
+    /// The new partition.
+    pub partition: String,
+    /// Its config (becomes `tenants.<partition>`).
+    #[serde(default)]
+    pub config: Option<Value>,
+    /// Component instances to create in it.
+    #[serde(default)]
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// What an onboarding returns: the key, shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Onboarded {
+    /// The partition.
+    pub partition: String,
+    /// The new API key.
+    pub api_key: String,
+    /// The instances created.
+    pub instances: Vec<String>,
+}
+
+/// What an offboarding did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offboarded {
+    /// The partition.
+    pub partition: String,
+    /// Component instances removed.
+    pub removed_instances: Vec<String>,
+    /// Keyed instances hibernated.
+    pub hibernated: usize,
+    /// Whether checkpoints, storage, credentials and config were deleted.
+    pub purged: bool,
+    /// Records deleted from the store (with `purge`).
+    pub purged_records: u64,
+}
+
+/// The server's application state. Shared by every request.
+pub struct App {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// API keys.
+    pub keys: KeyRing,
+    /// The settings it started with.
+    pub settings: Settings,
+    book: tokio::sync::Mutex<Book>,
+    ready: AtomicBool,
+    component_factories: Vec<String>,
+}
+
+/// Opens the configured checkpoint store.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn CheckpointStore>> {
+    match &settings.store {
+        StoreChoice::Redb(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating data directory {}", dir.display()))?;
+            }
+            let store = RedbStore::open(path)
+                .with_context(|| format!("opening redb store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreChoice::Postgres { url, schema } => {
+            let store = PgStore::connect(
+                url,
+                PgOptions {
+                    schema: schema.clone(),
+                    ..PgOptions::default()
+                },
+            )
+            .await
+            .context("connecting to PostgreSQL")?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn manager_config(section: Option<&ManagerSection>) -> anyhow::Result<ManagerConfig> {
+    let mut config = ManagerConfig::default();
+    let Some(s) = section else {
+        return Ok(config);
+    };
+    if let Some(secs) = s.idle_timeout_secs {
+        let d = Duration::try_from_secs_f64(secs)
+            .map_err(|_| anyhow!("idle_timeout_secs must be a positive number, not {secs}"))?;
+        config = config.idle_timeout(d);
+    }
+    if let Some(cap) = s.mailbox_capacity {
+        if cap == 0 {
+            bail!("mailbox_capacity must be at least 1");
+        }
+        config = config.mailbox_capacity(cap);
+    }
+    if let Some(ms) = s.call_timeout_ms {
+        config = config.call_timeout(Duration::from_millis(ms));
+    }
+    Ok(config)
+}
+
+/// Properties with `target` set to `partition`; another target is refused.
+fn with_target(properties: &Value, partition: &str) -> Result<Value, ApiError> {
+    let mut map = match properties {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        other => {
+            return Err(ApiError::unprocessable(
+                "invalid_properties",
+                format!("properties must be a JSON object, not {other}"),
+            ));
+        }
+    };
+    match map.get("target") {
+        None | Some(Value::Null) => {
+            map.insert("target".into(), Value::String(partition.to_owned()));
+        }
+        Some(Value::String(t)) if t == partition => {}
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_properties",
+                format!("property `target` must be the tenant's own partition {partition:?}"),
+            ));
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+/// The tenants in effect: the settings' (less those offboarded), then the onboarded.
+fn effective(settings: &[TenantSpec], doc: &RegistryDoc) -> BTreeMap<String, Tenant> {
+    let mut out = BTreeMap::new();
+    for spec in settings {
+        if !doc.offboarded.contains(&spec.name) {
+            out.insert(
+                spec.name.clone(),
+                Tenant {
+                    spec: spec.clone(),
+                    onboarded: false,
+                },
+            );
+        }
+    }
+    for (name, spec) in &doc.onboarded {
+        out.insert(
+            name.clone(),
+            Tenant {
+                spec: spec.clone(),
+                onboarded: true,
+            },
+        );
+    }
+    out
+}
+
+fn tenant_config_key(name: &str) -> String {
+    format!("tenants.{name}")
+}
+
+impl App {
+    /// Builds the runtime over `store` (or the configured one), registers the factories,
+    /// creates every tenant's instances, boots them, and loads the keys.
+    pub async fn open(
+        settings: Settings,
+        store: Option<Arc<dyn CheckpointStore>>,
+    ) -> anyhow::Result<Arc<App>> {
+        let store = match store {
+            Some(s) => s,
+            None => open_store(&settings).await?,
+        };
+        let runtime = Runtime::builder()
+            .store_arc(store.clone())
+            .metric_partition_labels(settings.metric_partition_labels)
+            .build();
+        for name in settings.managers.keys() {
+            if !KEYED_MANAGERS.contains(&name.as_str()) {
+                bail!(
+                    "[managers.{name}]: no such manager (configurable: {})",
+                    KEYED_MANAGERS.join(", ")
+                );
+            }
+        }
+        let kernel = runtime.kernel();
+        kernel.register::<ConfigProvider>()?;
+        kernel.register::<CredentialsProvider>()?;
+        kernel.register::<StorageProvider>()?;
+        kernel.register::<LoggingProvider>()?;
+        kernel.register::<TenantDb>()?;
+        kernel.register::<MysqlDb>()?;
+        runtime.register::<Worker>(
+            WORKERS_MANAGER,
+            manager_config(settings.managers.get(WORKERS_MANAGER))
+                .with_context(|| format!("[managers.{WORKERS_MANAGER}]"))?,
+        )?;
+        runtime.register_pod::<WorkspacePod>(
+            PODS_MANAGER,
+            manager_config(settings.managers.get(PODS_MANAGER))
+                .with_context(|| format!("[managers.{PODS_MANAGER}]"))?,
+        )?;
+        let component_factories = kernel.factories().into_iter().map(|f| f.name).collect();
+
+        let registry = Registry::load(store)
+            .await
+            .context("reading the tenant registry")?;
+        let tenants = effective(&settings.app.tenants, &registry.doc);
+
+        let mut defaults = settings.app.shared_config.clone();
+        let mut tenant_configs = match defaults.remove("tenants") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        for (name, t) in &tenants {
+            tenant_configs.insert(name.clone(), t.spec.config.clone());
+        }
+        defaults.insert("tenants".into(), Value::Object(tenant_configs));
+        kernel.instantiate("config", "config", json!({ "defaults": defaults }))?;
+        kernel.instantiate("credentials", "credentials", json!({}))?;
+        kernel.instantiate("storage", "storage", json!({}))?;
+        kernel.instantiate("logging", "logging", json!({}))?;
+
+        let keys = KeyRing::new(settings.admin_key.hash());
+        for (name, t) in &tenants {
+            let partition = Partition::new(name).with_context(|| format!("tenant {name:?}"))?;
+            for inst in &t.spec.instances {
+                let props = with_target(&inst.properties, name)
+                    .map_err(|e| anyhow!("tenant {name}, instance {}: {}", inst.name, e.message))?;
+                kernel
+                    .instantiate(&inst.factory, &inst.name, props)
+                    .with_context(|| format!("tenant {name}, instance {}", inst.name))?;
+            }
+            for h in &t.spec.api_keys_sha256 {
+                let hash = keys::parse_hash_hex(h).with_context(|| format!("tenant {name}"))?;
+                if !keys.add(hash, &partition) {
+                    bail!("tenant {name}: an API key hash is already given to another holder");
+                }
+            }
+        }
+        let report = kernel.boot().await?;
+        if !report.failed.is_empty() || !report.blocked.is_empty() {
+            bail!(
+                "boot failed: failed {:?}, blocked {:?}",
+                report.failed,
+                report.blocked
+            );
+        }
+        for (key, value) in &registry.doc.config_writes {
+            kernel.config().set(key, value.clone())?;
+        }
+        Ok(Arc::new(App {
+            runtime,
+            keys,
+            settings,
+            book: tokio::sync::Mutex::new(Book { registry, tenants }),
+            ready: AtomicBool::new(false),
+            component_factories,
+        }))
+    }
+
+    /// Whether the server takes traffic.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the server ready (after it listens) or not (at shutdown).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `name` is a component factory (its instances are the admin's to manage).
+    pub fn is_component_manager(&self, name: &str) -> bool {
+        self.component_factories.iter().any(|f| f == name)
+    }
+
+    /// The active tenants.
+    pub async fn tenants(&self) -> Vec<TenantSummary> {
+        let book = self.book.lock().await;
+        book.tenants
+            .iter()
+            .map(|(name, t)| TenantSummary {
+                partition: name.clone(),
+                source: if t.onboarded { "onboarded" } else { "settings" },
+                instances: t.spec.instances.iter().map(|i| i.name.clone()).collect(),
+                api_keys: t.spec.api_keys_sha256.len(),
+            })
+            .collect()
+    }
+
+    /// Onboards a tenant: creates its config and instances, records it durably, and
+    /// returns its new API key (shown this once). On any failure nothing of it remains.
+    pub async fn onboard(&self, req: OnboardRequest) -> Result<Onboarded, ApiError> {
+        let partition = Partition::new(&req.partition)
+            .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
+        let name = req.partition.clone();
+        let config = match req.config {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_config",
+                    "config must be a JSON object",
+                ));
+            }
+        };
+        let mut instances = Vec::with_capacity(req.instances.len());
+        for inst in req.instances {
+            let properties = with_target(&inst.properties, &name)?;
+            instances.push(InstanceSpec { properties, ..inst });
+        }
+        let mut book = self.book.lock().await;
+        if book.tenants.contains_key(&name) {
+            return Err(ApiError::conflict(format!(
+                "partition {name:?} is already onboarded"
+            )));
+        }
+        let api_key = keys::generate("tk").map_err(|e| ApiError::internal(e.to_string()))?;
+        let hash = keys::hash(&api_key);
+        let kernel = self.runtime.kernel();
+        let config_key = tenant_config_key(&name);
+        kernel
+            .config()
+            .set(&config_key, config.clone())
+            .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
+        let mut added: Vec<String> = Vec::new();
+        let rollback = |added: Vec<String>| {
+            let kernel = kernel.clone();
+            let config_key = config_key.clone();
+            async move {
+                for n in added {
+                    let _ = kernel.hot_remove(&n).await;
+                }
+                let _ = kernel.config().set(&config_key, Value::Null);
+            }
+        };
+        for inst in &instances {
+            if let Err(e) = kernel
+                .hot_add(&inst.factory, &inst.name, inst.properties.clone())
+                .await
+            {
+                rollback(added).await;
+                return Err(e.into());
+            }
+            added.push(inst.name.clone());
+        }
+        let spec = TenantSpec {
+            name: name.clone(),
+            api_keys_sha256: vec![keys::hash_hex(&api_key)],
+            config,
+            instances,
+        };
+        let mut doc = book.registry.doc.clone();
+        doc.onboarded.insert(name.clone(), spec.clone());
+        doc.offboarded.remove(&name);
+        if let Err(e) = book.registry.save(doc).await {
+            rollback(added).await;
+            return Err(e.into());
+        }
+        if !self.keys.add(hash, &partition) {
+            // A fresh random key colliding is not a thing that happens; refuse anyway.
+            return Err(ApiError::internal("the new key collided; retry"));
+        }
+        book.tenants.insert(
+            name.clone(),
+            Tenant {
+                spec,
+                onboarded: true,
+            },
+        );
+        tracing::info!(partition = %name, instances = ?added, "tenant onboarded");
+        Ok(Onboarded {
+            partition: name,
+            api_key,
+            instances: added,
+        })
+    }
+
+    /// Offboards a tenant: revokes its keys, removes its instances and hibernates its
+    /// keyed instances; with `purge`, also deletes its checkpoints, storage, credentials
+    /// and config.
+    pub async fn offboard(&self, name: &str, purge: bool) -> Result<Offboarded, ApiError> {
+        let partition = Partition::new(name)
+            .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
+        let mut book = self.book.lock().await;
+        if !book.tenants.contains_key(name) {
+            return Err(ApiError::not_found(format!("no partition {name:?}")));
+        }
+        let mut doc = book.registry.doc.clone();
+        doc.onboarded.remove(name);
+        if self.settings.app.tenants.iter().any(|t| t.name == name) {
+            doc.offboarded.insert(name.to_owned());
+        }
+        let config_key = tenant_config_key(name);
+        if purge {
+            let prefix = format!("{config_key}.");
+            doc.config_writes
+                .retain(|k, _| k != &config_key && !k.starts_with(&prefix));
+        }
+        book.registry.save(doc).await?;
+        book.tenants.remove(name);
+        self.keys.revoke_partition(&partition);
+        let kernel = self.runtime.kernel();
+        let mut removed_instances = Vec::new();
+        for info in kernel.instances() {
+            if info.partition == partition {
+                match kernel.hot_remove(&info.name).await {
+                    Ok(()) => removed_instances.push(info.name),
+                    Err(e) => tracing::warn!(instance = %info.name, error = %e, "remove failed"),
+                }
+            }
+        }
+        let report = self.runtime.stop_partition(&partition).await;
+        for e in &report.errors {
+            tracing::warn!(partition = %name, error = %e, "hibernation at offboarding failed");
+        }
+        let mut purged_records = 0;
+        if purge {
+            purged_records = self.runtime.store().purge_partition(&partition).await?;
+            kernel.credentials().purge_partition(&partition);
+            let _ = kernel.config().set(&config_key, Value::Null);
+        }
+        tracing::info!(partition = %name, purge, "tenant offboarded");
+        Ok(Offboarded {
+            partition: name.to_owned(),
+            removed_instances,
+            hibernated: report.stopped,
+            purged: purge,
+            purged_records,
+        })
+    }
+
+    /// Writes a config value at runtime (reactive: instances see it on their next read)
+    /// and records it so a restart replays it.
+    pub async fn set_config(&self, key: &str, value: Value) -> Result<(), ApiError> {
+        let config = self.runtime.kernel().config().clone();
+        config
+            .get(key)
+            .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))?;
+        let mut book = self.book.lock().await;
+        let mut doc = book.registry.doc.clone();
+        doc.config_writes.insert(key.to_owned(), value.clone());
+        book.registry.save(doc).await?;
+        config
+            .set(key, value)
+            .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))
+    }
+
+    /// Reads a config value.
+    pub fn get_config(&self, key: &str) -> Result<Option<Value>, ApiError> {
+        self.runtime
+            .kernel()
+            .config()
+            .get(key)
+            .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))
+    }
+
+    /// Refuses a new keyed instance when the partition is at its limit for `manager`.
+    pub fn check_instance_limit(
+        &self,
+        manager: &str,
+        key: &Key,
+        partition: &Partition,
+    ) -> Result<(), ApiError> {
+        let Some(max) = self.settings.limits.max_live_instances_per_partition else {
+            return Ok(());
+        };
+        let Some(m) = self.runtime.manager_dyn(manager) else {
+            return Ok(());
+        };
+        if m.lookup_dyn(key, partition).is_none() && m.stats_dyn(partition).count >= max {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "limit_reached",
+                format!("at most {max} live instances of {manager} per partition"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! API errors and their HTTP statuses.
+//!
+//! Every error answers `{"ok": false, "error": {"code": ..., "message": ...}}`. The
+//! library's errors name only what the caller asked for; the gateway keeps it that way
+//! (a 403 never says which partition a key belongs to).
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tenantry::store::StoreError;
+use tenantry::{CallError, Error};
+
+/// An error answered to an API client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A short machine-readable code.
+    pub code: String,
+    /// A human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 422.
+    pub fn unprocessable(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    ok: bool,
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            ok: false,
+            error: Detail {
+                code: &self.code,
+                message: &self.message,
+            },
+        })
+        .unwrap_or_default();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            StoreError::Conflict { .. } => Self::conflict(message),
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                message,
+            ),
+            StoreError::Corrupt(_) => Self::internal(message),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        let message = e.to_string();
+        match e {
+            CallError::MailboxFull { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "mailbox_full", message)
+            }
+            CallError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
+            CallError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "stopped", message),
+            CallError::Panicked { .. } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "panicked", message)
+            }
+            CallError::Handler(h) => Self::unprocessable(&h.code, h.message),
+            CallError::UnknownHandler { .. } => Self::not_found(message),
+            CallError::InvalidParams { .. } => Self::unprocessable("invalid_params", message),
+            CallError::ReplyEncoding { .. } => Self::internal(message),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::Call(c) => c.into(),
+            Error::Store(s) => s.into(),
+            Error::InvalidKey(_) => Self::bad_request("invalid_key", message),
+            Error::InvalidPartition(_) => Self::bad_request("invalid_partition", message),
+            Error::InvalidName { .. } | Error::Topology(_) => {
+                Self::bad_request("bad_request", message)
+            }
+            Error::UnknownManager(_)
+            | Error::NotFound(_)
+            | Error::UnknownNode(_)
+            | Error::UnknownFactory(_)
+            | Error::UnknownInstance(_)
+            | Error::RouteNotFound(_) => Self::not_found(message),
+            Error::DuplicateManager(_)
+            | Error::DuplicateFactory(_)
+            | Error::NameTaken(_)
+            | Error::MutationInProgress(_)
+            | Error::DependencyCycle(_)
+            | Error::DependenciesNotActive { .. } => Self::conflict(message),
+            Error::InvalidProperties(_) | Error::InvalidInitialState { .. } => {
+                Self::unprocessable("invalid_properties", message)
+            }
+            Error::Forbidden(_) => Self::forbidden(message),
+            Error::ServiceGone(_) | Error::ShutDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            // Thaw, activation, encoding and node failures, and anything added later.
+            _ => Self::internal(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let s = |e: Error| ApiError::from(e).status.as_u16();
+        assert_eq!(s(Error::RouteNotFound("x.y".into())), 404);
+        assert_eq!(
+            s(CallError::UnknownHandler {
+                handler: "x".into()
+            }
+            .into()),
+            404
+        );
+        assert_eq!(s(Error::NameTaken("x".into())), 409);
+        assert_eq!(
+            s(Error::Store(StoreError::Conflict {
+                expected: None,
+                actual: Some(1)
+            })),
+            409
+        );
+        assert_eq!(s(Error::Store(StoreError::Unavailable("down".into()))), 503);
+        assert_eq!(s(CallError::MailboxFull { capacity: 1 }.into()), 429);
+        assert_eq!(s(CallError::Timeout(Duration::from_secs(1)).into()), 504);
+        assert_eq!(
+            s(CallError::InvalidParams {
+                handler: "q".into(),
+                message: "sql: missing".into()
+            }
+            .into()),
+            422
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! The tenantry server: the `tenantry` binary's library.
+//!
+//! It hosts an application's components and agents for many tenants behind an
+//! authenticated HTTP API (axum), over the embedded redb store by default or PostgreSQL.
+//!
+//! - [`settings`]: the TOML config file, environment overrides, defaults, the built-in demo.
+//! - [`app`]: the runtime, its factories and tenants, onboarding and offboarding.
+//! - [`routes`]: the HTTP API; [`error`]: error bodies and statuses; [`openapi`]: the
+//!   OpenAPI document.
+//! - [`keys`]: API keys (kept hashed); [`registry`]: the durable record of runtime
+//!   onboardings.
+//! - [`server`]: start, serve and graceful shutdown; [`cli`]: the command line;
+//!   [`demo`]: the in-process scenarios; [`workspace`]: the demo's worker agent and pod;
+//!   [`telemetry`]: logs and Prometheus metrics.
+
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod keys;
+pub mod openapi;
+pub mod registry;
+pub mod routes;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
+pub mod workspace;
+
+pub use app::App;
+pub use server::{Server, ShutdownSummary, start};
+pub use settings::Settings;

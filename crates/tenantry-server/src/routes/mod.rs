@@ -1,0 +1,197 @@
+//! The HTTP API: the router, authentication, and the helpers every route shares.
+//!
+//! Partition routes take a tenant key of that partition (or the admin key) as
+//! `Authorization: Bearer <key>`; admin routes take the admin key. Checks run in this
+//! order: the key (401), the partition name (400), the key's right to it (403), then the
+//! request itself.
+
+mod admin;
+mod ops;
+mod pods;
+mod tenant;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::keys::Principal;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use std::sync::Arc;
+use tenantry::{Key, Partition};
+use tower_http::trace::TraceLayer;
+
+/// The whole API over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    let body_limit = app.settings.limits.body_limit;
+    Router::new()
+        .route(
+            "/v1/partitions/{partition}/invoke/{handler}",
+            post(tenant::invoke),
+        )
+        .route("/v1/partitions/{partition}/handlers", get(tenant::handlers))
+        .route(
+            "/v1/partitions/{partition}/instances",
+            get(tenant::instances),
+        )
+        .route(
+            "/v1/partitions/{partition}/instances/{manager}/{key}",
+            axum::routing::delete(tenant::stop_instance),
+        )
+        .route(
+            "/v1/partitions/{partition}/pods/{manager}/{key}",
+            post(pods::get_pod).get(pods::snapshot),
+        )
+        .route(
+            "/v1/partitions/{partition}/pods/{manager}/{key}/nodes/{node}",
+            post(pods::ensure_node),
+        )
+        .route(
+            "/v1/admin/partitions",
+            get(admin::list).post(admin::onboard),
+        )
+        .route(
+            "/v1/admin/partitions/{partition}",
+            axum::routing::delete(admin::offboard),
+        )
+        .route(
+            "/v1/admin/config/{key}",
+            put(admin::set_config).get(admin::get_config),
+        )
+        .route("/openapi.json", get(ops::openapi))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// `{"ok": true, "result": ...}` with status 200.
+pub fn ok<T: Serialize>(result: T) -> Response {
+    #[derive(Serialize)]
+    struct Ok<T> {
+        ok: bool,
+        result: T,
+    }
+    match serde_json::to_vec(&Ok { ok: true, result }) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// A route's outcome: a response either way.
+pub type ApiResult = Result<Response, ApiError>;
+
+/// Answers either branch.
+pub fn respond(r: ApiResult) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Who holds the bearer key of the request (401 without a known key).
+pub fn principal(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <key>`"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let key = text
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, k)| k.trim())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <key>`"))?;
+    app.keys
+        .authenticate(key)
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+}
+
+/// Checks the key, then the partition name, then the key's right to that partition.
+pub fn tenant_access(
+    app: &App,
+    headers: &HeaderMap,
+    partition: &str,
+) -> Result<Partition, ApiError> {
+    let who = principal(app, headers)?;
+    let p = parse_partition(partition)?;
+    match who {
+        Principal::Admin => Ok(p),
+        Principal::Tenant(own) if own == p => Ok(p),
+        // Says nothing of which partition the key does belong to.
+        Principal::Tenant(_) => Err(ApiError::forbidden(format!(
+            "this key may not access partition {partition:?}"
+        ))),
+    }
+}
+
+/// Checks for the admin key (401 without a known key, 403 for a tenant key).
+pub fn admin_access(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    match principal(app, headers)? {
+        Principal::Admin => Ok(()),
+        Principal::Tenant(_) => Err(ApiError::forbidden("this route needs the admin key")),
+    }
+}
+
+/// A partition name from a path (400 when invalid).
+pub fn parse_partition(name: &str) -> Result<Partition, ApiError> {
+    Partition::new(name).map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))
+}
+
+/// An instance key from a path or query: a string, or a structured key as a JSON array.
+pub fn parse_key(s: &str) -> Result<Key, ApiError> {
+    let key = if s.starts_with('[') {
+        Key::from_encoded(s)
+    } else {
+        Key::new(s)
+    };
+    key.map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
+}
+
+/// Path parameters, or 400.
+pub fn path<T>(p: Result<axum::extract::Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|axum::extract::Path(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
+}
+
+/// Query parameters, or 400.
+pub fn query<T>(q: Result<axum::extract::Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
+}
+
+/// The request body as JSON: empty means `{}`; 413 over the limit; 400 when malformed.
+pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is over the limit",
+            )
+        } else {
+            ApiError::bad_request("bad_request", e.body_text())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
+}
+
+/// Decodes a JSON value into a request type: 422 naming what is wrong.
+pub fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
+}

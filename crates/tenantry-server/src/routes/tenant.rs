@@ -1,0 +1,136 @@
+//! Partition routes: invoke a handler, list handlers and instances, stop an instance.
+
+use super::{ApiResult, json_body, ok, parse_key, path, query, respond, tenant_access};
+use crate::app::App;
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tenantry::Invoke;
+
+/// Query parameters of `invoke`.
+#[derive(Debug, Default, Deserialize)]
+pub struct InvokeQuery {
+    /// The key of a keyed instance.
+    key: Option<String>,
+    /// A call timeout in milliseconds (default: the manager's).
+    timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/partitions/{partition}/invoke/{handler}`.
+pub async fn invoke(
+    State(app): State<Arc<App>>,
+    params: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<InvokeQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond(invoke_inner(&app, params, q, &headers, body).await)
+}
+
+async fn invoke_inner(
+    app: &App,
+    params: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<InvokeQuery>, QueryRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (partition, handler) = path(params)?;
+    let p = tenant_access(app, headers, &partition)?;
+    let q = query(q)?;
+    let params = json_body(body)?;
+    let mut opts = Invoke::target(&p);
+    if let Some(k) = q.key.as_deref() {
+        let key = parse_key(k)?;
+        if let Some((prefix, _)) = handler.rsplit_once('.') {
+            app.check_instance_limit(prefix, &key, &p)?;
+        }
+        opts = opts.key(key);
+    }
+    opts.timeout = q.timeout_ms.map(Duration::from_millis);
+    let result = app
+        .runtime
+        .bus_for(&p)
+        .invoke(&handler, params, opts)
+        .await?;
+    Ok(ok(result))
+}
+
+/// `GET /v1/partitions/{partition}/handlers`.
+pub async fn handlers(
+    State(app): State<Arc<App>>,
+    params: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    respond((|| -> ApiResult {
+        let partition = path(params)?;
+        let p = tenant_access(&app, &headers, &partition)?;
+        Ok(ok(app.runtime.bus_for(&p).handlers()))
+    })())
+}
+
+/// `GET /v1/partitions/{partition}/instances`: component instances and live keyed
+/// instances of the partition.
+pub async fn instances(
+    State(app): State<Arc<App>>,
+    params: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    respond((|| -> ApiResult {
+        let partition = path(params)?;
+        let p = tenant_access(&app, &headers, &partition)?;
+        let components: Vec<_> = app
+            .runtime
+            .kernel()
+            .instances()
+            .into_iter()
+            .filter(|i| i.partition == p)
+            .map(|i| json!({"name": i.name, "factory": i.factory, "status": i.status}))
+            .collect();
+        let mut keyed = Vec::new();
+        for name in app.runtime.manager_names() {
+            if app.is_component_manager(&name) {
+                continue;
+            }
+            if let Some(m) = app.runtime.manager_dyn(&name) {
+                for key in m.stats_dyn(&p).keys {
+                    keyed.push(json!({"manager": name, "factory": m.factory(), "key": key}));
+                }
+            }
+        }
+        Ok(ok(json!({"components": components, "keyed": keyed})))
+    })())
+}
+
+/// `DELETE /v1/partitions/{partition}/instances/{manager}/{key}`: stops and hibernates a
+/// keyed instance (component instances are managed through the admin API).
+pub async fn stop_instance(
+    State(app): State<Arc<App>>,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    respond(stop_inner(&app, params, &headers).await)
+}
+
+async fn stop_inner(
+    app: &App,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+    headers: &HeaderMap,
+) -> ApiResult {
+    let (partition, manager, key) = path(params)?;
+    let p = tenant_access(app, headers, &partition)?;
+    let key = parse_key(&key)?;
+    let m = app
+        .runtime
+        .manager_dyn(&manager)
+        .filter(|_| !app.is_component_manager(&manager))
+        .ok_or_else(|| ApiError::not_found(format!("no manager named {manager:?}")))?;
+    m.stop_dyn(key.clone(), &p).await?;
+    Ok(ok(json!({"manager": manager, "key": key, "stopped": true})))
+}
