@@ -98,15 +98,6 @@ impl<F: Factory> Actor<F> {
 
     pub(crate) async fn run(mut self) {
         self.core.shared.telemetry.live(self.identity(), 1.0);
-        let cell = Arc::downgrade(&self.cell);
-        self.ctx.install_effect_sink(Arc::new(move |effect| {
-            if let Some(cell) = cell.upgrade() {
-                // Control mail: a full mailbox must not lose a reaction.
-                let _ = cell
-                    .mailbox
-                    .send_control(Mail::Letter(Box::new(EffectLetter { effect })));
-            }
-        }));
         let idle_timeout = self.core.config.idle_timeout;
         let mut idle_timer = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
         loop {
@@ -161,6 +152,17 @@ impl<F: Factory> Actor<F> {
     /// First runs of effects registered since the last turn. Returns false when a panic
     /// in one made the instance give up.
     async fn run_pending_effects(&mut self) -> bool {
+        if self.ctx.wants_effect_sink() {
+            let cell = Arc::downgrade(&self.cell);
+            self.ctx.install_effect_sink(Arc::new(move |effect| {
+                if let Some(cell) = cell.upgrade() {
+                    // Control mail: a full mailbox must not lose a reaction.
+                    let _ = cell
+                        .mailbox
+                        .send_control(Mail::Letter(Box::new(EffectLetter { effect })));
+                }
+            }));
+        }
         loop {
             let pending = self.ctx.take_pending_effects();
             if pending.is_empty() {

@@ -23,6 +23,12 @@ pub struct Context {
     runtime: Weak<RuntimeInner>,
     held: Vec<KeepAlive>,
     stop_requested: bool,
+    /// What components and reactive instances need; boxed so a plain agent pays one word.
+    extras: Option<Box<Extras>>,
+}
+
+#[derive(Default)]
+struct Extras {
     properties: Option<Arc<Properties>>,
     /// Whether the instance holds the admin grant; fixed at instantiation, so cached.
     admin: std::sync::OnceLock<bool>,
@@ -30,7 +36,7 @@ pub struct Context {
     effects: Vec<Arc<EffectInner>>,
     /// Effects waiting for their first run (registered before or during a turn).
     pending_effects: Vec<Arc<EffectInner>>,
-    /// How a scheduled effect reaches the instance's mailbox (set when its task starts).
+    /// How a scheduled effect reaches the instance's mailbox (set by its task).
     effect_sink: Arc<std::sync::OnceLock<EffectSink>>,
 }
 
@@ -41,12 +47,12 @@ impl Context {
             runtime,
             held: Vec::new(),
             stop_requested: false,
-            properties: None,
-            admin: std::sync::OnceLock::new(),
-            effects: Vec::new(),
-            pending_effects: Vec::new(),
-            effect_sink: Arc::default(),
+            extras: None,
         }
+    }
+
+    fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// This instance's identity.
@@ -72,14 +78,14 @@ impl Context {
     /// The instance's properties (components; empty for agents).
     pub fn properties(&self) -> &Properties {
         static EMPTY: std::sync::OnceLock<Properties> = std::sync::OnceLock::new();
-        match &self.properties {
+        match self.extras.as_ref().and_then(|e| e.properties.as_ref()) {
             Some(p) => p,
             None => EMPTY.get_or_init(Properties::new),
         }
     }
 
     pub(crate) fn set_properties(&mut self, properties: Arc<Properties>) {
-        self.properties = Some(properties);
+        self.extras().properties = Some(properties);
     }
 
     /// Asks to hibernate and stop once the current turn is over.
@@ -100,10 +106,12 @@ impl Context {
     /// restart and stop).
     pub(crate) fn release_all(&mut self) {
         self.held.clear();
-        for e in self.effects.drain(..) {
-            e.dispose();
+        if let Some(extras) = self.extras.as_mut() {
+            for e in extras.effects.drain(..) {
+                e.dispose();
+            }
+            extras.pending_effects.clear();
         }
-        self.pending_effects.clear();
     }
 
     /// Registers an effect of this instance: `f` runs in the instance's turn (never
@@ -124,9 +132,10 @@ impl Context {
                 )),
             }
         });
-        let effect = instance_effect(body, self.effect_sink.clone());
-        self.effects.push(effect.clone());
-        self.pending_effects.push(effect);
+        let extras = self.extras();
+        let effect = instance_effect(body, extras.effect_sink.clone());
+        extras.effects.push(effect.clone());
+        extras.pending_effects.push(effect);
     }
 
     /// A computed value (see [`Computed`]); a convenience for component `create`.
@@ -137,12 +146,24 @@ impl Context {
         Computed::new(f)
     }
 
+    /// Whether this instance has effects but no way yet to schedule them.
+    pub(crate) fn wants_effect_sink(&self) -> bool {
+        self.extras
+            .as_ref()
+            .is_some_and(|e| !e.effects.is_empty() && e.effect_sink.get().is_none())
+    }
+
     pub(crate) fn install_effect_sink(&self, sink: EffectSink) {
-        let _ = self.effect_sink.set(sink);
+        if let Some(extras) = &self.extras {
+            let _ = extras.effect_sink.set(sink);
+        }
     }
 
     pub(crate) fn take_pending_effects(&mut self) -> Vec<Arc<EffectInner>> {
-        std::mem::take(&mut self.pending_effects)
+        match self.extras.as_mut() {
+            Some(extras) => std::mem::take(&mut extras.pending_effects),
+            None => Vec::new(),
+        }
     }
 
     pub(crate) fn report_effect_error(&self, error: String) {
@@ -161,7 +182,10 @@ impl Context {
 
     /// Whether this instance was instantiated with the admin grant.
     fn is_admin(&self) -> bool {
-        *self.admin.get_or_init(|| self.lookup_admin())
+        match &self.extras {
+            Some(extras) => *extras.admin.get_or_init(|| self.lookup_admin()),
+            None => self.lookup_admin(),
+        }
     }
 
     fn lookup_admin(&self) -> bool {
