@@ -1,1 +1,191 @@
-fn main() {}
+//! HTTP benchmark of the `tenantry` binary on loopback.
+//!
+//! - `server_start_to_ready_empty_data_dir`: from spawning `tenantry serve` on an empty
+//!   data directory to the first `200` from `/readyz` (median of 5).
+//! - `invoke_requests_per_second` and `invoke_p99_latency`: 64 keep-alive connections
+//!   from one load-generator thread against
+//!   `POST /v1/partitions/acme/invoke/tenant-db.query` (the demo app), 1 s warm-up then
+//!   5 s measured. The server and the generator share the machine's cores.
+//!
+//! Run: `cargo bench -p tenantry-server --bench http`
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+const CONNECTIONS: usize = 64;
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(5);
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+async fn spawn(data_dir: &std::path::Path) -> Res<(Child, SocketAddr)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .env("TENANTRY_ADMIN_KEY", "bench-admin")
+        .env_remove("TENANTRY_CONFIG")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next_line().await?.ok_or("server exited")?;
+        if let Some(rest) = line.strip_prefix("tenantry listening on http://") {
+            break rest.trim().parse()?;
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
+}
+
+async fn stop(mut child: Child) -> Res<()> {
+    if let Some(pid) = child.id() {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+    }
+    child.wait().await?;
+    Ok(())
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one fixed request and reads one response.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn roundtrip(&mut self, request: &[u8]) -> Res<u16> {
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = std::str::from_utf8(&self.buf[..end])?;
+            let status: u16 = head.get(9..12).ok_or("short status line")?.parse()?;
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .ok_or("no content-length")?;
+            if self.buf.len() >= end + 4 + len {
+                return Ok(status);
+            }
+        }
+    }
+}
+
+async fn ready(addr: SocketAddr) -> bool {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let mut c = Conn {
+        stream,
+        buf: Vec::new(),
+    };
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    matches!(c.roundtrip(req.as_bytes()).await, Ok(200))
+}
+
+async fn start_to_ready() -> Res<f64> {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let t0 = Instant::now();
+        let (child, addr) = spawn(&data).await?;
+        while !ready(addr).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(t0.elapsed().as_secs_f64() * 1e3);
+        stop(child).await?;
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+async fn load(addr: SocketAddr) -> Res<(f64, f64)> {
+    let body = br#"{"sql": "select * from orders", "limit": 3}"#;
+    let request = format!(
+        "POST /v1/partitions/acme/invoke/tenant-db.query HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer demo-acme-key\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{}",
+        body.len(),
+        std::str::from_utf8(body)?
+    )
+    .into_bytes();
+    let request: &'static [u8] = Box::leak(request.into_boxed_slice());
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let end = measure_from + MEASURE;
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let mut conn = Conn {
+                stream,
+                buf: Vec::with_capacity(4096),
+            };
+            let mut latencies: Vec<u32> = Vec::with_capacity(200_000);
+            loop {
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                let status = conn.roundtrip(request).await.map_err(|e| e.to_string())?;
+                if status != 200 {
+                    return Err(format!("status {status}"));
+                }
+                if t >= measure_from {
+                    latencies.push(t.elapsed().as_micros() as u32);
+                }
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_unstable();
+    let rps = all.len() as f64 / MEASURE.as_secs_f64();
+    let p99 = all
+        .get(all.len() * 99 / 100)
+        .map_or(f64::NAN, |us| *us as f64 / 1e3);
+    Ok((rps, p99))
+}
+
+fn main() -> Res<()> {
+    // One thread for the load generator: the server gets the rest of the machine.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ready_ms = start_to_ready().await?;
+        let dir = tempfile::tempdir()?;
+        let (child, addr) = spawn(&dir.path().join("data")).await?;
+        let (rps, p99) = load(addr).await?;
+        stop(child).await?;
+        println!("invoke_requests_per_second: {rps:.0} per_second");
+        println!("invoke_p99_latency: {p99:.2} ms");
+        println!("server_start_to_ready_empty_data_dir: {ready_ms:.1} ms");
+        Ok(())
+    })
+}
