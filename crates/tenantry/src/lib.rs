@@ -41,6 +41,7 @@ pub mod bus;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
+mod cycles;
 pub mod demo;
 mod error;
 mod identity;

@@ -12,6 +12,7 @@ pub use services::{ServiceRef, ServiceRegistry};
 
 use crate::component::{Component, ComponentState, Properties};
 use crate::config::ConfigStore;
+use crate::cycles::find_cycle;
 use crate::instance::cell::AnyInstance;
 use crate::manager::{AnyManager, ManagerConfig};
 use crate::runtime::RuntimeInner;
@@ -126,6 +127,14 @@ pub(crate) struct KernelState {
     pub(crate) services: ServiceRegistry,
     pub(crate) credentials: Arc<CredentialVault>,
     pub(crate) config: Arc<ConfigStore>,
+}
+
+/// What `Kernel::placed` finds about an instance.
+struct Placed {
+    manager: Arc<dyn AnyManager>,
+    partition: Partition,
+    properties: Arc<Properties>,
+    provides: &'static [&'static str],
 }
 
 /// The ranking property of a service provider (higher wins; ties go to the older).
@@ -458,23 +467,32 @@ impl Kernel {
         }
     }
 
+    /// Where instance `name` lives: its factory's manager, its partition, its properties
+    /// and the contracts it provides.
+    fn placed(&self, name: &str) -> Result<Placed, Error> {
+        let factories = read(&self.state().factories);
+        let instances = read(&self.state().instances);
+        let record = instances
+            .get(name)
+            .ok_or_else(|| Error::UnknownInstance(name.to_owned()))?;
+        let entry = factories
+            .get(record.factory)
+            .ok_or_else(|| Error::UnknownFactory(record.factory.to_owned()))?;
+        Ok(Placed {
+            manager: entry.manager.clone(),
+            partition: record.partition.clone(),
+            properties: record.properties.clone(),
+            provides: entry.provides,
+        })
+    }
+
     async fn activate(&self, name: &str) -> Result<(), Error> {
-        let (manager, partition, properties, provides) = {
-            let factories = read(&self.state().factories);
-            let instances = read(&self.state().instances);
-            let record = instances
-                .get(name)
-                .ok_or_else(|| Error::UnknownInstance(name.to_owned()))?;
-            let entry = factories
-                .get(record.factory)
-                .ok_or_else(|| Error::UnknownFactory(record.factory.to_owned()))?;
-            (
-                entry.manager.clone(),
-                record.partition.clone(),
-                record.properties.clone(),
-                entry.provides,
-            )
-        };
+        let Placed {
+            manager,
+            partition,
+            properties,
+            provides,
+        } = self.placed(name)?;
         let key = Key::new(name)?;
         let handle = manager
             .get_json_dyn(
@@ -536,21 +554,12 @@ impl Kernel {
     }
 
     async fn deactivate(&self, name: &str) -> Result<(), Error> {
-        let (manager, partition, provides) = {
-            let factories = read(&self.state().factories);
-            let instances = read(&self.state().instances);
-            let record = instances
-                .get(name)
-                .ok_or_else(|| Error::UnknownInstance(name.to_owned()))?;
-            let entry = factories
-                .get(record.factory)
-                .ok_or_else(|| Error::UnknownFactory(record.factory.to_owned()))?;
-            (
-                entry.manager.clone(),
-                record.partition.clone(),
-                entry.provides,
-            )
-        };
+        let Placed {
+            manager,
+            partition,
+            provides,
+            ..
+        } = self.placed(name)?;
         let key = Key::new(name)?;
         let identity = Identity::new(partition.clone(), manager.name(), key.clone());
         self.inner().bus.unsubscribe_owner(name);
@@ -711,43 +720,6 @@ fn info(r: &Record) -> InstanceInfo {
         ranking: r.ranking,
         grant: r.grant,
     }
-}
-
-fn find_cycle(edges: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
-    fn visit(
-        n: &str,
-        edges: &BTreeMap<String, Vec<String>>,
-        state: &mut BTreeMap<String, u8>,
-        path: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        match state.get(n) {
-            Some(2) => return None,
-            Some(1) => {
-                let start = path.iter().position(|p| p == n).unwrap_or(0);
-                let mut cycle = path[start..].to_vec();
-                cycle.push(n.to_owned());
-                return Some(cycle);
-            }
-            _ => {}
-        }
-        state.insert(n.to_owned(), 1);
-        path.push(n.to_owned());
-        for next in edges.get(n).into_iter().flatten() {
-            if let Some(c) = visit(next, edges, state, path) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        state.insert(n.to_owned(), 2);
-        None
-    }
-    let mut state = BTreeMap::new();
-    for n in edges.keys() {
-        if let Some(c) = visit(n, edges, &mut state, &mut Vec::new()) {
-            return Some(c);
-        }
-    }
-    None
 }
 
 /// Prerequisites first; among the ready, the older instance first.

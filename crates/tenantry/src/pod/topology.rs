@@ -498,45 +498,12 @@ impl Topology {
 }
 
 fn find_cycle(topology: &Topology, kind: LinkKind) -> Option<Vec<String>> {
-    let edges: Vec<(String, String)> = topology
-        .links
-        .iter()
-        .filter(|l| l.kind == kind)
-        .map(|l| (node_label(&l.from), node_label(&l.to)))
-        .collect();
-    let mut state: HashMap<String, u8> = HashMap::new(); // 1 = on stack, 2 = done
-    fn visit(
-        n: &str,
-        edges: &[(String, String)],
-        state: &mut HashMap<String, u8>,
-        path: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        match state.get(n) {
-            Some(2) => return None,
-            Some(1) => {
-                let start = path.iter().position(|p| p == n).unwrap_or(0);
-                let mut cycle = path[start..].to_vec();
-                cycle.push(n.to_owned());
-                return Some(cycle);
-            }
-            _ => {}
-        }
-        state.insert(n.to_owned(), 1);
-        path.push(n.to_owned());
-        for (_, to) in edges.iter().filter(|(f, _)| f == n) {
-            if let Some(c) = visit(to, edges, state, path) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        state.insert(n.to_owned(), 2);
-        None
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in topology.links.iter().filter(|l| l.kind == kind) {
+        edges
+            .entry(node_label(&l.from))
+            .or_default()
+            .push(node_label(&l.to));
     }
-    let mut path = Vec::new();
-    for (from, _) in &edges {
-        if let Some(c) = visit(from, &edges, &mut state, &mut path) {
-            return Some(c);
-        }
-    }
-    None
+    crate::cycles::find_cycle(&edges)
 }
