@@ -970,3 +970,29 @@ async fn onboarding_offboarding_and_restart_keep_state() {
     assert_eq!(v["result"], json!(["a1"]));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_example_config_file_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), Some(include_str!("../tenantry.example.toml")));
+    s.store = tenantry_server::settings::StoreChoice::Redb(dir.path().join("c.redb"));
+    s.admin_key = tenantry_server::settings::AdminKey::Hashed(tenantry_server::keys::hash("admin"));
+    let server = start(s).await;
+    let c = Client { addr: server.addr };
+    let v = c
+        .invoke("hooli", QUERY, "", "secret", &json!({"sql": "x"}))
+        .await
+        .json();
+    assert_eq!(v["result"]["db_url"], "postgres://db5.prod/hooli", "{v}");
+    assert_eq!(
+        c.get("/v1/admin/partitions", Some("admin")).await.status,
+        200
+    );
+    assert_eq!(
+        c.invoke("acme", QUERY, "", ACME, &json!({"sql": "x"}))
+            .await
+            .status,
+        401
+    );
+    server.shutdown().await;
+}
