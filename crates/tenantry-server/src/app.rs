@@ -520,7 +520,7 @@ impl App {
         let Some(m) = self.runtime.manager_dyn(manager) else {
             return Ok(());
         };
-        if m.lookup_dyn(key, partition).is_none() && m.stats_dyn(partition).count >= max {
+        if m.lookup_dyn(key, partition).is_none() && m.count_dyn(partition) >= max {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "limit_reached",

@@ -330,14 +330,15 @@ impl Bus {
                 let Some(target) = target else {
                     return Err(not_found());
                 };
-                let found = instances
-                    .values()
-                    .filter(|r| {
-                        r.factory == prefix
-                            && r.partition == target
-                            && r.status == InstanceStatus::Active
-                    })
-                    .min_by_key(|r| r.seq)
+                // The oldest active instance of the factory in the target partition.
+                let found = kernel
+                    .routes
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(prefix, target.clone()))
+                    .and_then(|by_seq| by_seq.values().next().cloned())
+                    .and_then(|name| instances.get(&name))
+                    .filter(|r| r.status == InstanceStatus::Active)
                     .and_then(|r| r.handle.clone());
                 return match found {
                     Some(h) => {

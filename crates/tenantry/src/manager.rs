@@ -404,6 +404,14 @@ impl<F: Factory> ManagerCore<F> {
         keys
     }
 
+    fn live_count(&self, partition: &Partition) -> usize {
+        self.dirs.get(partition).map_or(0, |dir| {
+            dir.iter()
+                .filter(|e| matches!(e.value(), Slot::Live(_)))
+                .count()
+        })
+    }
+
     fn partitions(&self) -> Vec<Partition> {
         self.dirs.iter().map(|e| e.key().clone()).collect()
     }
@@ -494,6 +502,11 @@ impl<F: Factory> Manager<F> {
             count: keys.len(),
             keys,
         }
+    }
+
+    /// Number of live instances in `partition` (no key list, no sort).
+    pub fn count(&self, partition: &Partition) -> usize {
+        self.core.live_count(partition)
     }
 
     /// Attaches a keep-alive owner to a live instance (`NotFound` otherwise).
@@ -594,6 +607,8 @@ pub trait AnyManager: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), Error>>;
     /// [`Manager::stats`].
     fn stats_dyn(&self, partition: &Partition) -> ManagerStats;
+    /// [`Manager::count`].
+    fn count_dyn(&self, partition: &Partition) -> usize;
     /// [`Manager::handlers`].
     fn handlers_dyn(&self) -> Vec<HandlerInfo>;
     /// [`Manager::stop_all`].
@@ -661,6 +676,10 @@ impl<F: Factory> AnyManager for Manager<F> {
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move { self.core.stop(&key, partition, StopReason::Requested).await })
+    }
+
+    fn count_dyn(&self, partition: &Partition) -> usize {
+        self.count(partition)
     }
 
     fn stats_dyn(&self, partition: &Partition) -> ManagerStats {

@@ -101,7 +101,7 @@ impl<F: Factory> Actor<F> {
         let idle_timeout = self.core.config.idle_timeout;
         let mut idle_timer = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
         loop {
-            if !self.run_pending_effects().await {
+            if self.ctx.has_effect_work() && !Box::pin(self.run_pending_effects()).await {
                 break;
             }
             let mail = match (&mut idle_timer, idle_timeout) {

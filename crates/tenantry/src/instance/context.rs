@@ -146,6 +146,13 @@ impl Context {
         Computed::new(f)
     }
 
+    /// Whether effects wait for a first run or for their sink (cheap; checked every turn).
+    pub(crate) fn has_effect_work(&self) -> bool {
+        self.extras
+            .as_ref()
+            .is_some_and(|e| !e.pending_effects.is_empty())
+    }
+
     /// Whether this instance has effects but no way yet to schedule them.
     pub(crate) fn wants_effect_sink(&self) -> bool {
         self.extras

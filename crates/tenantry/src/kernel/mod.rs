@@ -117,6 +117,9 @@ pub struct BootReport {
     pub blocked: Vec<(String, Vec<String>)>,
 }
 
+/// Active instance names by `(factory, partition)` and then by age.
+pub(crate) type RouteIndex = BTreeMap<(&'static str, Partition), BTreeMap<u64, String>>;
+
 /// The kernel's state, one per runtime.
 #[derive(Default)]
 pub(crate) struct KernelState {
@@ -125,6 +128,8 @@ pub(crate) struct KernelState {
     seq: AtomicU64,
     activation_order: Mutex<Vec<String>>,
     pub(crate) services: ServiceRegistry,
+    /// Active instances by (factory, partition), oldest first: the factory + target route.
+    pub(crate) routes: RwLock<RouteIndex>,
     pub(crate) credentials: Arc<CredentialVault>,
     pub(crate) config: Arc<ConfigStore>,
 }
@@ -504,6 +509,10 @@ impl Kernel {
         if let Some(r) = write(&self.state().instances).get_mut(name) {
             r.status = InstanceStatus::Active;
             r.handle = Some(handle.clone());
+            write(&self.state().routes)
+                .entry((r.factory, r.partition.clone()))
+                .or_default()
+                .insert(r.seq, r.name.clone());
         }
         self.state()
             .activation_order
@@ -570,6 +579,14 @@ impl Kernel {
         if let Some(r) = write(&self.state().instances).get_mut(name) {
             r.status = InstanceStatus::Registered;
             r.handle = None;
+            let mut routes = write(&self.state().routes);
+            let slot = (r.factory, r.partition.clone());
+            if let Some(by_seq) = routes.get_mut(&slot) {
+                by_seq.remove(&r.seq);
+                if by_seq.is_empty() {
+                    routes.remove(&slot);
+                }
+            }
         }
         self.state()
             .activation_order
