@@ -35,6 +35,7 @@ fn crash_child_hibernates_until_killed() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let url = with_application_name(&url, &application_name(&schema));
     let result = rt.block_on(async move {
         let store = PgStore::connect(&url, PgOptions::with_schema(schema))
             .await
@@ -45,6 +46,38 @@ fn crash_child_hibernates_until_killed() {
         eprintln!("crash writer failed: {e}");
         std::process::exit(3);
     }
+}
+
+/// The application name the child's connections carry, so the parent can wait for them.
+fn application_name(schema: &str) -> String {
+    format!("crash-{schema}")
+}
+
+fn with_application_name(url: &str, name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
+}
+
+/// A killed client's backends may still be finishing a commit. Waits until the server has
+/// no connection of the child left (at most 10 s), so what we read back is final.
+async fn wait_for_child_backends(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let left: Result<i64, _> =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(application_name(schema))
+                .fetch_one(&mut conn)
+                .await;
+        if matches!(left, Ok(0) | Err(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = conn.close().await;
 }
 
 fn random_below(n: u64) -> u64 {
@@ -135,6 +168,7 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
         }
         let total: u64 = acknowledged.values().sum();
         rt.block_on(async {
+            wait_for_child_backends(&db.url, &db.schema).await;
             let store: Arc<dyn CheckpointStore> = Arc::new(db.store().await);
             crash::verify_acknowledged(store, &acknowledged)
                 .await
