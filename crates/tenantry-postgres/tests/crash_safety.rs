@@ -150,7 +150,6 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
     let Some(db) = common::TestDb::new("crash") else {
         return;
     };
-    let started = Instant::now();
     let mut acknowledged: BTreeMap<String, u64> = BTreeMap::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -179,5 +178,4 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
             acknowledged.len()
         );
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
 }

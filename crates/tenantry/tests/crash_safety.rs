@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tenantry::store::conformance::crash;
 use tenantry::store::{CheckpointStore, RedbStore};
 
@@ -112,7 +112,6 @@ fn run_child_and_kill(path: &Path) -> BTreeMap<String, u64> {
 fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("crash.redb");
-    let started = Instant::now();
     let mut acknowledged: BTreeMap<String, u64> = BTreeMap::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -139,7 +138,6 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
             acknowledged.len()
         );
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 #[test]
