@@ -245,7 +245,7 @@ impl Drop for Subscription {
 #[derive(Clone)]
 pub struct Bus {
     runtime: Arc<RuntimeInner>,
-    caller: Caller,
+    caller: Arc<Caller>,
 }
 
 enum Route {
@@ -255,7 +255,10 @@ enum Route {
 
 impl Bus {
     pub(crate) fn new(runtime: Arc<RuntimeInner>, caller: Caller) -> Self {
-        Self { runtime, caller }
+        Self {
+            runtime,
+            caller: Arc::new(caller),
+        }
     }
 
     /// Number of event subscriptions, all partitions together (host diagnostics).
@@ -265,12 +268,12 @@ impl Bus {
 
     /// Who this bus calls as.
     pub fn caller(&self) -> &Caller {
-        &self.caller
+        &*self.caller
     }
 
     /// The partition this caller is confined to, if any.
     fn confined(&self) -> Option<&Partition> {
-        match &self.caller {
+        match &*self.caller {
             Caller::Partition(p) => Some(p),
             _ => None,
         }
@@ -278,7 +281,7 @@ impl Bus {
 
     /// Records an admin's reach into another partition.
     fn audit(&self, action: &str, target: &Partition) {
-        if let Caller::Admin(identity) = &self.caller {
+        if let Caller::Admin(identity) = &*self.caller {
             if &identity.partition != target {
                 tracing::info!(actor = %identity, %target, action, "cross-partition admin access");
                 self.runtime.shared.telemetry.emit(
@@ -307,8 +310,17 @@ impl Bus {
         let kernel = &self.runtime.kernel;
         {
             let instances = kernel.instances.read().unwrap_or_else(|e| e.into_inner());
-            // 1. an exact instance
-            if let Some(record) = instances.get(prefix) {
+            let is_factory = kernel
+                .factories
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(prefix);
+            // 1. an exact instance — unless it merely shares its factory's name and the
+            //    call targets another partition: then the factory route decides.
+            let exact = instances.get(prefix).filter(|record| {
+                !(is_factory && target.as_ref().is_some_and(|t| t != &record.partition))
+            });
+            if let Some(record) = exact {
                 if self.confined().is_some_and(|own| own != &record.partition) {
                     return Err(not_found());
                 }
@@ -321,11 +333,6 @@ impl Bus {
                 };
             }
             // 2. a factory plus a target
-            let is_factory = kernel
-                .factories
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(prefix);
             if is_factory {
                 let Some(target) = target else {
                     return Err(not_found());
@@ -371,12 +378,15 @@ impl Bus {
         opts: Invoke,
     ) -> Result<serde_json::Value, Error> {
         match self.resolve(handler, &opts)? {
-            Some((Route::Instance(h), runnable)) => {
-                Ok(h.call_json_dyn(&runnable, params, opts.timeout).await?)
-            }
+            Some((Route::Instance(h), runnable)) => Ok(h
+                .call_json_as(&runnable, params, opts.timeout, self.caller.clone())
+                .await?),
             Some((Route::Keyed(manager, key, partition), runnable)) => {
                 let h = manager.get_dyn(key, &partition).await?;
-                Ok(h.call_json_dyn(&runnable, params, opts.timeout).await?)
+                Ok(
+                    h.call_json_as(&runnable, params, opts.timeout, self.caller.clone())
+                        .await?,
+                )
             }
             None => {
                 let call = RemoteCall {
@@ -467,7 +477,7 @@ impl Bus {
     /// Publishes an event into this caller's partition (host code: see
     /// [`Bus::publish_in`]). Returns how many subscribers it reached.
     pub fn publish(&self, topic: &str, payload: serde_json::Value) -> Result<usize, Error> {
-        match &self.caller {
+        match &*self.caller {
             Caller::Partition(p) => Ok(self.deliver(p, topic, payload)),
             Caller::Admin(id) => Ok(self.deliver(&id.partition, topic, payload)),
             Caller::Host => Err(Error::Forbidden(
@@ -483,7 +493,7 @@ impl Bus {
         topic: &str,
         payload: serde_json::Value,
     ) -> Result<usize, Error> {
-        match &self.caller {
+        match &*self.caller {
             Caller::Partition(own) if own != partition => Err(Error::Forbidden(
                 "a tenant publishes into its own partition only".into(),
             )),
@@ -524,7 +534,7 @@ impl Bus {
 
     /// Subscribes to topics matching `pattern` in this caller's partition.
     pub fn subscribe(&self, pattern: &str) -> Result<Subscription, Error> {
-        let partition = match &self.caller {
+        let partition = match &*self.caller {
             Caller::Partition(p) => p.clone(),
             Caller::Admin(id) => id.partition.clone(),
             Caller::Host => {
@@ -542,7 +552,7 @@ impl Bus {
         partition: &Partition,
         pattern: &str,
     ) -> Result<Subscription, Error> {
-        if let Caller::Partition(own) = &self.caller {
+        if let Caller::Partition(own) = &*self.caller {
             if own != partition {
                 return Err(Error::Forbidden(
                     "a tenant subscribes in its own partition only".into(),

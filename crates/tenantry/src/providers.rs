@@ -17,6 +17,19 @@ fn runtime(ctx: &Context) -> Result<std::sync::Arc<crate::runtime::RuntimeInner>
         .ok_or_else(|| HandlerError::with_code("shut_down", "the runtime is shut down"))
 }
 
+/// Refuses callers confined to one partition: only host code and admin-granted
+/// instances may act on the shared side of a provider.
+fn privileged(ctx: &Context, what: &str) -> Result<(), HandlerError> {
+    if ctx.caller_is_privileged() {
+        Ok(())
+    } else {
+        Err(HandlerError::with_code(
+            "forbidden",
+            format!("{what} needs host access or the admin grant"),
+        ))
+    }
+}
+
 fn config_error(e: crate::config::ConfigError) -> HandlerError {
     HandlerError::with_code("config", e.to_string())
 }
@@ -72,7 +85,8 @@ impl Component for ConfigProvider {
             "get",
             "Reads a config value by dotted key.",
             |_, ctx, p: ConfigKey| {
-                ctx.config()
+                // What the caller may see, not what the provider may.
+                ctx.caller_config()
                     .map_err(|e| HandlerError::new(e.to_string()))?
                     .get(&p.key)
                     .map_err(config_error)
@@ -82,6 +96,7 @@ impl Component for ConfigProvider {
             "set",
             "Writes a config value by dotted key.",
             |_, ctx, p: ConfigWrite| {
+                privileged(ctx, "writing config")?;
                 runtime(ctx)?
                     .kernel
                     .config
@@ -93,6 +108,7 @@ impl Component for ConfigProvider {
             "reload",
             "Re-reads the config file.",
             |_, ctx, _: NoParams| {
+                privileged(ctx, "reloading config")?;
                 runtime(ctx)?
                     .kernel
                     .config
@@ -177,6 +193,7 @@ impl Component for CredentialsProvider {
             "set",
             "Sets a secret in one instance's scope.",
             |_, ctx, p: SecretWrite| {
+                privileged(ctx, "writing secrets")?;
                 let (partition, scope) = scope_of(ctx, p.partition.as_deref(), &p.instance)?;
                 runtime(ctx)?.kernel.credentials.set(
                     &partition,
@@ -191,6 +208,7 @@ impl Component for CredentialsProvider {
             "names",
             "Lists the secret names of one instance's scope.",
             |_, ctx, p: SecretScope| {
+                privileged(ctx, "listing secrets")?;
                 let (partition, scope) = scope_of(ctx, p.partition.as_deref(), &p.instance)?;
                 Ok(runtime(ctx)?.kernel.credentials.names(&partition, &scope))
             },

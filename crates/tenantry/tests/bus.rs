@@ -62,6 +62,43 @@ impl Component for Prober {
                 Ok(json!({"mine": mine, "globex": globex, "all": all, "write": write}))
             },
         );
+        r.runnable_async("abuse", "Tries the shared providers on another tenant.", |_, ctx, _: NoParams| {
+            Box::pin(async move {
+                let creds = ctx
+                    .service("ICredentials")
+                    .call(
+                        "set",
+                        json!({"partition": "globex", "instance": "tenant-db-globex", "name": "x", "value": "evil"}),
+                    )
+                    .await
+                    .is_ok();
+                let names = ctx
+                    .service("ICredentials")
+                    .call("names", json!({"partition": "globex", "instance": "tenant-db-globex"}))
+                    .await
+                    .is_ok();
+                let read = ctx
+                    .service("IConfig")
+                    .call("get", json!({"key": "tenants.globex.db_url"}))
+                    .await
+                    .unwrap_or(Value::Null);
+                let own = ctx
+                    .service("IConfig")
+                    .call("get", json!({"key": "tenants.acme.db_url"}))
+                    .await
+                    .unwrap_or(Value::Null);
+                let write = ctx
+                    .service("IConfig")
+                    .call("set", json!({"key": "tenants.globex.db_url", "value": "evil"}))
+                    .await
+                    .is_ok();
+                let borrowed = ctx
+                    .get::<tenantry::component::ComponentState<Prober>>("prober", "prober-admin")
+                    .await
+                    .is_ok();
+                Ok(json!({"creds": creds, "names": names, "read": read, "own": own, "write": write, "borrowed": borrowed}))
+            })
+        });
         r.runnable("secret", "Reads its own secret.", |_, ctx, _: NoParams| {
             let creds = ctx
                 .credentials()
@@ -351,4 +388,78 @@ async fn introspection_shows_a_partition_only_its_own_routes() {
         all.contains(&"tenant-db-acme.query".to_string())
             && all.contains(&"config.set".to_string())
     );
+}
+
+#[tokio::test]
+async fn shared_providers_act_only_within_what_their_caller_may_reach() {
+    let rt = demo().await;
+    let k = rt.kernel();
+    k.hot_add("prober", "prober-acme", json!({"target": "acme"}))
+        .await
+        .unwrap();
+    k.hot_add_with(
+        "prober",
+        "prober-admin",
+        json!({"target": "ops"}),
+        Grant::Admin,
+    )
+    .await
+    .unwrap();
+    let v = rt
+        .bus()
+        .invoke("prober-acme.abuse", json!({}), Invoke::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        v["creds"],
+        json!(false),
+        "a tenant cannot write another tenant's secrets"
+    );
+    assert_eq!(v["names"], json!(false), "nor list them");
+    assert_eq!(
+        v["read"],
+        Value::Null,
+        "nor read another tenant's config through the provider"
+    );
+    assert_eq!(
+        v["own"],
+        json!("postgres://db1.prod/acme"),
+        "its own config reads fine"
+    );
+    assert_eq!(v["write"], json!(false), "nor write config");
+    assert_eq!(
+        v["borrowed"],
+        json!(false),
+        "nor mint a copy of an admin-granted component"
+    );
+    assert_eq!(
+        k.config().get("tenants.globex.db_url").unwrap(),
+        Some(json!("postgres://db2.prod/globex"))
+    );
+}
+
+#[tokio::test]
+async fn an_instance_named_like_its_factory_does_not_capture_other_targets() {
+    let rt = demo().await;
+    rt.kernel()
+        .hot_add("tenant-db", "tenant-db", json!({"target": "acme"}))
+        .await
+        .unwrap();
+    let globex = tenantry::Partition::new("globex").unwrap();
+    let v = rt
+        .bus()
+        .invoke(
+            "tenant-db.query",
+            json!({"sql": "x"}),
+            Invoke::target(&globex),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["tenant"], json!("globex"));
+    let v = rt
+        .bus_for(&globex)
+        .invoke("tenant-db.query", json!({"sql": "x"}), Invoke::default())
+        .await
+        .unwrap();
+    assert_eq!(v["instance"], json!("tenant-db-globex"));
 }

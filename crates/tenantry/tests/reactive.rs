@@ -253,3 +253,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_computed_that_panicked_recovers_once_its_input_is_fixed() {
+    let input = Signal::new(0u64);
+    let checked = {
+        let input = input.clone();
+        Computed::new(move || {
+            let v = input.get();
+            assert!(v > 0, "bad input");
+            v * 10
+        })
+    };
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checked.get()));
+    assert!(first.is_err());
+    input.set(4);
+    assert_eq!(
+        checked.get(),
+        40,
+        "the next read recomputes instead of finding no value"
+    );
+}

@@ -227,7 +227,15 @@ impl<C: Component> Factory for ComponentState<C> {
         C::runnables(&mut Runnables { handlers: h });
         if !C::subscriptions().is_empty() {
             let deliver: HandlerFn<Self, BusEvent, ()> = Arc::new(|state, ctx, event| {
-                let result = created(state).and_then(|c| c.on_event(event, ctx));
+                // Only the runtime delivers events; a tenant cannot inject one.
+                let result = if ctx.caller_is_privileged() {
+                    created(state).and_then(|c| c.on_event(event, ctx))
+                } else {
+                    Err(HandlerError::with_code(
+                        "forbidden",
+                        "events come from the bus",
+                    ))
+                };
                 Box::pin(std::future::ready(result))
             });
             h.add_fn(EVENT_RUNNABLE, "Delivers a subscribed bus event.", deliver);

@@ -5,6 +5,7 @@ use super::envelope::{JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
 use super::mailbox::{Mailbox, SendError};
+use crate::bus::Caller;
 use crate::{CallError, Identity};
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -250,6 +251,14 @@ pub trait AnyInstance: Send + Sync {
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
     /// Queues a JSON message by handler name.
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError>;
+    /// Like `call_json_dyn`, on behalf of `caller` (the handler sees it in its context).
+    fn call_json_as(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: Arc<Caller>,
+    ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
     /// Whether it still accepts messages.
     fn is_alive(&self) -> bool;
 }
@@ -284,6 +293,29 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
         self.tell_json(handler, params)
+    }
+
+    fn call_json_as(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: Arc<Caller>,
+    ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
+        let (tx, rx) = oneshot::channel();
+        let posted = self
+            .cell
+            .table
+            .envelope(handler, params, Some(JsonReply(tx)))
+            .and_then(|mut letter| {
+                letter.set_caller(caller);
+                self.post(Mail::Letter(letter))
+            });
+        Box::pin(async move {
+            posted?;
+            await_reply(rx, timeout).await
+        })
     }
 
     fn is_alive(&self) -> bool {

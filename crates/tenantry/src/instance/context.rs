@@ -23,6 +23,8 @@ pub struct Context {
     runtime: Weak<RuntimeInner>,
     held: Vec<KeepAlive>,
     stop_requested: bool,
+    /// Who sent the letter being handled (`None`: host code or the instance itself).
+    caller: Option<Arc<Caller>>,
     /// What components and reactive instances need; boxed so a plain agent pays one word.
     extras: Option<Box<Extras>>,
 }
@@ -47,6 +49,7 @@ impl Context {
             runtime,
             held: Vec::new(),
             stop_requested: false,
+            caller: None,
             extras: None,
         }
     }
@@ -73,6 +76,33 @@ impl Context {
     /// The manager hosting this instance.
     pub fn manager(&self) -> &str {
         &self.identity.manager
+    }
+
+    /// Who sent the letter being handled: a bus caller (a partition, or an admin-granted
+    /// instance), or [`Caller::Host`] for host code and the instance's own effects.
+    /// Shared providers use it to act only within what the caller may reach.
+    pub fn caller(&self) -> &Caller {
+        static HOST: Caller = Caller::Host;
+        self.caller.as_deref().unwrap_or(&HOST)
+    }
+
+    /// Whether the current caller is host code or an admin-granted instance.
+    pub fn caller_is_privileged(&self) -> bool {
+        matches!(self.caller(), Caller::Host | Caller::Admin(_))
+    }
+
+    pub(crate) fn set_caller(&mut self, caller: Option<Arc<Caller>>) {
+        self.caller = caller;
+    }
+
+    /// The config as the current caller may see it: a partition caller gets that
+    /// partition's view; host and admin callers see everything.
+    pub fn caller_config(&self) -> Result<ConfigView, Error> {
+        let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
+        Ok(match self.caller() {
+            Caller::Partition(p) => ConfigView::new(rt.kernel.config.clone(), p.clone(), false),
+            _ => ConfigView::new(rt.kernel.config.clone(), Partition::unpartitioned(), true),
+        })
     }
 
     /// The instance's properties (components; empty for agents).
@@ -202,9 +232,11 @@ impl Context {
                 .instances
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
-            instances
-                .get(self.identity.key.encoded())
-                .is_some_and(|r| r.grant == Grant::Admin && *r.factory == *self.identity.manager)
+            instances.get(self.identity.key.encoded()).is_some_and(|r| {
+                r.grant == Grant::Admin
+                    && *r.factory == *self.identity.manager
+                    && r.partition == self.identity.partition
+            })
         })
     }
 
@@ -248,10 +280,16 @@ impl Context {
     /// A live reference to the best provider of `contract` visible from this instance
     /// (its partition's or a shared one).
     pub fn service(&self, contract: &str) -> ServiceRef {
+        let caller = if self.is_admin() {
+            Caller::Admin((*self.identity).clone())
+        } else {
+            Caller::Partition(self.identity.partition.clone())
+        };
         ServiceRef::new(
             self.runtime.clone(),
             contract,
             self.identity.partition.clone(),
+            caller,
         )
     }
 
@@ -262,6 +300,17 @@ impl Context {
         key: impl IntoKey,
     ) -> Result<InstanceHandle<G>, Error> {
         let runtime = self.runtime.upgrade().ok_or(Error::ShutDown)?;
+        // Components are created by the kernel and pods through Pod::get, never here:
+        // a keyed get of either would mint an instance outside their rules.
+        let is_component = runtime
+            .kernel
+            .factories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(manager);
+        if is_component || runtime.is_pod_manager(manager) {
+            return Err(Error::UnknownManager(manager.to_owned()));
+        }
         let manager = runtime.typed_manager::<G>(manager)?;
         manager.get(key, &self.identity.partition).await
     }

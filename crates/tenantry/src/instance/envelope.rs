@@ -5,6 +5,7 @@
 //! answers the caller with [`CallError::Panicked`], so a crash never leaves a caller hanging.
 
 use super::factory::{Handler, Message};
+use crate::bus::Caller;
 use crate::telemetry::Outcome;
 use crate::{CallError, Context};
 use futures::FutureExt;
@@ -31,6 +32,10 @@ pub(crate) trait Envelope<F>: Send {
     /// Answers the caller with `err` without running (the instance stopped first).
     /// Returns whether anybody was waiting for an answer.
     fn reject(self: Box<Self>, err: CallError) -> bool;
+    /// Records who sent the letter (the handler sees it as [`Context::caller`]).
+    fn set_caller(&mut self, caller: Arc<Caller>) {
+        let _ = caller;
+    }
 }
 
 /// Where a reply goes.
@@ -63,11 +68,16 @@ impl<T: Serialize> ReplySlot<T> for JsonReply {
 pub(crate) struct Letter<M, R> {
     msg: M,
     reply: Option<R>,
+    caller: Option<Arc<Caller>>,
 }
 
 impl<M, R> Letter<M, R> {
     pub(crate) fn new(msg: M, reply: Option<R>) -> Self {
-        Self { msg, reply }
+        Self {
+            msg,
+            reply,
+            caller: None,
+        }
     }
 }
 
@@ -77,6 +87,7 @@ pub(crate) struct FnLetter<F, P, R> {
     pub(crate) handler: super::handlers::HandlerFn<F, P, R>,
     pub(crate) params: P,
     pub(crate) reply: Option<JsonReply>,
+    pub(crate) caller: Option<Arc<Caller>>,
 }
 
 impl<F, P, R> Envelope<F> for FnLetter<F, P, R>
@@ -95,7 +106,9 @@ where
             handler,
             params,
             reply,
+            caller,
         } = *self;
+        ctx.set_caller(caller);
         Box::pin(async move {
             let result = AssertUnwindSafe(async move { handler(state, ctx, params).await })
                 .catch_unwind()
@@ -112,6 +125,10 @@ where
             }
             None => false,
         }
+    }
+
+    fn set_caller(&mut self, caller: Arc<Caller>) {
+        self.caller = Some(caller);
     }
 }
 
@@ -161,6 +178,7 @@ impl<F: crate::instance::factory::Factory> Envelope<F> for EffectLetter {
     }
 
     fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+        ctx.set_caller(None);
         Box::pin(async move {
             let effect = self.effect;
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -204,7 +222,8 @@ where
     }
 
     fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
-        let Letter { msg, reply } = *self;
+        let Letter { msg, reply, caller } = *self;
+        ctx.set_caller(caller);
         Box::pin(async move {
             // The async block makes even a panic before the first await land in catch_unwind.
             let result = AssertUnwindSafe(async move { state.handle(msg, ctx).await })
@@ -222,5 +241,9 @@ where
             }
             None => false,
         }
+    }
+
+    fn set_caller(&mut self, caller: Arc<Caller>) {
+        self.caller = Some(caller);
     }
 }

@@ -122,6 +122,7 @@ impl<F: Factory> Handlers<F> {
                     handler: handler.clone(),
                     params,
                     reply,
+                    caller: None,
                 }) as Box<dyn Envelope<F>>)
             }),
         });

@@ -688,7 +688,12 @@ impl Kernel {
     /// A live reference to the best provider of `contract` for `partition`: it resolves
     /// on every use, so it follows re-wiring and never holds a removed provider.
     pub fn service(&self, contract: &str, partition: &Partition) -> ServiceRef {
-        ServiceRef::new(Arc::downgrade(self.inner()), contract, partition.clone())
+        ServiceRef::new(
+            Arc::downgrade(self.inner()),
+            contract,
+            partition.clone(),
+            crate::bus::Caller::Host,
+        )
     }
 
     /// The runtime's credentials (host code writes secrets here).

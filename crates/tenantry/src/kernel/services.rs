@@ -5,6 +5,7 @@
 //! providers change (activation, removal, ranking), so consumers can tell when to
 //! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
 
+use crate::bus::Caller;
 use crate::instance::cell::AnyInstance;
 use crate::reactive::Trigger;
 use crate::runtime::RuntimeInner;
@@ -61,14 +62,22 @@ pub struct ServiceRef {
     runtime: Weak<RuntimeInner>,
     contract: String,
     partition: Partition,
+    /// Who calls through this reference: providers see it as the caller.
+    caller: Arc<Caller>,
 }
 
 impl ServiceRef {
-    pub(crate) fn new(runtime: Weak<RuntimeInner>, contract: &str, partition: Partition) -> Self {
+    pub(crate) fn new(
+        runtime: Weak<RuntimeInner>,
+        contract: &str,
+        partition: Partition,
+        caller: Caller,
+    ) -> Self {
         Self {
             runtime,
             contract: contract.to_owned(),
             partition,
+            caller: Arc::new(caller),
         }
     }
 
@@ -102,7 +111,7 @@ impl ServiceRef {
             .resolve()
             .ok_or_else(|| Error::ServiceGone(self.contract.clone()))?;
         handle
-            .call_json_dyn(runnable, params, None)
+            .call_json_as(runnable, params, None, self.caller.clone())
             .await
             .map_err(|e| match e {
                 CallError::Stopped => Error::ServiceGone(self.contract.clone()),

@@ -140,19 +140,29 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> ComputedInner<T> {
             return;
         }
         COMPUTING.with(|c| c.borrow_mut().push(self.id()));
-        struct Pop;
-        impl Drop for Pop {
+        /// Pops the cycle stack; if the function unwinds, leaves the value dirty so the
+        /// next read tries again instead of finding no value.
+        struct Pop<'a>(&'a AtomicBool, bool);
+        impl Drop for Pop<'_> {
             fn drop(&mut self) {
                 COMPUTING.with(|c| {
                     c.borrow_mut().pop();
                 });
+                if !self.1 {
+                    self.0.store(true, Ordering::SeqCst);
+                }
             }
         }
-        let guard = Pop;
+        let mut guard = Pop(&self.dirty, false);
         let (value, deps) = collect(|| (self.f)());
+        guard.1 = true;
         drop(guard);
         self.runs.fetch_add(1, Ordering::Relaxed);
         resubscribe(&self.subscriber(), &state.deps, &deps);
+        // A write between the read and the subscription notified nobody: look again.
+        if changed(&deps) {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
         state.deps = deps;
         if state.value.as_ref() != Some(&value) {
             state.value = Some(value);
@@ -232,13 +242,14 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Computed<T> {
             !self.inner.on_stack(),
             "reactive cycle: a computed value read itself while computing"
         );
-        let value = {
+        let (value, version) = {
             let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
             self.inner.refresh_locked(&mut state);
-            state.value.clone()
+            // The version of exactly the value read, taken under the same lock.
+            (state.value.clone(), self.inner.version())
         };
         if graph::is_tracking() {
-            track(self.inner.clone(), self.inner.version());
+            track(self.inner.clone(), version);
         }
         // refresh_locked always leaves a value behind.
         value.unwrap_or_else(|| unreachable!("a refreshed computed value holds a value"))
@@ -309,10 +320,17 @@ impl EffectInner {
     }
 
     fn record(&self, deps: Vec<Dep>) {
-        let mut current = self.deps.lock().unwrap_or_else(|e| e.into_inner());
-        resubscribe(&self.subscriber(), &current, &deps);
-        *current = deps;
-        self.runs.fetch_add(1, Ordering::Relaxed);
+        let missed = {
+            let mut current = self.deps.lock().unwrap_or_else(|e| e.into_inner());
+            resubscribe(&self.subscriber(), &current, &deps);
+            *current = deps;
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            // A write between the read and the subscription notified nobody: look again.
+            changed(&current)
+        };
+        if missed {
+            self.invalidate();
+        }
     }
 
     fn run_inline(&self) {
