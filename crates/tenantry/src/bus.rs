@@ -268,7 +268,7 @@ impl Bus {
 
     /// Who this bus calls as.
     pub fn caller(&self) -> &Caller {
-        &*self.caller
+        &self.caller
     }
 
     /// The partition this caller is confined to, if any.
