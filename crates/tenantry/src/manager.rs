@@ -279,11 +279,19 @@ impl<F: Factory> ManagerCore<F> {
                 _gate: gate,
                 done: false,
             };
-            let handle = self
+            let (handle, actor) = self
                 .activate(&dir, key.clone(), partition, initial.take())
                 .await?;
+            // Published before its task starts, so the actor's own removal on a quick exit
+            // always finds its slot (never the other way round).
             dir.insert(key.clone(), Slot::Live(handle.clone()));
             guard.done = true;
+            let tracker = self.shared.actors.clone();
+            tracker.enter();
+            tokio::spawn(async move {
+                actor.run().await;
+                tracker.exit();
+            });
             return Ok(handle);
         }
     }
@@ -294,7 +302,7 @@ impl<F: Factory> ManagerCore<F> {
         key: Key,
         partition: &Partition,
         initial: Option<F>,
-    ) -> Result<InstanceHandle<F>, Error> {
+    ) -> Result<(InstanceHandle<F>, Actor<F>), Error> {
         self.shared.ensure_timer_anchor();
         let identity = Arc::new(self.identity(key, partition));
         let (mut state, version, initial_bytes) = match self.thaw(&identity).await? {
@@ -352,13 +360,7 @@ impl<F: Factory> ManagerCore<F> {
             restarts: VecDeque::new(),
             metrics: Default::default(),
         };
-        let tracker = self.shared.actors.clone();
-        tracker.enter();
-        tokio::spawn(async move {
-            actor.run().await;
-            tracker.exit();
-        });
-        Ok(InstanceHandle { cell })
+        Ok((InstanceHandle { cell }, actor))
     }
 
     async fn stop(
@@ -402,6 +404,18 @@ impl<F: Factory> ManagerCore<F> {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// Gates of the slots of `partition` that are activating or stopping.
+    fn transitions(&self, partition: &Partition) -> Vec<watch::Receiver<()>> {
+        self.dirs.get(partition).map_or_else(Vec::new, |dir| {
+            dir.iter()
+                .filter_map(|e| match e.value() {
+                    Slot::Activating(rx) | Slot::Stopping(rx) => Some(rx.clone()),
+                    Slot::Live(_) => None,
+                })
+                .collect()
+        })
     }
 
     fn live_count(&self, partition: &Partition) -> usize {
@@ -488,7 +502,9 @@ impl<F: Factory> Manager<F> {
 
     /// Stops the instance cleanly: finishes its queued letters, hibernates it, and
     /// removes it. `NotFound` when it is not live. If the checkpoint cannot be written the
-    /// instance stays live and the error is returned.
+    /// instance stays live and the error is returned; note that `on_stop` has run and its
+    /// children have followed their parent-stop policy by then, so a factory whose
+    /// `on_stop` releases resources should be ready to serve again (or be stopped again).
     pub async fn stop(&self, key: impl IntoKey, partition: &Partition) -> Result<(), Error> {
         let key = key.into_key()?;
         self.core.stop(&key, partition, StopReason::Requested).await
@@ -552,24 +568,37 @@ impl<F: Factory> Manager<F> {
         partition: Option<&Partition>,
         reason: StopReason,
     ) -> (usize, Vec<Error>) {
-        let partitions = match partition {
-            Some(p) => vec![p.clone()],
-            None => self.core.partitions(),
-        };
-        let mut stops = FuturesUnordered::new();
-        for p in partitions {
-            for key in self.core.live_keys(&p) {
-                let core = self.core.clone();
-                let p = p.clone();
-                stops.push(async move { core.stop(&key, &p, reason).await });
-            }
-        }
         let mut stopped = 0;
         let mut errors = Vec::new();
-        while let Some(result) = stops.next().await {
-            match result {
-                Ok(()) | Err(Error::NotFound(_)) => stopped += 1,
-                Err(e) => errors.push(e),
+        // Activations in flight when the stop began become live afterwards: wait for them
+        // and stop them too (a few passes; a partition still taking traffic may keep
+        // starting new ones, which the caller refuses first when it matters).
+        for _pass in 0..3 {
+            let partitions = match partition {
+                Some(p) => vec![p.clone()],
+                None => self.core.partitions(),
+            };
+            let mut stops = FuturesUnordered::new();
+            let mut pending = Vec::new();
+            for p in &partitions {
+                for key in self.core.live_keys(p) {
+                    let core = self.core.clone();
+                    let p = p.clone();
+                    stops.push(async move { core.stop(&key, &p, reason).await });
+                }
+                pending.extend(self.core.transitions(p));
+            }
+            if stops.is_empty() && pending.is_empty() {
+                break;
+            }
+            while let Some(result) = stops.next().await {
+                match result {
+                    Ok(()) | Err(Error::NotFound(_)) => stopped += 1,
+                    Err(e) => errors.push(e),
+                }
+            }
+            for mut gate in pending {
+                let _ = gate.changed().await;
             }
         }
         (stopped, errors)

@@ -316,8 +316,8 @@ impl<F: Factory> Actor<F> {
     fn give_up(&mut self, reason: String) {
         let id = self.cell.identity.clone();
         tracing::error!(partition = %id.partition, manager = %id.manager, key = %id.key, %reason, "instance gave up");
-        self.cell.live.accepting.store(false, Ordering::Release);
-        self.dir.remove(&id.key);
+        self.cell.mailbox.pause();
+        self.leave_directory();
         self.close_mailbox(CallError::Stopped, Vec::new());
         self.ctx.release_all();
         // Children follow their policy here too; stopping them cannot wait in this path.
@@ -368,8 +368,7 @@ impl<F: Factory> Actor<F> {
         mut waiters: Vec<StopReply>,
     ) -> bool {
         let id = self.cell.identity.clone();
-        let live = &self.cell.live;
-        live.accepting.store(false, Ordering::Release);
+        self.cell.mailbox.pause();
         let (gate, gate_rx) = watch::channel(());
         self.dir.insert(id.key.clone(), Slot::Stopping(gate_rx));
 
@@ -486,9 +485,20 @@ impl<F: Factory> Actor<F> {
         })
     }
 
+    /// Removes this incarnation's slot, and only it (a `Live` slot of this cell, or the
+    /// `Stopping` slot this actor put there).
+    fn leave_directory(&self) {
+        let key = &self.cell.identity.key;
+        self.dir.remove_if(key, |_, slot| match slot {
+            Slot::Live(h) => Arc::ptr_eq(&h.cell, &self.cell),
+            Slot::Stopping(_) => true,
+            Slot::Activating(_) => false,
+        });
+    }
+
     /// Undoes the start of a stop: accept letters again and be findable again.
     fn reopen(&mut self, gate: watch::Sender<()>) {
-        self.cell.live.accepting.store(true, Ordering::Release);
+        self.cell.mailbox.resume();
         self.dir
             .insert(self.cell.identity.key.clone(), Slot::Live(self.handle()));
         drop(gate);
@@ -506,7 +516,7 @@ impl<F: Factory> Actor<F> {
         let id = self.cell.identity.clone();
         self.close_mailbox(CallError::Stopped, Vec::new());
         self.ctx.release_all();
-        self.dir.remove(&id.key);
+        self.leave_directory();
         drop(gate);
         answer(waiters, result);
         let kind = match (reason, idle_for) {

@@ -9,15 +9,13 @@ use crate::bus::Caller;
 use crate::{CallError, Identity};
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Liveness shared by the actor, its handles and keep-alive owners.
 pub(crate) struct Liveness {
-    /// False while the instance stops: new letters are refused with `Stopped`.
-    pub(crate) accepting: AtomicBool,
     /// Number of keep-alive owners attached.
     pub(crate) owners: AtomicUsize,
     /// Milliseconds since `epoch` of the last message, touch or detach.
@@ -28,7 +26,6 @@ pub(crate) struct Liveness {
 impl Liveness {
     pub(crate) fn new(epoch: Instant) -> Self {
         let live = Self {
-            accepting: AtomicBool::new(true),
             owners: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
             epoch,
@@ -119,7 +116,7 @@ impl<F: Factory> InstanceHandle<F> {
 
     /// Whether the instance still accepts messages.
     pub fn is_alive(&self) -> bool {
-        self.cell.live.accepting.load(Ordering::Acquire) && !self.cell.mailbox.is_closed()
+        self.cell.mailbox.is_accepting()
     }
 
     /// Whether two handles point to the same incarnation.
@@ -128,9 +125,6 @@ impl<F: Factory> InstanceHandle<F> {
     }
 
     fn post(&self, mail: Mail<F>) -> Result<(), CallError> {
-        if !self.cell.live.accepting.load(Ordering::Acquire) {
-            return Err(CallError::Stopped);
-        }
         self.cell.mailbox.try_send(mail).map_err(|e| match e {
             SendError::Full(_) => CallError::MailboxFull {
                 capacity: self.cell.mailbox.capacity(),

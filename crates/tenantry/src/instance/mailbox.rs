@@ -19,6 +19,8 @@ pub(crate) enum SendError<T> {
 
 struct Queue<T> {
     items: VecDeque<T>,
+    /// Letters are refused (the instance is stopping); control mail still gets in.
+    paused: bool,
     closed: bool,
 }
 
@@ -36,6 +38,7 @@ impl<T> Mailbox<T> {
         Self {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
+                paused: false,
                 closed: false,
             }),
             waker: AtomicWaker::new(),
@@ -52,7 +55,9 @@ impl<T> Mailbox<T> {
     pub(crate) fn try_send(&self, item: T) -> Result<(), SendError<T>> {
         {
             let mut q = self.lock();
-            if q.closed {
+            // Checked under the same lock as the stop's drain: a letter is either queued
+            // before the drain (and handled) or refused — never accepted and then lost.
+            if q.closed || q.paused {
                 return Err(SendError::Closed(item));
             }
             if q.items.len() >= self.capacity {
@@ -112,8 +117,19 @@ impl<T> Mailbox<T> {
         self.waker.wake();
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+    /// Refuses letters (not control mail) until `resume`.
+    pub(crate) fn pause(&self) {
+        self.lock().paused = true;
+    }
+
+    pub(crate) fn resume(&self) {
+        self.lock().paused = false;
+    }
+
+    /// Whether letters are accepted.
+    pub(crate) fn is_accepting(&self) -> bool {
+        let q = self.lock();
+        !q.closed && !q.paused
     }
 
     pub(crate) fn capacity(&self) -> usize {
