@@ -466,6 +466,43 @@ impl Kernel {
             })
     }
 
+    /// What `name` needs that is not active, looked up in the route index (cost grows
+    /// with the number of factories, not of instances): an active visible instance of each
+    /// `depends` factory and an active visible provider of each required contract.
+    fn missing_active(&self, name: &str) -> Vec<String> {
+        let factories = read(&self.state().factories);
+        let instances = read(&self.state().instances);
+        let routes = read(&self.state().routes);
+        let Some(record) = instances.get(name) else {
+            return vec![format!("instance {name}")];
+        };
+        let Some(entry) = factories.get(record.factory) else {
+            return vec![format!("factory {}", record.factory)];
+        };
+        let shared = Partition::unpartitioned();
+        let active = |factory: &'static str| {
+            [&record.partition, &shared]
+                .into_iter()
+                .any(|p| routes.contains_key(&(factory, p.clone())))
+        };
+        let mut missing = Vec::new();
+        for dep in entry.depends {
+            if !active(dep) {
+                missing.push(format!("an active instance of factory {dep}"));
+            }
+        }
+        for contract in entry.requires {
+            let provided = factories
+                .values()
+                .filter(|f| f.provides.contains(contract))
+                .any(|f| active(f.name));
+            if !provided {
+                missing.push(format!("an active provider of {contract}"));
+            }
+        }
+        missing
+    }
+
     fn set_status(&self, name: &str, status: InstanceStatus) {
         if let Some(r) = write(&self.state().instances).get_mut(name) {
             r.status = status;
@@ -618,16 +655,14 @@ impl Kernel {
         grant: Grant,
     ) -> Result<(), Error> {
         self.instantiate_with(factory, name, properties, grant)?;
-        let outcome = match self.prerequisites(name) {
-            Err(missing) => Err(Error::DependenciesNotActive {
+        let missing = self.missing_active(name);
+        let outcome = if missing.is_empty() {
+            self.activate(name).await
+        } else {
+            Err(Error::DependenciesNotActive {
                 instance: name.to_owned(),
                 missing,
-            }),
-            Ok(_) if !self.requirements_met(name) => Err(Error::DependenciesNotActive {
-                instance: name.to_owned(),
-                missing: vec!["an active prerequisite".to_owned()],
-            }),
-            Ok(_) => self.activate(name).await,
+            })
         };
         if outcome.is_err() {
             write(&self.state().instances).remove(name);
