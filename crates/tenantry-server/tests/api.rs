@@ -4,13 +4,10 @@
 mod common;
 
 use common::*;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tenantry::store::{CheckpointStore, MemoryStore, Record, StoreError, StoreKey};
-use tenantry::{Key, Partition};
+use tenantry::store::conformance::OutageStore;
 
 const QUERY: &str = "tenant-db.query";
 
@@ -532,85 +529,14 @@ async fn full_mailboxes_and_instance_limits_answer_429() {
     server.shutdown().await;
 }
 
-/// A store whose reads and writes fail with `Unavailable` while `down` is set.
-struct FlakyStore {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-impl FlakyStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("the test switched it off".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl CheckpointStore for FlakyStore {
-    fn kind(&self) -> &'static str {
-        "flaky"
-    }
-    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.get(key).await
-        })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        bytes: Arc<[u8]>,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.put(key, bytes, expected).await
-        })
-    }
-    fn delete<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.delete(key, expected).await
-        })
-    }
-    fn list<'a>(
-        &'a self,
-        partition: &'a Partition,
-        manager: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.list(partition, manager).await
-        })
-    }
-    fn purge_partition<'a>(
-        &'a self,
-        partition: &'a Partition,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.purge_partition(partition).await
-        })
-    }
-}
-
 #[tokio::test]
 async fn an_unavailable_store_answers_503() {
     let dir = tempfile::tempdir().unwrap();
-    let down = Arc::new(AtomicBool::new(false));
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
-        down: down.clone(),
-    });
+    let outage = OutageStore::new();
+    let store = Arc::new(outage.clone());
     let server = start_with_store(settings(dir.path(), None), store).await;
     let c = Client { addr: server.addr };
-    down.store(true, Ordering::SeqCst);
+    outage.set_down(true);
     // A new keyed instance must read its checkpoint first: the store is down.
     let r = c
         .invoke(
@@ -642,7 +568,7 @@ async fn an_unavailable_store_answers_503() {
             .status,
         200
     );
-    down.store(false, Ordering::SeqCst);
+    outage.set_down(false);
     let r = c
         .invoke(
             "acme",

@@ -6,9 +6,9 @@ use common::*;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tenantry::checkpoint::{self, CheckpointError, CheckpointIdentity};
 use tenantry::schemars::JsonSchema;
+use tenantry::store::conformance::OutageStore;
 use tenantry::store::{CheckpointStore, MemoryStore, Record, RedbStore, StoreError, StoreKey};
 use tenantry::telemetry::EventKind;
 use tenantry::{
@@ -378,78 +378,9 @@ async fn an_older_state_version_is_upgraded_on_thaw() {
     );
 }
 
-/// A store that can be switched off, to play a database that is down.
-#[derive(Clone, Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-impl FlakyStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl CheckpointStore for FlakyStore {
-    fn kind(&self) -> &'static str {
-        "flaky"
-    }
-    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.get(key).await
-        })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        bytes: Arc<[u8]>,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.put(key, bytes, expected).await
-        })
-    }
-    fn delete<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.delete(key, expected).await
-        })
-    }
-    fn list<'a>(
-        &'a self,
-        partition: &'a Partition,
-        manager: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.list(partition, manager).await
-        })
-    }
-    fn purge_partition<'a>(
-        &'a self,
-        partition: &'a Partition,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.purge_partition(partition).await
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_store_that_is_down_fails_the_get_instead_of_starting_fresh() {
-    let store = FlakyStore::default();
+    let store = OutageStore::new();
     let rt = Runtime::new(store.clone());
     let m = rt
         .register::<Counter>("counters", ManagerConfig::default())
@@ -463,7 +394,7 @@ async fn a_store_that_is_down_fails_the_get_instead_of_starting_fresh() {
         .unwrap();
     m.stop("a", &alpha).await.unwrap();
 
-    store.down.store(true, Ordering::SeqCst);
+    store.set_down(true);
     let err = m.get("a", &alpha).await.unwrap_err();
     assert!(
         matches!(err, Error::Store(StoreError::Unavailable(_))),
@@ -471,7 +402,7 @@ async fn a_store_that_is_down_fails_the_get_instead_of_starting_fresh() {
     );
     assert!(m.lookup("a", &alpha).unwrap().is_none());
 
-    store.down.store(false, Ordering::SeqCst);
+    store.set_down(false);
     assert_eq!(
         m.get("a", &alpha).await.unwrap().call(Get).await.unwrap(),
         5
@@ -480,7 +411,7 @@ async fn a_store_that_is_down_fails_the_get_instead_of_starting_fresh() {
 
 #[tokio::test]
 async fn a_failed_hibernation_keeps_the_instance_live_and_loses_nothing() {
-    let store = FlakyStore::default();
+    let store = OutageStore::new();
     let rt = Runtime::new(store.clone());
     let m = rt
         .register::<Counter>("counters", ManagerConfig::default())
@@ -489,14 +420,14 @@ async fn a_failed_hibernation_keeps_the_instance_live_and_loses_nothing() {
     let h = m.get("a", &alpha).await.unwrap();
     h.call(Increment { by: 5 }).await.unwrap();
 
-    store.down.store(true, Ordering::SeqCst);
+    store.set_down(true);
     let err = m.stop("a", &alpha).await.unwrap_err();
     assert!(matches!(err, Error::Store(StoreError::Unavailable(_))));
     // Still live, same incarnation, state intact, accepting calls.
     assert!(m.lookup("a", &alpha).unwrap().unwrap().same_instance(&h));
     assert_eq!(h.call(Increment { by: 1 }).await.unwrap(), 6);
 
-    store.down.store(false, Ordering::SeqCst);
+    store.set_down(false);
     m.stop("a", &alpha).await.unwrap();
     assert_eq!(
         m.get("a", &alpha).await.unwrap().call(Get).await.unwrap(),

@@ -1103,3 +1103,88 @@ pub mod crash {
         Ok(())
     }
 }
+
+/// A memory store that can be switched off, to play a database that is down: while down,
+/// every operation fails with [`StoreError::Unavailable`] and changes nothing.
+#[derive(Clone, Default)]
+pub struct OutageStore {
+    inner: crate::store::MemoryStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OutageStore {
+    /// A store that is up.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the store down (`true`) or brings it back (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::Unavailable("the store is switched off".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl CheckpointStore for OutageStore {
+    fn kind(&self) -> &'static str {
+        "outage"
+    }
+
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.get(key).await
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.put(key, bytes, expected).await
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.delete(key, expected).await
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        partition: &'a Partition,
+        manager: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(Key, u64)>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.list(partition, manager).await
+        })
+    }
+
+    fn purge_partition<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.purge_partition(partition).await
+        })
+    }
+}
