@@ -538,18 +538,28 @@ impl Kernel {
         let key = Key::new(name)?;
         let handle = manager
             .get_json_dyn(
-                key,
+                key.clone(),
                 &partition,
                 Some(serde_json::Value::Object((*properties).clone())),
             )
             .await?;
-        if let Some(r) = write(&self.state().instances).get_mut(name) {
-            r.status = InstanceStatus::Active;
-            r.handle = Some(handle.clone());
-            write(&self.state().routes)
-                .entry((r.factory, r.partition.clone()))
-                .or_default()
-                .insert(r.seq, r.name.clone());
+        let recorded = match write(&self.state().instances).get_mut(name) {
+            // The record may have been removed (a hot_remove racing this activation).
+            Some(r) if Arc::ptr_eq(&r.properties, &properties) => {
+                r.status = InstanceStatus::Active;
+                r.handle = Some(handle.clone());
+                write(&self.state().routes)
+                    .entry((r.factory, r.partition.clone()))
+                    .or_default()
+                    .insert(r.seq, r.name.clone());
+                true
+            }
+            _ => false,
+        };
+        if !recorded {
+            // Nothing may run without a record: stop what was just started.
+            let _ = manager.stop_dyn(key, &partition).await;
+            return Err(Error::UnknownInstance(name.to_owned()));
         }
         self.state()
             .activation_order
