@@ -10,11 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tenantry::store::CheckpointStore;
 use tenantry::store::conformance::crash;
@@ -80,71 +76,6 @@ async fn wait_for_child_backends(url: &str, schema: &str) {
     let _ = conn.close().await;
 }
 
-fn random_below(n: u64) -> u64 {
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-        % n.max(1)
-}
-
-/// Runs the child on `schema` until it has acknowledged some hibernations, kills it with
-/// SIGKILL after a random delay, and returns the highest acknowledged count per key.
-fn run_child_and_kill(schema: &str) -> BTreeMap<String, u64> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([
-            CHILD_TEST,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, schema)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the crash writer");
-    let stdout = child.stdout.take().expect("child stdout");
-    let mut stderr = child.stderr.take().expect("child stderr");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut acked: BTreeMap<String, u64> = BTreeMap::new();
-        let mut lines = BufReader::new(stdout);
-        let mut line = Vec::new();
-        // A line cut short by the kill has no newline and acknowledges nothing.
-        while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            if line.ends_with(b"\n") {
-                if let Some((key, count)) = crash::parse_ack(&String::from_utf8_lossy(&line)) {
-                    let slot = acked.entry(key).or_default();
-                    *slot = (*slot).max(count);
-                    let _ = tx.send(());
-                }
-            }
-            line.clear();
-        }
-        acked
-    });
-    // Wait for the first acknowledgement, then let it run for a random while.
-    let first = rx.recv_timeout(Duration::from_secs(20));
-    if first.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        panic!("the crash writer acknowledged nothing within 20 s; stderr:\n{err}");
-    }
-    std::thread::sleep(Duration::from_millis(100 + random_below(900)));
-    if let Ok(Some(status)) = child.try_wait() {
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        panic!("the crash writer exited by itself ({status}); stderr:\n{err}");
-    }
-    child.kill().expect("SIGKILL the crash writer");
-    let _ = child.wait();
-    reader.join().expect("stdout reader")
-}
-
 #[test]
 fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
     let Some(db) = common::TestDb::new("crash") else {
@@ -159,12 +90,10 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
     // Create the schema first, so the child only connects.
     rt.block_on(async { drop(db.store().await) });
     for round in 1..=3 {
-        let acked = run_child_and_kill(&db.schema);
+        let acked = crash::run_child_and_kill(CHILD_TEST, (CHILD_ENV, &db.schema))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
-        for (key, count) in acked {
-            let slot = acknowledged.entry(key).or_default();
-            *slot = (*slot).max(count);
-        }
+        crash::merge_acks(&mut acknowledged, acked);
         let total: u64 = acknowledged.values().sum();
         rt.block_on(async {
             wait_for_child_backends(&db.url, &db.schema).await;

@@ -60,44 +60,61 @@ pub struct Status {
     pub connected_to: String,
 }
 
-/// This tenant's `db_url` from its own config subtree, as a reactive computed value.
-fn db_url(ctx: &Context) -> Result<Computed<String>, HandlerError> {
-    let config = ctx.config().map_err(|e| HandlerError::new(e.to_string()))?;
-    let key = config.tenant_key("db_url");
-    Ok(ctx.computed(move || config.get_str(&key).ok().flatten().unwrap_or_default()))
+/// What both database components share: a reactive `db_url` over the tenant's own
+/// config, and a query counter.
+struct Db {
+    engine: &'static str,
+    queries: u64,
+    db_url: Computed<String>,
 }
 
-fn run_query(
-    engine: &str,
-    db_url: String,
-    queries: &mut u64,
-    ctx: &mut Context,
-    q: Query,
-) -> Result<QueryResult, HandlerError> {
-    let tenant = ctx.partition().name().unwrap_or("shared").to_owned();
-    if db_url.is_empty() {
-        return Err(HandlerError::with_code(
-            "no_db_url",
-            format!("no db_url configured for {tenant}"),
-        ));
+impl Db {
+    fn new(engine: &'static str, ctx: &Context) -> Result<Self, HandlerError> {
+        let config = ctx.config().map_err(|e| HandlerError::new(e.to_string()))?;
+        let key = config.tenant_key("db_url");
+        Ok(Self {
+            engine,
+            queries: 0,
+            db_url: ctx.computed(move || config.get_str(&key).ok().flatten().unwrap_or_default()),
+        })
     }
-    *queries += 1;
-    Ok(QueryResult {
-        instance: ctx.key().to_string(),
-        tenant: tenant.clone(),
-        db_url,
-        sql: q.sql,
-        rows: (1..=q.limit)
-            .map(|i| format!("{engine}:{tenant}-row-{i}"))
-            .collect(),
-    })
+
+    fn query(&mut self, ctx: &mut Context, q: Query) -> Result<QueryResult, HandlerError> {
+        let tenant = ctx.partition().name().unwrap_or("shared").to_owned();
+        let db_url = self.db_url.get();
+        if db_url.is_empty() {
+            return Err(HandlerError::with_code(
+                "no_db_url",
+                format!("no db_url configured for {tenant}"),
+            ));
+        }
+        self.queries += 1;
+        let engine = self.engine;
+        Ok(QueryResult {
+            instance: ctx.key().to_string(),
+            tenant: tenant.clone(),
+            db_url,
+            sql: q.sql,
+            rows: (1..=q.limit)
+                .map(|i| format!("{engine}:{tenant}-row-{i}"))
+                .collect(),
+        })
+    }
+
+    fn status(&self, reconnects: u64, connected_to: &str) -> Status {
+        Status {
+            queries: self.queries,
+            db_url_computations: self.db_url.runs(),
+            reconnects,
+            connected_to: connected_to.to_owned(),
+        }
+    }
 }
 
 /// A per-tenant database component (`tenant-db`): its `db_url` is a computed value over
 /// the tenant's config, and an effect reconnects when it changes.
 pub struct TenantDb {
-    queries: u64,
-    db_url: Computed<String>,
+    db: Db,
     connected_to: String,
     reconnects: u64,
 }
@@ -116,21 +133,20 @@ impl Component for TenantDb {
 
     fn create(ctx: &Context) -> Result<Self, HandlerError> {
         Ok(Self {
-            queries: 0,
-            db_url: db_url(ctx)?,
+            db: Db::new("pg", ctx)?,
             connected_to: String::new(),
             reconnects: 0,
         })
     }
 
     async fn activate(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
-        let url = self.db_url.clone();
-        ctx.effect(move |db: &mut TenantDb, _| {
+        let url = self.db.db_url.clone();
+        ctx.effect(move |this: &mut TenantDb, _| {
             let next = url.get();
-            if !db.connected_to.is_empty() && db.connected_to != next {
-                db.reconnects += 1;
+            if !this.connected_to.is_empty() && this.connected_to != next {
+                this.reconnects += 1;
             }
-            db.connected_to = next;
+            this.connected_to = next;
             Ok(())
         });
         Ok(())
@@ -140,30 +156,19 @@ impl Component for TenantDb {
         r.runnable(
             "query",
             "Runs a query on this tenant's database.",
-            |db, ctx, q: Query| {
-                let url = db.db_url.get();
-                run_query("pg", url, &mut db.queries, ctx, q)
-            },
+            |this, ctx, q: Query| this.db.query(ctx, q),
         );
         r.runnable(
             "status",
             "Counts the queries this instance served.",
-            |db, _, _: NoParams| {
-                Ok(Status {
-                    queries: db.queries,
-                    db_url_computations: db.db_url.runs(),
-                    reconnects: db.reconnects,
-                    connected_to: db.connected_to.clone(),
-                })
-            },
+            |this, _, _: NoParams| Ok(this.db.status(this.reconnects, &this.connected_to)),
         );
     }
 }
 
 /// A second database factory (`mysql-db`) under the same routing scheme.
 pub struct MysqlDb {
-    queries: u64,
-    db_url: Computed<String>,
+    db: Db,
 }
 
 impl Component for MysqlDb {
@@ -180,8 +185,7 @@ impl Component for MysqlDb {
 
     fn create(ctx: &Context) -> Result<Self, HandlerError> {
         Ok(Self {
-            queries: 0,
-            db_url: db_url(ctx)?,
+            db: Db::new("mysql", ctx)?,
         })
     }
 
@@ -189,22 +193,12 @@ impl Component for MysqlDb {
         r.runnable(
             "query",
             "Runs a query on this tenant's MySQL database.",
-            |db, ctx, q: Query| {
-                let url = db.db_url.get();
-                run_query("mysql", url, &mut db.queries, ctx, q)
-            },
+            |this, ctx, q: Query| this.db.query(ctx, q),
         );
         r.runnable(
             "status",
             "Counts the queries this instance served.",
-            |db, _, _: NoParams| {
-                Ok(Status {
-                    queries: db.queries,
-                    db_url_computations: db.db_url.runs(),
-                    reconnects: 0,
-                    connected_to: String::new(),
-                })
-            },
+            |this, _, _: NoParams| Ok(this.db.status(0, "")),
         );
     }
 }

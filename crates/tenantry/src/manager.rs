@@ -665,10 +665,7 @@ impl<F: Factory> AnyManager for Manager<F> {
         key: Key,
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<Arc<dyn AnyInstance>, Error>> {
-        Box::pin(async move {
-            let handle = self.core.get(key, partition, None).await?;
-            Ok(Arc::new(handle) as Arc<dyn AnyInstance>)
-        })
+        self.get_json_dyn(key, partition, None)
     }
 
     fn get_json_dyn<'a>(

@@ -8,13 +8,7 @@
 //! `TENANTRY_CRASH_REDB_PATH`, so no extra binary has to be built first.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::Duration;
 use tenantry::store::conformance::crash;
 use tenantry::store::{CheckpointStore, RedbStore};
 
@@ -43,71 +37,6 @@ fn crash_child_hibernates_until_killed() {
     }
 }
 
-fn random_below(n: u64) -> u64 {
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-        % n.max(1)
-}
-
-/// Runs the child on `path` until it has acknowledged some hibernations, kills it with
-/// SIGKILL after a random delay, and returns the highest acknowledged count per key.
-fn run_child_and_kill(path: &Path) -> BTreeMap<String, u64> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([
-            CHILD_TEST,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the crash writer");
-    let stdout = child.stdout.take().expect("child stdout");
-    let mut stderr = child.stderr.take().expect("child stderr");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut acked: BTreeMap<String, u64> = BTreeMap::new();
-        let mut lines = BufReader::new(stdout);
-        let mut line = Vec::new();
-        // A line cut short by the kill has no newline and acknowledges nothing.
-        while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            if line.ends_with(b"\n") {
-                if let Some((key, count)) = crash::parse_ack(&String::from_utf8_lossy(&line)) {
-                    let slot = acked.entry(key).or_default();
-                    *slot = (*slot).max(count);
-                    let _ = tx.send(());
-                }
-            }
-            line.clear();
-        }
-        acked
-    });
-    // Wait for the first acknowledgement, then let it run for a random while.
-    let first = rx.recv_timeout(Duration::from_secs(20));
-    if first.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        panic!("the crash writer acknowledged nothing within 20 s; stderr:\n{err}");
-    }
-    std::thread::sleep(Duration::from_millis(100 + random_below(900)));
-    if let Ok(Some(status)) = child.try_wait() {
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        panic!("the crash writer exited by itself ({status}); stderr:\n{err}");
-    }
-    child.kill().expect("SIGKILL the crash writer");
-    let _ = child.wait();
-    reader.join().expect("stdout reader")
-}
-
 #[test]
 fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -119,12 +48,13 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
         .build()
         .expect("tokio runtime");
     for round in 1..=3 {
-        let acked = run_child_and_kill(&path);
+        let acked = crash::run_child_and_kill(
+            CHILD_TEST,
+            (CHILD_ENV, path.to_str().expect("utf-8 temp path")),
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
-        for (key, count) in acked {
-            let slot = acknowledged.entry(key).or_default();
-            *slot = (*slot).max(count);
-        }
+        crash::merge_acks(&mut acknowledged, acked);
         let total: u64 = acknowledged.values().sum();
         rt.block_on(async {
             let store: Arc<dyn CheckpointStore> =

@@ -402,7 +402,7 @@ impl Kernel {
                         .collect()
                 })
                 .unwrap_or_default();
-            if !not_ready.is_empty() && !self.requirements_met(&name) {
+            if !not_ready.is_empty() && !self.missing_active(&name).is_empty() {
                 self.set_status(&name, InstanceStatus::Blocked(not_ready.clone()));
                 report.blocked.push((name.clone(), not_ready));
                 continue;
@@ -436,34 +436,6 @@ impl Kernel {
         read(&self.state().instances)
             .get(name)
             .is_some_and(|r| r.status == InstanceStatus::Active)
-    }
-
-    /// Each `depends` factory has an active visible instance and each required contract
-    /// an active visible provider.
-    fn requirements_met(&self, name: &str) -> bool {
-        let factories = read(&self.state().factories);
-        let instances = read(&self.state().instances);
-        let Some(record) = instances.get(name) else {
-            return false;
-        };
-        let Some(entry) = factories.get(record.factory) else {
-            return false;
-        };
-        let active = |pred: &dyn Fn(&Record) -> bool| {
-            instances.values().any(|r| {
-                r.status == InstanceStatus::Active
-                    && visible(&r.partition, &record.partition)
-                    && pred(r)
-            })
-        };
-        entry.depends.iter().all(|d| active(&|r| r.factory == *d))
-            && entry.requires.iter().all(|c| {
-                active(&|r| {
-                    factories
-                        .get(r.factory)
-                        .is_some_and(|f| f.provides.contains(c))
-                })
-            })
     }
 
     /// What `name` needs that is not active, looked up in the route index (cost grows

@@ -959,6 +959,96 @@ pub mod crash {
         }
     }
 
+    /// Runs this test binary again as the crash writer (only the ignored test
+    /// `child_test`, with `env` set), lets it acknowledge hibernations for a random
+    /// while, kills it with SIGKILL, and returns the highest acknowledged count per key.
+    /// A line cut short by the kill acknowledges nothing.
+    pub fn run_child_and_kill(
+        child_test: &str,
+        env: (&str, &str),
+    ) -> Result<BTreeMap<String, u64>, String> {
+        use std::hash::{BuildHasher, Hasher};
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::{Command, Stdio};
+        use std::time::Duration;
+
+        let exe = std::env::current_exe().map_err(|e| format!("test binary path: {e}"))?;
+        let mut child = Command::new(exe)
+            .args([
+                child_test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(env.0, env.1)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn the crash writer: {e}"))?;
+        let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err("the crash writer has no pipes".into());
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+            let mut lines = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                if line.ends_with(b"\n") {
+                    if let Some((key, count)) = parse_ack(&String::from_utf8_lossy(&line)) {
+                        let slot = acked.entry(key).or_default();
+                        *slot = (*slot).max(count);
+                        let _ = tx.send(());
+                    }
+                }
+                line.clear();
+            }
+            acked
+        });
+        let mut stderr_text = || {
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            err
+        };
+        // Wait for the first acknowledgement, then let it run for a random while.
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the crash writer acknowledged nothing within 20 s; stderr:\n{}",
+                stderr_text()
+            ));
+        }
+        let jitter = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % 900;
+        std::thread::sleep(Duration::from_millis(100 + jitter));
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the crash writer exited by itself ({status}); stderr:\n{}",
+                stderr_text()
+            ));
+        }
+        child
+            .kill()
+            .map_err(|e| format!("SIGKILL the crash writer: {e}"))?;
+        let _ = child.wait();
+        reader
+            .join()
+            .map_err(|_| "the stdout reader panicked".to_string())
+    }
+
+    /// Folds one round's acknowledgements into the running maximum per key.
+    pub fn merge_acks(into: &mut BTreeMap<String, u64>, round: BTreeMap<String, u64>) {
+        for (key, count) in round {
+            let slot = into.entry(key).or_default();
+            *slot = (*slot).max(count);
+        }
+    }
+
     /// Hibernates instances into `store` as fast as it can, forever: `writers` tasks, each
     /// cycling over `keys_per_writer` keys of its own (thaw, bump, stop). After each
     /// hibernation the store acknowledged it writes `ack <key> <count>` to `out` and

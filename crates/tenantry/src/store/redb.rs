@@ -142,8 +142,13 @@ fn version_of(raw: &[u8]) -> Result<u64, StoreError> {
 
 type Table<'t> = redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>;
 
+/// The table row of a store key: `(partition, manager, key)`.
+fn row(k: &StoreKey) -> (&str, &str, &str) {
+    (k.partition.as_storage_str(), &k.manager, k.key.encoded())
+}
+
 fn current_version(table: &Table<'_>, k: &StoreKey) -> Result<Option<u64>, StoreError> {
-    let id = (k.partition.as_storage_str(), &*k.manager, k.key.encoded());
+    let id = row(k);
     match table.get(id).map_err(unavailable)? {
         Some(v) => Ok(Some(version_of(v.value())?)),
         None => Ok(None),
@@ -157,11 +162,7 @@ fn apply_put(
     expected: Option<u64>,
 ) -> Result<u64, StoreError> {
     let version = check_version(expected, current_version(table, key)?)?;
-    let id = (
-        key.partition.as_storage_str(),
-        &*key.manager,
-        key.key.encoded(),
-    );
+    let id = row(key);
     table
         .insert(id, encode(version, bytes).as_slice())
         .map_err(unavailable)?;
@@ -182,11 +183,7 @@ fn apply_delete(
             actual: Some(actual),
         });
     }
-    let id = (
-        key.partition.as_storage_str(),
-        &*key.manager,
-        key.key.encoded(),
-    );
+    let id = row(key);
     table.remove(id).map_err(unavailable)?;
     Ok(true)
 }
@@ -316,11 +313,7 @@ impl CheckpointStore for RedbStore {
         let result = (|| {
             let txn = self.inner.db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(TABLE).map_err(unavailable)?;
-            let id = (
-                key.partition.as_storage_str(),
-                &*key.manager,
-                key.key.encoded(),
-            );
+            let id = row(key);
             match table.get(id).map_err(unavailable)? {
                 Some(v) => decode(v.value()).map(Some),
                 None => Ok(None),
