@@ -10,34 +10,26 @@
 //! 5. otherwise `RouteNotFound`. Unknown targets are never guessed.
 //!
 //! The caller decides what is reachable. A call from inside partition P
-//! ([`Caller::Partition`]) reaches only instances of P, whatever target it names; an
-//! admin-granted instance may reach other partitions and every such call is audited; host
-//! code is trusted. Events are published into the publisher's partition and delivered only
+//! ([`CallerKind::Partition`](crate::CallerKind::Partition)) reaches only instances of P,
+//! whatever target it names; an admin-granted instance may reach other partitions and
+//! every such call is audited; host code is trusted. A bus handle's caller is fixed when
+//! the runtime makes it ([`Runtime::bus`](crate::Runtime::bus),
+//! [`Runtime::bus_for`](crate::Runtime::bus_for), [`Context::bus`](crate::Context::bus)). Events are published into the publisher's partition and delivered only
 //! to subscribers of that partition.
 
+use crate::caller::{CallAs, Caller, CallerKind};
 use crate::component::{BusEvent, EVENT_RUNNABLE};
 use crate::instance::cell::AnyInstance;
 use crate::kernel::InstanceStatus;
 use crate::runtime::RuntimeInner;
 use crate::telemetry::EventKind;
-use crate::{Error, Identity, Key, Partition};
+use crate::{Error, Key, Partition};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Who is calling: this decides which partitions a call may reach.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// Trusted host code (the embedding program, the gateway's admin routes).
-    Host,
-    /// Code acting inside one partition (an instance, or a tenant's API key).
-    Partition(Partition),
-    /// An instance with the admin grant; cross-partition calls are audited.
-    Admin(Identity),
-}
 
 /// Options of one invocation.
 #[derive(Debug, Clone, Default)]
@@ -245,7 +237,7 @@ impl Drop for Subscription {
 #[derive(Clone)]
 pub struct Bus {
     runtime: Arc<RuntimeInner>,
-    caller: Arc<Caller>,
+    caller: Caller,
 }
 
 enum Route {
@@ -255,10 +247,7 @@ enum Route {
 
 impl Bus {
     pub(crate) fn new(runtime: Arc<RuntimeInner>, caller: Caller) -> Self {
-        Self {
-            runtime,
-            caller: Arc::new(caller),
-        }
+        Self { runtime, caller }
     }
 
     /// Number of event subscriptions, all partitions together (host diagnostics).
@@ -273,15 +262,17 @@ impl Bus {
 
     /// The partition this caller is confined to, if any.
     fn confined(&self) -> Option<&Partition> {
-        match &*self.caller {
-            Caller::Partition(p) => Some(p),
-            _ => None,
-        }
+        self.caller.confined_to()
+    }
+
+    /// The runtime's proof that calls routed here act for this bus's caller.
+    fn stamp(&self) -> CallAs {
+        CallAs(self.caller.clone())
     }
 
     /// Records an admin's reach into another partition.
     fn audit(&self, action: &str, target: &Partition) {
-        if let Caller::Admin(identity) = &*self.caller {
+        if let CallerKind::Admin(identity) = self.caller.kind() {
             if &identity.partition != target {
                 tracing::info!(actor = %identity, %target, action, "cross-partition admin access");
                 self.runtime.shared.telemetry.emit(
@@ -379,12 +370,12 @@ impl Bus {
     ) -> Result<serde_json::Value, Error> {
         match self.resolve(handler, &opts)? {
             Some((Route::Instance(h), runnable)) => Ok(h
-                .call_json_as(&runnable, params, opts.timeout, self.caller.clone())
+                .call_json_as(&runnable, params, opts.timeout, self.stamp())
                 .await?),
             Some((Route::Keyed(manager, key, partition), runnable)) => {
                 let h = manager.get_dyn(key, &partition).await?;
                 Ok(
-                    h.call_json_as(&runnable, params, opts.timeout, self.caller.clone())
+                    h.call_json_as(&runnable, params, opts.timeout, self.stamp())
                         .await?,
                 )
             }
@@ -477,10 +468,9 @@ impl Bus {
     /// Publishes an event into this caller's partition (host code: see
     /// [`Bus::publish_in`]). Returns how many subscribers it reached.
     pub fn publish(&self, topic: &str, payload: serde_json::Value) -> Result<usize, Error> {
-        match &*self.caller {
-            Caller::Partition(p) => Ok(self.deliver(p, topic, payload)),
-            Caller::Admin(id) => Ok(self.deliver(&id.partition, topic, payload)),
-            Caller::Host => Err(Error::Forbidden(
+        match self.caller.home() {
+            Some(p) => Ok(self.deliver(p, topic, payload)),
+            None => Err(Error::Forbidden(
                 "host code publishes with publish_in(partition, ...)".into(),
             )),
         }
@@ -493,8 +483,8 @@ impl Bus {
         topic: &str,
         payload: serde_json::Value,
     ) -> Result<usize, Error> {
-        match &*self.caller {
-            Caller::Partition(own) if own != partition => Err(Error::Forbidden(
+        match self.caller.confined_to() {
+            Some(own) if own != partition => Err(Error::Forbidden(
                 "a tenant publishes into its own partition only".into(),
             )),
             _ => {
@@ -534,14 +524,10 @@ impl Bus {
 
     /// Subscribes to topics matching `pattern` in this caller's partition.
     pub fn subscribe(&self, pattern: &str) -> Result<Subscription, Error> {
-        let partition = match &*self.caller {
-            Caller::Partition(p) => p.clone(),
-            Caller::Admin(id) => id.partition.clone(),
-            Caller::Host => {
-                return Err(Error::Forbidden(
-                    "host code subscribes with subscribe_in(partition, ...)".into(),
-                ));
-            }
+        let Some(partition) = self.caller.home().cloned() else {
+            return Err(Error::Forbidden(
+                "host code subscribes with subscribe_in(partition, ...)".into(),
+            ));
         };
         self.subscribe_in(&partition, pattern)
     }
@@ -552,7 +538,7 @@ impl Bus {
         partition: &Partition,
         pattern: &str,
     ) -> Result<Subscription, Error> {
-        if let Caller::Partition(own) = &*self.caller {
+        if let Some(own) = self.caller.confined_to() {
             if own != partition {
                 return Err(Error::Forbidden(
                     "a tenant subscribes in its own partition only".into(),

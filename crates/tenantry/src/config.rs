@@ -79,6 +79,21 @@ pub struct ConfigStore {
     keys: Mutex<KeyNode>,
 }
 
+/// The dotted key of an environment variable's name (after its prefix): `__` separates
+/// segments; every segment is lowercased except the tenant name after `TENANTS`.
+fn env_key(name: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for segment in name.split("__") {
+        let is_tenant_name = parts.len() == 1 && parts[0] == "tenants";
+        parts.push(if is_tenant_name {
+            segment.to_owned()
+        } else {
+            segment.to_lowercase()
+        });
+    }
+    parts.join(".")
+}
+
 /// Splits a dotted key, refusing empty segments.
 pub(crate) fn segments(key: &str) -> Result<Vec<&str>, ConfigError> {
     let parts: Vec<&str> = key.split('.').collect();
@@ -273,13 +288,17 @@ impl ConfigStore {
 
     /// Loads the environment layer from variables named `<prefix>A__B` (→ `a.b`).
     /// Values that parse as JSON are taken as JSON, others as strings.
+    ///
+    /// Segments are lowercased, except a tenant's name: partitions are case-sensitive, so
+    /// in `<prefix>TENANTS__<name>__DB_URL` the name keeps its case (`APP_TENANTS__acme__DB_URL`
+    /// → `tenants.acme.db_url`, `APP_TENANTS__ACME__DB_URL` → `tenants.ACME.db_url`).
     pub fn load_env(&self, prefix: &str, vars: impl IntoIterator<Item = (String, String)>) {
         let mut env = Value::Object(Map::new());
         for (name, raw) in vars {
             let Some(rest) = name.strip_prefix(prefix) else {
                 continue;
             };
-            let key = rest.to_lowercase().replace("__", ".");
+            let key = env_key(rest);
             let Ok(parts) = segments(&key) else { continue };
             let value = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
             assign(&mut env, &parts, value);
@@ -386,6 +405,11 @@ impl ConfigView {
             Some(p) => format!("tenants.{p}.{key}"),
             None => key.to_owned(),
         }
+    }
+
+    /// Whether this view may write.
+    pub fn writable(&self) -> bool {
+        self.may_write
     }
 
     /// Writes `key`; needs the admin grant.

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod bus;
+mod caller;
 pub mod checkpoint;
 pub mod component;
 pub mod config;
@@ -58,7 +59,8 @@ pub mod scope;
 pub mod store;
 pub mod telemetry;
 
-pub use bus::{Bus, Caller, Invoke};
+pub use bus::{Bus, Invoke};
+pub use caller::{Caller, CallerKind};
 pub use component::{Component, NoParams, Runnables};
 pub use error::{CallError, Error, HandlerError};
 pub use identity::Identity;

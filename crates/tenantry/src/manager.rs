@@ -118,7 +118,8 @@ pub struct ManagerStats {
 pub(crate) enum Slot<F: Factory> {
     /// A winner is starting it; wait for the sender to drop, then look again.
     Activating(watch::Receiver<()>),
-    Live(InstanceHandle<F>),
+    /// Running; handles are made from the cell on lookup (a slot holds no caller).
+    Live(Arc<Cell<F>>),
     /// It is hibernating; wait, then look again (and thaw).
     Stopping(watch::Receiver<()>),
 }
@@ -187,7 +188,7 @@ impl<F: Factory> ManagerCore<F> {
             return Lookup::Vacant;
         };
         match dir.get(key).as_deref() {
-            Some(Slot::Live(h)) => Lookup::Live(h.clone()),
+            Some(Slot::Live(cell)) => Lookup::Live(InstanceHandle::host(cell.clone())),
             Some(Slot::Activating(rx) | Slot::Stopping(rx)) => Lookup::Wait(rx.clone()),
             None => Lookup::Vacant,
         }
@@ -284,7 +285,7 @@ impl<F: Factory> ManagerCore<F> {
                 .await?;
             // Published before its task starts, so the actor's own removal on a quick exit
             // always finds its slot (never the other way round).
-            dir.insert(key.clone(), Slot::Live(handle.clone()));
+            dir.insert(key.clone(), Slot::Live(handle.cell.clone()));
             guard.done = true;
             let tracker = self.shared.actors.clone();
             tracker.enter();
@@ -360,7 +361,7 @@ impl<F: Factory> ManagerCore<F> {
             restarts: VecDeque::new(),
             metrics: Default::default(),
         };
-        Ok((InstanceHandle { cell }, actor))
+        Ok((InstanceHandle::host(cell), actor))
     }
 
     async fn stop(

@@ -5,6 +5,11 @@
 //! credentials and storage through its own scoped views on [`crate::Context`]; these
 //! providers own the shared side: loading config layers, writing secrets, describing the
 //! storage backend, and a logging sink.
+//!
+//! A provider acts within the narrower of its own reach and its caller's
+//! ([`Context::caller_config`]): a tenant reads its own config view and writes no config
+//! and no secrets; host code and admin-granted instances may write. A provider placed in
+//! a tenant's partition never acts beyond that partition, whoever calls it.
 
 use crate::component::{Component, NoParams, Runnables};
 use crate::scope::Secret;
@@ -17,16 +22,32 @@ fn runtime(ctx: &Context) -> Result<std::sync::Arc<crate::runtime::RuntimeInner>
         .ok_or_else(|| HandlerError::with_code("shut_down", "the runtime is shut down"))
 }
 
+fn forbidden(what: &str) -> HandlerError {
+    HandlerError::with_code(
+        "forbidden",
+        format!("{what} needs host access or the admin grant"),
+    )
+}
+
 /// Refuses callers confined to one partition: only host code and admin-granted
 /// instances may act on the shared side of a provider.
 fn privileged(ctx: &Context, what: &str) -> Result<(), HandlerError> {
     if ctx.caller_is_privileged() {
         Ok(())
     } else {
-        Err(HandlerError::with_code(
-            "forbidden",
-            format!("{what} needs host access or the admin grant"),
-        ))
+        Err(forbidden(what))
+    }
+}
+
+/// The config view this turn may act on, refusing a read-only one for `what`.
+fn writable_config(ctx: &Context, what: &str) -> Result<crate::config::ConfigView, HandlerError> {
+    let view = ctx
+        .caller_config()
+        .map_err(|e| HandlerError::new(e.to_string()))?;
+    if view.writable() {
+        Ok(view)
+    } else {
+        Err(forbidden(what))
     }
 }
 
@@ -96,10 +117,7 @@ impl Component for ConfigProvider {
             "set",
             "Writes a config value by dotted key.",
             |_, ctx, p: ConfigWrite| {
-                privileged(ctx, "writing config")?;
-                runtime(ctx)?
-                    .kernel
-                    .config
+                writable_config(ctx, "writing config")?
                     .set(&p.key, p.value)
                     .map_err(config_error)
             },
@@ -108,7 +126,7 @@ impl Component for ConfigProvider {
             "reload",
             "Re-reads the config file.",
             |_, ctx, _: NoParams| {
-                privileged(ctx, "reloading config")?;
+                writable_config(ctx, "reloading config")?;
                 runtime(ctx)?
                     .kernel
                     .config
@@ -158,6 +176,14 @@ fn scope_of(
             .map_err(|e| HandlerError::with_code("invalid_partition", e.to_string()))?,
         None => Partition::unpartitioned(),
     };
+    // A provider placed in a tenant's partition acts in that partition only.
+    let own = ctx.partition();
+    if !own.is_unpartitioned() && *own != partition {
+        return Err(HandlerError::with_code(
+            "not_found",
+            format!("no instance {instance} in that partition"),
+        ));
+    }
     let rt = runtime(ctx)?;
     let instances = rt
         .kernel
@@ -252,7 +278,8 @@ impl Component for StorageProvider {
     }
 }
 
-/// The logging provider (`ILogging`): a tracing sink tagged with the provider's identity.
+/// The logging provider (`ILogging`): a tracing sink tagged with the provider's identity
+/// and the caller's partition.
 pub struct LoggingProvider;
 
 /// Params of `logging.log`.
@@ -282,11 +309,13 @@ impl Component for LoggingProvider {
         r.runnable("log", "Writes a log line.", |_, ctx, line: LogLine| {
             let id = ctx.identity();
             let (partition, instance) = (id.partition.to_string(), id.key.to_string());
+            let caller = ctx.caller();
+            let caller = caller.home().map(|p| p.to_string()).unwrap_or_default();
             match line.level.as_deref().unwrap_or("info") {
-                "error" => tracing::error!(%partition, %instance, "{}", line.message),
-                "warn" => tracing::warn!(%partition, %instance, "{}", line.message),
-                "debug" => tracing::debug!(%partition, %instance, "{}", line.message),
-                "info" => tracing::info!(%partition, %instance, "{}", line.message),
+                "error" => tracing::error!(%partition, %instance, %caller, "{}", line.message),
+                "warn" => tracing::warn!(%partition, %instance, %caller, "{}", line.message),
+                "debug" => tracing::debug!(%partition, %instance, %caller, "{}", line.message),
+                "info" => tracing::info!(%partition, %instance, %caller, "{}", line.message),
                 other => {
                     return Err(HandlerError::with_code(
                         "invalid_level",

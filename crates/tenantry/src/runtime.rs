@@ -3,7 +3,8 @@
 //! Several runtimes in one process share nothing: each has its own store handle,
 //! managers, directories and event stream.
 
-use crate::bus::{Bus, BusState, Caller, Transport};
+use crate::bus::{Bus, BusState, Transport};
+use crate::caller::Caller;
 use crate::instance::cell::AnyInstance;
 use crate::instance::factory::Factory;
 use crate::kernel::{Kernel, KernelState};
@@ -482,12 +483,12 @@ impl Runtime {
 
     /// The bus, as trusted host code.
     pub fn bus(&self) -> Bus {
-        Bus::new(self.inner.clone(), Caller::Host)
+        Bus::new(self.inner.clone(), Caller::host())
     }
 
     /// The bus, confined to `partition` (what a tenant's API key gets).
     pub fn bus_for(&self, partition: &Partition) -> Bus {
-        Bus::new(self.inner.clone(), Caller::Partition(partition.clone()))
+        Bus::new(self.inner.clone(), Caller::tenant(partition.clone()))
     }
 
     /// Adds a remote transport, tried after every local route.

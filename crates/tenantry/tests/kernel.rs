@@ -307,6 +307,22 @@ fn default_height() -> u32 {
     10
 }
 
+/// Nested params: a list of rectangles (which refuse unknown fields themselves) and an
+/// optional frame (which says nothing about them).
+#[derive(Deserialize, JsonSchema)]
+struct Layout {
+    rects: Vec<Resize>,
+    #[serde(default)]
+    frame: Option<Frame>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Frame {
+    width: u32,
+    #[serde(default)]
+    height: u32,
+}
+
 struct Shapes {
     events: Arc<AtomicUsize>,
 }
@@ -326,6 +342,10 @@ impl Component for Shapes {
     fn runnables(r: &mut Runnables<'_, Self>) {
         r.runnable("area", "Area of a rectangle.", |_, _, p: Resize| {
             Ok(p.width * p.height)
+        });
+        r.runnable("total", "Total area of a layout.", |_, _, p: Layout| {
+            let frame = p.frame.map_or(0, |f| f.width * f.height.max(1));
+            Ok(p.rects.iter().map(|r| r.width * r.height).sum::<u32>() + frame)
         });
         r.runnable("events", "Events seen.", |s, _, _: NoParams| {
             Ok(s.events.load(Ordering::SeqCst))
@@ -391,6 +411,35 @@ async fn runnable_params_apply_defaults_refuse_unknown_fields_and_name_bad_ones(
         matches!(&missing, Error::Call(CallError::InvalidParams { message, .. }) if message.contains("width")),
         "{missing}"
     );
+    // Unknown fields are refused at any depth, naming their path.
+    let total = |params| bus.invoke("shapes-1.total", params, Invoke::default());
+    assert_eq!(
+        total(json!({"rects": [{"width": 2, "height": 3}], "frame": {"width": 1}}))
+            .await
+            .unwrap(),
+        json!(7)
+    );
+    for (params, named) in [
+        (
+            json!({"rects": [{"width": 2, "colour": "red"}]}),
+            "rects[0].colour: unknown field `colour`",
+        ),
+        (
+            json!({"rects": [], "frame": {"width": 1, "depth": 2}}),
+            "unknown field `frame.depth`",
+        ),
+        (
+            json!({"rects": [], "frame": {"width": 1, "depth": {"deeper": 1}}}),
+            "unknown field `frame.depth`",
+        ),
+    ] {
+        let nested = total(params).await.unwrap_err();
+        assert!(
+            matches!(&nested, Error::Call(CallError::InvalidParams { message, .. })
+                if message.starts_with(named)),
+            "{nested}"
+        );
+    }
     assert!(matches!(
         bus.invoke("shapes-1.nope", json!({}), Invoke::default())
             .await,

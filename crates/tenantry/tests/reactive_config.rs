@@ -78,7 +78,7 @@ fn layered_sources_and_file_reloads_wake_exactly_the_changed_keys() {
     store.load_env(
         "APP_",
         [(
-            "APP_TENANTS__ACME__DB_URL".to_string(),
+            "APP_TENANTS__acme__DB_URL".to_string(),
             "env-acme".to_string(),
         )],
     );
@@ -99,6 +99,46 @@ fn layered_sources_and_file_reloads_wake_exactly_the_changed_keys() {
         "a broken file is an error and changes nothing"
     );
     assert_eq!(acme.get(), Some(json!("written")));
+}
+
+/// Partitions are case-sensitive, so the environment keeps a tenant name's case: `ACME`
+/// and `acme` are two tenants, each configurable from the environment.
+#[test]
+fn environment_keys_keep_the_case_of_tenant_names() {
+    let store = ConfigStore::new();
+    store.load_env(
+        "APP_",
+        [
+            ("APP_TENANTS__ACME__DB_URL".to_string(), "upper".to_string()),
+            ("APP_TENANTS__acme__DB_URL".to_string(), "lower".to_string()),
+            ("APP_SHARED__Region".to_string(), "eu".to_string()),
+            (
+                "OTHER_TENANTS__acme__DB_URL".to_string(),
+                "ignored".to_string(),
+            ),
+        ],
+    );
+    assert_eq!(
+        store.get("tenants.ACME.db_url").unwrap(),
+        Some(json!("upper"))
+    );
+    assert_eq!(
+        store.get("tenants.acme.db_url").unwrap(),
+        Some(json!("lower"))
+    );
+    assert_eq!(store.get("shared.region").unwrap(), Some(json!("eu")));
+    assert_eq!(
+        store
+            .get("tenants")
+            .unwrap()
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        2,
+        "nothing but the two tenants: {:?}",
+        store.get("tenants")
+    );
 }
 
 fn status(v: Value) -> Status {

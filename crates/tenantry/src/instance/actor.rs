@@ -6,7 +6,7 @@
 //! write the checkpoint (compare-and-set on the version), then leave the directory. A
 //! crash never writes a checkpoint; a failed write keeps the instance live.
 
-use super::cell::{Cell, InstanceHandle};
+use super::cell::Cell;
 use super::context::Context;
 use super::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use super::factory::Factory;
@@ -88,12 +88,6 @@ enum Idle {
 impl<F: Factory> Actor<F> {
     fn identity(&self) -> &Identity {
         &self.cell.identity
-    }
-
-    fn handle(&self) -> InstanceHandle<F> {
-        InstanceHandle {
-            cell: self.cell.clone(),
-        }
     }
 
     pub(crate) async fn run(mut self) {
@@ -215,6 +209,9 @@ impl<F: Factory> Actor<F> {
             .run(&mut self.state, &mut self.ctx)
             .instrument(span)
             .await;
+        // The sender's authority ends with its letter: hooks that follow act as the
+        // instance itself.
+        self.ctx.set_caller(None);
         let duration = started.elapsed();
         let (outcome, panic) = match turn {
             Turn::Done(outcome) => (outcome, None),
@@ -490,7 +487,7 @@ impl<F: Factory> Actor<F> {
     fn leave_directory(&self) {
         let key = &self.cell.identity.key;
         self.dir.remove_if(key, |_, slot| match slot {
-            Slot::Live(h) => Arc::ptr_eq(&h.cell, &self.cell),
+            Slot::Live(cell) => Arc::ptr_eq(cell, &self.cell),
             Slot::Stopping(_) => true,
             Slot::Activating(_) => false,
         });
@@ -499,8 +496,10 @@ impl<F: Factory> Actor<F> {
     /// Undoes the start of a stop: accept letters again and be findable again.
     fn reopen(&mut self, gate: watch::Sender<()>) {
         self.cell.mailbox.resume();
-        self.dir
-            .insert(self.cell.identity.key.clone(), Slot::Live(self.handle()));
+        self.dir.insert(
+            self.cell.identity.key.clone(),
+            Slot::Live(self.cell.clone()),
+        );
         drop(gate);
     }
 

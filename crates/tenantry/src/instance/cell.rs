@@ -5,7 +5,7 @@ use super::envelope::{JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
 use super::mailbox::{Mailbox, SendError};
-use crate::bus::Caller;
+use crate::caller::{CallAs, Caller};
 use crate::{CallError, Identity};
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -90,14 +90,21 @@ impl std::fmt::Debug for KeepAlive {
 }
 
 /// A handle to a live instance of factory `F`. Cheap to clone.
+///
+/// A handle carries the authority of whoever it was handed to: host code gets host
+/// handles from its managers, an instance gets handles bound to its own identity from
+/// [`Context::get`](crate::Context::get). Every letter sent through it is stamped with
+/// that [`Caller`]; the handler sees it as [`Context::caller`](crate::Context::caller).
 pub struct InstanceHandle<F: Factory> {
     pub(crate) cell: Arc<Cell<F>>,
+    caller: Caller,
 }
 
 impl<F: Factory> Clone for InstanceHandle<F> {
     fn clone(&self) -> Self {
         Self {
             cell: self.cell.clone(),
+            caller: self.caller.clone(),
         }
     }
 }
@@ -109,6 +116,27 @@ impl<F: Factory> std::fmt::Debug for InstanceHandle<F> {
 }
 
 impl<F: Factory> InstanceHandle<F> {
+    /// A host handle (what a manager gives the code holding the runtime).
+    pub(crate) fn host(cell: Arc<Cell<F>>) -> Self {
+        Self {
+            cell,
+            caller: Caller::host(),
+        }
+    }
+
+    /// The same instance, calling as `caller`.
+    pub(crate) fn bound(&self, caller: Caller) -> Self {
+        Self {
+            cell: self.cell.clone(),
+            caller,
+        }
+    }
+
+    /// Who calls through this handle.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
     /// The instance's identity.
     pub fn identity(&self) -> &Identity {
         &self.cell.identity
@@ -151,7 +179,11 @@ impl<F: Factory> InstanceHandle<F> {
         F: Handler<M>,
     {
         let (tx, rx) = oneshot::channel();
-        self.post(Mail::Letter(Box::new(Letter::new(msg, Some(tx)))))?;
+        self.post(Mail::Letter(Box::new(Letter::new(
+            msg,
+            Some(tx),
+            self.caller.clone(),
+        ))))?;
         await_reply(rx, timeout).await
     }
 
@@ -161,7 +193,7 @@ impl<F: Factory> InstanceHandle<F> {
         F: Handler<M>,
     {
         self.post(Mail::Letter(Box::new(
-            Letter::<M, oneshot::Sender<_>>::new(msg, None),
+            Letter::<M, oneshot::Sender<_>>::new(msg, None, self.caller.clone()),
         )))
     }
 
@@ -183,18 +215,36 @@ impl<F: Factory> InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
+        self.call_json_stamped(handler, params, timeout, self.caller.clone())
+            .await
+    }
+
+    /// Posts a JSON call as `caller` and waits for the reply.
+    fn call_json_stamped(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+        caller: Caller,
+    ) -> impl Future<Output = Result<serde_json::Value, CallError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        let letter = self
+        let posted = self
             .cell
             .table
-            .envelope(handler, params, Some(JsonReply(tx)))?;
-        self.post(Mail::Letter(letter))?;
-        await_reply(rx, timeout).await
+            .envelope(handler, params, Some(JsonReply(tx)), caller)
+            .and_then(|letter| self.post(Mail::Letter(letter)));
+        async move {
+            posted?;
+            await_reply(rx, timeout).await
+        }
     }
 
     /// Queues a JSON message by handler name without waiting.
     pub fn tell_json(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
-        let letter = self.cell.table.envelope(handler, params, None)?;
+        let letter = self
+            .cell
+            .table
+            .envelope(handler, params, None, self.caller.clone())?;
         self.post(Mail::Letter(letter))
     }
 
@@ -231,6 +281,9 @@ async fn await_reply<T>(
 }
 
 /// A live instance without its factory type: what the bus and the gateway hold.
+///
+/// Like [`InstanceHandle`], it calls with the authority of whoever it was handed to
+/// (host code, or the instance that resolved it). Only the runtime implements it.
 pub trait AnyInstance: Send + Sync {
     /// The instance's identity.
     fn identity(&self) -> &Identity;
@@ -245,16 +298,22 @@ pub trait AnyInstance: Send + Sync {
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
     /// Queues a JSON message by handler name.
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError>;
-    /// Like `call_json_dyn`, on behalf of `caller` (the handler sees it in its context).
+    /// Who calls through this handle.
+    fn caller(&self) -> &Caller;
+    /// Whether it still accepts messages.
+    fn is_alive(&self) -> bool;
+    /// Like `call_json_dyn`, on behalf of the caller the runtime proved (the bus).
+    #[doc(hidden)]
     fn call_json_as(
         &self,
         handler: &str,
         params: serde_json::Value,
         timeout: Option<Duration>,
-        caller: Arc<Caller>,
+        caller: CallAs,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
-    /// Whether it still accepts messages.
-    fn is_alive(&self) -> bool;
+    /// The same instance, calling as the caller the runtime proved (service resolution).
+    #[doc(hidden)]
+    fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance>;
 }
 
 impl<F: Factory> AnyInstance for InstanceHandle<F> {
@@ -273,20 +332,19 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        let (tx, rx) = oneshot::channel();
-        let posted = self
-            .cell
-            .table
-            .envelope(handler, params, Some(JsonReply(tx)))
-            .and_then(|letter| self.post(Mail::Letter(letter)));
-        Box::pin(async move {
-            posted?;
-            await_reply(rx, timeout).await
-        })
+        Box::pin(self.call_json_stamped(handler, params, timeout, self.caller.clone()))
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
         self.tell_json(handler, params)
+    }
+
+    fn caller(&self) -> &Caller {
+        InstanceHandle::caller(self)
+    }
+
+    fn is_alive(&self) -> bool {
+        InstanceHandle::is_alive(self)
     }
 
     fn call_json_as(
@@ -294,26 +352,14 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         handler: &str,
         params: serde_json::Value,
         timeout: Option<Duration>,
-        caller: Arc<Caller>,
+        caller: CallAs,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        let (tx, rx) = oneshot::channel();
-        let posted = self
-            .cell
-            .table
-            .envelope(handler, params, Some(JsonReply(tx)))
-            .and_then(|mut letter| {
-                letter.set_caller(caller);
-                self.post(Mail::Letter(letter))
-            });
-        Box::pin(async move {
-            posted?;
-            await_reply(rx, timeout).await
-        })
+        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0))
     }
 
-    fn is_alive(&self) -> bool {
-        InstanceHandle::is_alive(self)
+    fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {
+        Arc::new(self.bound(caller.0))
     }
 }
 

@@ -1,12 +1,17 @@
 //! What a running instance sees of the world: its identity and partition-scoped access.
 //!
 //! There is deliberately no way to name another partition from here: [`Context::get`]
-//! always activates in the instance's own partition.
+//! always activates in the instance's own partition. Every capability handed out here
+//! (bus, service references, agent handles, config view, storage, credentials) is built
+//! from the instance's own identity and grant, never from whoever sent the current letter,
+//! so code running in a tenant acts as that tenant whether it runs in a handler, a hook,
+//! an effect or a task it spawned.
 
 use super::cell::{InstanceHandle, KeepAlive};
 use super::factory::Factory;
 use crate::HandlerError;
-use crate::bus::{Bus, Caller};
+use crate::bus::Bus;
+use crate::caller::{Caller, CallerKind};
 use crate::component::Properties;
 use crate::config::ConfigView;
 use crate::kernel::{Grant, ServiceRef};
@@ -23,8 +28,9 @@ pub struct Context {
     runtime: Weak<RuntimeInner>,
     held: Vec<KeepAlive>,
     stop_requested: bool,
-    /// Who sent the letter being handled (`None`: host code or the instance itself).
-    caller: Option<Arc<Caller>>,
+    /// Who sent the letter being handled (`None`: nobody — a hook or an effect of the
+    /// instance itself, which act with its own authority).
+    caller: Option<Caller>,
     /// What components and reactive instances need; boxed so a plain agent pays one word.
     extras: Option<Box<Extras>>,
 }
@@ -78,31 +84,68 @@ impl Context {
         &self.identity.manager
     }
 
-    /// Who sent the letter being handled: a bus caller (a partition, or an admin-granted
-    /// instance), or [`Caller::Host`] for host code and the instance's own effects.
-    /// Shared providers use it to act only within what the caller may reach.
-    pub fn caller(&self) -> &Caller {
-        static HOST: Caller = Caller::Host;
-        self.caller.as_deref().unwrap_or(&HOST)
+    /// Who sent the letter being handled: host code, a partition (a tenant's key or an
+    /// instance), or an admin-granted instance. In a hook or an effect nobody sent
+    /// anything, and this is the instance itself ([`Context::own_caller`]).
+    pub fn caller(&self) -> Caller {
+        match &self.caller {
+            Some(caller) => caller.clone(),
+            None => self.own_caller(),
+        }
     }
 
     /// Whether the current caller is host code or an admin-granted instance.
     pub fn caller_is_privileged(&self) -> bool {
-        matches!(self.caller(), Caller::Host | Caller::Admin(_))
+        match &self.caller {
+            Some(caller) => caller.is_privileged(),
+            None => self.is_admin(),
+        }
     }
 
-    pub(crate) fn set_caller(&mut self, caller: Option<Arc<Caller>>) {
+    pub(crate) fn set_caller(&mut self, caller: Option<Caller>) {
         self.caller = caller;
     }
 
-    /// The config as the current caller may see it: a partition caller gets that
-    /// partition's view; host and admin callers see everything.
+    /// The authority this instance's own calls carry: confined to its partition, or its
+    /// admin grant.
+    pub fn own_caller(&self) -> Caller {
+        if self.is_admin() {
+            Caller::admin(self.identity.clone())
+        } else {
+            Caller::tenant(self.identity.partition.clone())
+        }
+    }
+
+    /// The config as the current turn may act on it: the narrower of this instance's
+    /// reach and its caller's.
+    ///
+    /// - A tenant's instance sees its own partition's view whoever calls it (a host call
+    ///   does not lend it the host's reach); it writes only if it holds the admin grant
+    ///   and its caller is privileged.
+    /// - A shared (unpartitioned) instance acts within its caller's reach: a partition
+    ///   caller gets that partition's read-only view; host and admin callers the whole
+    ///   config, writable. In its own hooks and effects it reads everything and writes
+    ///   nothing.
     pub fn caller_config(&self) -> Result<ConfigView, Error> {
         let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
-        Ok(match self.caller() {
-            Caller::Partition(p) => ConfigView::new(rt.kernel.config.clone(), p.clone(), false),
-            _ => ConfigView::new(rt.kernel.config.clone(), Partition::unpartitioned(), true),
-        })
+        let own = &self.identity.partition;
+        let admin = self.is_admin();
+        let (partition, may_write) = if own.is_unpartitioned() && !admin {
+            match &self.caller {
+                Some(caller) => match caller.kind() {
+                    CallerKind::Partition(p) => (p.clone(), false),
+                    CallerKind::Host | CallerKind::Admin(_) => (Partition::unpartitioned(), true),
+                },
+                None => (Partition::unpartitioned(), false),
+            }
+        } else {
+            (own.clone(), admin && self.caller_is_privileged())
+        };
+        Ok(ConfigView::new(
+            rt.kernel.config.clone(),
+            partition,
+            may_write,
+        ))
     }
 
     /// The instance's properties (components; empty for agents).
@@ -218,7 +261,7 @@ impl Context {
     }
 
     /// Whether this instance was instantiated with the admin grant.
-    fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         match &self.extras {
             Some(extras) => *extras.admin.get_or_init(|| self.lookup_admin()),
             None => self.lookup_admin(),
@@ -244,12 +287,7 @@ impl Context {
     /// the admin grant (then audited whenever it reaches another partition).
     pub fn bus(&self) -> Result<Bus, Error> {
         let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
-        let caller = if self.is_admin() {
-            Caller::Admin((*self.identity).clone())
-        } else {
-            Caller::Partition(self.identity.partition.clone())
-        };
-        Ok(Bus::new(rt, caller))
+        Ok(Bus::new(rt, self.own_caller()))
     }
 
     /// This instance's own storage.
@@ -278,22 +316,19 @@ impl Context {
     }
 
     /// A live reference to the best provider of `contract` visible from this instance
-    /// (its partition's or a shared one).
+    /// (its partition's or a shared one). Calls through it, and handles it resolves to,
+    /// carry this instance's own authority.
     pub fn service(&self, contract: &str) -> ServiceRef {
-        let caller = if self.is_admin() {
-            Caller::Admin((*self.identity).clone())
-        } else {
-            Caller::Partition(self.identity.partition.clone())
-        };
         ServiceRef::new(
             self.runtime.clone(),
             contract,
             self.identity.partition.clone(),
-            caller,
+            self.own_caller(),
         )
     }
 
     /// Gets or starts an instance of manager `manager` in this instance's own partition.
+    /// The handle calls with this instance's own authority.
     pub async fn get<G: Factory>(
         &self,
         manager: &str,
@@ -312,6 +347,7 @@ impl Context {
             return Err(Error::UnknownManager(manager.to_owned()));
         }
         let manager = runtime.typed_manager::<G>(manager)?;
-        manager.get(key, &self.identity.partition).await
+        let handle = manager.get(key, &self.identity.partition).await?;
+        Ok(handle.bound(self.own_caller()))
     }
 }

@@ -5,7 +5,7 @@
 //! answers the caller with [`CallError::Panicked`], so a crash never leaves a caller hanging.
 
 use super::factory::{Handler, Message};
-use crate::bus::Caller;
+use crate::caller::Caller;
 use crate::telemetry::Outcome;
 use crate::{CallError, Context};
 use futures::FutureExt;
@@ -32,10 +32,6 @@ pub(crate) trait Envelope<F>: Send {
     /// Answers the caller with `err` without running (the instance stopped first).
     /// Returns whether anybody was waiting for an answer.
     fn reject(self: Box<Self>, err: CallError) -> bool;
-    /// Records who sent the letter (the handler sees it as [`Context::caller`]).
-    fn set_caller(&mut self, caller: Arc<Caller>) {
-        let _ = caller;
-    }
 }
 
 /// Where a reply goes.
@@ -64,20 +60,16 @@ impl<T: Serialize> ReplySlot<T> for JsonReply {
     }
 }
 
-/// A message and its optional reply slot (`None` for a tell).
+/// A message, its optional reply slot (`None` for a tell) and who sent it.
 pub(crate) struct Letter<M, R> {
     msg: M,
     reply: Option<R>,
-    caller: Option<Arc<Caller>>,
+    caller: Caller,
 }
 
 impl<M, R> Letter<M, R> {
-    pub(crate) fn new(msg: M, reply: Option<R>) -> Self {
-        Self {
-            msg,
-            reply,
-            caller: None,
-        }
+    pub(crate) fn new(msg: M, reply: Option<R>, caller: Caller) -> Self {
+        Self { msg, reply, caller }
     }
 }
 
@@ -87,7 +79,7 @@ pub(crate) struct FnLetter<F, P, R> {
     pub(crate) handler: super::handlers::HandlerFn<F, P, R>,
     pub(crate) params: P,
     pub(crate) reply: Option<JsonReply>,
-    pub(crate) caller: Option<Arc<Caller>>,
+    pub(crate) caller: Caller,
 }
 
 impl<F, P, R> Envelope<F> for FnLetter<F, P, R>
@@ -108,7 +100,7 @@ where
             reply,
             caller,
         } = *self;
-        ctx.set_caller(caller);
+        ctx.set_caller(Some(caller));
         Box::pin(async move {
             let result = AssertUnwindSafe(async move { handler(state, ctx, params).await })
                 .catch_unwind()
@@ -125,10 +117,6 @@ where
             }
             None => false,
         }
-    }
-
-    fn set_caller(&mut self, caller: Arc<Caller>) {
-        self.caller = Some(caller);
     }
 }
 
@@ -178,6 +166,7 @@ impl<F: crate::instance::factory::Factory> Envelope<F> for EffectLetter {
     }
 
     fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+        // Nobody sent it: the effect acts with the instance's own authority.
         ctx.set_caller(None);
         Box::pin(async move {
             let effect = self.effect;
@@ -223,7 +212,7 @@ where
 
     fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
         let Letter { msg, reply, caller } = *self;
-        ctx.set_caller(caller);
+        ctx.set_caller(Some(caller));
         Box::pin(async move {
             // The async block makes even a panic before the first await land in catch_unwind.
             let result = AssertUnwindSafe(async move { state.handle(msg, ctx).await })
@@ -241,9 +230,5 @@ where
             }
             None => false,
         }
-    }
-
-    fn set_caller(&mut self, caller: Arc<Caller>) {
-        self.caller = Some(caller);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::envelope::{Envelope, FnLetter, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
+use crate::caller::Caller;
 use crate::{CallError, Context, HandlerError};
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
@@ -25,7 +26,7 @@ pub struct HandlerInfo {
 }
 
 type MakeEnvelope<F> = Arc<
-    dyn Fn(serde_json::Value, Option<JsonReply>) -> Result<Box<dyn Envelope<F>>, CallError>
+    dyn Fn(serde_json::Value, Option<JsonReply>, Caller) -> Result<Box<dyn Envelope<F>>, CallError>
         + Send
         + Sync,
 >;
@@ -80,7 +81,7 @@ impl<F: Factory> Handlers<F> {
     }
 
     /// Registers a handler written as a closure, with typed params `P` and reply `R`.
-    /// Unknown fields in the params are refused, naming the field.
+    /// Unknown fields in the params are refused at any depth, naming the field's path.
     pub fn add_fn<P, R>(
         &mut self,
         name: &'static str,
@@ -95,34 +96,21 @@ impl<F: Factory> Handlers<F> {
             self.duplicates.push(name);
             return self;
         }
-        let params_schema = schemars::schema_for!(P).to_value();
-        let known: Option<Arc<[String]>> = params_schema
-            .get("properties")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().cloned().collect());
         self.entries.push(Entry {
             info: HandlerInfo {
                 name,
                 description,
-                params_schema,
+                params_schema: schemars::schema_for!(P).to_value(),
                 reply_schema: schemars::schema_for!(R).to_value(),
             },
-            make: Arc::new(move |params, reply| {
-                if let (Some(known), Some(object)) = (&known, params.as_object()) {
-                    if let Some(unknown) = object.keys().find(|k| !known.contains(k)) {
-                        return Err(CallError::InvalidParams {
-                            handler: name.to_owned(),
-                            message: format!("unknown field `{unknown}`"),
-                        });
-                    }
-                }
-                let params: P = decode_params(name, params)?;
+            make: Arc::new(move |params, reply, caller| {
+                let params: P = decode_params_strict(name, params)?;
                 Ok(Box::new(FnLetter {
                     name,
                     handler: handler.clone(),
                     params,
                     reply,
-                    caller: None,
+                    caller,
                 }) as Box<dyn Envelope<F>>)
             }),
         });
@@ -130,14 +118,53 @@ impl<F: Factory> Handlers<F> {
     }
 }
 
-/// Decodes JSON params, naming the offending field on failure.
-fn decode_params<P: DeserializeOwned>(
+/// Decodes JSON params and refuses any field the params type would ignore, at any depth,
+/// naming its path (`unknown field `filter.extra``).
+fn decode_params_strict<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
-    serde_path_to_error::deserialize(params).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    let mut unknown: Option<String> = None;
+    let decoded = decode_params(handler, |track: &mut serde_path_to_error::Track| {
+        let de = serde_path_to_error::Deserializer::new(params, track);
+        serde_ignored::deserialize(de, |path| {
+            unknown.get_or_insert_with(|| field_path(&path));
+        })
+    })?;
+    match unknown {
+        Some(path) => Err(CallError::InvalidParams {
+            handler: handler.to_owned(),
+            message: format!("unknown field `{path}`"),
+        }),
+        None => Ok(decoded),
+    }
+}
+
+/// A field's path as serde_path_to_error writes it: `frame.depth`, `rects[0].colour`
+/// (options and newtypes are transparent).
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Decodes JSON params, naming the offending field on failure.
+fn decode_params<P>(
+    handler: &str,
+    decode: impl FnOnce(&mut serde_path_to_error::Track) -> Result<P, serde_json::Error>,
+) -> Result<P, CallError> {
+    let mut track = serde_path_to_error::Track::new();
+    decode(&mut track).map_err(|inner| {
+        let path = track.path().to_string();
         CallError::InvalidParams {
             handler: handler.to_owned(),
             message: if path == "." {
@@ -149,12 +176,23 @@ fn decode_params<P: DeserializeOwned>(
     })
 }
 
+/// Decodes JSON params as the params type's own serde attributes say (typed messages).
+fn decode_params_lenient<P: DeserializeOwned>(
+    handler: &str,
+    params: serde_json::Value,
+) -> Result<P, CallError> {
+    decode_params(handler, |track: &mut serde_path_to_error::Track| {
+        P::deserialize(serde_path_to_error::Deserializer::new(params, track))
+    })
+}
+
 fn make_json_envelope<F: Handler<M>, M: Message>(
     params: serde_json::Value,
     reply: Option<JsonReply>,
+    caller: Caller,
 ) -> Result<Box<dyn Envelope<F>>, CallError> {
-    let msg: M = decode_params(M::NAME, params)?;
-    Ok(Box::new(Letter::<M, JsonReply>::new(msg, reply)))
+    let msg: M = decode_params_lenient(M::NAME, params)?;
+    Ok(Box::new(Letter::<M, JsonReply>::new(msg, reply, caller)))
 }
 
 /// The frozen table a manager serves from.
@@ -194,6 +232,7 @@ impl<F: Factory> HandlerTable<F> {
         handler: &str,
         params: serde_json::Value,
         reply: Option<JsonReply>,
+        caller: Caller,
     ) -> Result<Box<dyn Envelope<F>>, CallError> {
         let entry = self
             .index
@@ -202,6 +241,6 @@ impl<F: Factory> HandlerTable<F> {
             .ok_or_else(|| CallError::UnknownHandler {
                 handler: handler.to_owned(),
             })?;
-        (entry.make)(params, reply)
+        (entry.make)(params, reply, caller)
     }
 }

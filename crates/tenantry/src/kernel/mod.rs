@@ -709,7 +709,7 @@ impl Kernel {
             Arc::downgrade(self.inner()),
             contract,
             partition.clone(),
-            crate::bus::Caller::Host,
+            crate::caller::Caller::host(),
         )
     }
 

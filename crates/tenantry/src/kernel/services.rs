@@ -5,7 +5,7 @@
 //! providers change (activation, removal, ranking), so consumers can tell when to
 //! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
 
-use crate::bus::Caller;
+use crate::caller::{CallAs, Caller};
 use crate::instance::cell::AnyInstance;
 use crate::reactive::Trigger;
 use crate::runtime::RuntimeInner;
@@ -63,7 +63,7 @@ pub struct ServiceRef {
     contract: String,
     partition: Partition,
     /// Who calls through this reference: providers see it as the caller.
-    caller: Arc<Caller>,
+    caller: Caller,
 }
 
 impl ServiceRef {
@@ -77,7 +77,7 @@ impl ServiceRef {
             runtime,
             contract: contract.to_owned(),
             partition,
-            caller: Arc::new(caller),
+            caller,
         }
     }
 
@@ -86,9 +86,16 @@ impl ServiceRef {
         &self.contract
     }
 
-    /// The current best provider's instance name and handle, if any. Inside a computed
+    /// The current best provider's instance name and a handle to it that calls with this
+    /// reference's authority (the resolving instance's own), if any. Inside a computed
     /// value or an effect the read is tracked, so re-wiring re-runs it.
     pub fn resolve(&self) -> Option<(String, Arc<dyn AnyInstance>)> {
+        self.best()
+            .map(|(name, handle)| (name, handle.bound_as(CallAs(self.caller.clone()))))
+    }
+
+    /// The current best provider, as the kernel holds it.
+    fn best(&self) -> Option<(String, Arc<dyn AnyInstance>)> {
         let runtime = self.runtime.upgrade()?;
         runtime.kernel.services.track(&self.contract);
         super::providers(&runtime.kernel, &self.contract, &self.partition)
@@ -98,7 +105,7 @@ impl ServiceRef {
 
     /// The current best provider's name.
     pub fn provider(&self) -> Option<String> {
-        self.resolve().map(|(name, _)| name)
+        self.best().map(|(name, _)| name)
     }
 
     /// Calls `runnable` on the current best provider; `ServiceGone` when there is none.
@@ -108,10 +115,10 @@ impl ServiceRef {
         params: serde_json::Value,
     ) -> Result<serde_json::Value, Error> {
         let (_, handle) = self
-            .resolve()
+            .best()
             .ok_or_else(|| Error::ServiceGone(self.contract.clone()))?;
         handle
-            .call_json_as(runnable, params, None, self.caller.clone())
+            .call_json_as(runnable, params, None, CallAs(self.caller.clone()))
             .await
             .map_err(|e| match e {
                 CallError::Stopped => Error::ServiceGone(self.contract.clone()),
