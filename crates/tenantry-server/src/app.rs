@@ -14,7 +14,7 @@ use anyhow::{Context as _, anyhow, bail};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -65,6 +65,10 @@ pub struct OnboardRequest {
     /// Component instances to create in it.
     #[serde(default)]
     pub instances: Vec<InstanceSpec>,
+    /// Take over the data a tenant of this name left when it was offboarded without
+    /// purge (refused with 409 otherwise, so nobody inherits it by accident).
+    #[serde(default)]
+    pub restore: bool,
 }
 
 /// What an onboarding returns: the key, shown this once.
@@ -89,6 +93,8 @@ pub struct Offboarded {
     pub hibernated: usize,
     /// Whether checkpoints, storage, credentials and config were deleted.
     pub purged: bool,
+    /// Whether the partition's data stays in the store (offboarded without purge).
+    pub retained: bool,
     /// Records deleted from the store (with `purge`).
     pub purged_records: u64,
 }
@@ -102,6 +108,9 @@ pub struct App {
     /// The settings it started with.
     pub settings: Settings,
     book: tokio::sync::Mutex<Book>,
+    /// The active tenants' partitions (mirrors the book, for the synchronous checks of
+    /// every request).
+    active: std::sync::RwLock<HashSet<Partition>>,
     ready: AtomicBool,
     component_factories: Vec<String>,
 }
@@ -301,11 +310,16 @@ impl App {
         for (key, value) in &registry.doc.config_writes {
             kernel.config().set(key, value.clone())?;
         }
+        let active = tenants
+            .keys()
+            .filter_map(|name| Partition::new(name).ok())
+            .collect();
         Ok(Arc::new(App {
             runtime,
             keys,
             settings,
             book: tokio::sync::Mutex::new(Book { registry, tenants }),
+            active: std::sync::RwLock::new(active),
             ready: AtomicBool::new(false),
             component_factories,
         }))
@@ -319,6 +333,23 @@ impl App {
     /// Marks the server ready (after it listens) or not (at shutdown).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `partition` is an active tenant.
+    pub fn is_tenant(&self, partition: &Partition) -> bool {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(partition)
+    }
+
+    fn set_active(&self, partition: &Partition, active: bool) {
+        let mut set = self.active.write().unwrap_or_else(|e| e.into_inner());
+        if active {
+            set.insert(partition.clone());
+        } else {
+            set.remove(partition);
+        }
     }
 
     /// Whether `name` is a component factory (its instances are the admin's to manage).
@@ -367,6 +398,13 @@ impl App {
                 "partition {name:?} is already onboarded"
             )));
         }
+        if book.registry.doc.retained.contains(&name) && !req.restore {
+            return Err(ApiError::conflict(format!(
+                "partition {name:?} holds data of a tenant offboarded without purge; \
+                 onboard with \"restore\": true to take it over, or purge it first \
+                 (DELETE /v1/admin/partitions/{name}?purge=true)"
+            )));
+        }
         let api_key = keys::generate("tk").map_err(|e| ApiError::internal(e.to_string()))?;
         let hash = keys::hash(&api_key);
         let kernel = self.runtime.kernel();
@@ -405,6 +443,7 @@ impl App {
         let mut doc = book.registry.doc.clone();
         doc.onboarded.insert(name.clone(), spec.clone());
         doc.offboarded.remove(&name);
+        doc.retained.remove(&name);
         if let Err(e) = book.registry.save(doc).await {
             rollback(added).await;
             return Err(e.into());
@@ -420,6 +459,7 @@ impl App {
                 onboarded: true,
             },
         );
+        self.set_active(&partition, true);
         tracing::info!(partition = %name, instances = ?added, "tenant onboarded");
         Ok(Onboarded {
             partition: name,
@@ -429,20 +469,30 @@ impl App {
     }
 
     /// Offboards a tenant: revokes its keys, removes its instances and hibernates its
-    /// keyed instances; with `purge`, also deletes its checkpoints, storage, credentials
-    /// and config.
+    /// keyed instances; its data stays in the store (retained) unless `purge` deletes its
+    /// checkpoints, storage, credentials and config. `purge` also clears the retained data
+    /// of a partition offboarded earlier.
     pub async fn offboard(&self, name: &str, purge: bool) -> Result<Offboarded, ApiError> {
         let partition = Partition::new(name)
             .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
         let mut book = self.book.lock().await;
-        if !book.tenants.contains_key(name) {
-            return Err(ApiError::not_found(format!("no partition {name:?}")));
+        let active = book.tenants.contains_key(name);
+        let retained = book.registry.doc.retained.contains(name);
+        let purging_retained = purge && retained;
+        if !active && !purging_retained {
+            return Err(ApiError::not_found(if retained {
+                format!("no active tenant {name:?}; purge=true deletes its retained data")
+            } else {
+                format!("no partition {name:?}")
+            }));
         }
+        // Recorded as retained first: until a purge has completed, the data is there.
         let mut doc = book.registry.doc.clone();
         doc.onboarded.remove(name);
         if self.settings.app.tenants.iter().any(|t| t.name == name) {
             doc.offboarded.insert(name.to_owned());
         }
+        doc.retained.insert(name.to_owned());
         let config_key = tenant_config_key(name);
         if purge {
             let prefix = format!("{config_key}.");
@@ -450,34 +500,45 @@ impl App {
                 .retain(|k, _| k != &config_key && !k.starts_with(&prefix));
         }
         book.registry.save(doc).await?;
-        book.tenants.remove(name);
-        self.keys.revoke_partition(&partition);
         let kernel = self.runtime.kernel();
         let mut removed_instances = Vec::new();
-        for info in kernel.instances() {
-            if info.partition == partition {
-                match kernel.hot_remove(&info.name).await {
-                    Ok(()) => removed_instances.push(info.name),
-                    Err(e) => tracing::warn!(instance = %info.name, error = %e, "remove failed"),
+        let mut hibernated = 0;
+        if active {
+            book.tenants.remove(name);
+            self.set_active(&partition, false);
+            self.keys.revoke_partition(&partition);
+            for info in kernel.instances() {
+                if info.partition == partition {
+                    match kernel.hot_remove(&info.name).await {
+                        Ok(()) => removed_instances.push(info.name),
+                        Err(e) => {
+                            tracing::warn!(instance = %info.name, error = %e, "remove failed")
+                        }
+                    }
                 }
             }
-        }
-        let report = self.runtime.stop_partition(&partition).await;
-        for e in &report.errors {
-            tracing::warn!(partition = %name, error = %e, "hibernation at offboarding failed");
+            let report = self.runtime.stop_partition(&partition).await;
+            for e in &report.errors {
+                tracing::warn!(partition = %name, error = %e, "hibernation at offboarding failed");
+            }
+            hibernated = report.stopped;
         }
         let mut purged_records = 0;
         if purge {
             purged_records = self.runtime.store().purge_partition(&partition).await?;
             kernel.credentials().purge_partition(&partition);
             let _ = kernel.config().set(&config_key, Value::Null);
+            let mut doc = book.registry.doc.clone();
+            doc.retained.remove(name);
+            book.registry.save(doc).await?;
         }
         tracing::info!(partition = %name, purge, "tenant offboarded");
         Ok(Offboarded {
             partition: name.to_owned(),
             removed_instances,
-            hibernated: report.stopped,
+            hibernated,
             purged: purge,
+            retained: !purge,
             purged_records,
         })
     }

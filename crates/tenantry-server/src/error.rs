@@ -2,7 +2,9 @@
 //!
 //! Every error answers `{"ok": false, "error": {"code": ..., "message": ...}}`. The
 //! library's errors name only what the caller asked for; the gateway keeps it that way
-//! (a 403 never says which partition a key belongs to).
+//! (a 403 never says which partition a key belongs to). A 5xx that comes from inside
+//! (a panic, a corrupt record, an encoding failure) never carries its text: the client
+//! gets a generic message with an error id, and the text goes to the log under that id.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -61,10 +63,35 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    /// 500.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    /// 500, hiding `detail` (logged under a fresh error id the answer names).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::hidden(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }
+
+    /// An error whose `detail` stays in the log: the answer says only that something
+    /// failed inside, and under which id to look.
+    pub fn hidden(status: StatusCode, code: &str, detail: impl std::fmt::Display) -> Self {
+        let id = error_id();
+        tracing::error!(error_id = %id, code, status = status.as_u16(), detail = %detail, "internal error");
+        Self::new(
+            status,
+            code,
+            format!("internal error; the server log has it under error id {id}"),
+        )
+    }
+}
+
+/// A fresh id to find an error's log line by (16 hex digits).
+fn error_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: a per-process counter still tells log lines apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        bytes = NEXT
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize)]
@@ -123,8 +150,9 @@ impl From<CallError> for ApiError {
             CallError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message),
             CallError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "stopped", message),
             CallError::Panicked { .. } => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "panicked", message)
+                Self::hidden(StatusCode::INTERNAL_SERVER_ERROR, "panicked", message)
             }
+            CallError::ReplyTooLarge { .. } => Self::unprocessable("reply_too_large", message),
             CallError::Handler(h) => Self::unprocessable(&h.code, h.message),
             CallError::UnknownHandler { .. } => Self::not_found(message),
             CallError::InvalidParams { .. } => Self::unprocessable("invalid_params", message),
@@ -173,6 +201,30 @@ impl From<Error> for ApiError {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_panic_answers_a_generic_message_with_an_error_id() {
+        let e = ApiError::from(Error::Call(CallError::Panicked {
+            handler: "query".into(),
+            message: "capacity overflow at src/secret.rs:12".into(),
+        }));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, "panicked");
+        assert!(!e.message.contains("capacity") && !e.message.contains("query"));
+        let id = e.message.rsplit(' ').next().unwrap();
+        assert_eq!(id.len(), 16, "{}", e.message);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        let other = ApiError::internal("x");
+        assert_ne!(other.message, e.message, "every error gets its own id");
+        let corrupt = ApiError::from(StoreError::Corrupt("row 7 of table t".into()));
+        assert!(!corrupt.message.contains("row 7"));
+        let too_large = ApiError::from(CallError::ReplyTooLarge {
+            handler: "q".into(),
+            limit: 10,
+        });
+        assert_eq!(too_large.status.as_u16(), 422);
+        assert_eq!(too_large.code, "reply_too_large");
+    }
 
     #[test]
     fn statuses_follow_the_contract() {

@@ -24,6 +24,9 @@ pub struct RegistryDoc {
     pub offboarded: BTreeSet<String>,
     /// Config writes made at runtime, by dotted key.
     pub config_writes: BTreeMap<String, Value>,
+    /// Partitions offboarded without purge: their data is still in the store, and a new
+    /// tenant of that name takes it over only when asked to (`restore`).
+    pub retained: BTreeSet<String>,
 }
 
 /// The registry, with the version it was read at.

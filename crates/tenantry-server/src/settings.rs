@@ -84,6 +84,9 @@ pub struct StoreSection {
 pub struct MetricsSection {
     /// Whether metrics carry a `partition` label (default true).
     pub partition_labels: Option<bool>,
+    /// SHA-256 (hex) of a token that may read `/metrics` (for a Prometheus scraper; the
+    /// admin key may always). `TENANTRY_METRICS_TOKEN` gives it in plain.
+    pub token_sha256: Option<String>,
 }
 
 /// `[limits]`.
@@ -263,6 +266,8 @@ pub struct Settings {
     pub admin_key: AdminKey,
     /// Whether metrics carry partition labels.
     pub metric_partition_labels: bool,
+    /// The hash of the token that may read `/metrics` besides the admin key.
+    pub metrics_token: Option<[u8; 32]>,
     /// Gateway limits.
     pub limits: Limits,
     /// Per-manager settings.
@@ -373,6 +378,14 @@ impl Settings {
             Some(v) => parse_bool("TENANTRY_METRICS_PARTITION_LABELS", &v)?,
             None => file.metrics.partition_labels.unwrap_or(true),
         };
+        let metrics_token = match (env("TENANTRY_METRICS_TOKEN"), &file.metrics.token_sha256) {
+            (Some(t), _) if !t.is_empty() => Some(keys::hash(&t)),
+            (_, Some(h)) => Some(
+                keys::parse_hash_hex(h)
+                    .map_err(|e| SettingsError(format!("metrics.token_sha256: {e}")))?,
+            ),
+            _ => None,
+        };
         let body_limit = match env("TENANTRY_BODY_LIMIT_BYTES") {
             Some(v) => v.trim().parse().map_err(|_| {
                 SettingsError(format!("TENANTRY_BODY_LIMIT_BYTES: not a number: {v:?}"))
@@ -415,6 +428,7 @@ impl Settings {
             store,
             admin_key,
             metric_partition_labels,
+            metrics_token,
             limits,
             managers: file.managers,
             app,

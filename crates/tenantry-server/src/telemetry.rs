@@ -45,3 +45,93 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// The lines of Prometheus `text` that belong to partition `name`: the samples labelled
+/// `partition="<name>"`, with the `# HELP`/`# TYPE` lines of the metrics that have one.
+pub fn only_partition(text: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut header: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            // A header line of another metric than the pending header's starts anew.
+            let metric = line.split_whitespace().nth(2);
+            if header
+                .last()
+                .is_some_and(|h| h.split_whitespace().nth(2) != metric)
+            {
+                header.clear();
+            }
+            header.push(line);
+            continue;
+        }
+        if sample_partition(line) == Some(name) {
+            for h in header.drain(..) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The value of a sample line's `partition` label, if it has one.
+fn sample_partition(line: &str) -> Option<&str> {
+    let open = line.find('{')?;
+    let mut rest = &line[open + 1..];
+    loop {
+        let eq = rest.find('=')?;
+        let label = rest[..eq].trim_start_matches(',').trim();
+        let value_start = rest[eq + 1..].strip_prefix('"')?;
+        // The value runs to the first quote that is not escaped.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in value_start.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let end = end?;
+        if label == "partition" {
+            return Some(&value_start[..end]);
+        }
+        rest = &value_start[end + 1..];
+        if rest.starts_with('}') {
+            return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_partition;
+
+    #[test]
+    fn only_the_partitions_own_series_are_kept() {
+        let text = "# HELP calls Calls.\n# TYPE calls counter\n\
+            calls{partition=\"acme\",handler=\"q\"} 3\n\
+            calls{partition=\"globex\",handler=\"q\"} 5\n\
+            calls{handler=\"x\\\",partition=\\\"acme\",partition=\"globex\"} 7\n\
+            # HELP live Live.\n# TYPE live gauge\nlive{partition=\"globex\"} 1\n\
+            # HELP up Up.\n# TYPE up gauge\nup 1\n";
+        let acme = only_partition(text, "acme");
+        assert_eq!(
+            acme,
+            "# HELP calls Calls.\n# TYPE calls counter\ncalls{partition=\"acme\",handler=\"q\"} 3\n"
+        );
+        let globex = only_partition(text, "globex");
+        assert!(globex.contains("calls{partition=\"globex\",handler=\"q\"} 5"));
+        assert!(
+            globex.contains("partition=\\\"acme\",partition=\"globex\"} 7"),
+            "{globex}"
+        );
+        assert!(globex.contains("# TYPE live gauge\nlive{partition=\"globex\"} 1"));
+        assert!(!globex.contains("up 1"));
+    }
+}

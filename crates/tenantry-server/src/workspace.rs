@@ -9,6 +9,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tenantry::params::{Bounded, BoundedText};
 use tenantry::pod::{NodeSpec, Topology, TopologyError};
 use tenantry::{Context, Factory, Handler, HandlerError, Handlers, Identity, Message, PodFactory};
 
@@ -27,13 +28,19 @@ pub struct Worker {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Note {
-    /// The text to record.
-    pub text: String,
+    /// The text to record (at most 1,000 characters).
+    pub text: BoundedText<MAX_NOTE_CHARS>,
 }
+
+/// The longest note, in characters.
+pub const MAX_NOTE_CHARS: usize = 1_000;
+/// The most notes one worker keeps; a note past it is refused.
+pub const MAX_NOTES: usize = 256;
 
 impl Message for Note {
     const NAME: &'static str = "note";
-    const DESCRIPTION: &'static str = "Records a note; returns how many notes there are.";
+    const DESCRIPTION: &'static str =
+        "Records a note (a worker keeps at most 256); returns how many notes there are.";
     type Reply = usize;
 }
 
@@ -53,7 +60,7 @@ impl Message for Notes {
 #[serde(deny_unknown_fields)]
 pub struct Work {
     /// How long the work takes, in milliseconds (at most 10,000).
-    pub millis: u64,
+    pub millis: Bounded<0, MAX_WORK_MILLIS>,
 }
 
 impl Message for Work {
@@ -64,7 +71,7 @@ impl Message for Work {
 }
 
 /// The longest `work` accepted, in milliseconds.
-const MAX_WORK_MILLIS: u64 = 10_000;
+pub const MAX_WORK_MILLIS: u64 = 10_000;
 
 impl Factory for Worker {
     const NAME: &'static str = "worker";
@@ -82,7 +89,13 @@ impl Factory for Worker {
 
 impl Handler<Note> for Worker {
     async fn handle(&mut self, m: Note, _: &mut Context) -> Result<usize, HandlerError> {
-        self.notes.push(m.text);
+        if self.notes.len() >= MAX_NOTES {
+            return Err(HandlerError::with_code(
+                "notes_full",
+                format!("this worker keeps at most {MAX_NOTES} notes"),
+            ));
+        }
+        self.notes.push(m.text.into_string());
         Ok(self.notes.len())
     }
 }
@@ -95,14 +108,8 @@ impl Handler<Notes> for Worker {
 
 impl Handler<Work> for Worker {
     async fn handle(&mut self, m: Work, _: &mut Context) -> Result<u64, HandlerError> {
-        if m.millis > MAX_WORK_MILLIS {
-            return Err(HandlerError::with_code(
-                "too_long",
-                format!("millis: at most {MAX_WORK_MILLIS}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(m.millis)).await;
-        Ok(m.millis)
+        tokio::time::sleep(Duration::from_millis(m.millis.get())).await;
+        Ok(m.millis.get())
     }
 }
 

@@ -206,8 +206,8 @@ async fn every_route_answers_for_the_demo_tenants() {
     let doc = c.get("/openapi.json", Some(ACME)).await.text();
     assert!(doc.contains("tenant-db-acme.query") && !doc.contains("globex"));
 
-    // metrics: Prometheus text with partition labels
-    let m = c.get("/metrics", None).await;
+    // metrics: Prometheus text with partition labels, for the admin
+    let m = c.get("/metrics", Some(ADMIN)).await;
     assert_eq!(m.status, 200);
     assert!(
         m.text().contains("tenantry_handler_calls_total"),
@@ -821,9 +821,11 @@ async fn onboarding_offboarding_and_restart_keep_state() {
         .json();
     assert_eq!(v["result"]["topology_version"], 1);
 
-    // Offboard without purge keeps the data: onboarding again thaws it (with a new key).
+    // Offboard without purge keeps the data: onboarding again under that name is refused
+    // unless it asks to restore, and then thaws it (with a new key).
     let r = c.delete("/v1/admin/partitions/umbrella", Some(ADMIN)).await;
     assert_eq!(r.json()["result"]["purged"], false);
+    assert_eq!(r.json()["result"]["retained"], true);
     assert_eq!(
         c.invoke("umbrella", QUERY, "", &key, &json!({"sql": "x"}))
             .await
@@ -835,6 +837,15 @@ async fn onboarding_offboarding_and_restart_keep_state() {
             "/v1/admin/partitions",
             Some(ADMIN),
             &json!({"partition": "umbrella"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("restore"), "{}", r.text());
+    let r = c
+        .post(
+            "/v1/admin/partitions",
+            Some(ADMIN),
+            &json!({"partition": "umbrella", "restore": true}),
         )
         .await;
     let key2 = r.json()["result"]["api_key"].as_str().unwrap().to_owned();

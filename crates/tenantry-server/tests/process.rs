@@ -134,7 +134,7 @@ async fn restart_keeps_tenants_and_metrics_labels_can_be_switched_off() {
         .await
         .json();
     assert_eq!(v["result"]["db_url"], "pg://u");
-    let m = c.get("/metrics", None).await.text();
+    let m = c.get("/metrics", Some(ADMIN)).await.text();
     assert!(m.contains("partition=\"*\""), "{m}");
     assert!(
         !m.contains("partition=\"umbrella\"") && !m.contains("partition=\"acme\""),

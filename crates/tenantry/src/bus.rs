@@ -107,6 +107,8 @@ pub struct HandlerDescriptor {
     pub params_schema: serde_json::Value,
     /// JSON Schema of the reply.
     pub reply_schema: serde_json::Value,
+    /// The largest JSON reply a call may produce, in bytes.
+    pub max_reply_bytes: usize,
 }
 
 enum SubTarget {
@@ -427,6 +429,7 @@ impl Bus {
                     description: h.description.to_owned(),
                     params_schema: h.params_schema,
                     reply_schema: h.reply_schema,
+                    max_reply_bytes: h.max_reply_bytes,
                 });
             }
         };

@@ -7,6 +7,7 @@
 //! standard providers.
 
 use crate::component::{Component, NoParams, Runnables};
+use crate::params::{Bounded, BoundedText};
 use crate::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
 use crate::reactive::Computed;
 use crate::{Context, Error, HandlerError, Runtime};
@@ -14,19 +15,25 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// Params of `query`.
+/// Params of `query`. Every size is bounded: a request cannot make the component build
+/// more than [`MAX_ROWS`] rows of [`MAX_SQL_CHARS`] characters of SQL.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
     /// The SQL to run.
-    pub sql: String,
-    /// Rows to return at most.
+    pub sql: BoundedText<MAX_SQL_CHARS>,
+    /// Rows to return at most (1 to 100, default 3).
     #[serde(default = "default_limit")]
-    pub limit: usize,
+    pub limit: Bounded<1, MAX_ROWS>,
 }
 
-fn default_limit() -> usize {
-    3
+/// The longest SQL text `query` takes, in characters.
+pub const MAX_SQL_CHARS: usize = 4096;
+/// The most rows `query` returns.
+pub const MAX_ROWS: u64 = 100;
+
+fn default_limit() -> Bounded<1, MAX_ROWS> {
+    Bounded::clamped(3)
 }
 
 /// Reply of `query`.
@@ -94,8 +101,8 @@ impl Db {
             instance: ctx.key().to_string(),
             tenant: tenant.clone(),
             db_url,
-            sql: q.sql,
-            rows: (1..=q.limit)
+            sql: q.sql.into_string(),
+            rows: (1..=q.limit.get())
                 .map(|i| format!("{engine}:{tenant}-row-{i}"))
                 .collect(),
         })

@@ -89,6 +89,15 @@ pub enum CallError {
         /// What is wrong, naming the field where serde can.
         message: String,
     },
+    /// The JSON reply is larger than the manager allows one call to produce; it was not
+    /// sent (the handler's work is done: only the answer is refused).
+    #[error("the reply of {handler:?} is larger than the {limit}-byte limit")]
+    ReplyTooLarge {
+        /// The handler.
+        handler: String,
+        /// The limit, in bytes of encoded JSON.
+        limit: usize,
+    },
     /// The reply could not be encoded as JSON.
     #[error("reply of {handler:?} does not encode: {message}")]
     ReplyEncoding {

@@ -50,6 +50,7 @@ pub mod instance;
 pub mod kernel;
 mod key;
 pub mod manager;
+pub mod params;
 mod partition;
 pub mod pod;
 pub mod providers;

@@ -58,7 +58,14 @@ pub struct ManagerConfig {
     /// Whether instances hibernate to the store and thaw from it (default true). Off for
     /// components, which are rebuilt from their properties.
     pub persist: bool,
+    /// The largest JSON reply one call may produce, in bytes (default 1 MiB); a larger
+    /// one is refused with [`CallError::ReplyTooLarge`](crate::CallError::ReplyTooLarge).
+    /// Typed in-process calls are not encoded and not bounded.
+    pub max_reply_bytes: usize,
 }
+
+/// The default [`ManagerConfig::max_reply_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 1 << 20;
 
 impl Default for ManagerConfig {
     fn default() -> Self {
@@ -68,6 +75,7 @@ impl Default for ManagerConfig {
             call_timeout: Duration::from_secs(5),
             restart: RestartPolicy::default(),
             persist: true,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }
@@ -100,6 +108,12 @@ impl ManagerConfig {
     /// Sets the restart policy.
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
+        self
+    }
+
+    /// Sets the largest JSON reply one call may produce (at least 1 byte).
+    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes.max(1);
         self
     }
 }
@@ -439,9 +453,11 @@ impl<F: Factory> Manager<F> {
         shared: Arc<Shared>,
         runtime: Weak<RuntimeInner>,
     ) -> Result<Self, Error> {
-        let table = HandlerTable::<F>::build().map_err(|handlers| Error::DuplicateHandler {
-            factory: F::NAME,
-            handlers,
+        let table = HandlerTable::<F>::build(config.max_reply_bytes).map_err(|handlers| {
+            Error::DuplicateHandler {
+                factory: F::NAME,
+                handlers,
+            }
         })?;
         Ok(Self {
             core: Arc::new(ManagerCore {

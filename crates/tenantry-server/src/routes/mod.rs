@@ -21,8 +21,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
+use std::any::Any;
 use std::sync::Arc;
 use tenantry::{Key, Partition};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 /// The whole API over `app`.
@@ -64,12 +66,55 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
+        .route(
+            "/v1/partitions/{partition}/metrics",
+            get(ops::tenant_metrics),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::map_response(envelope_errors))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|payload: Box<dyn Any + Send>| {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            ApiError::hidden(StatusCode::INTERNAL_SERVER_ERROR, "panicked", text).into_response()
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// Backstop: an error answer the framework made itself (a rejection, a method not
+/// allowed) is rewritten into the JSON envelope, so every answer is one.
+async fn envelope_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let mut answer = ApiError::new(status, &code, reason).into_response();
+    // Keep what the framework said about the answer (Allow, Retry-After, ...).
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// `{"ok": true, "result": ...}` with status 200.
@@ -100,6 +145,14 @@ pub fn respond(r: ApiResult) -> Response {
 
 /// Who holds the bearer key of the request (401 without a known key).
 pub fn principal(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let key = bearer(headers)?;
+    app.keys
+        .authenticate(key)
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+}
+
+/// The bearer key of the request (401 when there is none).
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <key>`"))?;
@@ -112,9 +165,7 @@ pub fn principal(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> 
         .map(|(_, k)| k.trim())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <key>`"))?;
-    app.keys
-        .authenticate(key)
-        .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+    Ok(key)
 }
 
 /// Checks the key, then the partition name, then the key's right to that partition.
@@ -126,7 +177,12 @@ pub fn tenant_access(
     let who = principal(app, headers)?;
     let p = parse_partition(partition)?;
     match who {
-        Principal::Admin => Ok(p),
+        // The admin reaches active tenants only: a write into a partition nobody
+        // onboarded would wait there for whoever is onboarded under that name.
+        Principal::Admin if app.is_tenant(&p) => Ok(p),
+        Principal::Admin => Err(ApiError::not_found(format!(
+            "no active tenant {partition:?}"
+        ))),
         Principal::Tenant(own) if own == p => Ok(p),
         // Says nothing of which partition the key does belong to.
         Principal::Tenant(_) => Err(ApiError::forbidden(format!(

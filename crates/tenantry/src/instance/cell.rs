@@ -231,7 +231,15 @@ impl<F: Factory> InstanceHandle<F> {
         let posted = self
             .cell
             .table
-            .envelope(handler, params, Some(JsonReply(tx)), caller)
+            .envelope(
+                handler,
+                params,
+                Some(JsonReply {
+                    tx,
+                    limit: self.cell.table.max_reply_bytes,
+                }),
+                caller,
+            )
             .and_then(|letter| self.post(Mail::Letter(letter)));
         async move {
             posted?;

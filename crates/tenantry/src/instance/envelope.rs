@@ -45,19 +45,61 @@ impl<T: Send + 'static> ReplySlot<T> for oneshot::Sender<Result<T, CallError>> {
     }
 }
 
-/// A reply slot that encodes the reply as JSON.
-pub(crate) struct JsonReply(pub(crate) oneshot::Sender<Result<serde_json::Value, CallError>>);
+/// A reply slot that encodes the reply as JSON, refusing one over the size limit.
+pub(crate) struct JsonReply {
+    pub(crate) tx: oneshot::Sender<Result<serde_json::Value, CallError>>,
+    /// The largest encoded reply allowed, in bytes.
+    pub(crate) limit: usize,
+}
 
 impl<T: Serialize> ReplySlot<T> for JsonReply {
     fn answer(self, handler: &'static str, result: Result<T, CallError>) {
-        let encoded = result.and_then(|r| {
-            serde_json::to_value(r).map_err(|e| CallError::ReplyEncoding {
-                handler: handler.to_owned(),
-                message: e.to_string(),
-            })
-        });
-        let _ = self.0.send(encoded);
+        let encoded = result.and_then(|r| encode_bounded(handler, &r, self.limit));
+        let _ = self.tx.send(encoded);
     }
+}
+
+/// Counts encoded bytes and fails as soon as they pass the budget, so an oversized reply
+/// is refused without ever being built.
+struct Budget {
+    left: usize,
+}
+
+impl std::io::Write for Budget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.left = self
+            .left
+            .checked_sub(buf.len())
+            .ok_or_else(|| std::io::Error::other("over budget"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes a reply as JSON if it fits in `limit` bytes.
+fn encode_bounded<T: Serialize>(
+    handler: &'static str,
+    reply: &T,
+    limit: usize,
+) -> Result<serde_json::Value, CallError> {
+    let encoding = |e: serde_json::Error| CallError::ReplyEncoding {
+        handler: handler.to_owned(),
+        message: e.to_string(),
+    };
+    if let Err(e) = serde_json::to_writer(&mut Budget { left: limit }, reply) {
+        return Err(if e.is_io() {
+            CallError::ReplyTooLarge {
+                handler: handler.to_owned(),
+                limit,
+            }
+        } else {
+            encoding(e)
+        });
+    }
+    serde_json::to_value(reply).map_err(encoding)
 }
 
 /// A message, its optional reply slot (`None` for a tell) and who sent it.

@@ -23,6 +23,8 @@ pub struct HandlerInfo {
     pub params_schema: serde_json::Value,
     /// JSON Schema of its reply.
     pub reply_schema: serde_json::Value,
+    /// The largest JSON reply a call may produce, in bytes (the manager's limit).
+    pub max_reply_bytes: usize,
 }
 
 type MakeEnvelope<F> = Arc<
@@ -74,6 +76,7 @@ impl<F: Factory> Handlers<F> {
                 description: M::DESCRIPTION,
                 params_schema: schemars::schema_for!(M).to_value(),
                 reply_schema: schemars::schema_for!(M::Reply).to_value(),
+                max_reply_bytes: 0,
             },
             make: Arc::new(make_json_envelope::<F, M>),
         });
@@ -102,6 +105,7 @@ impl<F: Factory> Handlers<F> {
                 description,
                 params_schema: schemars::schema_for!(P).to_value(),
                 reply_schema: schemars::schema_for!(R).to_value(),
+                max_reply_bytes: 0,
             },
             make: Arc::new(move |params, reply, caller| {
                 let params: P = decode_params_strict(name, params)?;
@@ -199,25 +203,31 @@ fn make_json_envelope<F: Handler<M>, M: Message>(
 pub(crate) struct HandlerTable<F> {
     entries: Vec<Entry<F>>,
     index: HashMap<&'static str, usize>,
+    /// The largest JSON reply a call may produce.
+    pub(crate) max_reply_bytes: usize,
 }
 
 impl<F: Factory> HandlerTable<F> {
     /// Builds the factory's table, or names the handlers registered twice.
-    pub(crate) fn build() -> Result<Self, Vec<&'static str>> {
+    pub(crate) fn build(max_reply_bytes: usize) -> Result<Self, Vec<&'static str>> {
         let mut handlers = Handlers::<F>::new();
         F::handlers(&mut handlers);
         if !handlers.duplicates.is_empty() {
             return Err(handlers.duplicates);
         }
-        let index = handlers
-            .entries
+        let mut entries = handlers.entries;
+        for e in &mut entries {
+            e.info.max_reply_bytes = max_reply_bytes;
+        }
+        let index = entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.info.name, i))
             .collect();
         Ok(Self {
-            entries: handlers.entries,
+            entries,
             index,
+            max_reply_bytes,
         })
     }
 

@@ -1,0 +1,257 @@
+//! Hardening: what a hostile tenant or a careless client sends cannot take the process
+//! down, leak internal text, reach metrics it should not, write where no tenant lives,
+//! or inherit another tenant's data; and every answer is the JSON envelope.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const QUERY: &str = "tenant-db.query";
+
+#[tokio::test]
+async fn oversized_numbers_are_refused_naming_the_field_and_the_process_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    for (body, field) in [
+        (json!({"sql": "x", "limit": 1_099_511_627_776u64}), "limit"),
+        (json!({"sql": "x", "limit": 1_000_000}), "limit"),
+        (json!({"sql": "x", "limit": 0}), "limit"),
+        (json!({"sql": "x".repeat(5000)}), "sql"),
+    ] {
+        let r = c.invoke("acme", QUERY, "", ACME, &body).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert_eq!(r.code(), "invalid_params");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(field), "{message}");
+    }
+    // The largest request allowed answers a bounded reply.
+    let r = c
+        .invoke("acme", QUERY, "", ACME, &json!({"sql": "x", "limit": 100}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["result"]["rows"].as_array().unwrap().len(), 100);
+    // A worker's numbers and texts are bounded too.
+    let r = c
+        .invoke(
+            "acme",
+            "workspace_workers.work",
+            "?key=w",
+            ACME,
+            &json!({"millis": 10_001}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = c
+        .invoke(
+            "acme",
+            "workspace_workers.note",
+            "?key=w",
+            ACME,
+            &json!({"text": "é".repeat(1001)}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("text"), "{}", r.text());
+    assert_eq!(c.get("/healthz", None).await.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_answer_is_the_json_envelope_405_and_404_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let r = request(
+        server.addr,
+        "PUT",
+        "/v1/partitions/acme/handlers",
+        Some(ACME),
+        Some(b"{}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.code(), "method_not_allowed");
+    assert!(
+        r.header("allow").is_some_and(|a| a.contains("GET")),
+        "{r:?}"
+    );
+    for (method, path) in [
+        ("DELETE", "/healthz"),
+        ("PATCH", "/v1/admin/partitions"),
+        ("GET", "/v1/partitions/acme/invoke/tenant-db.query"),
+    ] {
+        let r = request(server.addr, method, path, Some(ACME), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.code(), "method_not_allowed");
+    }
+    let r = c.get("/no/such/path", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "not_found");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_admin_key_or_the_metrics_token_and_tenants_see_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), None);
+    s.metrics_token = Some(tenantry_server::keys::hash("scraper-token"));
+    let server = start(s).await;
+    let c = Client { addr: server.addr };
+    for (tenant, key) in [("acme", ACME), ("globex", GLOBEX)] {
+        let r = c.invoke(tenant, QUERY, "", key, &json!({"sql": "x"})).await;
+        assert_eq!(r.status, 200);
+    }
+    let r = c.get("/metrics", None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "unauthorized");
+    let r = c.get("/metrics", Some(ACME)).await;
+    assert_eq!(r.status, 403);
+    for key in [ADMIN, "scraper-token"] {
+        let r = c.get("/metrics", Some(key)).await;
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        assert!(text.contains("partition=\"acme\"") && text.contains("partition=\"globex\""));
+    }
+    let r = c.get("/v1/partitions/acme/metrics", Some(ACME)).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("tenantry_handler_calls_total"), "{text}");
+    assert!(text.contains("partition=\"acme\""), "{text}");
+    assert!(!text.contains("globex"), "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(|l| l.contains("partition=\"acme\"")),
+        "{text}"
+    );
+    let r = c.get("/v1/partitions/globex/metrics", Some(ACME)).await;
+    assert_eq!(r.status, 403);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_key_reaches_active_tenants_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    // A write into a partition nobody onboarded is refused...
+    let r = c
+        .invoke(
+            "umbrella",
+            "workspace_workers.note",
+            "?key=n",
+            ADMIN,
+            &json!({"text": "planted"}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    for path in [
+        "/v1/partitions/umbrella/handlers",
+        "/v1/partitions/umbrella/instances",
+    ] {
+        assert_eq!(c.get(path, Some(ADMIN)).await.status, 404, "{path}");
+    }
+    let r = c
+        .post(
+            "/v1/partitions/umbrella/pods/workspace_pods/p",
+            Some(ADMIN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // ...so a tenant onboarded later under that name finds nothing planted.
+    let r = c
+        .post(
+            "/v1/admin/partitions",
+            Some(ADMIN),
+            &json!({"partition": "umbrella"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    let v = c
+        .invoke(
+            "umbrella",
+            "workspace_workers.notes",
+            "?key=n",
+            &key,
+            &json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(v["result"], json!([]));
+    // The admin key reaches it now; a tenant key still gets the same 403 for any
+    // partition but its own, existing or not.
+    assert_eq!(
+        c.get("/v1/partitions/umbrella/handlers", Some(ADMIN))
+            .await
+            .status,
+        200
+    );
+    for p in ["umbrella", "nobody"] {
+        let r = c
+            .get(&format!("/v1/partitions/{p}/handlers"), Some(ACME))
+            .await;
+        assert_eq!(r.status, 403);
+        assert_eq!(
+            r.json()["error"]["message"],
+            format!("this key may not access partition {p:?}")
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_data_is_taken_over_only_on_request_and_purging_it_frees_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let onboard = |body: serde_json::Value| async move {
+        c.post("/v1/admin/partitions", Some(ADMIN), &body).await
+    };
+    let r = onboard(json!({"partition": "hooli"})).await;
+    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    c.invoke(
+        "hooli",
+        "workspace_workers.note",
+        "?key=n",
+        &key,
+        &json!({"text": "old"}),
+    )
+    .await;
+    let r = c.delete("/v1/admin/partitions/hooli", Some(ADMIN)).await;
+    assert_eq!(r.json()["result"]["retained"], true);
+    // Re-onboarding does not inherit silently.
+    let r = onboard(json!({"partition": "hooli"})).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.code(), "conflict");
+    // Offboarding again without purge: nothing active, nothing to do.
+    let r = c.delete("/v1/admin/partitions/hooli", Some(ADMIN)).await;
+    assert_eq!(r.status, 404);
+    // Purging the retained data frees the name: the next tenant starts empty.
+    let r = c
+        .delete("/v1/admin/partitions/hooli?purge=true", Some(ADMIN))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["result"]["purged_records"].as_u64().unwrap() >= 1);
+    let r = onboard(json!({"partition": "hooli"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    let v = c
+        .invoke(
+            "hooli",
+            "workspace_workers.notes",
+            "?key=n",
+            &key,
+            &json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(v["result"], json!([]));
+    server.shutdown().await;
+}

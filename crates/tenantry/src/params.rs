@@ -1,0 +1,153 @@
+//! Bounded param types: numbers and texts whose limits are stated in the JSON Schema and
+//! enforced when params are decoded.
+//!
+//! A request from outside sets every field of a handler's params, so each size or count
+//! a handler acts on needs a bound it states and checks before running. Using these types
+//! in a params struct does both: the schema clients read says `minimum`/`maximum`
+//! (`maxLength`), and a value outside is refused on decode, naming the field, before the
+//! letter reaches the instance.
+//!
+//! ```
+//! # use tenantry::params::{Bounded, BoundedText};
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct Query {
+//!     sql: BoundedText<4096>,
+//!     limit: Bounded<1, 100>,
+//! }
+//! let q: Query = serde_json::from_value(serde_json::json!({"sql": "select 1", "limit": 5})).unwrap();
+//! assert_eq!(q.limit.get(), 5);
+//! assert!(serde_json::from_value::<Query>(serde_json::json!({"sql": "x", "limit": 1000})).is_err());
+//! ```
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+
+/// An unsigned integer in `MIN..=MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    /// `value` if it is in bounds.
+    pub fn new(value: u64) -> Option<Self> {
+        (MIN..=MAX).contains(&value).then_some(Self(value))
+    }
+
+    /// `value` moved into bounds (for defaults written as constants).
+    pub const fn clamped(value: u64) -> Self {
+        if value < MIN {
+            Self(MIN)
+        } else if value > MAX {
+            Self(MAX)
+        } else {
+            Self(value)
+        }
+    }
+
+    /// The value.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The value as a `usize` (saturating on targets where it is narrower).
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> fmt::Display for Bounded<MIN, MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Serialize for Bounded<MIN, MAX> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = u64::deserialize(d)?;
+        Self::new(value).ok_or_else(|| {
+            serde::de::Error::custom(format!("{value} is out of bounds: {MIN} to {MAX}"))
+        })
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> JsonSchema for Bounded<MIN, MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Owned(format!("Bounded_{MIN}_{MAX}"))
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "format": "uint64", "minimum": MIN, "maximum": MAX})
+    }
+}
+
+/// A text of at most `MAX_CHARS` characters (Unicode scalar values, as JSON Schema's
+/// `maxLength` counts them; at most four bytes each).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BoundedText<const MAX_CHARS: usize>(String);
+
+impl<const MAX_CHARS: usize> BoundedText<MAX_CHARS> {
+    /// `text` if it is short enough.
+    pub fn new(text: impl Into<String>) -> Option<Self> {
+        let text = text.into();
+        (text.chars().count() <= MAX_CHARS).then_some(Self(text))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl<const MAX_CHARS: usize> fmt::Display for BoundedText<MAX_CHARS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<const MAX_CHARS: usize> Serialize for BoundedText<MAX_CHARS> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de, const MAX_CHARS: usize> Deserialize<'de> for BoundedText<MAX_CHARS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let len = text.chars().count();
+        Self::new(text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{len} characters is longer than the {MAX_CHARS}-character limit"
+            ))
+        })
+    }
+}
+
+impl<const MAX_CHARS: usize> JsonSchema for BoundedText<MAX_CHARS> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Owned(format!("BoundedText_{MAX_CHARS}"))
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "maxLength": MAX_CHARS})
+    }
+}
