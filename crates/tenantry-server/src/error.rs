@@ -21,6 +21,8 @@ pub struct ApiError {
     pub code: String,
     /// A human-readable message.
     pub message: String,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,7 +32,14 @@ impl ApiError {
             status,
             code: code.to_owned(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `secs` seconds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400.
@@ -116,12 +125,18 @@ impl IntoResponse for ApiError {
             },
         })
         .unwrap_or_default();
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -188,6 +203,13 @@ impl From<Error> for ApiError {
                 Self::unprocessable("invalid_properties", message)
             }
             Error::Forbidden(_) => Self::forbidden(message),
+            Error::BackingOff { retry_in, .. } => {
+                // Whole seconds, rounded up: never tell a client to come back too early.
+                let secs = retry_in.as_millis().div_ceil(1000).max(1);
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "backing_off", message)
+                    .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
+            }
+            Error::NotFailed(_) => Self::conflict(message),
             Error::ServiceGone(_) | Error::ShutDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
@@ -224,6 +246,17 @@ mod tests {
         });
         assert_eq!(too_large.status.as_u16(), 422);
         assert_eq!(too_large.code, "reply_too_large");
+        let backing_off = ApiError::from(Error::BackingOff {
+            identity: tenantry::Identity::new(
+                tenantry::Partition::new("acme").unwrap(),
+                "tenant-db",
+                tenantry::Key::new("tenant-db-acme").unwrap(),
+            ),
+            attempt: 2,
+            retry_in: Duration::from_millis(1500),
+        });
+        assert_eq!(backing_off.status.as_u16(), 503);
+        assert_eq!(backing_off.retry_after, Some(2));
     }
 
     #[test]

@@ -99,7 +99,8 @@ async fn every_route_answers_for_the_demo_tenants() {
     assert_eq!(v["result"]["components"].as_array().unwrap().len(), 1);
     assert_eq!(
         v["result"]["keyed"],
-        json!([{"manager": "workspace_workers", "factory": "worker", "key": "k1"}])
+        json!([{"manager": "workspace_workers", "factory": "worker", "key": "k1",
+                "status": {"state": "active"}}])
     );
     let r = c
         .delete(

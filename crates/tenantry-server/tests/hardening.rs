@@ -255,3 +255,48 @@ async fn retained_data_is_taken_over_only_on_request_and_purging_it_frees_the_na
     assert_eq!(v["result"], json!([]));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_admin_restarts_failed_instances_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let r = c
+        .post(
+            "/v1/admin/instances/tenant-db-acme/restart",
+            Some(ADMIN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = c
+        .post(
+            "/v1/admin/instances/no-such/restart",
+            Some(ADMIN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = c
+        .post(
+            "/v1/admin/instances/tenant-db-acme/restart",
+            Some(ACME),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = c
+        .post(
+            "/v1/admin/partitions/acme/instances/workspace_workers/w/restart",
+            Some(ADMIN),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let v = c
+        .get("/v1/partitions/acme/instances", Some(ACME))
+        .await
+        .json();
+    assert_eq!(v["result"]["components"][0]["status"]["state"], "active");
+    server.shutdown().await;
+}

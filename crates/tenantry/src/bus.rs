@@ -23,7 +23,7 @@ use crate::instance::cell::AnyInstance;
 use crate::kernel::InstanceStatus;
 use crate::runtime::RuntimeInner;
 use crate::telemetry::EventKind;
-use crate::{Error, Key, Partition};
+use crate::{Error, Identity, Key, Partition};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,6 +192,31 @@ impl BusState {
     }
 }
 
+/// The error of a call to an instance backing off, if `record` is one.
+fn backing_off(record: &crate::kernel::Record, status: &InstanceStatus) -> Option<Error> {
+    let InstanceStatus::BackingOff {
+        attempt,
+        next_try_at_ms,
+        ..
+    } = status
+    else {
+        return None;
+    };
+    let next = std::time::UNIX_EPOCH + Duration::from_millis(*next_try_at_ms);
+    let retry_in = next
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(Error::BackingOff {
+        identity: Identity::new(
+            record.partition.clone(),
+            record.factory,
+            Key::new(&record.name).ok()?,
+        ),
+        attempt: *attempt,
+        retry_in,
+    })
+}
+
 /// Whether `topic` matches `pattern`: dot-separated, `*` matches one segment, a final
 /// `**` matches the rest.
 pub fn topic_matches(pattern: &str, topic: &str) -> bool {
@@ -322,7 +347,7 @@ impl Bus {
                         self.audit(handler, &record.partition);
                         Ok(Some((Route::Instance(h.clone()), runnable.to_owned())))
                     }
-                    _ => Err(not_found()),
+                    (status, _) => Err(backing_off(record, status).unwrap_or_else(not_found)),
                 };
             }
             // 2. a factory plus a target
@@ -345,7 +370,12 @@ impl Bus {
                         self.audit(handler, &target);
                         Ok(Some((Route::Instance(h), runnable.to_owned())))
                     }
-                    None => Err(not_found()),
+                    // None active: say so if one is backing off (a cold path).
+                    None => Err(instances
+                        .values()
+                        .filter(|r| *r.factory == *prefix && r.partition == target)
+                        .find_map(|r| backing_off(r, &r.status))
+                        .unwrap_or_else(not_found)),
                 };
             }
         }

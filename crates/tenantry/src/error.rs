@@ -111,6 +111,20 @@ pub enum CallError {
 /// Errors of managers and the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    /// The instance gave up after repeated crashes and waits out its backoff; it may
+    /// start again after `retry_in`.
+    #[error("{identity} gave up after repeated crashes; it may start again in {retry_in:?}")]
+    BackingOff {
+        /// The instance.
+        identity: Identity,
+        /// Consecutive failures.
+        attempt: u32,
+        /// How long until it may start again.
+        retry_in: Duration,
+    },
+    /// The instance is not failed or backing off, so there is nothing to restart.
+    #[error("instance {0:?} has not failed")]
+    NotFailed(String),
     /// A key was refused.
     #[error(transparent)]
     InvalidKey(#[from] KeyError),

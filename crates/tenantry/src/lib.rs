@@ -45,6 +45,7 @@ pub mod config;
 mod cycles;
 pub mod demo;
 mod error;
+pub mod failure;
 mod identity;
 pub mod instance;
 pub mod kernel;
@@ -64,6 +65,7 @@ pub use bus::{Bus, Invoke};
 pub use caller::{Caller, CallerKind};
 pub use component::{Component, NoParams, Runnables};
 pub use error::{CallError, Error, HandlerError};
+pub use failure::{Backoff, Failure};
 pub use identity::Identity;
 pub use instance::{
     AnyInstance, Context, Factory, Handler, HandlerInfo, Handlers, InstanceHandle, KeepAlive,

@@ -3,10 +3,12 @@
 //! The directory is two-level, partition then key, so every operation is scoped to one
 //! partition by construction and `stats` never scans another tenant. A slot is
 //! `Activating` while one winner thaws or starts the instance (concurrent `get`s wait for
-//! it), `Live` while it runs, and `Stopping` while it hibernates (a `get` waits, then
-//! thaws the fresh checkpoint), so there are never two live instances with one identity.
+//! it), `Live` while it runs, `Stopping` while it hibernates (a `get` waits, then thaws
+//! the fresh checkpoint), and `Failed` after it gave up, until its backoff has passed (see
+//! [`crate::failure`]), so there are never two live instances with one identity.
 
 use crate::checkpoint::{self, CheckpointIdentity};
+use crate::failure::{Backoff, Failure};
 use crate::instance::actor::{Actor, Mail, start_hook};
 use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Liveness};
 use crate::instance::context::Context;
@@ -62,6 +64,8 @@ pub struct ManagerConfig {
     /// one is refused with [`CallError::ReplyTooLarge`](crate::CallError::ReplyTooLarge).
     /// Typed in-process calls are not encoded and not bounded.
     pub max_reply_bytes: usize,
+    /// How long an instance that gave up waits before it may start again.
+    pub backoff: Backoff,
 }
 
 /// The default [`ManagerConfig::max_reply_bytes`]: 1 MiB.
@@ -76,6 +80,7 @@ impl Default for ManagerConfig {
             restart: RestartPolicy::default(),
             persist: true,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            backoff: Backoff::default(),
         }
     }
 }
@@ -111,6 +116,12 @@ impl ManagerConfig {
         self
     }
 
+    /// Sets the backoff of instances that gave up.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
     /// Sets the largest JSON reply one call may produce (at least 1 byte).
     pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
         self.max_reply_bytes = bytes.max(1);
@@ -136,7 +147,13 @@ pub(crate) enum Slot<F: Factory> {
     Live(Arc<Cell<F>>),
     /// It is hibernating; wait, then look again (and thaw).
     Stopping(watch::Receiver<()>),
+    /// It gave up; it may start again once the backoff has passed.
+    Failed(Arc<Failure>),
 }
+
+/// What a manager calls when one of its instances gives up (the kernel restarts
+/// components with it).
+pub(crate) type GiveUpHook = Arc<dyn Fn(&Identity, &Arc<Failure>) + Send + Sync>;
 
 pub(crate) type PartitionDir<F> = DashMap<Key, Slot<F>>;
 
@@ -147,6 +164,7 @@ pub(crate) struct ManagerCore<F: Factory> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) runtime: Weak<RuntimeInner>,
     dirs: DashMap<Partition, Arc<PartitionDir<F>>>,
+    pub(crate) give_up_hook: std::sync::OnceLock<GiveUpHook>,
 }
 
 /// A named manager of keyed instances of factory `F`. Cheap to clone.
@@ -183,6 +201,7 @@ impl<F: Factory> Drop for ActivationGuard<'_, F> {
 enum Lookup<F: Factory> {
     Live(InstanceHandle<F>),
     Wait(watch::Receiver<()>),
+    Failed(Arc<Failure>),
     Vacant,
 }
 
@@ -204,8 +223,33 @@ impl<F: Factory> ManagerCore<F> {
         match dir.get(key).as_deref() {
             Some(Slot::Live(cell)) => Lookup::Live(InstanceHandle::host(cell.clone())),
             Some(Slot::Activating(rx) | Slot::Stopping(rx)) => Lookup::Wait(rx.clone()),
+            Some(Slot::Failed(f)) => Lookup::Failed(f.clone()),
             None => Lookup::Vacant,
         }
+    }
+
+    /// Removes the failure of `key`, if it holds one; returns whether it did.
+    fn clear_failure(&self, key: &Key, partition: &Partition) -> bool {
+        self.dirs.get(partition).is_some_and(|dir| {
+            dir.remove_if(key, |_, slot| matches!(slot, Slot::Failed(_)))
+                .is_some()
+        })
+    }
+
+    /// The instances of `partition` that gave up and are waiting out their backoff.
+    fn failures(&self, partition: &Partition) -> Vec<(Key, Arc<Failure>)> {
+        let Some(dir) = self.dirs.get(partition) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(Key, Arc<Failure>)> = dir
+            .iter()
+            .filter_map(|e| match e.value() {
+                Slot::Failed(f) => Some((e.key().clone(), f.clone())),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     fn identity(&self, key: Key, partition: &Partition) -> Identity {
@@ -268,26 +312,39 @@ impl<F: Factory> ManagerCore<F> {
     ) -> Result<InstanceHandle<F>, Error> {
         let mut initial = initial;
         loop {
+            let mut failures = 0;
             match self.look(&key, partition) {
                 Lookup::Live(h) => return Ok(h),
                 Lookup::Wait(mut rx) => {
                     let _ = rx.changed().await;
                     continue;
                 }
+                Lookup::Failed(f) if !f.expired() => {
+                    return Err(Error::BackingOff {
+                        identity: self.identity(key, partition),
+                        attempt: f.attempt,
+                        retry_in: f.retry_in(),
+                    });
+                }
+                Lookup::Failed(f) => failures = f.attempt,
                 Lookup::Vacant => {}
             }
             if self.shared.is_closed() {
                 return Err(Error::ShutDown);
             }
             let dir = self.dir(partition);
-            let gate = match dir.entry(key.clone()) {
+            let (gate, rx) = watch::channel(());
+            match dir.entry(key.clone()) {
+                // The backoff has passed: this get starts it again.
+                dashmap::Entry::Occupied(mut slot) if matches!(slot.get(), Slot::Failed(f) if f.expired()) =>
+                {
+                    slot.insert(Slot::Activating(rx));
+                }
                 dashmap::Entry::Occupied(_) => continue,
                 dashmap::Entry::Vacant(slot) => {
-                    let (gate, rx) = watch::channel(());
                     slot.insert(Slot::Activating(rx));
-                    gate
                 }
-            };
+            }
             let mut guard = ActivationGuard {
                 dir: &dir,
                 key: &key,
@@ -295,7 +352,7 @@ impl<F: Factory> ManagerCore<F> {
                 done: false,
             };
             let (handle, actor) = self
-                .activate(&dir, key.clone(), partition, initial.take())
+                .activate(&dir, key.clone(), partition, initial.take(), failures)
                 .await?;
             // Published before its task starts, so the actor's own removal on a quick exit
             // always finds its slot (never the other way round).
@@ -317,6 +374,7 @@ impl<F: Factory> ManagerCore<F> {
         key: Key,
         partition: &Partition,
         initial: Option<F>,
+        failures: u32,
     ) -> Result<(InstanceHandle<F>, Actor<F>), Error> {
         self.shared.ensure_timer_anchor();
         let identity = Arc::new(self.identity(key, partition));
@@ -374,6 +432,8 @@ impl<F: Factory> ManagerCore<F> {
             initial: initial_bytes,
             restarts: VecDeque::new(),
             metrics: Default::default(),
+            failures,
+            started: tokio::time::Instant::now(),
         };
         Ok((InstanceHandle::host(cell), actor))
     }
@@ -401,6 +461,11 @@ impl<F: Factory> ManagerCore<F> {
                 Lookup::Wait(mut rx) => {
                     let _ = rx.changed().await;
                 }
+                Lookup::Failed(_) => {
+                    // Nothing runs; stopping it forgets the failure.
+                    self.clear_failure(key, partition);
+                    return Err(Error::NotFound(self.identity(key.clone(), partition)));
+                }
                 Lookup::Vacant => {
                     return Err(Error::NotFound(self.identity(key.clone(), partition)));
                 }
@@ -427,7 +492,7 @@ impl<F: Factory> ManagerCore<F> {
             dir.iter()
                 .filter_map(|e| match e.value() {
                     Slot::Activating(rx) | Slot::Stopping(rx) => Some(rx.clone()),
-                    Slot::Live(_) => None,
+                    Slot::Live(_) | Slot::Failed(_) => None,
                 })
                 .collect()
         })
@@ -467,8 +532,14 @@ impl<F: Factory> Manager<F> {
                 shared,
                 runtime,
                 dirs: DashMap::new(),
+                give_up_hook: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Calls `hook` whenever an instance gives up (one hook per manager).
+    pub(crate) fn on_give_up(&self, hook: GiveUpHook) {
+        let _ = self.core.give_up_hook.set(hook);
     }
 
     /// The manager's name.
@@ -525,6 +596,23 @@ impl<F: Factory> Manager<F> {
     pub async fn stop(&self, key: impl IntoKey, partition: &Partition) -> Result<(), Error> {
         let key = key.into_key()?;
         self.core.stop(&key, partition, StopReason::Requested).await
+    }
+
+    /// Starts an instance that gave up now, without waiting out its backoff (the same as
+    /// `get` for any other).
+    pub async fn retry_now(
+        &self,
+        key: impl IntoKey,
+        partition: &Partition,
+    ) -> Result<InstanceHandle<F>, Error> {
+        let key = key.into_key()?;
+        self.core.clear_failure(&key, partition);
+        self.core.get(key, partition, None).await
+    }
+
+    /// The instances of `partition` that gave up and wait out their backoff.
+    pub fn failures(&self, partition: &Partition) -> Vec<(Key, Arc<Failure>)> {
+        self.core.failures(partition)
     }
 
     /// Count and keys of the live instances in `partition` only.
@@ -587,6 +675,16 @@ impl<F: Factory> Manager<F> {
     ) -> (usize, Vec<Error>) {
         let mut stopped = 0;
         let mut errors = Vec::new();
+        // Instances that gave up have nothing to stop; their failures are forgotten.
+        let partitions = match partition {
+            Some(p) => vec![p.clone()],
+            None => self.core.partitions(),
+        };
+        for p in &partitions {
+            for (key, _) in self.core.failures(p) {
+                self.core.clear_failure(&key, p);
+            }
+        }
         // Activations in flight when the stop began become live afterwards: wait for them
         // and stop them too (a few passes; a partition still taking traffic may keep
         // starting new ones, which the caller refuses first when it matters).
@@ -664,6 +762,13 @@ pub trait AnyManager: Send + Sync + 'static {
         &'a self,
         partition: &'a Partition,
     ) -> BoxFuture<'a, (usize, Vec<Error>)>;
+    /// [`Manager::config`].
+    fn config_dyn(&self) -> &ManagerConfig;
+    /// [`Manager::failures`].
+    fn failures_dyn(&self, partition: &Partition) -> Vec<(Key, Arc<Failure>)>;
+    /// Forgets the failure of an instance that gave up (it may start at once); returns
+    /// whether there was one.
+    fn clear_failure_dyn(&self, key: &Key, partition: &Partition) -> bool;
     /// For downcasting to [`Manager<F>`].
     fn as_any(&self) -> &dyn Any;
 }
@@ -742,6 +847,18 @@ impl<F: Factory> AnyManager for Manager<F> {
         partition: &'a Partition,
     ) -> BoxFuture<'a, (usize, Vec<Error>)> {
         Box::pin(self.stop_partition(partition))
+    }
+
+    fn config_dyn(&self) -> &ManagerConfig {
+        self.config()
+    }
+
+    fn failures_dyn(&self, partition: &Partition) -> Vec<(Key, Arc<Failure>)> {
+        self.failures(partition)
+    }
+
+    fn clear_failure_dyn(&self, key: &Key, partition: &Partition) -> bool {
+        self.core.clear_failure(key, partition)
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -327,6 +327,11 @@ impl Runtime {
         &self.inner
     }
 
+    /// The runtime behind a weak reference, while it exists.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<RuntimeInner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
     /// Registers a pods manager named `name` for pod factory `P`. The declared topology
     /// is checked here: its structure, that every node manager is registered and manages
     /// the node's factory (register node managers and nested pods managers first), and

@@ -6,7 +6,7 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 use tenantry::telemetry::EventKind;
-use tenantry::{CallError, ManagerConfig, RestartPolicy, Runtime};
+use tenantry::{CallError, Error, ManagerConfig, RestartPolicy, Runtime};
 
 #[tokio::test]
 async fn typed_and_json_calls_reach_the_same_state() {
@@ -186,8 +186,13 @@ async fn past_the_restart_bound_the_instance_stops_and_an_event_says_why() {
     }
     let reason = reason.expect("a GaveUp event");
     assert!(reason.contains("restart bound"), "{reason}");
-    // A later get starts a new incarnation.
-    let again = m.get("a", &alpha).await.unwrap();
+    // A get during its backoff is refused (see tests/recovery.rs); a retry starts a new
+    // incarnation.
+    assert!(matches!(
+        m.get("a", &alpha).await,
+        Err(Error::BackingOff { attempt: 1, .. })
+    ));
+    let again = m.retry_now("a", &alpha).await.unwrap();
     assert_eq!(again.call(Get).await.unwrap(), 0);
 }
 

@@ -1,7 +1,9 @@
 //! Admin routes (admin key only): list, onboard and offboard tenants; read and write
 //! config.
 
-use super::{ApiResult, admin_access, decode, json_body, ok, path, query, respond};
+use super::{
+    ApiResult, admin_access, decode, json_body, ok, parse_key, path, query, respond, tenant_access,
+};
 use crate::app::{App, OnboardRequest};
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -108,4 +110,61 @@ pub async fn get_config(
             .ok_or_else(|| ApiError::not_found(format!("no config key {key:?}")))?;
         Ok(ok(json!({"key": key, "value": value})))
     })())
+}
+
+/// `POST /v1/admin/instances/{name}/restart`: starts a failed or backing-off component
+/// instance now.
+pub async fn restart_component(
+    State(app): State<Arc<App>>,
+    params: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    respond(restart_component_inner(&app, params, &headers).await)
+}
+
+async fn restart_component_inner(
+    app: &App,
+    params: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+) -> ApiResult {
+    admin_access(app, headers)?;
+    let name = path(params)?;
+    app.runtime.kernel().restart(&name).await?;
+    let status = app.runtime.kernel().instance(&name).map(|i| i.status);
+    Ok(ok(json!({"instance": name, "status": status})))
+}
+
+/// `POST /v1/admin/partitions/{partition}/instances/{manager}/{key}/restart`: starts a
+/// keyed agent that gave up now, without waiting out its backoff.
+pub async fn restart_agent(
+    State(app): State<Arc<App>>,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    respond(restart_agent_inner(&app, params, &headers).await)
+}
+
+async fn restart_agent_inner(
+    app: &App,
+    params: Result<Path<(String, String, String)>, PathRejection>,
+    headers: &HeaderMap,
+) -> ApiResult {
+    let (partition, manager, key) = path(params)?;
+    let p = tenant_access(app, headers, &partition)?;
+    admin_access(app, headers)?;
+    let key = parse_key(&key)?;
+    let m = app
+        .runtime
+        .manager_dyn(&manager)
+        .filter(|_| !app.is_component_manager(&manager))
+        .ok_or_else(|| ApiError::not_found(format!("no manager named {manager:?}")))?;
+    if !m.clear_failure_dyn(&key, &p) {
+        return Err(ApiError::conflict(format!(
+            "{manager}/{key} has not failed in this partition"
+        )));
+    }
+    m.get_dyn(key.clone(), &p).await?;
+    Ok(ok(
+        json!({"manager": manager, "key": key, "restarted": true}),
+    ))
 }

@@ -61,6 +61,14 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(admin::offboard),
         )
         .route(
+            "/v1/admin/instances/{name}/restart",
+            post(admin::restart_component),
+        )
+        .route(
+            "/v1/admin/partitions/{partition}/instances/{manager}/{key}/restart",
+            post(admin::restart_agent),
+        )
+        .route(
             "/v1/admin/config/{key}",
             put(admin::set_config).get(admin::get_config),
         )

@@ -1,8 +1,9 @@
 //! Partition routes: invoke a handler, list handlers and instances, stop an instance.
 
-use super::{ApiResult, json_body, ok, parse_key, path, query, respond, tenant_access};
+use super::{ApiResult, json_body, ok, parse_key, path, principal, query, respond, tenant_access};
 use crate::app::App;
 use crate::error::ApiError;
+use crate::keys::Principal;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -13,6 +14,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tenantry::Invoke;
+use tenantry::kernel::InstanceStatus;
 
 /// Query parameters of `invoke`.
 #[derive(Debug, Default, Deserialize)]
@@ -75,8 +77,9 @@ pub async fn handlers(
     })())
 }
 
-/// `GET /v1/partitions/{partition}/instances`: component instances and live keyed
-/// instances of the partition.
+/// `GET /v1/partitions/{partition}/instances`: component instances with their status,
+/// and the partition's keyed instances, live or backing off after giving up. Why an
+/// instance failed may hold internal text (a panic's): only the admin key sees it.
 pub async fn instances(
     State(app): State<Arc<App>>,
     params: Result<Path<String>, PathRejection>,
@@ -85,13 +88,17 @@ pub async fn instances(
     respond((|| -> ApiResult {
         let partition = path(params)?;
         let p = tenant_access(&app, &headers, &partition)?;
+        let admin = matches!(principal(&app, &headers)?, Principal::Admin);
         let components: Vec<_> = app
             .runtime
             .kernel()
             .instances()
             .into_iter()
             .filter(|i| i.partition == p)
-            .map(|i| json!({"name": i.name, "factory": i.factory, "status": i.status}))
+            .map(|i| {
+                let status = status_json(&i.status, admin);
+                json!({"name": i.name, "factory": i.factory, "status": status})
+            })
             .collect();
         let mut keyed = Vec::new();
         for name in app.runtime.manager_names() {
@@ -100,12 +107,45 @@ pub async fn instances(
             }
             if let Some(m) = app.runtime.manager_dyn(&name) {
                 for key in m.stats_dyn(&p).keys {
-                    keyed.push(json!({"manager": name, "factory": m.factory(), "key": key}));
+                    keyed.push(json!({
+                        "manager": name, "factory": m.factory(), "key": key,
+                        "status": {"state": "active"},
+                    }));
+                }
+                for (key, failure) in m.failures_dyn(&p) {
+                    let status = status_json(
+                        &InstanceStatus::BackingOff {
+                            error: failure.reason.clone(),
+                            attempt: failure.attempt,
+                            next_try_at_ms: failure
+                                .next_try_at
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as u64),
+                        },
+                        admin,
+                    );
+                    keyed.push(json!({
+                        "manager": name, "factory": m.factory(), "key": key, "status": status,
+                    }));
                 }
             }
         }
         Ok(ok(json!({"components": components, "keyed": keyed})))
     })())
+}
+
+/// A status as the listing shows it: why it failed only for the admin.
+fn status_json(status: &InstanceStatus, admin: bool) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if !admin {
+        let hidden = json!("see the server log (admin)");
+        match status {
+            InstanceStatus::Failed(_) => v["reason"] = hidden,
+            InstanceStatus::BackingOff { .. } => v["reason"]["error"] = hidden,
+            _ => {}
+        }
+    }
+    v
 }
 
 /// `DELETE /v1/partitions/{partition}/instances/{manager}/{key}`: stops and hibernates a

@@ -11,6 +11,7 @@ use super::context::Context;
 use super::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use super::factory::Factory;
 use crate::checkpoint::{self, CheckpointIdentity};
+use crate::failure::Failure;
 use crate::manager::{ManagerCore, PartitionDir, Slot};
 use crate::store::StoreError;
 use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
@@ -76,6 +77,10 @@ pub(crate) struct Actor<F: Factory> {
     pub(crate) initial: Option<Arc<[u8]>>,
     pub(crate) restarts: VecDeque<Instant>,
     pub(crate) metrics: HandlerMetrics,
+    /// Consecutive give-ups of earlier incarnations (they set this one's backoff).
+    pub(crate) failures: u32,
+    /// When this incarnation started.
+    pub(crate) started: tokio::time::Instant,
 }
 
 enum Idle {
@@ -309,12 +314,25 @@ impl<F: Factory> Actor<F> {
             .map_err(Reload::HookCrashed)
     }
 
-    /// Stops without a checkpoint after the restart bound was passed.
+    /// Stops without a checkpoint after the restart bound was passed, leaving a failure
+    /// in its slot: it may start again once the manager's backoff has passed.
     fn give_up(&mut self, reason: String) {
         let id = self.cell.identity.clone();
-        tracing::error!(partition = %id.partition, manager = %id.manager, key = %id.key, %reason, "instance gave up");
+        let backoff = self.core.config.backoff;
+        // An incarnation that outlived the longest delay starts the count anew.
+        let attempt = if self.started.elapsed() > backoff.max {
+            1
+        } else {
+            self.failures.saturating_add(1)
+        };
+        let failure = Arc::new(Failure::new(
+            reason.clone(),
+            attempt,
+            backoff.delay(attempt),
+        ));
+        tracing::error!(partition = %id.partition, manager = %id.manager, key = %id.key, %reason, attempt, retry_in = ?failure.retry_in(), "instance gave up");
         self.cell.mailbox.pause();
-        self.leave_directory();
+        self.leave_directory_failed(failure.clone());
         self.close_mailbox(CallError::Stopped, Vec::new());
         self.ctx.release_all();
         // Children follow their policy here too; stopping them cannot wait in this path.
@@ -332,6 +350,9 @@ impl<F: Factory> Actor<F> {
             .shared
             .telemetry
             .emit(&id, EventKind::GaveUp { reason });
+        if let Some(hook) = self.core.give_up_hook.get() {
+            hook(&id, &failure);
+        }
     }
 
     /// Closes the mailbox and answers whatever is left in it.
@@ -489,8 +510,23 @@ impl<F: Factory> Actor<F> {
         self.dir.remove_if(key, |_, slot| match slot {
             Slot::Live(cell) => Arc::ptr_eq(cell, &self.cell),
             Slot::Stopping(_) => true,
-            Slot::Activating(_) => false,
+            Slot::Activating(_) | Slot::Failed(_) => false,
         });
+    }
+
+    /// Replaces this incarnation's slot (and only it) with its failure.
+    fn leave_directory_failed(&self, failure: Arc<Failure>) {
+        let key = &self.cell.identity.key;
+        if let Some(mut slot) = self.dir.get_mut(key) {
+            let ours = match &*slot {
+                Slot::Live(cell) => Arc::ptr_eq(cell, &self.cell),
+                Slot::Stopping(_) => true,
+                Slot::Activating(_) | Slot::Failed(_) => false,
+            };
+            if ours {
+                *slot = Slot::Failed(failure);
+            }
+        }
     }
 
     /// Undoes the start of a stop: accept letters again and be findable again.

@@ -6,6 +6,7 @@
 //! sets an instance's partition. A service provider is visible to a consumer when it is
 //! in the consumer's partition or unpartitioned (shared) — never another tenant's.
 
+mod recovery;
 mod services;
 
 pub use services::{ServiceRef, ServiceRegistry};
@@ -61,6 +62,16 @@ pub enum InstanceStatus {
     Active,
     /// Its activation failed (why); nothing of it runs.
     Failed(String),
+    /// It gave up after repeated crashes (or failed to start again) and waits out its
+    /// backoff; the kernel starts it again at `next_try_at_ms`.
+    BackingOff {
+        /// Why (the last crash or start failure; may hold a panic's text).
+        error: String,
+        /// Consecutive failures.
+        attempt: u32,
+        /// When the kernel tries again, in milliseconds since the Unix epoch.
+        next_try_at_ms: u64,
+    },
     /// Not started because something it needs is not active (what).
     Blocked(Vec<String>),
 }
@@ -135,11 +146,11 @@ pub(crate) struct KernelState {
 }
 
 /// What `Kernel::placed` finds about an instance.
-struct Placed {
-    manager: Arc<dyn AnyManager>,
-    partition: Partition,
-    properties: Arc<Properties>,
-    provides: &'static [&'static str],
+pub(crate) struct Placed {
+    pub(crate) manager: Arc<dyn AnyManager>,
+    pub(crate) partition: Partition,
+    pub(crate) properties: Arc<Properties>,
+    pub(crate) provides: &'static [&'static str],
 }
 
 /// The ranking property of a service provider (higher wins; ties go to the older).
@@ -192,6 +203,7 @@ impl Kernel {
                 Error::DuplicateManager(name) => Error::DuplicateFactory(name),
                 other => other,
             })?;
+        manager.on_give_up(recovery::hook(Arc::downgrade(self.inner())));
         write(&self.state().factories).insert(
             C::FACTORY.to_owned(),
             FactoryEntry {
@@ -365,9 +377,15 @@ impl Kernel {
     /// reported and nothing of it runs; instances that need it are reported blocked and
     /// not started; the rest runs. Boot again to retry.
     pub async fn boot(&self) -> Result<BootReport, Error> {
+        // Instances backing off are restarted by their recovery, not by boot.
         let pending: Vec<String> = read(&self.state().instances)
             .values()
-            .filter(|r| r.status != InstanceStatus::Active)
+            .filter(|r| {
+                !matches!(
+                    r.status,
+                    InstanceStatus::Active | InstanceStatus::BackingOff { .. }
+                )
+            })
             .map(|r| r.name.clone())
             .collect();
         let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -475,7 +493,7 @@ impl Kernel {
         missing
     }
 
-    fn set_status(&self, name: &str, status: InstanceStatus) {
+    pub(crate) fn set_status(&self, name: &str, status: InstanceStatus) {
         if let Some(r) = write(&self.state().instances).get_mut(name) {
             r.status = status;
         }
@@ -483,7 +501,7 @@ impl Kernel {
 
     /// Where instance `name` lives: its factory's manager, its partition, its properties
     /// and the contracts it provides.
-    fn placed(&self, name: &str) -> Result<Placed, Error> {
+    pub(crate) fn placed(&self, name: &str) -> Result<Placed, Error> {
         let factories = read(&self.state().factories);
         let instances = read(&self.state().instances);
         let record = instances
@@ -500,7 +518,7 @@ impl Kernel {
         })
     }
 
-    async fn activate(&self, name: &str) -> Result<(), Error> {
+    pub(crate) async fn activate(&self, name: &str) -> Result<(), Error> {
         let Placed {
             manager,
             partition,
@@ -583,20 +601,30 @@ impl Kernel {
 
     async fn deactivate(&self, name: &str) -> Result<(), Error> {
         let Placed {
-            manager,
-            partition,
-            provides,
-            ..
+            manager, partition, ..
         } = self.placed(name)?;
         let key = Key::new(name)?;
-        let identity = Identity::new(partition.clone(), manager.name(), key.clone());
         self.inner().bus.unsubscribe_owner(name);
         match manager.stop_dyn(key, &partition).await {
             Ok(()) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
+        self.withdraw(name, InstanceStatus::Registered)
+    }
+
+    /// Takes `name` out of routing (runnables, target routes, subscriptions, services)
+    /// and sets its status; what runs of it is the caller's business.
+    pub(crate) fn withdraw(&self, name: &str, status: InstanceStatus) -> Result<(), Error> {
+        let Placed {
+            manager,
+            partition,
+            provides,
+            ..
+        } = self.placed(name)?;
+        let identity = Identity::new(partition, manager.name(), Key::new(name)?);
+        self.inner().bus.unsubscribe_owner(name);
         if let Some(r) = write(&self.state().instances).get_mut(name) {
-            r.status = InstanceStatus::Registered;
+            r.status = status;
             r.handle = None;
             let mut routes = write(&self.state().routes);
             let slot = (r.factory, r.partition.clone());

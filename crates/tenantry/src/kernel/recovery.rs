@@ -1,0 +1,118 @@
+//! Recovery of components that gave up: backoff, restart, and the admin's restart-now.
+//!
+//! When a component's instance crashes past its restart bound, its manager leaves a
+//! failure in its slot and calls the hook installed here. The kernel then takes the
+//! instance out of routing, marks it `BackingOff` (with the error, the attempt and the
+//! time of the next try) and, once the backoff has passed, activates it again. A start
+//! that fails backs off again, longer. Nothing of the recovery holds the runtime while it
+//! waits (a weak reference), so a shut-down runtime is not kept alive by it.
+
+use super::{InstanceStatus, Kernel, Placed};
+use crate::failure::Failure;
+use crate::manager::GiveUpHook;
+use crate::runtime::RuntimeInner;
+use crate::{Error, Identity, Key, Runtime};
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The hook a component manager calls when one of its instances gives up.
+pub(crate) fn hook(runtime: Weak<RuntimeInner>) -> GiveUpHook {
+    Arc::new(move |identity: &Identity, failure: &Arc<Failure>| {
+        let name = identity.key.to_string();
+        let (runtime, failure) = (runtime.clone(), failure.clone());
+        tokio::spawn(recover(runtime, name, failure));
+    })
+}
+
+fn millis_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn backing_off(failure: &Failure) -> InstanceStatus {
+    InstanceStatus::BackingOff {
+        error: failure.reason.clone(),
+        attempt: failure.attempt,
+        next_try_at_ms: millis_since_epoch(failure.next_try_at),
+    }
+}
+
+/// Whether `name` is still backing off from attempt `attempt` (not removed, not
+/// restarted by the admin meanwhile).
+fn still_backing_off(kernel: &Kernel, name: &str, attempt: u32) -> bool {
+    kernel.instance(name).is_some_and(
+        |i| matches!(i.status, InstanceStatus::BackingOff { attempt: a, .. } if a == attempt),
+    )
+}
+
+async fn recover(runtime: Weak<RuntimeInner>, name: String, failure: Arc<Failure>) {
+    {
+        let Some(rt) = Runtime::upgrade(&runtime) else {
+            return;
+        };
+        if rt.kernel().withdraw(&name, backing_off(&failure)).is_err() {
+            return;
+        }
+    }
+    let mut failure = failure;
+    loop {
+        tokio::time::sleep_until(failure.retry_at).await;
+        let Some(rt) = Runtime::upgrade(&runtime) else {
+            return;
+        };
+        if rt.inner().shared.is_closed() {
+            return;
+        }
+        let kernel = rt.kernel();
+        if !still_backing_off(&kernel, &name, failure.attempt) {
+            return;
+        }
+        match kernel.activate(&name).await {
+            Ok(()) => {
+                tracing::info!(instance = %name, attempt = failure.attempt, "component restarted after backing off");
+                return;
+            }
+            Err(e) => {
+                let backoff = kernel
+                    .placed(&name)
+                    .map(|p| p.manager.config_dyn().backoff)
+                    .unwrap_or_default();
+                let attempt = failure.attempt.saturating_add(1);
+                failure = Arc::new(Failure::new(e.to_string(), attempt, backoff.delay(attempt)));
+                tracing::warn!(instance = %name, attempt, error = %e, "component failed to start again; backing off");
+                kernel.set_status(&name, backing_off(&failure));
+            }
+        }
+    }
+}
+
+impl Kernel {
+    /// Starts a failed or backing-off instance now (the admin's "restart"): its failure is
+    /// forgotten and it activates at once. An active or never-booted instance is not
+    /// failed ([`Error::NotFailed`]).
+    pub async fn restart(&self, name: &str) -> Result<(), Error> {
+        let status = self
+            .instance(name)
+            .ok_or_else(|| Error::UnknownInstance(name.to_owned()))?
+            .status;
+        if !matches!(
+            status,
+            InstanceStatus::Failed(_) | InstanceStatus::BackingOff { .. }
+        ) {
+            return Err(Error::NotFailed(name.to_owned()));
+        }
+        let Placed {
+            manager, partition, ..
+        } = self.placed(name)?;
+        manager.clear_failure_dyn(&Key::new(name)?, &partition);
+        // Its recovery, if waiting, sees the new status and stands down.
+        self.set_status(name, InstanceStatus::Registered);
+        match self.activate(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.set_status(name, InstanceStatus::Failed(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+}
