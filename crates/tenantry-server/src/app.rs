@@ -27,6 +27,9 @@ use tenantry_postgres::{PgOptions, PgStore};
 /// The keyed managers the server hosts (the ones `[managers.<name>]` may configure).
 pub const KEYED_MANAGERS: [&str; 2] = [WORKERS_MANAGER, PODS_MANAGER];
 
+/// The standard providers: instantiated once, unpartitioned, for every tenant.
+const SHARED_PROVIDERS: [&str; 4] = ["config", "credentials", "storage", "logging"];
+
 /// One active tenant.
 #[derive(Debug, Clone)]
 struct Tenant {
@@ -352,6 +355,16 @@ impl App {
         }
     }
 
+    /// The component factories a tenant's instances may be made of: every component
+    /// factory but the shared providers, which belong to the whole runtime.
+    pub fn tenant_factories(&self) -> Vec<&str> {
+        self.component_factories
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !SHARED_PROVIDERS.contains(f))
+            .collect()
+    }
+
     /// Whether `name` is a component factory (its instances are the admin's to manage).
     pub fn is_component_manager(&self, name: &str) -> bool {
         self.component_factories.iter().any(|f| f == name)
@@ -388,6 +401,27 @@ impl App {
             }
         };
         let mut instances = Vec::with_capacity(req.instances.len());
+        for inst in &req.instances {
+            if inst.properties.get("target").is_some() {
+                return Err(ApiError::unprocessable(
+                    "invalid_properties",
+                    format!(
+                        "instance {:?}: leave out `target`: an instance's target is its tenant's partition",
+                        inst.name
+                    ),
+                ));
+            }
+            if !self.tenant_factories().contains(&inst.factory.as_str()) {
+                return Err(ApiError::unprocessable(
+                    "invalid_instance",
+                    format!(
+                        "factory {:?} cannot be instantiated for a tenant (one of: {})",
+                        inst.factory,
+                        self.tenant_factories().join(", ")
+                    ),
+                ));
+            }
+        }
         for inst in req.instances {
             let properties = with_target(&inst.properties, &name)?;
             instances.push(InstanceSpec { properties, ..inst });

@@ -168,7 +168,12 @@ impl From<CallError> for ApiError {
                 Self::hidden(StatusCode::INTERNAL_SERVER_ERROR, "panicked", message)
             }
             CallError::ReplyTooLarge { .. } => Self::unprocessable("reply_too_large", message),
-            CallError::Handler(h) => Self::unprocessable(&h.code, h.message),
+            CallError::Handler(h) => match h.kind {
+                tenantry::RefusalKind::Invalid => Self::unprocessable(&h.code, h.message),
+                tenantry::RefusalKind::Conflict => {
+                    Self::new(StatusCode::CONFLICT, &h.code, h.message)
+                }
+            },
             CallError::UnknownHandler { .. } => Self::not_found(message),
             CallError::InvalidParams { .. } => Self::unprocessable("invalid_params", message),
             CallError::ReplyEncoding { .. } => Self::internal(message),

@@ -1,22 +1,126 @@
 //! The OpenAPI 3.1 document: every route of the API, and one path per bus handler with
 //! its params and reply JSON Schemas.
+//!
+//! The document is exact for its reader: every constraint the server enforces on a path,
+//! query or body is stated (partition, manager, key, node and config-key patterns and
+//! lengths, `timeout_ms`, the body limit, each handler's params), every status a route
+//! can answer is declared, and the values a reader may use are listed where the server
+//! knows them (a tenant key's own partition, the partitions where a factory route has an
+//! instance, the managers and pod nodes). A reader sees only the routes it may call.
 
+use crate::routes::{MAX_CONFIG_SEGMENT, MAX_CONFIG_SEGMENTS, MAX_HTTP_KEY_CHARS, MAX_TIMEOUT_MS};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use tenantry::MAX_PARTITION_LEN;
 use tenantry::bus::{HandlerDescriptor, RouteKind};
 
-fn param(name: &str, location: &str, description: &str, required: bool) -> Value {
+/// Who reads the document, and what the server knows that makes it exact for them.
+#[derive(Debug, Clone, Default)]
+pub struct Reader {
+    /// The admin key: admin routes are listed.
+    pub admin: bool,
+    /// The partitions the reader's tenant routes may name (`None`: any valid name, for a
+    /// reader without a key).
+    pub partitions: Option<Vec<String>>,
+    /// For each component factory, the partitions where it has an active instance.
+    pub factory_partitions: BTreeMap<String, Vec<String>>,
+    /// For each component instance, its partition.
+    pub instance_partitions: BTreeMap<String, String>,
+    /// Keyed managers whose instances a tenant may stop.
+    pub keyed_managers: Vec<String>,
+    /// Pods managers.
+    pub pod_managers: Vec<String>,
+    /// The node names of the pods managers' topologies.
+    pub pod_nodes: Vec<String>,
+    /// Component factories a tenant's instances may be made of (onboarding).
+    pub tenant_factories: Vec<String>,
+    /// The request body limit, in bytes.
+    pub body_limit: usize,
+}
+
+/// A name following the partition rules (partitions, managers, instance names).
+fn name_schema() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_PARTITION_LEN,
+        "pattern": format!("^[A-Za-z0-9][A-Za-z0-9_-]{{0,{}}}$", MAX_PARTITION_LEN - 1)
+    })
+}
+
+/// One of `values`, or any valid name when the server does not list them.
+fn names(values: Option<&[String]>) -> Value {
+    match values {
+        Some(v) => json!({"type": "string", "enum": v}),
+        None => name_schema(),
+    }
+}
+
+fn key_schema() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_HTTP_KEY_CHARS,
+        "pattern": format!(
+            "^[^\\[\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]{{0,{}}}$",
+            MAX_HTTP_KEY_CHARS - 1
+        )
+    })
+}
+
+fn param(name: &str, location: &str, description: &str, required: bool, schema: Value) -> Value {
     json!({
         "name": name,
         "in": location,
         "required": required,
         "description": description,
-        "schema": {"type": "string"}
+        "schema": schema
     })
 }
 
-fn ok_response(result: Value, description: &str) -> Value {
+fn key_param(location: &str, description: &str) -> Value {
+    param("key", location, description, true, key_schema())
+}
+
+fn timeout_param() -> Value {
+    param(
+        "timeout_ms",
+        "query",
+        "The call timeout in milliseconds (default: the manager's).",
+        false,
+        json!({"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MS}),
+    )
+}
+
+/// What each status means, for the declared responses.
+fn status_text(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "A path, query or body the server refuses: malformed JSON, an invalid name, key or timeout."
+        }
+        401 => "No API key, or an unknown one.",
+        403 => "The key may not use this route or partition.",
+        404 => "No such route, tenant, handler, target, manager, instance, pod or node.",
+        409 => {
+            "A conflict with the current state (already onboarded, data retained, not failed, a version conflict)."
+        }
+        413 => "The request body is over the limit.",
+        422 => {
+            "Params or body that decode but are refused: an invalid field, or the handler's own refusal (its code names why)."
+        }
+        429 => "A mailbox is full or a limit is reached.",
+        500 => "An internal error; the message names an error id to find in the server log.",
+        503 => {
+            "The store is unavailable, the instance is backing off after crashes (see Retry-After), or the server is shutting down."
+        }
+        504 => "The handler did not answer within the timeout.",
+        _ => "An error.",
+    }
+}
+
+fn ok_response(result: Value) -> Value {
     json!({
-        "description": description,
+        "description": "Success.",
         "content": {"application/json": {"schema": {
             "type": "object",
             "required": ["ok", "result"],
@@ -25,30 +129,56 @@ fn ok_response(result: Value, description: &str) -> Value {
     })
 }
 
-fn errors() -> Value {
+fn responses(ok: Value, errors: &[u16]) -> Value {
+    let mut out = Map::new();
+    out.insert("200".into(), ok);
+    for status in errors {
+        out.insert(
+            status.to_string(),
+            json!({
+                "description": status_text(*status),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Statuses of routes that take a tenant partition.
+const TENANT_ERRORS: &[u16] = &[400, 401, 403, 404, 500];
+/// Statuses of a handler call.
+const INVOKE_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504];
+/// Statuses of routes that start or stop instances.
+const LIFECYCLE_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 422, 429, 500, 503];
+
+fn op(summary: &str, tag: &str, params: Vec<Value>, errors: &[u16], result: Value) -> Value {
     json!({
-        "description": "An error: 400 malformed JSON or partition name, 401 missing or unknown key, \
-            403 another partition's key or a tenant key on an admin route, 404 unknown handler, \
-            target or instance, 409 conflict, 413 body over the limit, 422 invalid params, \
-            429 mailbox full or limit reached, 503 store unavailable, 504 handler timeout",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        "summary": summary,
+        "tags": [tag],
+        "parameters": params,
+        "responses": responses(ok_response(result), errors)
     })
 }
 
-fn op(summary: &str, tags: &str, params: Vec<Value>, body: Option<Value>, result: Value) -> Value {
-    let mut o = json!({
-        "summary": summary,
-        "tags": [tags],
-        "parameters": params,
-        "responses": {"200": ok_response(result, "success"), "default": errors()}
-    });
-    if let (Some(body), Some(map)) = (body, o.as_object_mut()) {
+/// `op` with a JSON body of `schema` (at most the body limit). An empty body reads as
+/// `{}`, so the body is required only when the schema requires properties.
+fn with_body(mut operation: Value, schema: Value, limit: usize) -> Value {
+    let required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty());
+    if let Some(map) = operation.as_object_mut() {
         map.insert(
             "requestBody".into(),
-            json!({"content": {"application/json": {"schema": body}}}),
+            json!({
+                "required": required,
+                "description": format!("JSON, at most {limit} bytes (413 over it)."),
+                "x-tenantry-max-body-bytes": limit,
+                "content": {"application/json": {"schema": schema}}
+            }),
         );
     }
-    o
+    operation
 }
 
 /// A handler schema made self-contained: schemars puts definitions under `$defs` and
@@ -67,128 +197,274 @@ fn standalone(schema: &Value, route: &str, part: &str) -> Value {
     s
 }
 
-/// The document, listing `handlers` (what the reader may call) as invoke paths.
-pub fn document(handlers: &[HandlerDescriptor]) -> Value {
-    let p = || param("partition", "path", "The tenant's partition.", true);
-    let any = json!({});
-    let mut paths = Map::new();
+fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
+    let p = || {
+        param(
+            "partition",
+            "path",
+            "The tenant's partition.",
+            true,
+            names(r.partitions.as_deref()),
+        )
+    };
+    let limit = r.body_limit;
     paths.insert(
         "/v1/partitions/{partition}/invoke/{handler}".into(),
-        json!({"post": op(
+        json!({"post": with_body(op(
             "Invoke a bus handler in the partition (the handler paths below give each one's schemas).",
             "partitions",
-            vec![p(), param("handler", "path", "`instance.runnable`, `factory.runnable` or `manager.handler`.", true),
-                 param("key", "query", "The key of a keyed instance.", false),
-                 param("timeout_ms", "query", "The call timeout in milliseconds.", false)],
-            Some(json!({"description": "The handler's params."})),
-            any.clone())}),
+            vec![p(),
+                 param("handler", "path", "`instance.runnable`, `factory.runnable` or `manager.handler`.", true,
+                       json!({"type": "string", "minLength": 1})),
+                 param("key", "query", "The key of a keyed instance.", false, key_schema()),
+                 timeout_param()],
+            INVOKE_ERRORS,
+            json!({})), json!({"description": "The handler's params."}), limit)}),
     );
     paths.insert(
         "/v1/partitions/{partition}/handlers".into(),
         json!({"get": op("The handlers visible to the partition, with descriptions and JSON Schemas.",
-            "partitions", vec![p()], None, json!({"type": "array"}))}),
+            "partitions", vec![p()], TENANT_ERRORS, json!({"type": "array"}))}),
     );
     paths.insert(
         "/v1/partitions/{partition}/instances".into(),
-        json!({"get": op("The partition's component instances and live keyed instances.",
-            "partitions", vec![p()], None, json!({"type": "object"}))}),
+        json!({"get": op("The partition's component instances and keyed instances (live or backing off), with their status.",
+            "partitions", vec![p()], TENANT_ERRORS, json!({"type": "object"}))}),
     );
     paths.insert(
         "/v1/partitions/{partition}/instances/{manager}/{key}".into(),
         json!({"delete": op("Stop and hibernate a keyed instance.", "partitions",
-            vec![p(), param("manager", "path", "The manager.", true), param("key", "path", "The key.", true)],
-            None, json!({"type": "object"}))}),
+            vec![p(), param("manager", "path", "The keyed manager.", true, names(Some(&r.keyed_managers))),
+                 key_param("path", "The key.")],
+            LIFECYCLE_ERRORS, json!({"type": "object"}))}),
+    );
+    paths.insert(
+        "/v1/partitions/{partition}/metrics".into(),
+        json!({"get": {
+            "summary": "The partition's own Prometheus series (text).",
+            "tags": ["partitions"],
+            "parameters": [p()],
+            "responses": {
+                "200": {"description": "Prometheus text.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "400": {"description": status_text(400), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "401": {"description": status_text(401), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "403": {"description": status_text(403), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "404": {"description": status_text(404), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "503": {"description": status_text(503), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        }}),
     );
     let pod_params = || {
         vec![
             p(),
-            param("manager", "path", "The pods manager.", true),
-            param("key", "path", "The pod's key.", true),
+            param(
+                "manager",
+                "path",
+                "The pods manager.",
+                true,
+                names(Some(&r.pod_managers)),
+            ),
+            key_param("path", "The pod's key."),
         ]
     };
     paths.insert(
         "/v1/partitions/{partition}/pods/{manager}/{key}".into(),
         json!({
             "post": op("Get (or thaw) a pod and reconcile it; returns the report and the node snapshot.",
-                "pods", pod_params(), None, json!({"type": "object"})),
-            "get": op("The node snapshot of a running pod.", "pods", pod_params(), None, json!({"type": "object"}))
+                "pods", pod_params(), LIFECYCLE_ERRORS, json!({"type": "object"})),
+            "get": op("The node snapshot of a running pod (404 when it is not running).", "pods",
+                pod_params(), TENANT_ERRORS, json!({"type": "object"}))
         }),
     );
     let mut node_params = pod_params();
-    node_params.push(param("node", "path", "The node's name.", true));
+    node_params.push(param(
+        "node",
+        "path",
+        "The node's name.",
+        true,
+        json!({"type": "string", "enum": r.pod_nodes}),
+    ));
     paths.insert(
         "/v1/partitions/{partition}/pods/{manager}/{key}/nodes/{node}".into(),
-        json!({"post": op("Ensure a node of the pod runs.", "pods", node_params, None, json!({"type": "object"}))}),
+        json!({"post": op("Ensure a node of the pod runs.", "pods", node_params, LIFECYCLE_ERRORS,
+            json!({"type": "object"}))}),
     );
+}
+
+fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
+    let admin_errors: &[u16] = &[401, 403, 500];
+    let limit = r.body_limit;
+    let instance = json!({
+        "type": "object",
+        "required": ["factory", "name"],
+        "additionalProperties": false,
+        "properties": {
+            "factory": {"type": "string", "enum": r.tenant_factories},
+            "name": name_schema(),
+            "properties": {
+                "type": ["object", "null"],
+                "description": "The instance's properties; `target` is set to the tenant's partition.",
+                "not": {"required": ["target"]}
+            }
+        }
+    });
     paths.insert(
         "/v1/admin/partitions".into(),
         json!({
-            "get": op("List tenants (admin).", "admin", vec![], None, json!({"type": "array"})),
-            "post": op("Onboard a tenant (admin); the reply holds its API key, shown this once.", "admin", vec![],
-                Some(json!({"type": "object", "required": ["partition"], "properties": {
-                    "partition": {"type": "string"},
-                    "config": {"type": "object"},
-                    "instances": {"type": "array", "items": {"type": "object", "required": ["factory", "name"],
-                        "properties": {"factory": {"type": "string"}, "name": {"type": "string"}, "properties": {"type": "object"}}}}
-                }})),
-                json!({"type": "object", "properties": {"partition": {"type": "string"}, "api_key": {"type": "string"}}}))
+            "get": op("List tenants (admin).", "admin", vec![], admin_errors, json!({"type": "array"})),
+            "post": with_body(op("Onboard a tenant (admin); the reply holds its API key, shown this once. A name offboarded without purge is refused (409) unless `restore` is true.",
+                "admin", vec![], &[400, 401, 403, 404, 409, 413, 422, 500, 503],
+                json!({"type": "object", "properties": {"partition": {"type": "string"}, "api_key": {"type": "string"}}})),
+                json!({"type": "object", "required": ["partition"], "additionalProperties": false, "properties": {
+                    "partition": name_schema(),
+                    "config": {"type": ["object", "null"]},
+                    "instances": {"type": "array", "maxItems": 64, "items": instance},
+                    "restore": {"type": "boolean"}
+                }}), limit)
         }),
     );
     paths.insert(
         "/v1/admin/partitions/{partition}".into(),
-        json!({"delete": op("Offboard a tenant (admin); `purge=true` also deletes its checkpoints, storage, credentials and config.",
-            "admin", vec![p(), param("purge", "query", "true to delete the tenant's data.", false)], None, json!({"type": "object"}))}),
+        json!({"delete": op("Offboard a tenant (admin). Its data stays (retained) unless `purge=true` deletes its checkpoints, storage, credentials and config; `purge=true` also clears the data an earlier offboarding retained.",
+            "admin", vec![param("partition", "path", "The tenant's partition.", true, name_schema()),
+                          param("purge", "query", "true to delete the tenant's data.", false, json!({"type": "boolean"}))],
+            &[400, 401, 403, 404, 500, 503], json!({"type": "object"}))}),
+    );
+    let config_key = param(
+        "key",
+        "path",
+        "The dotted key.",
+        true,
+        json!({
+            "type": "string",
+            "minLength": 1,
+            "pattern": format!(
+                "^[A-Za-z0-9_-]{{1,{MAX_CONFIG_SEGMENT}}}(\\.[A-Za-z0-9_-]{{1,{MAX_CONFIG_SEGMENT}}}){{0,{}}}$",
+                MAX_CONFIG_SEGMENTS - 1
+            )
+        }),
     );
     paths.insert(
         "/v1/admin/config/{key}".into(),
         json!({
-            "put": op("Write a config value by dotted key (admin).", "admin",
-                vec![param("key", "path", "The dotted key.", true)], Some(json!({"description": "Any JSON value."})), json!({"type": "object"})),
+            "put": with_body(op("Write a config value by dotted key (admin).", "admin",
+                vec![config_key.clone()], &[400, 401, 403, 413, 500, 503], json!({"type": "object"})),
+                json!({"description": "Any JSON value."}), limit),
             "get": op("Read a config value by dotted key (admin).", "admin",
-                vec![param("key", "path", "The dotted key.", true)], None, json!({"type": "object"}))
+                vec![config_key], &[400, 401, 403, 404, 500], json!({"type": "object"}))
         }),
     );
-    for (route, summary) in [
-        ("/healthz", "Liveness."),
-        (
-            "/readyz",
-            "Readiness (503 while starting or shutting down).",
-        ),
-        ("/metrics", "Prometheus metrics (text)."),
-        ("/openapi.json", "This document."),
-    ] {
-        paths.insert(
-            route.into(),
-            json!({"get": {"summary": summary, "tags": ["ops"], "security": [],
-                "responses": {"200": {"description": "success"}}}}),
-        );
+    paths.insert(
+        "/v1/admin/instances/{name}/restart".into(),
+        json!({"post": op("Start a failed or backing-off component instance now (admin).", "admin",
+            vec![param("name", "path", "The instance name.", true, name_schema())],
+            &[400, 401, 403, 404, 409, 422, 500, 503], json!({"type": "object"}))}),
+    );
+    paths.insert(
+        "/v1/admin/partitions/{partition}/instances/{manager}/{key}/restart".into(),
+        json!({"post": op("Start a keyed instance that gave up now, without waiting out its backoff (admin).", "admin",
+            vec![param("partition", "path", "The tenant's partition.", true, names(r.partitions.as_deref())),
+                 param("manager", "path", "The keyed manager.", true, names(Some(&r.keyed_managers))),
+                 key_param("path", "The key.")],
+            LIFECYCLE_ERRORS, json!({"type": "object"}))}),
+    );
+    paths.insert(
+        "/metrics".into(),
+        json!({"get": {"summary": "Prometheus metrics of every tenant (text); the admin key or the metrics token.",
+            "tags": ["ops"],
+            "responses": {
+                "200": {"description": "Prometheus text.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "401": {"description": status_text(401), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "403": {"description": status_text(403), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "503": {"description": status_text(503), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }}}),
+    );
+}
+
+fn ops_routes(paths: &mut Map<String, Value>) {
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+    paths.insert(
+        "/healthz".into(),
+        json!({"get": {"summary": "Liveness.", "tags": ["ops"], "security": [],
+            "responses": {"200": ok_response(json!({"type": "object"}))}}}),
+    );
+    paths.insert(
+        "/readyz".into(),
+        json!({"get": {"summary": "Readiness (503 while starting or shutting down).", "tags": ["ops"], "security": [],
+            "responses": {"200": ok_response(json!({"type": "object"})),
+                          "503": {"description": status_text(503), "content": error}}}}),
+    );
+    paths.insert(
+        "/openapi.json".into(),
+        json!({"get": {"summary": "This document, for the key that reads it.", "tags": ["ops"], "security": [],
+            "responses": {"200": {"description": "The OpenAPI document.",
+                "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
+    );
+}
+
+/// The partitions a handler route may name for this reader.
+fn handler_partitions(h: &HandlerDescriptor, r: &Reader) -> Value {
+    let prefix = h.route.rsplit_once('.').map_or("", |(p, _)| p);
+    let listed = match h.kind {
+        RouteKind::Instance => r.instance_partitions.get(prefix).map(|p| vec![p.clone()]),
+        RouteKind::Factory => r.factory_partitions.get(prefix).cloned(),
+        RouteKind::Keyed => None,
+    };
+    match (listed, &r.partitions) {
+        (Some(mut found), Some(reach)) => {
+            found.retain(|p| reach.contains(p));
+            names(Some(&found))
+        }
+        (_, reach) => names(reach.as_deref()),
     }
+}
+
+/// The document for `reader`, listing `handlers` (what it may call) as invoke paths.
+pub fn document(handlers: &[HandlerDescriptor], reader: &Reader) -> Value {
+    let mut paths = Map::new();
+    tenant_routes(&mut paths, reader);
+    if reader.admin {
+        admin_routes(&mut paths, reader);
+    }
+    ops_routes(&mut paths);
     let mut seen = std::collections::BTreeSet::new();
     for h in handlers {
         if !seen.insert(h.route.clone()) {
             continue;
         }
-        let mut params = vec![p()];
+        let mut params = vec![param(
+            "partition",
+            "path",
+            "The tenant's partition.",
+            true,
+            handler_partitions(h, reader),
+        )];
         if h.kind == RouteKind::Keyed {
-            params.push(param("key", "query", "The instance key.", true));
+            params.push(key_param("query", "The instance key."));
         }
-        params.push(param(
-            "timeout_ms",
-            "query",
-            "The call timeout in milliseconds.",
-            false,
-        ));
-        let mut operation = op(
-            &h.description,
-            "handlers",
-            params,
-            Some(standalone(&h.params_schema, &h.route, "params")),
-            standalone(&h.reply_schema, &h.route, "reply"),
+        params.push(timeout_param());
+        let mut operation = with_body(
+            op(
+                &format!(
+                    "{} (replies over {} bytes of JSON are refused with 422 reply_too_large)",
+                    h.description, h.max_reply_bytes
+                ),
+                "handlers",
+                params,
+                INVOKE_ERRORS,
+                standalone(&h.reply_schema, &h.route, "reply"),
+            ),
+            standalone(&h.params_schema, &h.route, "params"),
+            reader.body_limit,
         );
         if let Some(map) = operation.as_object_mut() {
             map.insert(
                 "operationId".into(),
                 Value::String(format!("invoke:{}", h.route)),
+            );
+            map.insert(
+                "x-tenantry-max-reply-bytes".into(),
+                json!(h.max_reply_bytes),
             );
         }
         paths.insert(
@@ -201,7 +477,7 @@ pub fn document(handlers: &[HandlerDescriptor]) -> Value {
         "info": {
             "title": "Tenantry",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "A multi-tenant runtime for durable agents and components."
+            "description": "A multi-tenant runtime for durable agents and components. Every answer is JSON: `{\"ok\": true, \"result\": ...}` or `{\"ok\": false, \"error\": {\"code\", \"message\"}}`."
         },
         "security": [{"bearer": []}],
         "components": {

@@ -59,7 +59,7 @@ impl Message for Notes {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Work {
-    /// How long the work takes, in milliseconds (at most 10,000).
+    /// How long the work takes, in milliseconds (at most 1,000).
     pub millis: Bounded<0, MAX_WORK_MILLIS>,
 }
 
@@ -71,7 +71,7 @@ impl Message for Work {
 }
 
 /// The longest `work` accepted, in milliseconds.
-pub const MAX_WORK_MILLIS: u64 = 10_000;
+pub const MAX_WORK_MILLIS: u64 = 1_000;
 
 impl Factory for Worker {
     const NAME: &'static str = "worker";
@@ -90,7 +90,7 @@ impl Factory for Worker {
 impl Handler<Note> for Worker {
     async fn handle(&mut self, m: Note, _: &mut Context) -> Result<usize, HandlerError> {
         if self.notes.len() >= MAX_NOTES {
-            return Err(HandlerError::with_code(
+            return Err(HandlerError::conflict(
                 "notes_full",
                 format!("this worker keeps at most {MAX_NOTES} notes"),
             ));

@@ -300,3 +300,99 @@ async fn the_admin_restarts_failed_instances_only() {
     assert_eq!(v["result"]["components"][0]["status"]["state"], "active");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_what_the_server_enforces() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let doc = c.get("/openapi.json", Some(ACME)).await.json();
+    let paths = doc["paths"].as_object().unwrap();
+    // A tenant's document: its own partition only, its own routes only.
+    for (path, item) in paths {
+        assert!(
+            !path.starts_with("/v1/admin") && path != "/metrics",
+            "{path}"
+        );
+        assert!(!path.contains("mysql-db"), "{path}: globex's component");
+        for op in item.as_object().unwrap().values() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == "partition" {
+                    assert_eq!(
+                        p["schema"],
+                        json!({"type": "string", "enum": ["acme"]}),
+                        "{path}"
+                    );
+                }
+            }
+        }
+    }
+    let invoke = &paths["/v1/partitions/{partition}/invoke/workspace_workers.note"]["post"];
+    let params = invoke["parameters"].as_array().unwrap();
+    let key = params.iter().find(|p| p["name"] == "key").unwrap();
+    assert_eq!(key["required"], true);
+    assert_eq!(key["schema"]["maxLength"], 256);
+    let timeout = params.iter().find(|p| p["name"] == "timeout_ms").unwrap();
+    assert_eq!(timeout["schema"]["maximum"], 60_000);
+    for status in [
+        "400", "401", "403", "404", "409", "413", "422", "429", "500", "503", "504",
+    ] {
+        assert!(invoke["responses"][status].is_object(), "{status} declared");
+    }
+    assert_eq!(invoke["requestBody"]["x-tenantry-max-body-bytes"], 1 << 20);
+    assert_eq!(invoke["x-tenantry-max-reply-bytes"], 1 << 20);
+    let body = &invoke["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["properties"]["text"]["maxLength"], 1000);
+    assert_eq!(body["additionalProperties"], false);
+    // The admin's document has the admin routes.
+    let admin = c.get("/openapi.json", Some(ADMIN)).await.json();
+    assert!(admin["paths"]["/v1/admin/partitions"]["post"].is_object());
+    assert!(admin["paths"]["/v1/admin/instances/{name}/restart"]["post"].is_object());
+
+    // What the document states, the server enforces.
+    let note = |query: String| async move {
+        c.invoke(
+            "acme",
+            "workspace_workers.note",
+            &query,
+            ACME,
+            &json!({"text": "x"}),
+        )
+        .await
+    };
+    for (query, code) in [
+        ("?key=k&timeout_ms=0".to_owned(), "invalid_timeout"),
+        ("?key=k&timeout_ms=60001".to_owned(), "invalid_timeout"),
+        (format!("?key={}", "k".repeat(257)), "invalid_key"),
+        ("?key=%5B%22a%22%5D".to_owned(), "invalid_key"),
+    ] {
+        let r = note(query.clone()).await;
+        assert_eq!((r.status, r.code()), (400, code.to_owned()), "{query}");
+    }
+    assert_eq!(note(format!("?key={}", "k".repeat(256))).await.status, 200);
+    let r = c.get("/v1/admin/config/a..b", Some(ADMIN)).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_config_key"));
+    // Onboarding makes tenants of application factories only, never a shared provider.
+    let r = c
+        .post(
+            "/v1/admin/partitions",
+            Some(ADMIN),
+            &json!({"partition": "hooli", "instances": [{"factory": "config", "name": "cfg-hooli"}]}),
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_instance"));
+    // A handler refused by state (no db_url for a tenant) is a 409, not a 422.
+    let r = c
+        .post(
+            "/v1/admin/partitions",
+            Some(ADMIN),
+            &json!({"partition": "hooli", "instances": [{"factory": "tenant-db", "name": "tdb-hooli"}]}),
+        )
+        .await;
+    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    let r = c
+        .invoke("hooli", QUERY, "", &key, &json!({"sql": "x"}))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (409, "no_db_url"));
+    server.shutdown().await;
+}

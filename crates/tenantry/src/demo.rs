@@ -90,7 +90,7 @@ impl Db {
         let tenant = ctx.partition().name().unwrap_or("shared").to_owned();
         let db_url = self.db_url.get();
         if db_url.is_empty() {
-            return Err(HandlerError::with_code(
+            return Err(HandlerError::conflict(
                 "no_db_url",
                 format!("no db_url configured for {tenant}"),
             ));

@@ -17,15 +17,27 @@ pub struct HandlerError {
     pub code: String,
     /// A human-readable message.
     pub message: String,
+    /// What kind of refusal it is (the gateway answers 422 or 409 by it).
+    #[serde(default)]
+    pub kind: RefusalKind,
+}
+
+/// What kind of refusal a [`HandlerError`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// The request itself is wrong (the default; HTTP 422).
+    #[default]
+    Invalid,
+    /// The request is fine but the state it meets refuses it: a missing setting, a full
+    /// list (HTTP 409).
+    Conflict,
 }
 
 impl HandlerError {
     /// An error with the default code.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            code: "handler_error".into(),
-            message: message.into(),
-        }
+        Self::with_code("handler_error", message)
     }
 
     /// An error with a code of the handler's choosing.
@@ -33,6 +45,16 @@ impl HandlerError {
         Self {
             code: code.into(),
             message: message.into(),
+            kind: RefusalKind::Invalid,
+        }
+    }
+
+    /// A refusal by the state the request met, not by the request (see
+    /// [`RefusalKind::Conflict`]).
+    pub fn conflict(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: RefusalKind::Conflict,
+            ..Self::with_code(code, message)
         }
     }
 }

@@ -70,10 +70,49 @@ impl<const MIN: u64, const MAX: u64> Serialize for Bounded<MIN, MAX> {
 
 impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = u64::deserialize(d)?;
-        Self::new(value).ok_or_else(|| {
-            serde::de::Error::custom(format!("{value} is out of bounds: {MIN} to {MAX}"))
-        })
+        d.deserialize_any(BoundedVisitor::<MIN, MAX>)
+    }
+}
+
+/// Takes what JSON Schema calls an integer: any number with no fractional part (`17`,
+/// `17.0`, `-3`), then checks the bounds.
+struct BoundedVisitor<const MIN: u64, const MAX: u64>;
+
+impl<const MIN: u64, const MAX: u64> BoundedVisitor<MIN, MAX> {
+    fn check<E: serde::de::Error>(value: u64) -> Result<Bounded<MIN, MAX>, E> {
+        Bounded::new(value)
+            .ok_or_else(|| E::custom(format!("{value} is out of bounds: {MIN} to {MAX}")))
+    }
+
+    fn out_of_bounds<E: serde::de::Error>(shown: impl fmt::Display) -> E {
+        E::custom(format!("{shown} is out of bounds: {MIN} to {MAX}"))
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> serde::de::Visitor<'de> for BoundedVisitor<MIN, MAX> {
+    type Value = Bounded<MIN, MAX>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an integer from {MIN} to {MAX}")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Self::check(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        u64::try_from(v).map_or_else(|_| Err(Self::out_of_bounds(v)), Self::check)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() != 0.0 || !v.is_finite() {
+            return Err(E::invalid_type(serde::de::Unexpected::Float(v), &self));
+        }
+        // Integral and finite: exact as u64 when within its range.
+        if v < 0.0 || v > u64::MAX as f64 {
+            return Err(Self::out_of_bounds(v));
+        }
+        Self::check(v as u64)
     }
 }
 

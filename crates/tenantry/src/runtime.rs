@@ -481,6 +481,24 @@ impl Runtime {
         self.inner.manager_names()
     }
 
+    /// The names of the pods managers, sorted.
+    pub fn pod_manager_names(&self) -> Vec<String> {
+        let pods = self.inner.pods.read().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = pods.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The topology a pods manager declared.
+    pub fn pod_topology(&self, manager: &str) -> Option<Topology> {
+        self.inner
+            .pods
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(manager)
+            .map(|d| d.topology.clone())
+    }
+
     /// The component kernel.
     pub fn kernel(&self) -> Kernel {
         Kernel::new(self.clone())

@@ -2,7 +2,8 @@
 //! config.
 
 use super::{
-    ApiResult, admin_access, decode, json_body, ok, parse_key, path, query, respond, tenant_access,
+    ApiResult, admin_access, decode, json_body, ok, parse_config_key, parse_key, path, query,
+    respond, tenant_access,
 };
 use crate::app::{App, OnboardRequest};
 use crate::error::ApiError;
@@ -91,6 +92,7 @@ async fn set_inner(
 ) -> ApiResult {
     admin_access(app, headers)?;
     let key = path(params)?;
+    parse_config_key(&key)?;
     let value = json_body(body)?;
     app.set_config(&key, value.clone()).await?;
     Ok(ok(json!({"key": key, "value": value})))
@@ -105,6 +107,7 @@ pub async fn get_config(
     respond((|| -> ApiResult {
         admin_access(&app, &headers)?;
         let key = path(params)?;
+        parse_config_key(&key)?;
         let value = app
             .get_config(&key)?
             .ok_or_else(|| ApiError::not_found(format!("no config key {key:?}")))?;

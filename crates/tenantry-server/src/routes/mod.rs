@@ -212,14 +212,68 @@ pub fn parse_partition(name: &str) -> Result<Partition, ApiError> {
     Partition::new(name).map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))
 }
 
-/// An instance key from a path or query: a string, or a structured key as a JSON array.
+/// The longest key taken over HTTP, in characters (at most 4 bytes each: within the
+/// library's byte limit).
+pub const MAX_HTTP_KEY_CHARS: usize = 256;
+
+/// The longest call timeout a request may ask for, in milliseconds.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// An instance key from a path or query: a plain string key of 1 to 256 characters with
+/// no control characters, not starting with `[` (structured keys are the library's; the
+/// HTTP API states its keys exactly in its OpenAPI document).
 pub fn parse_key(s: &str) -> Result<Key, ApiError> {
-    let key = if s.starts_with('[') {
-        Key::from_encoded(s)
+    let chars = s.chars().count();
+    if chars > MAX_HTTP_KEY_CHARS {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            format!(
+                "invalid key: {chars} characters is longer than the {MAX_HTTP_KEY_CHARS}-character limit"
+            ),
+        ));
+    }
+    Key::new(s).map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
+}
+
+/// A call timeout from a query (400 outside 1 to 60,000 ms).
+pub fn parse_timeout(ms: Option<u64>) -> Result<Option<std::time::Duration>, ApiError> {
+    match ms {
+        None => Ok(None),
+        Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => {
+            Ok(Some(std::time::Duration::from_millis(ms)))
+        }
+        Some(ms) => Err(ApiError::bad_request(
+            "invalid_timeout",
+            format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, not {ms}"),
+        )),
+    }
+}
+
+/// The longest config key segment, and the most segments, taken over HTTP.
+pub const MAX_CONFIG_SEGMENT: usize = 64;
+/// See [`MAX_CONFIG_SEGMENT`].
+pub const MAX_CONFIG_SEGMENTS: usize = 16;
+
+/// A dotted config key from a path: 1 to 16 segments of 1 to 64 of `A-Z a-z 0-9 _ -`.
+pub fn parse_config_key(key: &str) -> Result<&str, ApiError> {
+    let segments: Vec<&str> = key.split('.').collect();
+    let valid = segments.len() <= MAX_CONFIG_SEGMENTS
+        && segments.iter().all(|s| {
+            (1..=MAX_CONFIG_SEGMENT).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if valid {
+        Ok(key)
     } else {
-        Key::new(s)
-    };
-    key.map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
+        Err(ApiError::bad_request(
+            "invalid_config_key",
+            format!(
+                "invalid config key {key:?}: 1 to {MAX_CONFIG_SEGMENTS} dot-separated segments \
+                 of 1 to {MAX_CONFIG_SEGMENT} ASCII letters, digits, '_' or '-'"
+            ),
+        ))
+    }
 }
 
 /// Path parameters, or 400.

@@ -4,14 +4,18 @@ use super::{ApiResult, admin_access, bearer, ok, path, principal, respond, tenan
 use crate::app::App;
 use crate::error::ApiError;
 use crate::keys::Principal;
+use crate::openapi::Reader;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tenantry::Partition;
 use tenantry::bus::RouteKind;
+use tenantry::kernel::InstanceStatus;
+use tenantry::pod::topology::node_label;
 
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> Response {
@@ -81,14 +85,16 @@ fn prometheus_text(only: Option<&Partition>) -> ApiResult {
         .into_response())
 }
 
-/// `GET /openapi.json`: the whole API with every handler's schemas. Without a key it
-/// lists the generic routes (factory and keyed handlers); with a tenant key it adds that
-/// tenant's instance routes; with the admin key, every route.
+/// `GET /openapi.json`: the whole API with every handler's schemas, exact for the key
+/// that reads it. Without a key it lists the generic routes (factory and keyed handlers,
+/// any valid partition name); with a tenant key, that tenant's partition and routes; with
+/// the admin key, every route and the active tenants.
 pub async fn openapi(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let handlers = match principal(&app, &headers) {
-        Ok(Principal::Admin) => app.runtime.bus().handlers(),
-        Ok(Principal::Tenant(p)) => app.runtime.bus_for(&p).handlers(),
-        Err(_) => app
+    let who = principal(&app, &headers).ok();
+    let handlers = match &who {
+        Some(Principal::Admin) => app.runtime.bus().handlers(),
+        Some(Principal::Tenant(p)) => app.runtime.bus_for(p).handlers(),
+        None => app
             .runtime
             .bus()
             .handlers()
@@ -96,10 +102,63 @@ pub async fn openapi(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
             .filter(|h| h.kind != RouteKind::Instance)
             .collect(),
     };
+    let reader = reader(&app, who.as_ref());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document(&handlers).to_string(),
+        crate::openapi::document(&handlers, &reader).to_string(),
     )
         .into_response()
+}
+
+/// What the document may list for `who`.
+fn reader(app: &App, who: Option<&Principal>) -> Reader {
+    // A tenant key's partition is fixed; the admin's tenants change while it works, so
+    // its document states the name rules only (404 names no tenant).
+    let partitions = match who {
+        Some(Principal::Tenant(p)) => Some(p.name().map(str::to_owned).into_iter().collect()),
+        _ => None,
+    };
+    let mut factory_partitions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut instance_partitions = BTreeMap::new();
+    for i in app.runtime.kernel().instances() {
+        let Some(p) = i.partition.name() else {
+            continue;
+        };
+        if i.status == InstanceStatus::Active {
+            factory_partitions
+                .entry(i.factory.clone())
+                .or_default()
+                .push(p.to_owned());
+        }
+        instance_partitions.insert(i.name.clone(), p.to_owned());
+    }
+    let pod_managers = app.runtime.pod_manager_names();
+    let mut pod_nodes: Vec<String> = pod_managers
+        .iter()
+        .filter_map(|m| app.runtime.pod_topology(m))
+        .flat_map(|t| t.nodes.into_iter().map(|n| node_label(&n.name)))
+        .collect();
+    pod_nodes.sort();
+    pod_nodes.dedup();
+    Reader {
+        admin: matches!(who, Some(Principal::Admin)),
+        partitions,
+        factory_partitions,
+        instance_partitions,
+        keyed_managers: app
+            .runtime
+            .manager_names()
+            .into_iter()
+            .filter(|m| !app.is_component_manager(m))
+            .collect(),
+        pod_managers,
+        pod_nodes,
+        tenant_factories: app
+            .tenant_factories()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        body_limit: app.settings.limits.body_limit,
+    }
 }

@@ -1,6 +1,9 @@
 //! Partition routes: invoke a handler, list handlers and instances, stop an instance.
 
-use super::{ApiResult, json_body, ok, parse_key, path, principal, query, respond, tenant_access};
+use super::{
+    ApiResult, json_body, ok, parse_key, parse_timeout, path, principal, query, respond,
+    tenant_access,
+};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::keys::Principal;
@@ -12,7 +15,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 use tenantry::Invoke;
 use tenantry::kernel::InstanceStatus;
 
@@ -46,6 +48,7 @@ async fn invoke_inner(
     let (partition, handler) = path(params)?;
     let p = tenant_access(app, headers, &partition)?;
     let q = query(q)?;
+    let timeout = parse_timeout(q.timeout_ms)?;
     let params = json_body(body)?;
     let mut opts = Invoke::target(&p);
     if let Some(k) = q.key.as_deref() {
@@ -55,7 +58,7 @@ async fn invoke_inner(
         }
         opts = opts.key(key);
     }
-    opts.timeout = q.timeout_ms.map(Duration::from_millis);
+    opts.timeout = timeout;
     let result = app
         .runtime
         .bus_for(&p)

@@ -41,8 +41,22 @@ use std::sync::Arc;
 pub type Properties = serde_json::Map<String, serde_json::Value>;
 
 /// Params of a runnable that takes none: accepts `null` or `{}`.
-#[derive(Debug, Clone, Copy, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct NoParams {}
+
+impl JsonSchema for NoParams {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NoParams".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["object", "null"],
+            "properties": {},
+            "additionalProperties": false
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for NoParams {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -99,11 +99,14 @@ impl<F: Factory> Handlers<F> {
             self.duplicates.push(name);
             return self;
         }
+        // Unknown fields are refused at any depth, so the schema says so at every depth.
+        let mut params_schema = schemars::schema_for!(P).to_value();
+        close_objects(&mut params_schema);
         self.entries.push(Entry {
             info: HandlerInfo {
                 name,
                 description,
-                params_schema: schemars::schema_for!(P).to_value(),
+                params_schema,
                 reply_schema: schemars::schema_for!(R).to_value(),
                 max_reply_bytes: 0,
             },
@@ -141,6 +144,36 @@ fn decode_params_strict<P: DeserializeOwned>(
             message: format!("unknown field `{path}`"),
         }),
         None => Ok(decoded),
+    }
+}
+
+/// Marks every object schema with named properties as closed (`additionalProperties:
+/// false`) unless it says otherwise.
+fn close_objects(schema: &mut serde_json::Value) {
+    match schema {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(close_objects),
+        serde_json::Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert(
+                    "additionalProperties".into(),
+                    serde_json::Value::Bool(false),
+                );
+            }
+            for (keyword, value) in map.iter_mut() {
+                match keyword.as_str() {
+                    // Maps of name -> schema.
+                    "properties" | "$defs" | "definitions" | "patternProperties" => {
+                        if let serde_json::Value::Object(schemas) = value {
+                            schemas.values_mut().for_each(close_objects);
+                        }
+                    }
+                    // Data, not schemas.
+                    "enum" | "const" | "default" | "examples" => {}
+                    _ => close_objects(value),
+                }
+            }
+        }
+        _ => {}
     }
 }
 
