@@ -17,12 +17,15 @@ use std::sync::Arc;
 
 /// Who is calling: host code, code confined to one partition, or an admin-granted
 /// instance. Read it with [`Caller::kind`]; only the runtime makes one.
+///
+/// One word: host code carries nothing, other callers one shared allocation (a letter
+/// holds its sender, and an instance's context the current one).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Caller(Reach);
+pub struct Caller(Option<Arc<Reach>>);
 
-#[derive(Clone, PartialEq, Eq)]
+/// A caller other than host code.
+#[derive(PartialEq, Eq)]
 enum Reach {
-    Host,
     Tenant(Partition),
     Admin(Arc<Identity>),
 }
@@ -42,62 +45,62 @@ pub enum CallerKind<'a> {
 impl Caller {
     /// Host code (only code holding the runtime gets this).
     pub(crate) const fn host() -> Self {
-        Self(Reach::Host)
+        Self(None)
     }
 
     /// Code confined to `partition`.
     pub(crate) fn tenant(partition: Partition) -> Self {
-        Self(Reach::Tenant(partition))
+        Self(Some(Arc::new(Reach::Tenant(partition))))
     }
 
     /// An instance holding the admin grant.
     pub(crate) fn admin(identity: Arc<Identity>) -> Self {
-        Self(Reach::Admin(identity))
+        Self(Some(Arc::new(Reach::Admin(identity))))
     }
 
     /// What kind of caller this is.
     pub fn kind(&self) -> CallerKind<'_> {
-        match &self.0 {
-            Reach::Host => CallerKind::Host,
-            Reach::Tenant(p) => CallerKind::Partition(p),
-            Reach::Admin(id) => CallerKind::Admin(id),
+        match self.0.as_deref() {
+            None => CallerKind::Host,
+            Some(Reach::Tenant(p)) => CallerKind::Partition(p),
+            Some(Reach::Admin(id)) => CallerKind::Admin(id),
         }
     }
 
     /// Whether this is host code.
     pub fn is_host(&self) -> bool {
-        matches!(self.0, Reach::Host)
+        self.0.is_none()
     }
 
     /// Whether this caller may act beyond one partition (host code or an admin grant).
     pub fn is_privileged(&self) -> bool {
-        matches!(self.0, Reach::Host | Reach::Admin(_))
+        !matches!(self.kind(), CallerKind::Partition(_))
     }
 
     /// The partition this caller is confined to (`None` for host and admin callers).
     pub fn confined_to(&self) -> Option<&Partition> {
-        match &self.0 {
-            Reach::Tenant(p) => Some(p),
+        match self.kind() {
+            CallerKind::Partition(p) => Some(p),
             _ => None,
         }
     }
 
     /// The partition this caller acts from (`None` for host code).
     pub fn home(&self) -> Option<&Partition> {
-        match &self.0 {
-            Reach::Host => None,
-            Reach::Tenant(p) => Some(p),
-            Reach::Admin(id) => Some(&id.partition),
+        match self.kind() {
+            CallerKind::Host => None,
+            CallerKind::Partition(p) => Some(p),
+            CallerKind::Admin(id) => Some(&id.partition),
         }
     }
 }
 
 impl fmt::Debug for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Reach::Host => f.write_str("Caller::Host"),
-            Reach::Tenant(p) => write!(f, "Caller::Partition({p})"),
-            Reach::Admin(id) => write!(f, "Caller::Admin({id})"),
+        match self.kind() {
+            CallerKind::Host => f.write_str("Caller::Host"),
+            CallerKind::Partition(p) => write!(f, "Caller::Partition({p})"),
+            CallerKind::Admin(id) => write!(f, "Caller::Admin({id})"),
         }
     }
 }

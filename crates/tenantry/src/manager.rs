@@ -9,7 +9,7 @@
 
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::failure::{Backoff, Failure};
-use crate::instance::actor::{Actor, Mail, start_hook};
+use crate::instance::actor::{Actor, CrashRecord, Mail, start_hook};
 use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Liveness};
 use crate::instance::context::Context;
 use crate::instance::factory::Factory;
@@ -22,7 +22,6 @@ use dashmap::DashMap;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::any::Any;
-use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
@@ -430,10 +429,8 @@ impl<F: Factory> ManagerCore<F> {
             ctx,
             version,
             initial: initial_bytes,
-            restarts: VecDeque::new(),
             metrics: Default::default(),
-            failures,
-            started: tokio::time::Instant::now(),
+            crashes: CrashRecord::after(failures),
         };
         Ok((InstanceHandle::host(cell), actor))
     }

@@ -75,12 +75,35 @@ pub(crate) struct Actor<F: Factory> {
     pub(crate) version: Option<u64>,
     /// Serialized initial state given to `get_with`, to restart from when never stored.
     pub(crate) initial: Option<Arc<[u8]>>,
-    pub(crate) restarts: VecDeque<Instant>,
     pub(crate) metrics: HandlerMetrics,
+    /// Crashes and earlier failures: boxed, made on the first crash (or at a start after a
+    /// give-up), so a healthy instance pays one word for them.
+    pub(crate) crashes: Option<Box<CrashRecord>>,
+}
+
+/// What an actor remembers of crashes.
+pub(crate) struct CrashRecord {
+    /// Restarts within the restart policy's window.
+    restarts: VecDeque<Instant>,
     /// Consecutive give-ups of earlier incarnations (they set this one's backoff).
-    pub(crate) failures: u32,
+    failures: u32,
     /// When this incarnation started.
-    pub(crate) started: tokio::time::Instant,
+    started: tokio::time::Instant,
+}
+
+impl CrashRecord {
+    /// The record of an incarnation starting after `failures` consecutive give-ups, if any.
+    pub(crate) fn after(failures: u32) -> Option<Box<Self>> {
+        (failures > 0).then(|| Box::new(Self::new(failures)))
+    }
+
+    fn new(failures: u32) -> Self {
+        Self {
+            restarts: VecDeque::new(),
+            failures,
+            started: tokio::time::Instant::now(),
+        }
+    }
 }
 
 enum Idle {
@@ -254,25 +277,29 @@ impl<F: Factory> Actor<F> {
 
             let policy = self.core.config.restart;
             let now = Instant::now();
-            while self
-                .restarts
+            let record = self
+                .crashes
+                .get_or_insert_with(|| Box::new(CrashRecord::new(0)));
+            let restarts = &mut record.restarts;
+            while restarts
                 .front()
                 .is_some_and(|t| now.duration_since(*t) > policy.window)
             {
-                self.restarts.pop_front();
+                restarts.pop_front();
             }
-            if self.restarts.len() >= policy.max_restarts as usize {
-                self.give_up(format!(
+            if restarts.len() >= policy.max_restarts as usize {
+                let reason = format!(
                     "crashed {} times within {:?} (restart bound {} in {:?}); last: {message}",
-                    self.restarts.len() + 1,
+                    restarts.len() + 1,
                     policy.window,
                     policy.max_restarts,
                     policy.window
-                ));
+                );
+                self.give_up(reason);
                 return false;
             }
-            self.restarts.push_back(now);
-            let attempt = self.restarts.len() as u32;
+            restarts.push_back(now);
+            let attempt = restarts.len() as u32;
             match self.reload().await {
                 Ok(()) => {
                     self.core
@@ -320,10 +347,11 @@ impl<F: Factory> Actor<F> {
         let id = self.cell.identity.clone();
         let backoff = self.core.config.backoff;
         // An incarnation that outlived the longest delay starts the count anew.
-        let attempt = if self.started.elapsed() > backoff.max {
-            1
-        } else {
-            self.failures.saturating_add(1)
+        let attempt = match &self.crashes {
+            Some(r) if r.failures > 0 && r.started.elapsed() <= backoff.max => {
+                r.failures.saturating_add(1)
+            }
+            _ => 1,
         };
         let failure = Arc::new(Failure::new(
             reason.clone(),
