@@ -59,8 +59,7 @@ impl<T: Serialize> ReplySlot<T> for JsonReply {
     }
 }
 
-/// Counts encoded bytes and fails as soon as they pass the budget, so an oversized reply
-/// is refused without ever being built.
+/// Counts encoded bytes and fails as soon as they pass the budget.
 struct Budget {
     left: usize,
 }
@@ -79,27 +78,54 @@ impl std::io::Write for Budget {
     }
 }
 
-/// Encodes a reply as JSON if it fits in `limit` bytes.
+/// An upper bound of `value`'s encoded size (every string byte counted as the longest
+/// escape), cheap enough to take on every reply. Past `limit` (or past a nesting depth
+/// it will not recurse into) it answers `usize::MAX`: count exactly.
+fn encoded_bound(value: &serde_json::Value, limit: usize, depth: u32) -> usize {
+    use serde_json::Value;
+    let text = |s: &str| s.len().saturating_mul(6).saturating_add(2);
+    let mut total: usize = 2;
+    let mut add = |n: usize| {
+        total = total.saturating_add(n);
+        total <= limit
+    };
+    let within = match value {
+        Value::Null | Value::Bool(_) => return 5,
+        Value::Number(_) => return 24,
+        Value::String(s) => return text(s),
+        _ if depth > 64 => return usize::MAX,
+        Value::Array(items) => items
+            .iter()
+            .all(|v| add(1) && add(encoded_bound(v, limit, depth + 1))),
+        Value::Object(map) => map
+            .iter()
+            .all(|(k, v)| add(text(k) + 2) && add(encoded_bound(v, limit, depth + 1))),
+    };
+    if within { total } else { usize::MAX }
+}
+
+/// Encodes a reply as JSON if it fits in `limit` bytes. Most replies are far below the
+/// limit and pass on a cheap upper bound of their size; only those near it are counted
+/// exactly. (The reply is built as a JSON value first: a refused one costs its memory
+/// once more, briefly.)
 fn encode_bounded<T: Serialize>(
     handler: &'static str,
     reply: &T,
     limit: usize,
 ) -> Result<serde_json::Value, CallError> {
-    let encoding = |e: serde_json::Error| CallError::ReplyEncoding {
+    let value = serde_json::to_value(reply).map_err(|e| CallError::ReplyEncoding {
         handler: handler.to_owned(),
         message: e.to_string(),
-    };
-    if let Err(e) = serde_json::to_writer(&mut Budget { left: limit }, reply) {
-        return Err(if e.is_io() {
-            CallError::ReplyTooLarge {
-                handler: handler.to_owned(),
-                limit,
-            }
-        } else {
-            encoding(e)
+    })?;
+    if encoded_bound(&value, limit, 0) > limit
+        && serde_json::to_writer(&mut Budget { left: limit }, &value).is_err()
+    {
+        return Err(CallError::ReplyTooLarge {
+            handler: handler.to_owned(),
+            limit,
         });
     }
-    serde_json::to_value(reply).map_err(encoding)
+    Ok(value)
 }
 
 /// A message, its optional reply slot (`None` for a tell) and who sent it.
