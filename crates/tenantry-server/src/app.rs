@@ -21,7 +21,7 @@ use std::time::Duration;
 use tenantry::demo::{MysqlDb, TenantDb};
 use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
 use tenantry::store::{CheckpointStore, RedbStore};
-use tenantry::{Key, ManagerConfig, Partition, Runtime};
+use tenantry::{AnyManager, Key, ManagerConfig, Partition, Runtime};
 use tenantry_postgres::{PgOptions, PgStore};
 
 /// The keyed managers the server hosts (the ones `[managers.<name>]` may configure).
@@ -363,6 +363,14 @@ impl App {
             .map(String::as_str)
             .filter(|f| !SHARED_PROVIDERS.contains(f))
             .collect()
+    }
+
+    /// The keyed (non-component) manager `name` (404 for any other name).
+    pub fn keyed_manager(&self, name: &str) -> Result<Arc<dyn AnyManager>, ApiError> {
+        self.runtime
+            .manager_dyn(name)
+            .filter(|_| !self.is_component_manager(name))
+            .ok_or_else(|| ApiError::not_found(format!("no manager named {name:?}")))
     }
 
     /// Whether `name` is a component factory (its instances are the admin's to manage).

@@ -9,6 +9,24 @@ use serde_json::json;
 
 const QUERY: &str = "tenant-db.query";
 
+/// Onboards a tenant with the admin key.
+async fn onboard(c: Client, body: serde_json::Value) -> Resp {
+    c.post("/v1/admin/partitions", Some(ADMIN), &body).await
+}
+
+/// The API key an onboarding answered.
+fn api_key(r: &Resp) -> String {
+    r.json()["result"]["api_key"].as_str().unwrap().to_owned()
+}
+
+/// The notes of worker `n` in `tenant`.
+async fn notes(c: Client, tenant: &str, key: &str) -> serde_json::Value {
+    c.invoke(tenant, "workspace_workers.notes", "?key=n", key, &json!({}))
+        .await
+        .json()["result"]
+        .clone()
+}
+
 #[tokio::test]
 async fn oversized_numbers_are_refused_naming_the_field_and_the_process_lives_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,26 +183,9 @@ async fn the_admin_key_reaches_active_tenants_only() {
         .await;
     assert_eq!(r.status, 404);
     // ...so a tenant onboarded later under that name finds nothing planted.
-    let r = c
-        .post(
-            "/v1/admin/partitions",
-            Some(ADMIN),
-            &json!({"partition": "umbrella"}),
-        )
-        .await;
+    let r = onboard(c, json!({"partition": "umbrella"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
-    let v = c
-        .invoke(
-            "umbrella",
-            "workspace_workers.notes",
-            "?key=n",
-            &key,
-            &json!({}),
-        )
-        .await
-        .json();
-    assert_eq!(v["result"], json!([]));
+    assert_eq!(notes(c, "umbrella", &api_key(&r)).await, json!([]));
     // The admin key reaches it now; a tenant key still gets the same 403 for any
     // partition but its own, existing or not.
     assert_eq!(
@@ -211,11 +212,8 @@ async fn retained_data_is_taken_over_only_on_request_and_purging_it_frees_the_na
     let dir = tempfile::tempdir().unwrap();
     let server = start(settings(dir.path(), None)).await;
     let c = Client { addr: server.addr };
-    let onboard = |body: serde_json::Value| async move {
-        c.post("/v1/admin/partitions", Some(ADMIN), &body).await
-    };
-    let r = onboard(json!({"partition": "hooli"})).await;
-    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    let r = onboard(c, json!({"partition": "hooli"})).await;
+    let key = api_key(&r);
     c.invoke(
         "hooli",
         "workspace_workers.note",
@@ -227,7 +225,7 @@ async fn retained_data_is_taken_over_only_on_request_and_purging_it_frees_the_na
     let r = c.delete("/v1/admin/partitions/hooli", Some(ADMIN)).await;
     assert_eq!(r.json()["result"]["retained"], true);
     // Re-onboarding does not inherit silently.
-    let r = onboard(json!({"partition": "hooli"})).await;
+    let r = onboard(c, json!({"partition": "hooli"})).await;
     assert_eq!(r.status, 409);
     assert_eq!(r.code(), "conflict");
     // Offboarding again without purge: nothing active, nothing to do.
@@ -239,20 +237,9 @@ async fn retained_data_is_taken_over_only_on_request_and_purging_it_frees_the_na
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["result"]["purged_records"].as_u64().unwrap() >= 1);
-    let r = onboard(json!({"partition": "hooli"})).await;
+    let r = onboard(c, json!({"partition": "hooli"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
-    let v = c
-        .invoke(
-            "hooli",
-            "workspace_workers.notes",
-            "?key=n",
-            &key,
-            &json!({}),
-        )
-        .await
-        .json();
-    assert_eq!(v["result"], json!([]));
+    assert_eq!(notes(c, "hooli", &api_key(&r)).await, json!([]));
     server.shutdown().await;
 }
 
@@ -373,23 +360,19 @@ async fn the_openapi_document_states_what_the_server_enforces() {
     let r = c.get("/v1/admin/config/a..b", Some(ADMIN)).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_config_key"));
     // Onboarding makes tenants of application factories only, never a shared provider.
-    let r = c
-        .post(
-            "/v1/admin/partitions",
-            Some(ADMIN),
-            &json!({"partition": "hooli", "instances": [{"factory": "config", "name": "cfg-hooli"}]}),
-        )
-        .await;
+    let r = onboard(
+        c,
+        json!({"partition": "hooli", "instances": [{"factory": "config", "name": "cfg-hooli"}]}),
+    )
+    .await;
     assert_eq!((r.status, r.code().as_str()), (422, "invalid_instance"));
     // A handler refused by state (no db_url for a tenant) is a 409, not a 422.
-    let r = c
-        .post(
-            "/v1/admin/partitions",
-            Some(ADMIN),
-            &json!({"partition": "hooli", "instances": [{"factory": "tenant-db", "name": "tdb-hooli"}]}),
-        )
-        .await;
-    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    let r = onboard(
+        c,
+        json!({"partition": "hooli", "instances": [{"factory": "tenant-db", "name": "tdb-hooli"}]}),
+    )
+    .await;
+    let key = api_key(&r);
     let r = c
         .invoke("hooli", QUERY, "", &key, &json!({"sql": "x"}))
         .await;

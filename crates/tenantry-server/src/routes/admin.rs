@@ -156,11 +156,7 @@ async fn restart_agent_inner(
     let p = tenant_access(app, headers, &partition)?;
     admin_access(app, headers)?;
     let key = parse_key(&key)?;
-    let m = app
-        .runtime
-        .manager_dyn(&manager)
-        .filter(|_| !app.is_component_manager(&manager))
-        .ok_or_else(|| ApiError::not_found(format!("no manager named {manager:?}")))?;
+    let m = app.keyed_manager(&manager)?;
     if !m.clear_failure_dyn(&key, &p) {
         return Err(ApiError::conflict(format!(
             "{manager}/{key} has not failed in this partition"

@@ -5,7 +5,6 @@ use super::{
     tenant_access,
 };
 use crate::app::App;
-use crate::error::ApiError;
 use crate::keys::Principal;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -169,11 +168,7 @@ async fn stop_inner(
     let (partition, manager, key) = path(params)?;
     let p = tenant_access(app, headers, &partition)?;
     let key = parse_key(&key)?;
-    let m = app
-        .runtime
-        .manager_dyn(&manager)
-        .filter(|_| !app.is_component_manager(&manager))
-        .ok_or_else(|| ApiError::not_found(format!("no manager named {manager:?}")))?;
+    let m = app.keyed_manager(&manager)?;
     m.stop_dyn(key.clone(), &p).await?;
     Ok(ok(json!({"manager": manager, "key": key, "stopped": true})))
 }
