@@ -5,11 +5,11 @@
 //! [`Registry`] of runtime onboardings; a restart on the same store brings back exactly
 //! the tenants that were active, with their instances, config and key hashes.
 
+use crate::application::Application;
 use crate::error::ApiError;
 use crate::keys::{self, KeyRing};
 use crate::registry::{Registry, RegistryDoc};
-use crate::settings::{InstanceSpec, ManagerSection, Settings, StoreChoice, TenantSpec};
-use crate::workspace::{PODS_MANAGER, WORKERS_MANAGER, Worker, WorkspacePod};
+use crate::settings::{InstanceSpec, Settings, StoreChoice, TenantSpec};
 use anyhow::{Context as _, anyhow, bail};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -17,15 +17,10 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use tenantry::demo::{MysqlDb, TenantDb};
 use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
 use tenantry::store::{CheckpointStore, RedbStore};
-use tenantry::{AnyManager, Key, ManagerConfig, Partition, Runtime};
+use tenantry::{AnyManager, Key, Partition, Runtime};
 use tenantry_postgres::{PgOptions, PgStore};
-
-/// The keyed managers the server hosts (the ones `[managers.<name>]` may configure).
-pub const KEYED_MANAGERS: [&str; 2] = [WORKERS_MANAGER, PODS_MANAGER];
 
 /// The standard providers: instantiated once, unpartitioned, for every tenant.
 const SHARED_PROVIDERS: [&str; 4] = ["config", "credentials", "storage", "logging"];
@@ -145,28 +140,6 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Checkpoin
     }
 }
 
-fn manager_config(section: Option<&ManagerSection>) -> anyhow::Result<ManagerConfig> {
-    let mut config = ManagerConfig::default();
-    let Some(s) = section else {
-        return Ok(config);
-    };
-    if let Some(secs) = s.idle_timeout_secs {
-        let d = Duration::try_from_secs_f64(secs)
-            .map_err(|_| anyhow!("idle_timeout_secs must be a positive number, not {secs}"))?;
-        config = config.idle_timeout(d);
-    }
-    if let Some(cap) = s.mailbox_capacity {
-        if cap == 0 {
-            bail!("mailbox_capacity must be at least 1");
-        }
-        config = config.mailbox_capacity(cap);
-    }
-    if let Some(ms) = s.call_timeout_ms {
-        config = config.call_timeout(Duration::from_millis(ms));
-    }
-    Ok(config)
-}
-
 /// Properties with `target` set to `partition`; another target is refused.
 fn with_target(properties: &Value, partition: &str) -> Result<Value, ApiError> {
     let mut map = match properties {
@@ -225,9 +198,19 @@ fn tenant_config_key(name: &str) -> String {
 }
 
 impl App {
-    /// Builds the runtime over `store` (or the configured one), registers the factories,
-    /// creates every tenant's instances, boots them, and loads the keys.
+    /// [`App::open_application`] with the built-in demo application.
     pub async fn open(
+        settings: Settings,
+        store: Option<Arc<dyn CheckpointStore>>,
+    ) -> anyhow::Result<Arc<App>> {
+        Self::open_application(&Application::demo(), settings, store).await
+    }
+
+    /// Builds the runtime over `store` (or the configured one), registers the standard
+    /// providers and `application`'s factories, creates every tenant's instances, boots
+    /// them, and loads the keys.
+    pub async fn open_application(
+        application: &Application,
         settings: Settings,
         store: Option<Arc<dyn CheckpointStore>>,
     ) -> anyhow::Result<Arc<App>> {
@@ -239,31 +222,12 @@ impl App {
             .store_arc(store.clone())
             .metric_partition_labels(settings.metric_partition_labels)
             .build();
-        for name in settings.managers.keys() {
-            if !KEYED_MANAGERS.contains(&name.as_str()) {
-                bail!(
-                    "[managers.{name}]: no such manager (configurable: {})",
-                    KEYED_MANAGERS.join(", ")
-                );
-            }
-        }
         let kernel = runtime.kernel();
         kernel.register::<ConfigProvider>()?;
         kernel.register::<CredentialsProvider>()?;
         kernel.register::<StorageProvider>()?;
         kernel.register::<LoggingProvider>()?;
-        kernel.register::<TenantDb>()?;
-        kernel.register::<MysqlDb>()?;
-        runtime.register::<Worker>(
-            WORKERS_MANAGER,
-            manager_config(settings.managers.get(WORKERS_MANAGER))
-                .with_context(|| format!("[managers.{WORKERS_MANAGER}]"))?,
-        )?;
-        runtime.register_pod::<WorkspacePod>(
-            PODS_MANAGER,
-            manager_config(settings.managers.get(PODS_MANAGER))
-                .with_context(|| format!("[managers.{PODS_MANAGER}]"))?,
-        )?;
+        application.install(&runtime, &settings.managers)?;
         let component_factories = kernel.factories().into_iter().map(|f| f.name).collect();
 
         let registry = Registry::load(store)

@@ -1,5 +1,6 @@
 //! The command line: `tenantry serve`, `tenantry demo`, `tenantry hash-key`.
 
+use crate::application::Application;
 use crate::settings::{LogFormat, Overrides, Settings};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -51,8 +52,14 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Parses the command line and runs it.
+/// Parses the command line and runs it, serving the built-in demo application.
 pub fn run() -> ExitCode {
+    run_application(Application::demo())
+}
+
+/// Parses the command line and runs it, serving `application` (the `main` of a server
+/// for an application of one's own).
+pub fn run_application(application: Application) -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::HashKey { key } => {
@@ -78,7 +85,7 @@ pub fn run() -> ExitCode {
                     crate::telemetry::init_logs(settings.log_format);
                     runtime()
                         .map_err(anyhow::Error::from)
-                        .and_then(|rt| rt.block_on(crate::server::serve(settings)))
+                        .and_then(|rt| rt.block_on(crate::server::serve(&application, settings)))
                 }
             }
         }

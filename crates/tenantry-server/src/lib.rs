@@ -4,7 +4,8 @@
 //! authenticated HTTP API (axum), over the embedded redb store by default or PostgreSQL.
 //!
 //! - [`settings`]: the TOML config file, environment overrides, defaults, the built-in demo.
-//! - [`app`]: the runtime, its factories and tenants, onboarding and offboarding.
+//! - [`application`]: what a server hosts (the demo, or an application of one's own);
+//!   [`app`]: the runtime, its factories and tenants, onboarding and offboarding.
 //! - [`routes`]: the HTTP API; [`error`]: error bodies and statuses; [`openapi`]: the
 //!   OpenAPI document.
 //! - [`keys`]: API keys (kept hashed); [`registry`]: the durable record of runtime
@@ -14,6 +15,7 @@
 //!   [`telemetry`]: logs and Prometheus metrics.
 
 pub mod app;
+pub mod application;
 pub mod cli;
 pub mod demo;
 pub mod error;
@@ -27,5 +29,6 @@ pub mod telemetry;
 pub mod workspace;
 
 pub use app::App;
-pub use server::{Server, ShutdownSummary, start};
+pub use application::Application;
+pub use server::{Server, ShutdownSummary, start, start_application};
 pub use settings::Settings;

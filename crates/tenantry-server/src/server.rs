@@ -6,7 +6,8 @@
 //! is lost.
 
 use crate::app::App;
-use crate::settings::{AdminKey, Settings, StoreChoice, demo_key};
+use crate::application::Application;
+use crate::settings::{AdminKey, AppSpec, Settings, StoreChoice, demo_key};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,19 +37,33 @@ pub struct ShutdownSummary {
     pub failed: usize,
 }
 
-/// Binds the listen address, boots the application (over `store`, or the configured
-/// one), and serves. Ready when this returns.
+/// [`start_application`] with the built-in demo application.
 pub async fn start(
     settings: Settings,
     store: Option<Arc<dyn CheckpointStore>>,
 ) -> anyhow::Result<Server> {
+    start_application(&Application::demo(), settings, store).await
+}
+
+/// Binds the listen address, boots `application` (over `store`, or the configured one),
+/// and serves. Ready when this returns. The demo tenants that settings without a config
+/// file stand for are the demo's only: another application starts with no tenant (the
+/// admin onboards them, or a config file declares them).
+pub async fn start_application(
+    application: &Application,
+    mut settings: Settings,
+    store: Option<Arc<dyn CheckpointStore>>,
+) -> anyhow::Result<Server> {
+    if settings.app.builtin_demo && !application.is_demo() {
+        settings.app = AppSpec::default();
+    }
     // Install the recorder before the runtime caches any metric handle.
     let _ = crate::telemetry::metrics_handle();
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let app = App::open(settings, store).await?;
+    let app = App::open_application(application, settings, store).await?;
     let router = crate::routes::router(app.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -159,10 +174,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs `tenantry serve`: start, print the banner, serve until SIGINT or SIGTERM, shut
-/// down gracefully.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let server = start(settings, None).await?;
+/// Runs `tenantry serve`: start `application`, print the banner, serve until SIGINT or
+/// SIGTERM, shut down gracefully.
+pub async fn serve(application: &Application, settings: Settings) -> anyhow::Result<()> {
+    let server = start_application(application, settings, None).await?;
     print!("{}", server.banner());
     tracing::info!(addr = %server.addr, "ready");
     shutdown_signal().await;
