@@ -173,6 +173,9 @@ impl From<CallError> for ApiError {
                 tenantry::RefusalKind::Conflict => {
                     Self::new(StatusCode::CONFLICT, &h.code, h.message)
                 }
+                tenantry::RefusalKind::Forbidden => {
+                    Self::new(StatusCode::FORBIDDEN, &h.code, h.message)
+                }
             },
             CallError::UnknownHandler { .. } => Self::not_found(message),
             CallError::InvalidParams { .. } => Self::unprocessable("invalid_params", message),
@@ -262,6 +265,16 @@ mod tests {
         });
         assert_eq!(backing_off.status.as_u16(), 503);
         assert_eq!(backing_off.retry_after, Some(2));
+        let refused = |h: tenantry::HandlerError| ApiError::from(CallError::Handler(h)).status;
+        assert_eq!(refused(tenantry::HandlerError::new("bad")).as_u16(), 422);
+        assert_eq!(
+            refused(tenantry::HandlerError::conflict("full", "full")).as_u16(),
+            409
+        );
+        assert_eq!(
+            refused(tenantry::HandlerError::forbidden("forbidden", "no")).as_u16(),
+            403
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum RefusalKind {
     /// The request is fine but the state it meets refuses it: a missing setting, a full
     /// list (HTTP 409).
     Conflict,
+    /// The caller may not do this (HTTP 403).
+    Forbidden,
 }
 
 impl HandlerError {
@@ -46,6 +48,14 @@ impl HandlerError {
             code: code.into(),
             message: message.into(),
             kind: RefusalKind::Invalid,
+        }
+    }
+
+    /// A refusal of the caller: it may not do this (see [`RefusalKind::Forbidden`]).
+    pub fn forbidden(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: RefusalKind::Forbidden,
+            ..Self::with_code(code, message)
         }
     }
 

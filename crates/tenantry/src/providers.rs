@@ -23,7 +23,7 @@ fn runtime(ctx: &Context) -> Result<std::sync::Arc<crate::runtime::RuntimeInner>
 }
 
 fn forbidden(what: &str) -> HandlerError {
-    HandlerError::with_code(
+    HandlerError::forbidden(
         "forbidden",
         format!("{what} needs host access or the admin grant"),
     )

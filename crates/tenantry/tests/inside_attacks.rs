@@ -487,6 +487,21 @@ impl Component for Intruder {
         Ok(())
     }
     fn runnables(r: &mut Runnables<'_, Self>) {
+        r.runnable_async(
+            "refusal",
+            "How the config provider refuses a write from this tenant.",
+            |_, ctx, _: NoParams| {
+                Box::pin(async move {
+                    let set = json!({"key": "shared.region", "value": "mars"});
+                    match ctx.service("IConfig").call("set", set).await {
+                        Err(tenantry::Error::Call(tenantry::CallError::Handler(h))) => {
+                            Ok(format!("{:?}", h.kind))
+                        }
+                        other => Ok(format!("not refused as a handler: {other:?}")),
+                    }
+                })
+            },
+        );
         r.runnable_async("attack", "Attacks another tenant.", |_, ctx, a: Attack| {
             Box::pin(async move {
                 let mut t = tools(ctx);
@@ -739,6 +754,19 @@ async fn an_attacker_still_reads_its_own_config_and_state() {
             "{vector:?}: {seen:?}"
         );
     }
+}
+
+/// A provider that refuses a tenant says it is forbidden (403), not that the request
+/// was invalid (422).
+#[tokio::test]
+async fn a_providers_refusal_of_a_tenant_is_forbidden() {
+    let rt = world().await;
+    let kind = rt
+        .bus_for(&Partition::new("acme").unwrap())
+        .invoke("intruder-acme.refusal", json!({}), Invoke::default())
+        .await
+        .unwrap();
+    assert_eq!(kind, json!("Forbidden"));
 }
 
 #[derive(Debug, Clone)]

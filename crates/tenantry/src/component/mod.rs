@@ -245,7 +245,7 @@ impl<C: Component> Factory for ComponentState<C> {
                 let result = if ctx.caller_is_privileged() {
                     created(state).and_then(|c| c.on_event(event, ctx))
                 } else {
-                    Err(HandlerError::with_code(
+                    Err(HandlerError::forbidden(
                         "forbidden",
                         "events come from the bus",
                     ))
