@@ -6,6 +6,7 @@
 //! request itself.
 
 mod admin;
+pub mod extract;
 mod ops;
 mod pods;
 mod tenant;
@@ -14,9 +15,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::keys::Principal;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -146,11 +145,6 @@ pub fn ok<T: Serialize>(result: T) -> Response {
 /// A route's outcome: a response either way.
 pub type ApiResult = Result<Response, ApiError>;
 
-/// Answers either branch.
-pub fn respond(r: ApiResult) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
 /// Who holds the bearer key of the request (401 without a known key).
 pub fn principal(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let key = bearer(headers)?;
@@ -174,37 +168,6 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <key>`"))?;
     Ok(key)
-}
-
-/// Checks the key, then the partition name, then the key's right to that partition.
-pub fn tenant_access(
-    app: &App,
-    headers: &HeaderMap,
-    partition: &str,
-) -> Result<Partition, ApiError> {
-    let who = principal(app, headers)?;
-    let p = parse_partition(partition)?;
-    match who {
-        // The admin reaches active tenants only: a write into a partition nobody
-        // onboarded would wait there for whoever is onboarded under that name.
-        Principal::Admin if app.is_tenant(&p) => Ok(p),
-        Principal::Admin => Err(ApiError::not_found(format!(
-            "no active tenant {partition:?}"
-        ))),
-        Principal::Tenant(own) if own == p => Ok(p),
-        // Says nothing of which partition the key does belong to.
-        Principal::Tenant(_) => Err(ApiError::forbidden(format!(
-            "this key may not access partition {partition:?}"
-        ))),
-    }
-}
-
-/// Checks for the admin key (401 without a known key, 403 for a tenant key).
-pub fn admin_access(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    match principal(app, headers)? {
-        Principal::Admin => Ok(()),
-        Principal::Tenant(_) => Err(ApiError::forbidden("this route needs the admin key")),
-    }
 }
 
 /// A partition name from a path (400 when invalid).
@@ -274,38 +237,6 @@ pub fn parse_config_key(key: &str) -> Result<&str, ApiError> {
             ),
         ))
     }
-}
-
-/// Path parameters, or 400.
-pub fn path<T>(p: Result<axum::extract::Path<T>, PathRejection>) -> Result<T, ApiError> {
-    p.map(|axum::extract::Path(v)| v)
-        .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
-}
-
-/// Query parameters, or 400.
-pub fn query<T>(q: Result<axum::extract::Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
-}
-
-/// The request body as JSON: empty means `{}`; 413 over the limit; 400 when malformed.
-pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is over the limit",
-            )
-        } else {
-            ApiError::bad_request("bad_request", e.body_text())
-        }
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Value::Object(serde_json::Map::new()));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
 }
 
 /// Decodes a JSON value into a request type: 422 naming what is wrong.

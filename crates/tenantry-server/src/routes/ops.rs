@@ -1,12 +1,12 @@
 //! Operational routes: health, readiness, Prometheus metrics, and the OpenAPI document.
 
-use super::{ApiResult, admin_access, bearer, ok, path, principal, respond, tenant_access};
+use super::extract::{MetricsReader, Tenant};
+use super::{ApiResult, ok, principal};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::keys::Principal;
 use crate::openapi::Reader;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -32,35 +32,14 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text of every tenant; the admin key or the metrics token.
-pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    respond(metrics_access(&app, &headers).and_then(|()| prometheus_text(None)))
-}
-
-/// The admin key or the configured metrics token.
-fn metrics_access(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = bearer(headers)?;
-    if app
-        .settings
-        .metrics_token
-        .is_some_and(|h| h == crate::keys::hash(token))
-    {
-        return Ok(());
-    }
-    admin_access(app, headers)
+pub async fn metrics(_: MetricsReader) -> ApiResult {
+    prometheus_text(None)
 }
 
 /// `GET /v1/partitions/{partition}/metrics`: the same metrics, only the partition's own
 /// series (those labelled `partition="<it>"`).
-pub async fn tenant_metrics(
-    State(app): State<Arc<App>>,
-    params: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond((|| {
-        let partition = path(params)?;
-        let p = tenant_access(&app, &headers, &partition)?;
-        prometheus_text(Some(&p))
-    })())
+pub async fn tenant_metrics(tenant: Tenant) -> ApiResult {
+    prometheus_text(Some(&tenant.partition))
 }
 
 /// The process's Prometheus text, whole or only one partition's series.

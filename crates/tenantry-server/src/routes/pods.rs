@@ -1,12 +1,10 @@
 //! Pod routes: get and reconcile a pod, read its node snapshot, ensure a node.
 
-use super::{ApiResult, ok, parse_key, path, respond, tenant_access};
+use super::extract::{ApiPath, Tenant};
+use super::{ApiResult, ok, parse_key};
 use crate::app::App;
 use crate::error::ApiError;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::State;
 use serde_json::json;
 use std::sync::Arc;
 use tenantry::Pod;
@@ -15,19 +13,10 @@ use tenantry::Pod;
 /// reconciles it; returns the reconcile report and the node snapshot.
 pub async fn get_pod(
     State(app): State<Arc<App>>,
-    params: Result<Path<(String, String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(get_inner(&app, params, &headers).await)
-}
-
-async fn get_inner(
-    app: &App,
-    params: Result<Path<(String, String, String)>, PathRejection>,
-    headers: &HeaderMap,
+    tenant: Tenant,
+    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
-    let (partition, manager, key) = path(params)?;
-    let p = tenant_access(app, headers, &partition)?;
+    let p = tenant.partition;
     let key = parse_key(&key)?;
     app.check_instance_limit(&manager, &key, &p)?;
     let (pod, report) = Pod::get(&app.runtime, &manager, key, &p).await?;
@@ -43,21 +32,11 @@ async fn get_inner(
 /// pod (404 when it is not running; `POST` starts it).
 pub async fn snapshot(
     State(app): State<Arc<App>>,
-    params: Result<Path<(String, String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(snapshot_inner(&app, params, &headers).await)
-}
-
-async fn snapshot_inner(
-    app: &App,
-    params: Result<Path<(String, String, String)>, PathRejection>,
-    headers: &HeaderMap,
+    tenant: Tenant,
+    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
-    let (partition, manager, key) = path(params)?;
-    let p = tenant_access(app, headers, &partition)?;
     let key = parse_key(&key)?;
-    let pod = Pod::lookup(&app.runtime, &manager, key.clone(), &p)
+    let pod = Pod::lookup(&app.runtime, &manager, key.clone(), &tenant.partition)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("pod {key} of {manager} is not running")))?;
     Ok(ok(json!({
@@ -71,19 +50,10 @@ async fn snapshot_inner(
 /// ensures one node (and its prerequisites) runs.
 pub async fn ensure_node(
     State(app): State<Arc<App>>,
-    params: Result<Path<(String, String, String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(ensure_inner(&app, params, &headers).await)
-}
-
-async fn ensure_inner(
-    app: &App,
-    params: Result<Path<(String, String, String, String)>, PathRejection>,
-    headers: &HeaderMap,
+    tenant: Tenant,
+    ApiPath((_, manager, key, node)): ApiPath<(String, String, String, String)>,
 ) -> ApiResult {
-    let (partition, manager, key, node) = path(params)?;
-    let p = tenant_access(app, headers, &partition)?;
+    let p = tenant.partition;
     let key = parse_key(&key)?;
     app.check_instance_limit(&manager, &key, &p)?;
     let (pod, _) = Pod::get(&app.runtime, &manager, key, &p).await?;

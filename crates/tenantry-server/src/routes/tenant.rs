@@ -1,16 +1,9 @@
 //! Partition routes: invoke a handler, list handlers and instances, stop an instance.
 
-use super::{
-    ApiResult, json_body, ok, parse_key, parse_timeout, path, principal, query, respond,
-    tenant_access,
-};
+use super::extract::{ApiPath, ApiQuery, JsonBody, Tenant};
+use super::{ApiResult, ok, parse_key, parse_timeout};
 use crate::app::App;
-use crate::keys::Principal;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -29,27 +22,14 @@ pub struct InvokeQuery {
 /// `POST /v1/partitions/{partition}/invoke/{handler}`.
 pub async fn invoke(
     State(app): State<Arc<App>>,
-    params: Result<Path<(String, String)>, PathRejection>,
-    q: Result<Query<InvokeQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    respond(invoke_inner(&app, params, q, &headers, body).await)
-}
-
-async fn invoke_inner(
-    app: &App,
-    params: Result<Path<(String, String)>, PathRejection>,
-    q: Result<Query<InvokeQuery>, QueryRejection>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    tenant: Tenant,
+    ApiPath((_, handler)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<InvokeQuery>,
+    JsonBody(params): JsonBody,
 ) -> ApiResult {
-    let (partition, handler) = path(params)?;
-    let p = tenant_access(app, headers, &partition)?;
-    let q = query(q)?;
-    let timeout = parse_timeout(q.timeout_ms)?;
-    let params = json_body(body)?;
+    let p = tenant.partition;
     let mut opts = Invoke::target(&p);
+    opts.timeout = parse_timeout(q.timeout_ms)?;
     if let Some(k) = q.key.as_deref() {
         let key = parse_key(k)?;
         if let Some((prefix, _)) = handler.rsplit_once('.') {
@@ -57,7 +37,6 @@ async fn invoke_inner(
         }
         opts = opts.key(key);
     }
-    opts.timeout = timeout;
     let result = app
         .runtime
         .bus_for(&p)
@@ -67,30 +46,17 @@ async fn invoke_inner(
 }
 
 /// `GET /v1/partitions/{partition}/handlers`.
-pub async fn handlers(
-    State(app): State<Arc<App>>,
-    params: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond((|| -> ApiResult {
-        let partition = path(params)?;
-        let p = tenant_access(&app, &headers, &partition)?;
-        Ok(ok(app.runtime.bus_for(&p).handlers()))
-    })())
+pub async fn handlers(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
+    Ok(ok(app.runtime.bus_for(&tenant.partition).handlers()))
 }
 
 /// `GET /v1/partitions/{partition}/instances`: component instances with their status,
 /// and the partition's keyed instances, live or backing off after giving up. Why an
 /// instance failed may hold internal text (a panic's): only the admin key sees it.
-pub async fn instances(
-    State(app): State<Arc<App>>,
-    params: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond((|| -> ApiResult {
-        let partition = path(params)?;
-        let p = tenant_access(&app, &headers, &partition)?;
-        let admin = matches!(principal(&app, &headers)?, Principal::Admin);
+pub async fn instances(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
+    {
+        let admin = tenant.is_admin();
+        let p = tenant.partition;
         let components: Vec<_> = app
             .runtime
             .kernel()
@@ -133,7 +99,7 @@ pub async fn instances(
             }
         }
         Ok(ok(json!({"components": components, "keyed": keyed})))
-    })())
+    }
 }
 
 /// A status as the listing shows it: why it failed only for the admin.
@@ -154,21 +120,11 @@ fn status_json(status: &InstanceStatus, admin: bool) -> serde_json::Value {
 /// keyed instance (component instances are managed through the admin API).
 pub async fn stop_instance(
     State(app): State<Arc<App>>,
-    params: Result<Path<(String, String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(stop_inner(&app, params, &headers).await)
-}
-
-async fn stop_inner(
-    app: &App,
-    params: Result<Path<(String, String, String)>, PathRejection>,
-    headers: &HeaderMap,
+    tenant: Tenant,
+    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
-    let (partition, manager, key) = path(params)?;
-    let p = tenant_access(app, headers, &partition)?;
     let key = parse_key(&key)?;
     let m = app.keyed_manager(&manager)?;
-    m.stop_dyn(key.clone(), &p).await?;
+    m.stop_dyn(key.clone(), &tenant.partition).await?;
     Ok(ok(json!({"manager": manager, "key": key, "stopped": true})))
 }

@@ -1,0 +1,156 @@
+//! Extractors: who calls and on what, checked in one place, and the request's parts with
+//! rejections that answer in the JSON envelope.
+//!
+//! [`Tenant`] holds the order every partition route answers in: the key (401), the
+//! partition name (400), the key's right to it (403; the admin key reaches active tenants
+//! only, 404 elsewhere). [`Admin`] holds it for admin routes (401, then 403). Put them
+//! first among a handler's arguments so their answers come before any other.
+
+use super::{bearer, parse_partition, principal};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::keys::Principal;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tenantry::Partition;
+
+/// A partition route's scope: the partition named in the path, which the key may use.
+pub struct Tenant {
+    /// The partition.
+    pub partition: Partition,
+    /// Who holds the key.
+    pub principal: Principal,
+}
+
+impl Tenant {
+    /// Whether the admin key made the request.
+    pub fn is_admin(&self) -> bool {
+        matches!(self.principal, Principal::Admin)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let who = principal(app, &parts.headers)?;
+        let params = RawPathParams::from_request_parts(parts, app)
+            .await
+            .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
+        let name = params
+            .iter()
+            .find(|(k, _)| *k == "partition")
+            .map(|(_, v)| v.to_owned())
+            .ok_or_else(|| ApiError::bad_request("bad_request", "no partition in the path"))?;
+        let partition = parse_partition(&name)?;
+        match who {
+            // A write into a partition nobody onboarded would wait there for whoever is
+            // onboarded under that name.
+            Principal::Admin if !app.is_tenant(&partition) => {
+                Err(ApiError::not_found(format!("no active tenant {name:?}")))
+            }
+            Principal::Tenant(ref own) if *own != partition => {
+                // Says nothing of which partition the key does belong to.
+                Err(ApiError::forbidden(format!(
+                    "this key may not access partition {name:?}"
+                )))
+            }
+            principal => Ok(Self {
+                partition,
+                principal,
+            }),
+        }
+    }
+}
+
+/// The admin key (401 without a known key, 403 for a tenant key).
+pub struct Admin;
+
+impl FromRequestParts<Arc<App>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        match principal(app, &parts.headers)? {
+            Principal::Admin => Ok(Self),
+            Principal::Tenant(_) => Err(ApiError::forbidden("this route needs the admin key")),
+        }
+    }
+}
+
+/// The admin key or the metrics token.
+pub struct MetricsReader;
+
+impl FromRequestParts<Arc<App>> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?;
+        if app
+            .settings
+            .metrics_token
+            .is_some_and(|h| h == crate::keys::hash(token))
+        {
+            return Ok(Self);
+        }
+        Admin::from_request_parts(parts, app).await.map(|_| Self)
+    }
+}
+
+/// Path parameters (400 when they do not parse).
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, app)
+            .await
+            .map(|Path(v)| Self(v))
+            .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
+    }
+}
+
+/// Query parameters (400 when they do not parse).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, app)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
+    }
+}
+
+/// The request body as JSON: empty means `{}`; 413 over the limit; 400 when malformed.
+pub struct JsonBody(pub serde_json::Value);
+
+impl FromRequest<Arc<App>> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, app).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is over the limit",
+                )
+            } else {
+                ApiError::bad_request("bad_request", e.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
+    }
+}
