@@ -1,11 +1,11 @@
-//! The store conformance suite (`tenantry::store::conformance`) against PostgreSQL: one
+//! The store conformance suite (`tenantry-testing`) against PostgreSQL: one
 //! test per promise, each on a fresh schema. Skipped when TENANTRY_TEST_POSTGRES_URL is
 //! not set.
 
 mod common;
 
 use common::TestDb;
-use tenantry::store::conformance;
+use tenantry_testing as conformance;
 
 macro_rules! conformance_tests {
     ($($check:ident),* $(,)?) => {

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry::store::CheckpointStore;
-use tenantry::store::conformance::crash;
 use tenantry_postgres::{PgOptions, PgStore};
+use tenantry_testing::crash;
 
 const CHILD_ENV: &str = "TENANTRY_CRASH_PG_SCHEMA";
 const CHILD_TEST: &str = "crash_child_hibernates_until_killed";

@@ -7,7 +7,7 @@ use common::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry::store::conformance::OutageStore;
+use tenantry_testing::OutageStore;
 
 const QUERY: &str = "tenant-db.query";
 

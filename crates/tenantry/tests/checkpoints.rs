@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tenantry::checkpoint::{self, CheckpointError, CheckpointIdentity};
 use tenantry::schemars::JsonSchema;
-use tenantry::store::conformance::OutageStore;
 use tenantry::store::{CheckpointStore, MemoryStore, Record, RedbStore, StoreError, StoreKey};
 use tenantry::telemetry::EventKind;
 use tenantry::{
     Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Key, ManagerConfig,
     Message, Partition, Runtime,
 };
+use tenantry_testing::OutageStore;
 
 #[tokio::test]
 async fn hibernate_and_thaw_round_trip_in_memory() {

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tenantry::store::conformance::crash;
 use tenantry::store::{CheckpointStore, RedbStore};
+use tenantry_testing::crash;
 
 const CHILD_ENV: &str = "TENANTRY_CRASH_REDB_PATH";
 const CHILD_TEST: &str = "crash_child_hibernates_until_killed";

@@ -1,8 +1,9 @@
-//! The store conformance suite (`tenantry::store::conformance`) against the memory store and
+//! The store conformance suite (`tenantry-testing`) against the memory store and
 //! the redb store: one test per promise per backend, each on a fresh store.
 
 use std::sync::Arc;
-use tenantry::store::{CheckpointStore, MemoryStore, RedbStore, conformance};
+use tenantry::store::{CheckpointStore, MemoryStore, RedbStore};
+use tenantry_testing as conformance;
 
 /// A fresh redb store in its own temporary directory, kept alive as long as the store.
 struct TempRedb {

@@ -5,8 +5,6 @@
 //! compare-and-set on the version, which fences stale writers. Backends: [`MemoryStore`]
 //! for tests and benchmarks, [`RedbStore`] as the embedded, durable default.
 
-#[cfg(feature = "conformance")]
-pub mod conformance;
 mod memory;
 mod redb;
 

@@ -1,4 +1,6 @@
-//! The conformance suite every [`CheckpointStore`] must pass (feature `conformance`).
+//! Test support for Tenantry, kept out of the product crates: the conformance suite every
+//! [`CheckpointStore`] must pass, the crash-writer harness ([`crash`]) and a store that
+//! can be switched off ([`OutageStore`]).
 //!
 //! One set of checks, run alike against the memory, redb and PostgreSQL stores (and any
 //! other backend), so that every store keeps the same promises: round trips, compare-and-set
@@ -14,22 +16,23 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), String> {
 //! use std::sync::Arc;
-//! use tenantry::store::{CheckpointStore, MemoryStore, conformance};
+//! use tenantry::store::{CheckpointStore, MemoryStore};
+//! use tenantry_testing as conformance;
 //! conformance::run_all(|| async { Ok(Arc::new(MemoryStore::new()) as Arc<dyn CheckpointStore>) })
 //!     .await
 //! # }
 //! ```
 
-use super::{CheckpointStore, Record, StoreError, StoreKey};
-use crate::checkpoint::{self, CheckpointError, CheckpointIdentity};
-use crate::{
-    Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Key, KeyPart,
-    ManagerConfig, Message, Partition, Runtime,
-};
 use futures::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
+use tenantry::checkpoint::{self, CheckpointError, CheckpointIdentity};
+use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey};
+use tenantry::{
+    Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Key, KeyPart,
+    ManagerConfig, Message, Partition, Runtime,
+};
 
 /// What every check returns: `Err` names the broken promise.
 pub type CheckResult = Result<(), String>;
@@ -882,15 +885,15 @@ async fn thaw_cases(
 /// [`crash::verify_acknowledged`]. Spawning and killing the process is the test's part.
 pub mod crash {
     use super::{CheckResult, id, partition};
-    use crate::store::CheckpointStore;
-    use crate::{
-        Context, Factory, Handler, HandlerError, Handlers, Identity, Key, ManagerConfig, Message,
-        Runtime,
-    };
     use serde::{Deserialize, Serialize};
     use std::collections::BTreeMap;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
+    use tenantry::store::CheckpointStore;
+    use tenantry::{
+        Context, Factory, Handler, HandlerError, Handlers, Identity, Key, ManagerConfig, Message,
+        Runtime,
+    };
 
     /// The partition the crash writer hibernates into.
     pub const PARTITION: &str = "crash";
@@ -1198,7 +1201,7 @@ pub mod crash {
 /// every operation fails with [`StoreError::Unavailable`] and changes nothing.
 #[derive(Clone, Default)]
 pub struct OutageStore {
-    inner: crate::store::MemoryStore,
+    inner: tenantry::store::MemoryStore,
     down: Arc<std::sync::atomic::AtomicBool>,
 }
 
