@@ -21,13 +21,13 @@
 //! component factory the application registers.
 
 use crate::settings::ManagerSection;
-use crate::workspace::{PODS_MANAGER, WORKERS_MANAGER, Worker, WorkspacePod};
 use anyhow::{Context as _, anyhow, bail};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tenantry::component::Component;
-use tenantry::demo::{MysqlDb, TenantDb};
 use tenantry::{Factory, ManagerConfig, PodFactory, Runtime};
+use tenantry_demo::workspace::{PODS_MANAGER, WORKERS_MANAGER, Worker, WorkspacePod};
+use tenantry_demo::{MysqlDb, TenantDb};
 
 /// Registers one part of the application in a runtime, given the `[managers]` settings.
 type Registration =

@@ -7,11 +7,11 @@
 
 use crate::app::App;
 use crate::settings::{Overrides, Settings};
-use crate::workspace::{PODS_MANAGER, WORKERS_MANAGER};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tenantry::store::MemoryStore;
 use tenantry::{Invoke, Key, Partition, Pod};
+use tenantry_demo::workspace::{PODS_MANAGER, WORKERS_MANAGER};
 
 fn rows(v: &Value) -> String {
     v.get("rows").map(|r| r.to_string()).unwrap_or_default()
@@ -39,7 +39,7 @@ pub async fn run() -> anyhow::Result<()> {
     let globex = Partition::new("globex")?;
 
     println!("== multi-tenant components (tenant-db per tenant, mysql-db for globex)");
-    for t in tenantry::demo::TENANTS {
+    for t in tenantry_demo::TENANTS {
         let p = Partition::new(t)?;
         let r = rt
             .bus_for(&p)

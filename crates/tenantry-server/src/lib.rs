@@ -11,7 +11,7 @@
 //! - [`keys`]: API keys (kept hashed); [`registry`]: the durable record of runtime
 //!   onboardings.
 //! - [`server`]: start, serve and graceful shutdown; [`cli`]: the command line;
-//!   [`demo`]: the in-process scenarios; [`workspace`]: the demo's worker agent and pod;
+//!   [`demo`]: the in-process scenarios (the demo application is `tenantry-demo`);
 //!   [`telemetry`]: logs and Prometheus metrics.
 
 pub mod app;
@@ -26,7 +26,6 @@ pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
-pub mod workspace;
 
 pub use app::App;
 pub use application::Application;

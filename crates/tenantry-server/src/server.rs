@@ -139,7 +139,7 @@ impl Server {
         }
         if s.app.builtin_demo {
             out.push_str("demo tenants:\n");
-            for t in tenantry::demo::TENANTS {
+            for t in tenantry_demo::TENANTS {
                 out.push_str(&format!("  {t:<8} key {}\n", demo_key(t)));
             }
             out.push_str(&format!(

@@ -218,8 +218,8 @@ impl AppSpec {
     /// instance (and `mysql-db-globex`), the demo's database URLs, and the keys
     /// `demo-<tenant>-key`.
     pub fn builtin_demo() -> Self {
-        let urls = tenantry::demo::default_config();
-        let tenants = tenantry::demo::TENANTS
+        let urls = tenantry_demo::default_config();
+        let tenants = tenantry_demo::TENANTS
             .iter()
             .map(|t| {
                 let mut instances = vec![InstanceSpec {

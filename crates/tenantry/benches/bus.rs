@@ -89,7 +89,7 @@ where
 
 async fn run() {
     let rt = Runtime::in_memory();
-    tenantry::demo::install(&rt).await.unwrap();
+    tenantry_demo::install(&rt).await.unwrap();
     rt.register::<Counter>("counters", ManagerConfig::default())
         .unwrap();
     let bus = rt.bus();

@@ -9,12 +9,12 @@ use tenantry::{Invoke, Partition, Runtime};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runtime = Runtime::in_memory();
-    let report = tenantry::demo::install(&runtime).await?;
+    let report = tenantry_demo::install(&runtime).await?;
     println!("booted: {:?}", report.activated);
     let bus = runtime.bus();
     let q = json!({"sql": "select * from orders", "limit": 2});
 
-    for tenant in tenantry::demo::TENANTS {
+    for tenant in tenantry_demo::TENANTS {
         let target = Partition::new(tenant)?;
         let routed = bus
             .invoke("tenant-db.query", q.clone(), Invoke::target(&target))
@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|e| e.to_string())
     );
 
-    for tenant in tenantry::demo::TENANTS {
+    for tenant in tenantry_demo::TENANTS {
         let s = bus
             .invoke(
                 &format!("tenant-db-{tenant}.status"),
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     println!("after config.set: globex -> {}", migrated["db_url"]);
-    for tenant in tenantry::demo::TENANTS {
+    for tenant in tenantry_demo::TENANTS {
         let s = bus
             .invoke(
                 &format!("tenant-db-{tenant}.status"),

@@ -43,7 +43,6 @@ pub mod checkpoint;
 pub mod component;
 pub mod config;
 mod cycles;
-pub mod demo;
 mod error;
 pub mod failure;
 mod identity;

@@ -110,7 +110,7 @@ impl Component for Prober {
 
 async fn demo() -> Runtime {
     let rt = Runtime::in_memory();
-    tenantry::demo::install(&rt).await.unwrap();
+    tenantry_demo::install(&rt).await.unwrap();
     rt.kernel().register::<Prober>().unwrap();
     rt
 }

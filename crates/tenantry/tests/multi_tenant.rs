@@ -1,8 +1,8 @@
 //! The reference scenario of the component model: tenant-db per tenant, routed by target.
 
 use serde_json::json;
-use tenantry::demo::{QueryResult, Status};
 use tenantry::{Error, Invoke, Partition, Runtime};
+use tenantry_demo::{QueryResult, Status};
 
 fn p(name: &str) -> Partition {
     Partition::new(name).unwrap()
@@ -23,7 +23,7 @@ async fn query(rt: &Runtime, handler: &str, target: Option<&str>) -> Result<Quer
 #[tokio::test]
 async fn tenant_db_routes_by_target_and_by_name_and_survives_hot_remove() {
     let rt = Runtime::in_memory();
-    let report = tenantry::demo::install(&rt).await.unwrap();
+    let report = tenantry_demo::install(&rt).await.unwrap();
     assert!(
         report.failed.is_empty() && report.blocked.is_empty(),
         "{report:?}"

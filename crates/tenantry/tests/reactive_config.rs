@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tenantry::component::{Component, NoParams, Runnables};
 use tenantry::config::ConfigStore;
-use tenantry::demo::Status;
 use tenantry::reactive::{Computed, batch};
 use tenantry::telemetry::EventKind;
 use tenantry::{Context, HandlerError, Invoke, Partition, Runtime};
+use tenantry_demo::Status;
 
 fn reader(store: &Arc<ConfigStore>, key: &'static str) -> Computed<Option<Value>> {
     let store = store.clone();
@@ -148,16 +148,16 @@ fn status(v: Value) -> Status {
 #[tokio::test]
 async fn live_migration_recomputes_only_the_migrated_tenant_and_reconnects_once() {
     let rt = Runtime::in_memory();
-    tenantry::demo::install(&rt).await.unwrap();
+    tenantry_demo::install(&rt).await.unwrap();
     let bus = rt.bus();
     let q = json!({"sql": "select 1"});
     let p = |t: &str| Partition::new(t).unwrap();
-    for t in tenantry::demo::TENANTS {
+    for t in tenantry_demo::TENANTS {
         bus.invoke("tenant-db.query", q.clone(), Invoke::target(&p(t)))
             .await
             .unwrap();
     }
-    let before: Vec<Status> = futures::future::join_all(tenantry::demo::TENANTS.iter().map(|t| {
+    let before: Vec<Status> = futures::future::join_all(tenantry_demo::TENANTS.iter().map(|t| {
         let bus = bus.clone();
         async move {
             status(
@@ -189,7 +189,7 @@ async fn live_migration_recomputes_only_the_migrated_tenant_and_reconnects_once(
         globex["db_url"],
         json!("postgres://db-new.prod/globex-migrated")
     );
-    for (i, t) in tenantry::demo::TENANTS.iter().enumerate() {
+    for (i, t) in tenantry_demo::TENANTS.iter().enumerate() {
         let r = bus
             .invoke("tenant-db.query", q.clone(), Invoke::target(&p(t)))
             .await

@@ -1,19 +1,19 @@
-//! The reference multi-tenant application, used by the examples, the tests and the
-//! server's built-in demo.
+//! The demo's components: a `tenant-db` per tenant and a `mysql-db`, reading their
+//! database URL from the tenant's own config, with the standard providers.
 //!
 //! A `tenant-db` factory instantiated once per tenant (`tenant-db-acme` with
 //! `{"target": "acme"}`, ...), reading its database URL from the tenant's own config
 //! subtree, a `mysql-db` factory serving `globex` under the same routing scheme, and the
 //! standard providers.
 
-use crate::component::{Component, NoParams, Runnables};
-use crate::params::{Bounded, BoundedText};
-use crate::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
-use crate::reactive::Computed;
-use crate::{Context, Error, HandlerError, Runtime};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tenantry::component::{Component, NoParams, Runnables};
+use tenantry::params::{Bounded, BoundedText};
+use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
+use tenantry::reactive::Computed;
+use tenantry::{Context, Error, HandlerError, Runtime};
 
 /// Params of `query`. Every size is bounded: a request cannot make the component build
 /// more than [`MAX_ROWS`] rows of [`MAX_SQL_CHARS`] characters of SQL.
@@ -227,7 +227,7 @@ pub fn default_config() -> serde_json::Value {
 /// Registers the demo factories and the standard providers on `runtime`, instantiates
 /// the providers and one `tenant-db-<tenant>` per tenant plus `mysql-db-globex`, and
 /// boots them.
-pub async fn install(runtime: &Runtime) -> Result<crate::kernel::BootReport, Error> {
+pub async fn install(runtime: &Runtime) -> Result<tenantry::kernel::BootReport, Error> {
     let kernel = runtime.kernel();
     kernel.register::<ConfigProvider>()?;
     kernel.register::<CredentialsProvider>()?;
