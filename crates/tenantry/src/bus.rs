@@ -10,7 +10,7 @@
 //! 5. otherwise `RouteNotFound`. Unknown targets are never guessed.
 //!
 //! The caller decides what is reachable. A call from inside partition P
-//! ([`CallerKind::Partition`](crate::CallerKind::Partition)) reaches only instances of P,
+//! ([`CallerKind::Partition`]) reaches only instances of P,
 //! whatever target it names; an admin-granted instance may reach other partitions and
 //! every such call is audited; host code is trusted. A bus handle's caller is fixed when
 //! the runtime makes it ([`Runtime::bus`](crate::Runtime::bus),

@@ -5,6 +5,7 @@
 //! providers change (activation, removal, ranking), so consumers can tell when to
 //! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
 
+use super::{InstanceStatus, Kernel, KernelState, Record, read, visible};
 use crate::caller::{CallAs, Caller};
 use crate::instance::cell::AnyInstance;
 use crate::reactive::Trigger;
@@ -125,4 +126,55 @@ impl ServiceRef {
                 other => Error::Call(other),
             })
     }
+}
+
+impl Kernel {
+    /// The best active provider of `contract` visible from `partition`.
+    pub fn require(&self, contract: &str, partition: &Partition) -> Option<String> {
+        self.require_all(contract, partition).into_iter().next()
+    }
+
+    /// Every active provider of `contract` visible from `partition`, best first.
+    pub fn require_all(&self, contract: &str, partition: &Partition) -> Vec<String> {
+        providers(self.state(), contract, partition)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// A live reference to the best provider of `contract` for `partition`: it resolves
+    /// on every use, so it follows re-wiring and never holds a removed provider.
+    pub fn service(&self, contract: &str, partition: &Partition) -> ServiceRef {
+        ServiceRef::new(
+            Arc::downgrade(self.inner()),
+            contract,
+            partition.clone(),
+            crate::caller::Caller::host(),
+        )
+    }
+}
+
+/// Active providers of `contract` visible from `partition`, best first, with handles.
+pub(crate) fn providers(
+    state: &KernelState,
+    contract: &str,
+    partition: &Partition,
+) -> Vec<(String, Arc<dyn AnyInstance>)> {
+    let factories = read(&state.factories);
+    let instances = read(&state.instances);
+    let mut found: Vec<&Record> = instances
+        .values()
+        .filter(|r| {
+            r.status == InstanceStatus::Active
+                && visible(&r.partition, partition)
+                && factories
+                    .get(r.factory)
+                    .is_some_and(|f| f.provides.contains(&contract))
+        })
+        .collect();
+    found.sort_by(|a, b| b.ranking.cmp(&a.ranking).then(a.seq.cmp(&b.seq)));
+    found
+        .into_iter()
+        .filter_map(|r| r.handle.clone().map(|h| (r.name.clone(), h)))
+        .collect()
 }
