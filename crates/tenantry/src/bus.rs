@@ -546,7 +546,8 @@ impl Bus {
             let delivered = match &sub.target {
                 SubTarget::Channel(tx) => tx.send(event).is_ok(),
                 SubTarget::Instance { handle, .. } => match serde_json::to_value(&event) {
-                    Ok(v) => handle.tell_json_dyn(EVENT_RUNNABLE, v).is_ok(),
+                    // The subscriber handles it as coming from the publisher.
+                    Ok(v) => handle.deliver_event(v, self.stamp()).is_ok(),
                     Err(_) => false,
                 },
             };

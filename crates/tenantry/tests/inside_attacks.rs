@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tenantry::component::{BusEvent, Component, NoParams, Runnables};
 use tenantry::config::ConfigView;
-use tenantry::kernel::ServiceRef;
+use tenantry::kernel::{Grant, ServiceRef};
 use tenantry::providers::{ConfigProvider, CredentialsProvider};
 use tenantry::schemars::JsonSchema;
 use tenantry::scope::Secret;
@@ -131,6 +131,8 @@ impl Handler<GetNote> for Note {
 
 struct Vault {
     alarms: u64,
+    /// Events handled as coming from a privileged caller.
+    privileged_alarms: u64,
 }
 
 fn herr(e: impl std::fmt::Display) -> HandlerError {
@@ -143,7 +145,10 @@ impl Component for Vault {
         &["alarm.**"]
     }
     fn create(_: &Context) -> Result<Self, HandlerError> {
-        Ok(Self { alarms: 0 })
+        Ok(Self {
+            alarms: 0,
+            privileged_alarms: 0,
+        })
     }
     async fn activate(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
         let own = ctx.partition().to_string();
@@ -153,8 +158,9 @@ impl Component for Vault {
             .await
             .map_err(herr)
     }
-    fn on_event(&mut self, _: BusEvent, _: &mut Context) -> Result<(), HandlerError> {
+    fn on_event(&mut self, _: BusEvent, ctx: &mut Context) -> Result<(), HandlerError> {
         self.alarms += 1;
+        self.privileged_alarms += u64::from(ctx.caller_is_privileged());
         Ok(())
     }
     fn runnables(r: &mut Runnables<'_, Self>) {
@@ -167,6 +173,7 @@ impl Component for Vault {
                     "token": token.map(|s| s.expose().to_owned()),
                     "secrets": ctx.credentials().map_err(herr)?.names(),
                     "alarms": v.alarms,
+                    "privileged_alarms": v.privileged_alarms,
                 }))
             })
         });
@@ -538,6 +545,11 @@ impl Component for Intruder {
 // ---- the world -------------------------------------------------------------------------
 
 async fn world() -> Runtime {
+    world_with(Grant::None).await
+}
+
+/// The world, with the shared providers given `grant`.
+async fn world_with(grant: Grant) -> Runtime {
     let rt = Runtime::in_memory();
     rt.register::<Note>("notes", ManagerConfig::default())
         .unwrap();
@@ -550,13 +562,14 @@ async fn world() -> Runtime {
     for t in TENANTS {
         tenants.insert(t.into(), json!({"db_url": mark(t, "db")}));
     }
-    k.instantiate(
+    k.instantiate_with(
         "config",
         "config",
         json!({"defaults": {"tenants": tenants, "shared": {"region": "eu"}}}),
+        grant,
     )
     .unwrap();
-    k.instantiate("credentials", "credentials", json!({}))
+    k.instantiate_with("credentials", "credentials", json!({}), grant)
         .unwrap();
     for t in TENANTS {
         k.instantiate("vault", &format!("vault-{t}"), json!({"target": t}))
@@ -706,7 +719,17 @@ fn holdings_unchanged(before: &Value, after: &Value) -> Result<(), String> {
 /// Every action from every place, by acme against globex, called by acme and by host code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_action_from_any_place_in_a_tenant_reaches_another_tenant() {
-    let rt = world().await;
+    every_action_from_every_place(world().await).await;
+}
+
+/// The same when the shared providers hold the admin grant: they still serve a tenant
+/// within that tenant's reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_granted_providers_still_serve_a_tenant_within_its_reach() {
+    every_action_from_every_place(world_with(Grant::Admin).await).await;
+}
+
+async fn every_action_from_every_place(rt: Runtime) {
     let before = holdings(&rt).await;
     let mut failures = Vec::new();
     for vector in VECTORS {
@@ -754,6 +777,50 @@ async fn an_attacker_still_reads_its_own_config_and_state() {
             "{vector:?}: {seen:?}"
         );
     }
+}
+
+/// An event a tenant publishes is handled as coming from that tenant, and nobody but the
+/// bus can deliver one.
+#[tokio::test]
+async fn events_are_handled_as_coming_from_their_publisher() {
+    let rt = world().await;
+    let acme = Partition::new("acme").unwrap();
+    let published = rt.bus_for(&acme).publish("alarm.fire", json!({})).unwrap();
+    assert_eq!(published, 1);
+    rt.bus().publish_in(&acme, "alarm.fire", json!({})).unwrap();
+    let vault = loop {
+        let v = rt
+            .bus()
+            .invoke("vault-acme.read", json!({}), Invoke::default())
+            .await
+            .unwrap();
+        if v["alarms"] == 2 {
+            break v;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(
+        vault["privileged_alarms"], 1,
+        "only the host's event is privileged"
+    );
+    // The event runnable is no call path's: not the bus's, not a handle's.
+    let r = rt
+        .bus()
+        .invoke(
+            "vault-acme.__event",
+            json!({"topic": "alarm.x", "payload": {}}),
+            Invoke::default(),
+        )
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    let handle = rt.kernel().service("IConfig", &acme).resolve().unwrap().1;
+    let r = handle
+        .call_json_dyn("__event", json!({"topic": "t", "payload": {}}), None)
+        .await;
+    assert!(
+        matches!(r, Err(tenantry::CallError::UnknownHandler { .. })),
+        "{r:?}"
+    );
 }
 
 /// A provider that refuses a tenant says it is forbidden (403), not that the request

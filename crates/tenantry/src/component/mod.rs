@@ -240,17 +240,12 @@ impl<C: Component> Factory for ComponentState<C> {
     fn handlers(h: &mut Handlers<Self>) {
         C::runnables(&mut Runnables { handlers: h });
         if !C::subscriptions().is_empty() {
+            // Reachable only through the bus's delivery (every public call path refuses
+            // this name), and handled as coming from the publisher.
             let deliver: HandlerFn<Self, BusEvent, ()> = Arc::new(|state, ctx, event| {
-                // Only the runtime delivers events; a tenant cannot inject one.
-                let result = if ctx.caller_is_privileged() {
-                    created(state).and_then(|c| c.on_event(event, ctx))
-                } else {
-                    Err(HandlerError::forbidden(
-                        "forbidden",
-                        "events come from the bus",
-                    ))
-                };
-                Box::pin(std::future::ready(result))
+                Box::pin(std::future::ready(
+                    created(state).and_then(|c| c.on_event(event, ctx)),
+                ))
             });
             h.add_fn(EVENT_RUNNABLE, "Delivers a subscribed bus event.", deliver);
         }

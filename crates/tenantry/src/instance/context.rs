@@ -123,20 +123,18 @@ impl Context {
     ///   does not lend it the host's reach); it writes only if it holds the admin grant
     ///   and its caller is privileged.
     /// - A shared (unpartitioned) instance acts within its caller's reach: a partition
-    ///   caller gets that partition's read-only view; host and admin callers the whole
-    ///   config, writable. In its own hooks and effects it reads everything and writes
-    ///   nothing.
+    ///   caller gets that partition's read-only view (whatever grant the instance holds);
+    ///   host and admin callers the whole config, writable. In its own hooks and effects
+    ///   it reads everything and writes only with the admin grant.
     pub fn caller_config(&self) -> Result<ConfigView, Error> {
         let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
         let own = &self.identity.partition;
         let admin = self.is_admin();
-        let (partition, may_write) = if own.is_unpartitioned() && !admin {
-            match &self.caller {
-                Some(caller) => match caller.kind() {
-                    CallerKind::Partition(p) => (p.clone(), false),
-                    CallerKind::Host | CallerKind::Admin(_) => (Partition::unpartitioned(), true),
-                },
-                None => (Partition::unpartitioned(), false),
+        let (partition, may_write) = if own.is_unpartitioned() {
+            match self.caller.as_ref().map(Caller::kind) {
+                Some(CallerKind::Partition(p)) => (p.clone(), false),
+                Some(CallerKind::Host | CallerKind::Admin(_)) => (Partition::unpartitioned(), true),
+                None => (Partition::unpartitioned(), admin),
             }
         } else {
             (own.clone(), admin && self.caller_is_privileged())
