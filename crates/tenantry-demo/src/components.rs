@@ -11,9 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenantry::component::{Component, NoParams, Runnables};
 use tenantry::params::{Bounded, BoundedText};
-use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
+use tenantry::providers::{
+    ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider, contracts,
+};
 use tenantry::reactive::Computed;
 use tenantry::{Context, Error, HandlerError, Runtime};
+
+/// The contract of the demo's databases.
+pub const DATABASE: &str = "IDatabase";
 
 /// Params of `query`. Every size is bounded: a request cannot make the component build
 /// more than [`MAX_ROWS`] rows of [`MAX_SQL_CHARS`] characters of SQL.
@@ -131,11 +136,11 @@ impl Component for TenantDb {
     const VERSION: &'static str = "1.0.0";
 
     fn provides() -> &'static [&'static str] {
-        &["IDatabase"]
+        &[DATABASE]
     }
 
     fn requires() -> &'static [&'static str] {
-        &["IConfig"]
+        &[contracts::CONFIG]
     }
 
     fn create(ctx: &Context) -> Result<Self, HandlerError> {
@@ -183,11 +188,11 @@ impl Component for MysqlDb {
     const VERSION: &'static str = "1.0.0";
 
     fn provides() -> &'static [&'static str] {
-        &["IDatabase"]
+        &[DATABASE]
     }
 
     fn requires() -> &'static [&'static str] {
-        &["IConfig"]
+        &[contracts::CONFIG]
     }
 
     fn create(ctx: &Context) -> Result<Self, HandlerError> {

@@ -17,6 +17,19 @@ use crate::{Context, HandlerError, Partition};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The contracts of the standard providers, for `provides`, `requires` and
+/// [`Context::service`].
+pub mod contracts {
+    /// The config provider's contract.
+    pub const CONFIG: &str = "IConfig";
+    /// The credentials provider's contract.
+    pub const CREDENTIALS: &str = "ICredentials";
+    /// The storage provider's contract.
+    pub const STORAGE: &str = "IStorage";
+    /// The logging provider's contract.
+    pub const LOGGING: &str = "ILogging";
+}
+
 fn runtime(ctx: &Context) -> Result<std::sync::Arc<crate::runtime::RuntimeInner>, HandlerError> {
     ctx.runtime_inner()
         .ok_or_else(|| HandlerError::with_code("shut_down", "the runtime is shut down"))
@@ -82,7 +95,7 @@ impl Component for ConfigProvider {
     const VERSION: &'static str = "1.0.0";
 
     fn provides() -> &'static [&'static str] {
-        &["IConfig"]
+        &[contracts::CONFIG]
     }
 
     fn create(ctx: &Context) -> Result<Self, HandlerError> {
@@ -207,7 +220,7 @@ impl Component for CredentialsProvider {
     const VERSION: &'static str = "1.0.0";
 
     fn provides() -> &'static [&'static str] {
-        &["ICredentials"]
+        &[contracts::CREDENTIALS]
     }
 
     fn create(_: &Context) -> Result<Self, HandlerError> {
@@ -258,7 +271,7 @@ impl Component for StorageProvider {
     const VERSION: &'static str = "1.0.0";
 
     fn provides() -> &'static [&'static str] {
-        &["IStorage"]
+        &[contracts::STORAGE]
     }
 
     fn create(_: &Context) -> Result<Self, HandlerError> {
@@ -298,7 +311,7 @@ impl Component for LoggingProvider {
     const VERSION: &'static str = "1.0.0";
 
     fn provides() -> &'static [&'static str] {
-        &["ILogging"]
+        &[contracts::LOGGING]
     }
 
     fn create(_: &Context) -> Result<Self, HandlerError> {
