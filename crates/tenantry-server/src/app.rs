@@ -373,6 +373,7 @@ impl App {
             }
         };
         let mut instances = Vec::with_capacity(req.instances.len());
+        let factories = self.tenant_factories();
         for inst in &req.instances {
             if inst.properties.get("target").is_some() {
                 return Err(ApiError::unprocessable(
@@ -383,13 +384,13 @@ impl App {
                     ),
                 ));
             }
-            if !self.tenant_factories().contains(&inst.factory.as_str()) {
+            if !factories.contains(&inst.factory.as_str()) {
                 return Err(ApiError::unprocessable(
                     "invalid_instance",
                     format!(
                         "factory {:?} cannot be instantiated for a tenant (one of: {})",
                         inst.factory,
-                        self.tenant_factories().join(", ")
+                        factories.join(", ")
                     ),
                 ));
             }

@@ -124,30 +124,35 @@ impl Application {
 
     /// Registers a manager named `manager` of keyed agents of factory `F`, configured by
     /// `[managers.<manager>]`.
-    pub fn agents<F: Factory>(mut self, manager: &str) -> Self {
-        let name = manager.to_owned();
-        self.keyed.push(name.clone());
-        self.registrations.push(Box::new(move |rt, sections| {
-            let config = manager_config(sections.get(&name))
-                .with_context(|| format!("[managers.{name}]"))?;
-            rt.register::<F>(&name, config)
-                .with_context(|| format!("manager {name}"))?;
-            Ok(())
-        }));
-        self
+    pub fn agents<F: Factory>(self, manager: &str) -> Self {
+        self.keyed(manager, |rt, name, config| {
+            rt.register::<F>(name, config).map(|_| ())
+        })
     }
 
     /// Registers a pods manager named `manager` of pod factory `P`, configured by
     /// `[managers.<manager>]`. The managers its nodes live in must be registered first.
-    pub fn pods<P: PodFactory>(mut self, manager: &str) -> Self {
+    pub fn pods<P: PodFactory>(self, manager: &str) -> Self {
+        self.keyed(manager, |rt, name, config| {
+            rt.register_pod::<P>(name, config).map(|_| ())
+        })
+    }
+
+    /// Registers a keyed manager with `register`, given its `[managers.<name>]` settings.
+    fn keyed(
+        mut self,
+        manager: &str,
+        register: impl Fn(&Runtime, &str, ManagerConfig) -> Result<(), tenantry::Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
         let name = manager.to_owned();
         self.keyed.push(name.clone());
         self.registrations.push(Box::new(move |rt, sections| {
             let config = manager_config(sections.get(&name))
                 .with_context(|| format!("[managers.{name}]"))?;
-            rt.register_pod::<P>(&name, config)
-                .with_context(|| format!("pods manager {name}"))?;
-            Ok(())
+            register(rt, &name, config).with_context(|| format!("manager {name}"))
         }));
         self
     }

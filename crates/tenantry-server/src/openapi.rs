@@ -118,6 +118,11 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
+/// A 200 answering Prometheus text.
+fn text_ok() -> Value {
+    json!({"description": "Prometheus text.", "content": {"text/plain": {"schema": {"type": "string"}}}})
+}
+
 fn ok_response(result: Value) -> Value {
     json!({
         "description": "Success.",
@@ -244,14 +249,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
             "summary": "The partition's own Prometheus series (text).",
             "tags": ["partitions"],
             "parameters": [p()],
-            "responses": {
-                "200": {"description": "Prometheus text.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                "400": {"description": status_text(400), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "401": {"description": status_text(401), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "403": {"description": status_text(403), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "404": {"description": status_text(404), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "503": {"description": status_text(503), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
+            "responses": responses(text_ok(), &[400, 401, 403, 404, 503])
         }}),
     );
     let pod_params = || {
@@ -372,12 +370,7 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
         "/metrics".into(),
         json!({"get": {"summary": "Prometheus metrics of every tenant (text); the admin key or the metrics token.",
             "tags": ["ops"],
-            "responses": {
-                "200": {"description": "Prometheus text.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                "401": {"description": status_text(401), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "403": {"description": status_text(403), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "503": {"description": status_text(503), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }}}),
+            "responses": responses(text_ok(), &[401, 403, 503])}}),
     );
 }
 

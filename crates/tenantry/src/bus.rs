@@ -450,9 +450,6 @@ impl Bus {
                     kind,
                     manager: &dyn crate::AnyManager| {
             for h in manager.handlers_dyn() {
-                if h.name == EVENT_RUNNABLE {
-                    continue;
-                }
                 out.push(HandlerDescriptor {
                     route: format!("{prefix}.{}", h.name),
                     kind,
@@ -547,7 +544,9 @@ impl Bus {
                 SubTarget::Channel(tx) => tx.send(event).is_ok(),
                 SubTarget::Instance { handle, .. } => match serde_json::to_value(&event) {
                     // The subscriber handles it as coming from the publisher.
-                    Ok(v) => handle.deliver_event(v, self.stamp()).is_ok(),
+                    Ok(v) => handle
+                        .tell_internal(EVENT_RUNNABLE, v, self.stamp())
+                        .is_ok(),
                     Err(_) => false,
                 },
             };

@@ -678,8 +678,8 @@ impl<F: Factory> Manager<F> {
             None => self.core.partitions(),
         };
         for p in &partitions {
-            for (key, _) in self.core.failures(p) {
-                self.core.clear_failure(&key, p);
+            if let Some(dir) = self.core.dirs.get(p) {
+                dir.retain(|_, slot| !matches!(slot, Slot::Failed(_)));
             }
         }
         // Activations in flight when the stop began become live afterwards: wait for them

@@ -81,17 +81,7 @@ pub async fn instances(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult
                     }));
                 }
                 for (key, failure) in m.failures_dyn(&p) {
-                    let status = status_json(
-                        &InstanceStatus::BackingOff {
-                            error: failure.reason.clone(),
-                            attempt: failure.attempt,
-                            next_try_at_ms: failure
-                                .next_try_at
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_millis() as u64),
-                        },
-                        admin,
-                    );
+                    let status = status_json(&InstanceStatus::backing_off(&failure), admin);
                     keyed.push(json!({
                         "manager": name, "factory": m.factory(), "key": key, "status": status,
                     }));

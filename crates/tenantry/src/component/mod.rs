@@ -240,14 +240,14 @@ impl<C: Component> Factory for ComponentState<C> {
     fn handlers(h: &mut Handlers<Self>) {
         C::runnables(&mut Runnables { handlers: h });
         if !C::subscriptions().is_empty() {
-            // Reachable only through the bus's delivery (every public call path refuses
-            // this name), and handled as coming from the publisher.
+            // Internal: reachable only through the bus's delivery, and handled as coming
+            // from the publisher.
             let deliver: HandlerFn<Self, BusEvent, ()> = Arc::new(|state, ctx, event| {
                 Box::pin(std::future::ready(
                     created(state).and_then(|c| c.on_event(event, ctx)),
                 ))
             });
-            h.add_fn(EVENT_RUNNABLE, "Delivers a subscribed bus event.", deliver);
+            h.add_internal_fn(EVENT_RUNNABLE, "Delivers a subscribed bus event.", deliver);
         }
     }
 

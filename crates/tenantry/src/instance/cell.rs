@@ -219,8 +219,7 @@ impl<F: Factory> InstanceHandle<F> {
             .await
     }
 
-    /// Posts a JSON call as `caller` and waits for the reply. The event runnable is not
-    /// callable: only the bus delivers events ([`AnyInstance::deliver_event`]).
+    /// Posts a JSON call as `caller` and waits for the reply.
     fn call_json_stamped(
         &self,
         handler: &str,
@@ -229,18 +228,14 @@ impl<F: Factory> InstanceHandle<F> {
         caller: Caller,
     ) -> impl Future<Output = Result<serde_json::Value, CallError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        let posted = refuse_event(handler)
-            .and_then(|()| {
-                self.cell.table.envelope(
-                    handler,
-                    params,
-                    Some(JsonReply {
-                        tx,
-                        limit: self.cell.table.max_reply_bytes,
-                    }),
-                    caller,
-                )
-            })
+        let reply = JsonReply {
+            tx,
+            limit: self.cell.table.max_reply_bytes,
+        };
+        let posted = self
+            .cell
+            .table
+            .envelope(handler, params, Some(reply), caller)
             .and_then(|letter| self.post(Mail::Letter(letter)));
         async move {
             posted?;
@@ -250,7 +245,6 @@ impl<F: Factory> InstanceHandle<F> {
 
     /// Queues a JSON message by handler name without waiting.
     pub fn tell_json(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
-        refuse_event(handler)?;
         let letter = self
             .cell
             .table
@@ -276,16 +270,6 @@ impl<F: Factory> InstanceHandle<F> {
     pub fn owners(&self) -> usize {
         self.cell.live.owners.load(Ordering::Acquire)
     }
-}
-
-/// Refuses the event runnable on a public call path.
-fn refuse_event(handler: &str) -> Result<(), CallError> {
-    if handler == crate::component::EVENT_RUNNABLE {
-        return Err(CallError::UnknownHandler {
-            handler: handler.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 async fn await_reply<T>(
@@ -334,9 +318,15 @@ pub trait AnyInstance: Send + Sync {
     /// The same instance, calling as the caller the runtime proved (service resolution).
     #[doc(hidden)]
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance>;
-    /// Delivers a published event, sent by the caller the runtime proved (the bus).
+    /// Queues a letter for an internal handler (the bus's event delivery), sent by the
+    /// caller the runtime proved.
     #[doc(hidden)]
-    fn deliver_event(&self, event: serde_json::Value, publisher: CallAs) -> Result<(), CallError>;
+    fn tell_internal(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        sender: CallAs,
+    ) -> Result<(), CallError>;
 }
 
 impl<F: Factory> AnyInstance for InstanceHandle<F> {
@@ -385,11 +375,16 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         Arc::new(self.bound(caller.0))
     }
 
-    fn deliver_event(&self, event: serde_json::Value, publisher: CallAs) -> Result<(), CallError> {
-        let letter =
-            self.cell
-                .table
-                .envelope(crate::component::EVENT_RUNNABLE, event, None, publisher.0)?;
+    fn tell_internal(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        sender: CallAs,
+    ) -> Result<(), CallError> {
+        let letter = self
+            .cell
+            .table
+            .internal_envelope(handler, params, sender.0)?;
         self.post(Mail::Letter(letter))
     }
 }

@@ -260,9 +260,13 @@ impl Context {
 
     /// Whether this instance was instantiated with the admin grant.
     pub(crate) fn is_admin(&self) -> bool {
+        // Grants are given to component instances, which always have properties; an
+        // agent never holds one, and never takes the kernel's lock to learn so.
         match &self.extras {
-            Some(extras) => *extras.admin.get_or_init(|| self.lookup_admin()),
-            None => self.lookup_admin(),
+            Some(extras) if extras.properties.is_some() => {
+                *extras.admin.get_or_init(|| self.lookup_admin())
+            }
+            _ => false,
         }
     }
 

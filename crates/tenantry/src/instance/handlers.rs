@@ -43,6 +43,9 @@ pub type HandlerFn<F, P, R> = Arc<
 struct Entry<F> {
     info: HandlerInfo,
     make: MakeEnvelope<F>,
+    /// Reached only through the runtime's own deliveries (never a public call path,
+    /// never listed).
+    internal: bool,
 }
 
 /// The registry a factory fills in [`Factory::handlers`].
@@ -79,6 +82,7 @@ impl<F: Factory> Handlers<F> {
                 max_reply_bytes: 0,
             },
             make: Arc::new(make_json_envelope::<F, M>),
+            internal: false,
         });
         self
     }
@@ -90,6 +94,35 @@ impl<F: Factory> Handlers<F> {
         name: &'static str,
         description: &'static str,
         handler: HandlerFn<F, P, R>,
+    ) -> &mut Self
+    where
+        P: DeserializeOwned + JsonSchema + Send + 'static,
+        R: Serialize + JsonSchema + Send + 'static,
+    {
+        self.push_fn(name, description, handler, false)
+    }
+
+    /// [`Handlers::add_fn`] for a handler only the runtime itself sends letters to (the
+    /// delivery of bus events): no public call path reaches it and listings omit it.
+    pub(crate) fn add_internal_fn<P, R>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        handler: HandlerFn<F, P, R>,
+    ) -> &mut Self
+    where
+        P: DeserializeOwned + JsonSchema + Send + 'static,
+        R: Serialize + JsonSchema + Send + 'static,
+    {
+        self.push_fn(name, description, handler, true)
+    }
+
+    fn push_fn<P, R>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        handler: HandlerFn<F, P, R>,
+        internal: bool,
     ) -> &mut Self
     where
         P: DeserializeOwned + JsonSchema + Send + 'static,
@@ -120,6 +153,7 @@ impl<F: Factory> Handlers<F> {
                     caller,
                 }) as Box<dyn Envelope<F>>)
             }),
+            internal,
         });
         self
     }
@@ -264,15 +298,37 @@ impl<F: Factory> HandlerTable<F> {
         })
     }
 
+    /// The handlers callers may call (internal ones are not listed).
     pub(crate) fn infos(&self) -> impl Iterator<Item = &HandlerInfo> {
-        self.entries.iter().map(|e| &e.info)
+        self.entries.iter().filter(|e| !e.internal).map(|e| &e.info)
     }
 
     /// Decodes JSON params into a ready-to-send envelope (in the caller's task, so bad
-    /// params never reach the instance).
+    /// params never reach the instance). Internal handlers are unknown here.
     pub(crate) fn envelope(
         &self,
         handler: &str,
+        params: serde_json::Value,
+        reply: Option<JsonReply>,
+        caller: Caller,
+    ) -> Result<Box<dyn Envelope<F>>, CallError> {
+        self.make(handler, false, params, reply, caller)
+    }
+
+    /// [`HandlerTable::envelope`] for an internal handler (the runtime's own deliveries).
+    pub(crate) fn internal_envelope(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        caller: Caller,
+    ) -> Result<Box<dyn Envelope<F>>, CallError> {
+        self.make(handler, true, params, None, caller)
+    }
+
+    fn make(
+        &self,
+        handler: &str,
+        internal: bool,
         params: serde_json::Value,
         reply: Option<JsonReply>,
         caller: Caller,
@@ -281,6 +337,7 @@ impl<F: Factory> HandlerTable<F> {
             .index
             .get(handler)
             .map(|&i| &self.entries[i])
+            .filter(|e| e.internal == internal)
             .ok_or_else(|| CallError::UnknownHandler {
                 handler: handler.to_owned(),
             })?;

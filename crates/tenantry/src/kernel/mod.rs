@@ -84,6 +84,21 @@ pub enum InstanceStatus {
     Blocked(Vec<String>),
 }
 
+impl InstanceStatus {
+    /// The status of an instance waiting out the backoff of `failure`.
+    pub fn backing_off(failure: &crate::failure::Failure) -> Self {
+        let next_try_at_ms = failure
+            .next_try_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self::BackingOff {
+            error: failure.reason.clone(),
+            attempt: failure.attempt,
+            next_try_at_ms,
+        }
+    }
+}
+
 /// Cross-tenant rights given at instantiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -13,7 +13,6 @@ use crate::manager::GiveUpHook;
 use crate::runtime::RuntimeInner;
 use crate::{Error, Identity, Key, Runtime};
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The hook a component manager calls when one of its instances gives up.
 pub(crate) fn hook(runtime: Weak<RuntimeInner>) -> GiveUpHook {
@@ -22,19 +21,6 @@ pub(crate) fn hook(runtime: Weak<RuntimeInner>) -> GiveUpHook {
         let (runtime, failure) = (runtime.clone(), failure.clone());
         tokio::spawn(recover(runtime, name, failure));
     })
-}
-
-fn millis_since_epoch(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn backing_off(failure: &Failure) -> InstanceStatus {
-    InstanceStatus::BackingOff {
-        error: failure.reason.clone(),
-        attempt: failure.attempt,
-        next_try_at_ms: millis_since_epoch(failure.next_try_at),
-    }
 }
 
 /// Whether `name` is still backing off from attempt `attempt` (not removed, not
@@ -50,7 +36,11 @@ async fn recover(runtime: Weak<RuntimeInner>, name: String, failure: Arc<Failure
         let Some(rt) = Runtime::upgrade(&runtime) else {
             return;
         };
-        if rt.kernel().withdraw(&name, backing_off(&failure)).is_err() {
+        if rt
+            .kernel()
+            .withdraw(&name, InstanceStatus::backing_off(&failure))
+            .is_err()
+        {
             return;
         }
     }
@@ -80,7 +70,7 @@ async fn recover(runtime: Weak<RuntimeInner>, name: String, failure: Arc<Failure
                 let attempt = failure.attempt.saturating_add(1);
                 failure = Arc::new(Failure::new(e.to_string(), attempt, backoff.delay(attempt)));
                 tracing::warn!(instance = %name, attempt, error = %e, "component failed to start again; backing off");
-                kernel.set_status(&name, backing_off(&failure));
+                kernel.set_status(&name, InstanceStatus::backing_off(&failure));
             }
         }
     }
