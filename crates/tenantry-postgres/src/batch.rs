@@ -14,8 +14,8 @@
 //! When a read slot is free, the reader takes every get queued at that moment and reads
 //! them in one query; up to `read_concurrency` such queries run at once.
 
+use crate::conn::{Shared, on_connection, read_with_retry};
 use crate::error::{Failure, classify, version_from_db};
-use crate::store::{Shared, on_connection, read_with_retry};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

@@ -88,6 +88,7 @@
 //! is dropped afterwards), and are skipped, saying so, when it is not set.
 
 mod batch;
+mod conn;
 mod error;
 mod options;
 mod schema;

@@ -2,64 +2,24 @@
 //! [`CheckpointStore`] implementation that routes puts and gets through the batchers.
 
 use crate::batch::{self, GetRequest, PutRequest};
-use crate::error::{Failure, classify, version_from_db};
+use crate::conn::{Shared, on_connection, read_with_retry};
+use crate::error::{classify, version_from_db};
 use crate::schema::{Statements, migrate};
 use crate::{PgError, PgOptions};
 use futures::future::{BoxFuture, FutureExt};
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey};
 use tenantry::{Key, Partition};
 use tokio::sync::{mpsc, oneshot};
-
-/// Runs `$body` (an expression using the pooled connection `$conn`, yielding
-/// `Result<T, sqlx::Error>`) within the pool's acquire timeout and the statement timeout.
-/// A connection that timed out or broke is closed instead of going back to the pool.
-/// Evaluates to `Result<T, Failure>`.
-macro_rules! on_connection {
-    ($shared:expr, $conn:ident => $body:expr) => {{
-        let shared: &$crate::store::Shared = $shared;
-        match $crate::store::acquire(shared).await {
-            Err(failure) => Err(failure),
-            Ok(mut $conn) => {
-                let guard = $crate::store::statement_guard(shared);
-                let outcome = tokio::time::timeout(guard, async { $body }).await;
-                $crate::store::settle(&mut $conn, outcome, guard)
-            }
-        }
-    }};
-}
-pub(crate) use on_connection;
-
-/// Runs an idempotent read, once more on a fresh connection if the first one turns out
-/// broken (a connection the database dropped while it sat idle in the pool).
-macro_rules! read_with_retry {
-    ($shared:expr, $conn:ident => $body:expr) => {{
-        let mut outcome = $crate::store::on_connection!($shared, $conn => $body);
-        if matches!(&outcome, Err(f) if f.broken) {
-            outcome = $crate::store::on_connection!($shared, $conn => $body);
-        }
-        outcome.map_err(|f: $crate::error::Failure| f.error)
-    }};
-}
-pub(crate) use read_with_retry;
 
 /// A checkpoint store in a PostgreSQL schema. Cheap to clone; clones share one pool and
 /// one writer.
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
-}
-
-/// What the store's tasks share: the pool, the statements, the options.
-pub(crate) struct Shared {
-    pub(crate) pool: PgPool,
-    pub(crate) sql: Statements,
-    pub(crate) options: PgOptions,
 }
 
 struct Inner {
@@ -250,53 +210,6 @@ pub(crate) async fn version_of(shared: &Shared, key: &StoreKey) -> Result<Option
         Some(row) => {
             let v: i64 = row.try_get(0).map_err(|e| classify(e).error)?;
             version_from_db(v).map(Some)
-        }
-    }
-}
-
-/// Gets a pooled connection, bounded by the connect timeout (with a margin over the
-/// pool's own bound).
-pub(crate) async fn acquire(shared: &Shared) -> Result<PoolConnection<Postgres>, Failure> {
-    let limit = shared.options.connect_timeout + Duration::from_secs(1);
-    match tokio::time::timeout(limit, shared.pool.acquire()).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(classify(e)),
-        Err(_) => Err(Failure::unavailable(
-            format!("no database connection within {limit:?}"),
-            false,
-        )),
-    }
-}
-
-/// How long the client waits for one statement: the server's own statement timeout plus
-/// a margin, so the server's cancellation normally arrives first.
-pub(crate) fn statement_guard(shared: &Shared) -> Duration {
-    shared.options.statement_timeout + Duration::from_secs(1)
-}
-
-/// Turns a guarded statement's outcome into the store's terms, closing the connection
-/// when it cannot be trusted any more.
-pub(crate) fn settle<T>(
-    conn: &mut PoolConnection<Postgres>,
-    outcome: Result<Result<T, sqlx::Error>, tokio::time::error::Elapsed>,
-    guard: Duration,
-) -> Result<T, Failure> {
-    match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            let failure = classify(e);
-            if failure.broken {
-                conn.close_on_drop();
-            }
-            Err(failure)
-        }
-        Err(_) => {
-            // The statement may still be running; the connection is in an unknown state.
-            conn.close_on_drop();
-            Err(Failure::unavailable(
-                format!("no answer from the database within {guard:?}"),
-                true,
-            ))
         }
     }
 }

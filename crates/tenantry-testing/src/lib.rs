@@ -1,6 +1,7 @@
 //! Test support for Tenantry, kept out of the product crates: the conformance suite every
 //! [`CheckpointStore`] must pass, the crash-writer harness ([`crash`]) and a store that
-//! can be switched off ([`OutageStore`]).
+//! can be switched off ([`OutageStore`]), and the import-graph checks that keep a crate's
+//! layers pointing down ([`imports`]).
 //!
 //! One set of checks, run alike against the memory, redb and PostgreSQL stores (and any
 //! other backend), so that every store keeps the same promises: round trips, compare-and-set
@@ -22,6 +23,8 @@
 //!     .await
 //! # }
 //! ```
+
+pub mod imports;
 
 use futures::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};

@@ -15,15 +15,21 @@
 //! every such call is audited; host code is trusted. A bus handle's caller is fixed when
 //! the runtime makes it ([`Runtime::bus`](crate::Runtime::bus),
 //! [`Runtime::bus_for`](crate::Runtime::bus_for), [`Context::bus`](crate::Context::bus)). Events are published into the publisher's partition and delivered only
-//! to subscribers of that partition.
+//! to subscribers of that partition: channels subscribed here, and the active component
+//! instances whose factory subscribes to the topic (the kernel answers which).
+//!
+//! The bus sits above the kernel and the managers and asks them through queries
+//! ([`KernelCore::named`], [`KernelCore::listed`], [`KernelCore::subscribers`], the
+//! managers' roles); it never reads their tables.
 
 use crate::caller::{CallAs, Caller, CallerKind};
 use crate::component::{BusEvent, EVENT_RUNNABLE};
 use crate::instance::cell::AnyInstance;
-use crate::kernel::InstanceStatus;
-use crate::runtime::RuntimeInner;
+use crate::instance::context::Context;
+use crate::kernel::{KernelCore, Named, Reachable};
+use crate::manager::{AnyManager, Managers, Role, Shared};
 use crate::telemetry::EventKind;
-use crate::{Error, Identity, Key, Partition};
+use crate::{Error, Key, Partition};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,30 +117,40 @@ pub struct HandlerDescriptor {
     pub max_reply_bytes: usize,
 }
 
-enum SubTarget {
-    Channel(mpsc::UnboundedSender<BusEvent>),
-    Instance {
-        owner: String,
-        handle: Arc<dyn AnyInstance>,
-    },
-}
-
 struct Sub {
     id: u64,
     partition: Partition,
     pattern: String,
-    target: SubTarget,
+    tx: mpsc::UnboundedSender<BusEvent>,
 }
 
-/// Routing state shared by every bus handle of a runtime.
-#[derive(Default)]
-pub(crate) struct BusState {
+/// What every bus handle of a runtime shares: its transports and channel subscriptions,
+/// and the layers it routes into.
+pub(crate) struct BusCore {
+    shared: Arc<Shared>,
+    managers: Arc<Managers>,
+    kernel: Arc<KernelCore>,
     transports: RwLock<Vec<Arc<dyn Transport>>>,
     subs: RwLock<Vec<Sub>>,
     next_id: AtomicU64,
 }
 
-impl BusState {
+impl BusCore {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        managers: Arc<Managers>,
+        kernel: Arc<KernelCore>,
+    ) -> Self {
+        Self {
+            shared,
+            managers,
+            kernel,
+            transports: RwLock::default(),
+            subs: RwLock::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn add_transport(&self, t: Arc<dyn Transport>) {
         self.transports
             .write()
@@ -142,24 +158,12 @@ impl BusState {
             .push(t);
     }
 
-    pub(crate) fn subscribe_instance(
+    fn push(
         &self,
         partition: &Partition,
         pattern: &str,
-        owner: &str,
-        handle: Arc<dyn AnyInstance>,
-    ) {
-        self.push(
-            partition,
-            pattern,
-            SubTarget::Instance {
-                owner: owner.to_owned(),
-                handle,
-            },
-        );
-    }
-
-    fn push(&self, partition: &Partition, pattern: &str, target: SubTarget) -> u64 {
+        tx: mpsc::UnboundedSender<BusEvent>,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.subs
             .write()
@@ -168,16 +172,9 @@ impl BusState {
                 id,
                 partition: partition.clone(),
                 pattern: pattern.to_owned(),
-                target,
+                tx,
             });
         id
-    }
-
-    pub(crate) fn unsubscribe_owner(&self, owner: &str) {
-        self.subs
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| !matches!(&s.target, SubTarget::Instance { owner: o, .. } if o == owner));
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -190,31 +187,6 @@ impl BusState {
     fn len(&self) -> usize {
         self.subs.read().unwrap_or_else(|e| e.into_inner()).len()
     }
-}
-
-/// The error of a call to an instance backing off, if `record` is one.
-fn backing_off(record: &crate::kernel::Record, status: &InstanceStatus) -> Option<Error> {
-    let InstanceStatus::BackingOff {
-        attempt,
-        next_try_at_ms,
-        ..
-    } = status
-    else {
-        return None;
-    };
-    let next = std::time::UNIX_EPOCH + Duration::from_millis(*next_try_at_ms);
-    let retry_in = next
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    Some(Error::BackingOff {
-        identity: Identity::new(
-            record.partition.clone(),
-            record.factory,
-            Key::new(&record.name).ok()?,
-        ),
-        attempt: *attempt,
-        retry_in,
-    })
 }
 
 /// Whether `topic` matches `pattern`: dot-separated, `*` matches one segment, a final
@@ -237,7 +209,7 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
 pub struct Subscription {
     rx: mpsc::UnboundedReceiver<BusEvent>,
     id: u64,
-    runtime: Weak<RuntimeInner>,
+    bus: Weak<BusCore>,
 }
 
 impl Subscription {
@@ -254,8 +226,8 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.upgrade() {
-            rt.bus.unsubscribe(self.id);
+        if let Some(bus) = self.bus.upgrade() {
+            bus.unsubscribe(self.id);
         }
     }
 }
@@ -263,23 +235,32 @@ impl Drop for Subscription {
 /// A bus handle for one caller. Cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
-    runtime: Arc<RuntimeInner>,
+    core: Arc<BusCore>,
     caller: Caller,
 }
 
 enum Route {
     Instance(Arc<dyn AnyInstance>),
-    Keyed(Arc<dyn crate::AnyManager>, Key, Partition),
+    Keyed(Arc<dyn AnyManager>, Key, Partition),
+}
+
+impl Context {
+    /// The bus, calling from this instance: confined to its partition unless it holds
+    /// the admin grant (then audited whenever it reaches another partition).
+    pub fn bus(&self) -> Result<Bus, Error> {
+        Ok(Bus::new(self.part::<Arc<BusCore>>()?, self.own_caller()))
+    }
 }
 
 impl Bus {
-    pub(crate) fn new(runtime: Arc<RuntimeInner>, caller: Caller) -> Self {
-        Self { runtime, caller }
+    pub(crate) fn new(core: Arc<BusCore>, caller: Caller) -> Self {
+        Self { core, caller }
     }
 
-    /// Number of event subscriptions, all partitions together (host diagnostics).
+    /// Number of event subscriptions (channels and active component instances), all
+    /// partitions together (host diagnostics).
     pub fn subscription_count(&self) -> usize {
-        self.runtime.bus.len()
+        self.core.len() + self.core.kernel.subscription_count()
     }
 
     /// Who this bus calls as.
@@ -302,7 +283,7 @@ impl Bus {
         if let CallerKind::Admin(identity) = self.caller.kind() {
             if &identity.partition != target {
                 tracing::info!(actor = %identity, %target, action, "cross-partition admin access");
-                self.runtime.shared.telemetry.emit(
+                self.core.shared.telemetry.emit(
                     identity,
                     EventKind::Audit {
                         action: action.to_owned(),
@@ -325,70 +306,40 @@ impl Bus {
             (Some(own), _) => Some(own.clone()),
             (None, t) => t.clone(),
         };
-        let kernel = &self.runtime.kernel;
-        {
-            let instances = kernel.instances.read().unwrap_or_else(|e| e.into_inner());
-            let is_factory = kernel
-                .factories
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(prefix);
-            // 1. an exact instance — unless it merely shares its factory's name and the
-            //    call targets another partition: then the factory route decides.
-            let exact = instances.get(prefix).filter(|record| {
-                !(is_factory && target.as_ref().is_some_and(|t| t != &record.partition))
-            });
-            if let Some(record) = exact {
-                if self.confined().is_some_and(|own| own != &record.partition) {
+        let reached = |reach: Reachable, partition: &Partition| match reach {
+            Reachable::Active(h) => {
+                self.audit(handler, partition);
+                Ok(Some((Route::Instance(h), runnable.to_owned())))
+            }
+            Reachable::Inactive(why) => Err(why.unwrap_or_else(not_found)),
+        };
+        match self.core.kernel.named(prefix, target.as_ref()) {
+            // 1. an exact instance
+            Named::Instance(partition, reach) => {
+                if self.confined().is_some_and(|own| own != &partition) {
                     return Err(not_found());
                 }
-                return match (&record.status, &record.handle) {
-                    (InstanceStatus::Active, Some(h)) => {
-                        self.audit(handler, &record.partition);
-                        Ok(Some((Route::Instance(h.clone()), runnable.to_owned())))
-                    }
-                    (status, _) => Err(backing_off(record, status).unwrap_or_else(not_found)),
-                };
+                return reached(reach, &partition);
             }
             // 2. a factory plus a target
-            if is_factory {
+            Named::Factory(reach) => {
                 let Some(target) = target else {
                     return Err(not_found());
                 };
-                // The oldest active instance of the factory in the target partition.
-                let found = kernel
-                    .routes
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&(prefix, target.clone()))
-                    .and_then(|by_seq| by_seq.values().next().cloned())
-                    .and_then(|name| instances.get(&name))
-                    .filter(|r| r.status == InstanceStatus::Active)
-                    .and_then(|r| r.handle.clone());
-                return match found {
-                    Some(h) => {
-                        self.audit(handler, &target);
-                        Ok(Some((Route::Instance(h), runnable.to_owned())))
-                    }
-                    // None active: say so if one is backing off (a cold path).
-                    None => Err(instances
-                        .values()
-                        .filter(|r| *r.factory == *prefix && r.partition == target)
-                        .find_map(|r| backing_off(r, &r.status))
-                        .unwrap_or_else(not_found)),
-                };
+                return reached(reach, &target);
             }
+            Named::Nothing => {}
         }
         // 3. a keyed manager plus a target and a key
-        if let (Some(key), Some(manager)) = (&opts.key, self.runtime.manager_dyn(prefix)) {
-            if !self.runtime.is_pod_manager(prefix) {
-                let target = target.unwrap_or_else(Partition::unpartitioned);
-                self.audit(handler, &target);
-                return Ok(Some((
-                    Route::Keyed(manager, key.clone(), target),
-                    runnable.to_owned(),
-                )));
-            }
+        if let (Some(key), Some(manager)) =
+            (&opts.key, self.core.managers.with_role(prefix, Role::Keyed))
+        {
+            let target = target.unwrap_or_else(Partition::unpartitioned);
+            self.audit(handler, &target);
+            return Ok(Some((
+                Route::Keyed(manager, key.clone(), target),
+                runnable.to_owned(),
+            )));
         }
         Ok(None)
     }
@@ -422,8 +373,7 @@ impl Bus {
                     key: opts.key.clone(),
                 };
                 let transports: Vec<Arc<dyn Transport>> = self
-                    .runtime
-                    .bus
+                    .core
                     .transports
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
@@ -441,54 +391,29 @@ impl Bus {
     /// Every handler this caller can reach, with descriptions and JSON Schemas.
     pub fn handlers(&self) -> Vec<HandlerDescriptor> {
         let mut out = Vec::new();
-        let kernel = &self.runtime.kernel;
-        let factories = kernel.factories.read().unwrap_or_else(|e| e.into_inner());
-        let instances = kernel.instances.read().unwrap_or_else(|e| e.into_inner());
         let reach = |p: &Partition| self.confined().is_none_or(|own| own == p);
-        let push = |out: &mut Vec<HandlerDescriptor>,
-                    prefix: &str,
-                    kind,
-                    manager: &dyn crate::AnyManager| {
-            for h in manager.handlers_dyn() {
-                out.push(HandlerDescriptor {
-                    route: format!("{prefix}.{}", h.name),
-                    kind,
-                    description: h.description.to_owned(),
-                    params_schema: h.params_schema,
-                    reply_schema: h.reply_schema,
-                    max_reply_bytes: h.max_reply_bytes,
-                });
-            }
-        };
-        for record in instances.values() {
-            if record.status == InstanceStatus::Active && reach(&record.partition) {
-                if let Some(f) = factories.get(record.factory) {
-                    push(&mut out, &record.name, RouteKind::Instance, &*f.manager);
+        let push =
+            |out: &mut Vec<HandlerDescriptor>, prefix: &str, kind, manager: &dyn AnyManager| {
+                for h in manager.handlers_dyn() {
+                    out.push(HandlerDescriptor {
+                        route: format!("{prefix}.{}", h.name),
+                        kind,
+                        description: h.description.to_owned(),
+                        params_schema: h.params_schema,
+                        reply_schema: h.reply_schema,
+                        max_reply_bytes: h.max_reply_bytes,
+                    });
                 }
-            }
+            };
+        let (instances, factories) = self.core.kernel.listed(reach);
+        for l in instances {
+            push(&mut out, &l.prefix, RouteKind::Instance, &*l.manager);
         }
-        for f in factories.values() {
-            let served = instances.values().any(|r| {
-                r.factory == f.name
-                    && r.status == InstanceStatus::Active
-                    && reach(&r.partition)
-                    && !r.partition.is_unpartitioned()
-            });
-            if served {
-                push(&mut out, f.name, RouteKind::Factory, &*f.manager);
-            }
+        for l in factories {
+            push(&mut out, &l.prefix, RouteKind::Factory, &*l.manager);
         }
-        drop((factories, instances));
-        for name in self.runtime.manager_names() {
-            let is_component = kernel
-                .factories
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&name);
-            if is_component || self.runtime.is_pod_manager(&name) {
-                continue;
-            }
-            if let Some(m) = self.runtime.manager_dyn(&name) {
+        for name in self.core.managers.names(Some(Role::Keyed)) {
+            if let Some(m) = self.core.managers.get(&name) {
                 push(&mut out, &name, RouteKind::Keyed, &*m);
             }
         }
@@ -525,32 +450,33 @@ impl Bus {
     }
 
     fn deliver(&self, partition: &Partition, topic: &str, payload: serde_json::Value) -> usize {
-        let subs = self
-            .runtime
-            .bus
-            .subs
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let event = BusEvent {
+            topic: topic.to_owned(),
+            payload,
+        };
         let mut reached = 0;
-        for sub in subs
-            .iter()
-            .filter(|s| &s.partition == partition && topic_matches(&s.pattern, topic))
         {
-            let event = BusEvent {
-                topic: topic.to_owned(),
-                payload: payload.clone(),
+            let subs = self.core.subs.read().unwrap_or_else(|e| e.into_inner());
+            for sub in subs
+                .iter()
+                .filter(|s| &s.partition == partition && topic_matches(&s.pattern, topic))
+            {
+                reached += usize::from(sub.tx.send(event.clone()).is_ok());
+            }
+        }
+        let instances = self
+            .core
+            .kernel
+            .subscribers(partition, |pattern| topic_matches(pattern, topic));
+        if !instances.is_empty() {
+            let Ok(value) = serde_json::to_value(&event) else {
+                return reached;
             };
-            let delivered = match &sub.target {
-                SubTarget::Channel(tx) => tx.send(event).is_ok(),
-                SubTarget::Instance { handle, .. } => match serde_json::to_value(&event) {
-                    // The subscriber handles it as coming from the publisher.
-                    Ok(v) => handle
-                        .tell_internal(EVENT_RUNNABLE, v, self.stamp())
-                        .is_ok(),
-                    Err(_) => false,
-                },
-            };
-            reached += usize::from(delivered);
+            for handle in instances {
+                // The subscriber handles it as coming from the publisher.
+                let told = handle.tell_internal(EVENT_RUNNABLE, value.clone(), self.stamp());
+                reached += usize::from(told.is_ok());
+            }
         }
         reached
     }
@@ -580,14 +506,11 @@ impl Bus {
         }
         self.audit(&format!("subscribe {pattern}"), partition);
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = self
-            .runtime
-            .bus
-            .push(partition, pattern, SubTarget::Channel(tx));
+        let id = self.core.push(partition, pattern, tx);
         Ok(Subscription {
             rx,
             id,
-            runtime: Arc::downgrade(&self.runtime),
+            bus: Arc::downgrade(&self.core),
         })
     }
 }

@@ -63,7 +63,7 @@ pub mod telemetry;
 pub use bus::{Bus, Invoke};
 pub use caller::{Caller, CallerKind};
 pub use component::{Component, NoParams, Runnables};
-pub use error::{CallError, Error, HandlerError, RefusalKind};
+pub use error::{CallError, Dependency, Error, HandlerError, RefusalKind};
 pub use failure::{Backoff, Failure};
 pub use identity::Identity;
 pub use instance::{

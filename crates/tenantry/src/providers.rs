@@ -12,10 +12,13 @@
 //! a tenant's partition never acts beyond that partition, whoever calls it.
 
 use crate::component::{Component, NoParams, Runnables};
+use crate::instance::host::Host;
+use crate::kernel::KernelCore;
 use crate::scope::Secret;
 use crate::{Context, HandlerError, Partition};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The contracts of the standard providers, for `provides`, `requires` and
 /// [`Context::service`].
@@ -30,9 +33,12 @@ pub mod contracts {
     pub const LOGGING: &str = "ILogging";
 }
 
-fn runtime(ctx: &Context) -> Result<std::sync::Arc<crate::runtime::RuntimeInner>, HandlerError> {
-    ctx.runtime_inner()
-        .ok_or_else(|| HandlerError::with_code("shut_down", "the runtime is shut down"))
+fn host(ctx: &Context) -> Result<Arc<dyn Host>, HandlerError> {
+    ctx.host().map_err(|_| shut_down())
+}
+
+fn shut_down() -> HandlerError {
+    HandlerError::with_code("shut_down", "the runtime is shut down")
 }
 
 fn forbidden(what: &str) -> HandlerError {
@@ -99,8 +105,8 @@ impl Component for ConfigProvider {
     }
 
     fn create(ctx: &Context) -> Result<Self, HandlerError> {
-        let rt = runtime(ctx)?;
-        let store = &rt.kernel.config;
+        let host = host(ctx)?;
+        let store = host.config();
         let props = ctx.properties();
         if let Some(defaults) = props.get("defaults") {
             store.set_defaults(defaults.clone());
@@ -140,11 +146,7 @@ impl Component for ConfigProvider {
             "Re-reads the config file.",
             |_, ctx, _: NoParams| {
                 writable_config(ctx, "reloading config")?;
-                runtime(ctx)?
-                    .kernel
-                    .config
-                    .reload_file()
-                    .map_err(config_error)
+                host(ctx)?.config().reload_file().map_err(config_error)
             },
         );
     }
@@ -197,22 +199,17 @@ fn scope_of(
             format!("no instance {instance} in that partition"),
         ));
     }
-    let rt = runtime(ctx)?;
-    let instances = rt
-        .kernel
-        .instances
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
-    let record = instances
-        .get(instance)
-        .filter(|r| r.partition == partition)
+    let factory = ctx
+        .part::<Arc<KernelCore>>()
+        .map_err(|_| shut_down())?
+        .factory_of(instance, &partition)
         .ok_or_else(|| {
             HandlerError::with_code(
                 "not_found",
                 format!("no instance {instance} in that partition"),
             )
         })?;
-    Ok((partition, format!("{}/{}", record.factory, instance)))
+    Ok((partition, format!("{factory}/{instance}")))
 }
 
 impl Component for CredentialsProvider {
@@ -234,12 +231,9 @@ impl Component for CredentialsProvider {
             |_, ctx, p: SecretWrite| {
                 privileged(ctx, "writing secrets")?;
                 let (partition, scope) = scope_of(ctx, p.partition.as_deref(), &p.instance)?;
-                runtime(ctx)?.kernel.credentials.set(
-                    &partition,
-                    &scope,
-                    &p.name,
-                    Secret::new(p.value),
-                );
+                host(ctx)?
+                    .credentials()
+                    .set(&partition, &scope, &p.name, Secret::new(p.value));
                 Ok(())
             },
         );
@@ -249,7 +243,7 @@ impl Component for CredentialsProvider {
             |_, ctx, p: SecretScope| {
                 privileged(ctx, "listing secrets")?;
                 let (partition, scope) = scope_of(ctx, p.partition.as_deref(), &p.instance)?;
-                Ok(runtime(ctx)?.kernel.credentials.names(&partition, &scope))
+                Ok(host(ctx)?.credentials().names(&partition, &scope))
             },
         );
     }
@@ -284,7 +278,7 @@ impl Component for StorageProvider {
             "Describes the storage backend.",
             |_, ctx, _: NoParams| {
                 Ok(BackendInfo {
-                    kind: runtime(ctx)?.shared.store.kind().to_owned(),
+                    kind: host(ctx)?.store().kind().to_owned(),
                 })
             },
         );

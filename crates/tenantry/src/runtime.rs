@@ -1,218 +1,79 @@
-//! The runtime: one host of managers over one store, with one telemetry hub.
+//! The runtime: the composition root of the layers, one host of managers over one store,
+//! with one telemetry hub.
 //!
+//! Every layer keeps its own part ([`Shared`] and [`Managers`] for the managers,
+//! [`KernelCore`], [`BusCore`], [`PodCore`]), and each part holds only the parts below it.
+//! Only here are they put together: the runtime builds them in order, implements the
+//! instance layer's [`Host`] over them, and adds the public API that spans layers.
 //! Several runtimes in one process share nothing: each has its own store handle,
 //! managers, directories and event stream.
 
-use crate::bus::{Bus, BusState, Transport};
+use crate::bus::{Bus, BusCore, Transport};
 use crate::caller::Caller;
+use crate::config::ConfigStore;
 use crate::instance::cell::AnyInstance;
 use crate::instance::factory::Factory;
-use crate::kernel::{Kernel, KernelState};
-use crate::manager::{AnyManager, Manager, ManagerConfig};
-use crate::pod::lineage::{Binding, Lineage};
-use crate::pod::state::LivePod;
-use crate::pod::topology::{NodeKind, OnParentStop, Topology, TopologyError, node_label};
-use crate::pod::{PodFactory, PodManager, PodState};
+use crate::instance::host::Host;
+use crate::kernel::{Kernel, KernelCore};
+use crate::manager::lineage::{Binding, OnParentStop};
+use crate::manager::{AnyManager, Manager, ManagerConfig, Managers, Role, Shared};
+use crate::pod::core::PodCore;
+use crate::pod::topology::Topology;
+use crate::pod::{Pod, PodFactory, PodManager, ReconcileReport};
+use crate::scope::CredentialVault;
 use crate::store::{CheckpointStore, MemoryStore, RedbStore, StoreError};
 use crate::telemetry::{EventStream, Telemetry};
 use crate::{Error, Identity, IntoKey, Partition};
-use dashmap::DashMap;
-use std::collections::HashMap;
+use std::any::{Any, TypeId};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
-/// What every manager of a runtime shares.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn CheckpointStore>,
-    pub(crate) telemetry: Telemetry,
-    pub(crate) epoch: Instant,
-    /// Counts running actor tasks. Kept apart from the store so that, once it reads zero,
-    /// no task holds the store any more (a reopened redb file is free).
-    pub(crate) actors: Arc<ActorTracker>,
-    /// Parent bindings, per partition.
-    pub(crate) lineage: Lineage,
-    /// Topology caches of live pods.
-    pub(crate) live_pods: DashMap<Identity, Arc<LivePod>>,
-    closed: AtomicBool,
-    anchor_started: AtomicBool,
-}
-
-/// Counts actor tasks and wakes whoever waits for them to end.
-#[derive(Default)]
-pub(crate) struct ActorTracker {
-    live: AtomicUsize,
-    changed: Notify,
-}
-
-impl ActorTracker {
-    pub(crate) fn enter(&self) {
-        self.live.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Called as the very last thing an actor task does, after dropping its state.
-    pub(crate) fn exit(&self) {
-        self.live.fetch_sub(1, Ordering::AcqRel);
-        self.changed.notify_waiters();
-    }
-
-    /// Waits until at most `n` actors run, or `limit` passes.
-    async fn wait_at_most(&self, n: usize, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.live.load(Ordering::Acquire) <= n {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Period of the timer anchor (see [`Shared::ensure_timer_anchor`]).
-const TIMER_ANCHOR_PERIOD: Duration = Duration::from_millis(500);
-
-impl Shared {
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Keeps one timer always pending in tokio's time driver.
-    ///
-    /// Every call arms a timeout. When the driver has no earlier timer, arming one must
-    /// unpark the driver (a syscall): measured, that was most of a call's cost. With an
-    /// anchor due within half a second, a call's 5 s timeout is never the earliest and
-    /// arms without waking anyone. The task holds only a weak reference and ends with the
-    /// runtime.
-    pub(crate) fn ensure_timer_anchor(self: &Arc<Self>) {
-        if self.anchor_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(TIMER_ANCHOR_PERIOD).await;
-                match weak.upgrade() {
-                    Some(shared) if !shared.is_closed() => {}
-                    _ => break,
-                }
-            }
-        });
-    }
-}
-
+/// The composition root: every layer's part of one runtime.
 pub(crate) struct RuntimeInner {
     pub(crate) shared: Arc<Shared>,
-    managers: RwLock<HashMap<Arc<str>, Arc<dyn AnyManager>>>,
-    /// Declared topologies of the pods managers, by manager name.
-    pods: RwLock<HashMap<String, PodDecl>>,
+    pub(crate) managers: Arc<Managers>,
     /// Component factories and instances, services.
-    pub(crate) kernel: KernelState,
+    pub(crate) kernel: Arc<KernelCore>,
     /// Transports and subscriptions.
-    pub(crate) bus: BusState,
+    pub(crate) bus: Arc<BusCore>,
+    /// Pods managers' topologies and live pods.
+    pub(crate) pods: Arc<PodCore>,
 }
 
-struct PodDecl {
-    factory: &'static str,
-    topology: Topology,
-}
-
-impl RuntimeInner {
-    /// Whether `name` is a pods manager.
-    pub(crate) fn is_pod_manager(&self, name: &str) -> bool {
-        self.pods
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
+impl Host for RuntimeInner {
+    fn store(&self) -> &Arc<dyn CheckpointStore> {
+        &self.shared.store
     }
 
-    /// The names of all managers, sorted.
-    pub(crate) fn manager_names(&self) -> Vec<String> {
-        let managers = self.managers.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = managers.keys().map(|k| k.to_string()).collect();
-        names.sort();
-        names
+    fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
     }
 
-    /// The pods manager `name`.
-    pub(crate) fn pod_manager(&self, name: &str) -> Result<Arc<dyn AnyManager>, Error> {
-        if !self
-            .pods
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
-        {
-            return Err(Error::UnknownManager(name.to_owned()));
+    fn config(&self) -> &Arc<ConfigStore> {
+        &self.kernel.state.config
+    }
+
+    fn credentials(&self) -> &Arc<CredentialVault> {
+        &self.kernel.state.credentials
+    }
+
+    fn holds_admin_grant(&self, identity: &Identity) -> bool {
+        self.kernel.holds_admin_grant(identity)
+    }
+
+    fn part(&self, part: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        if part == TypeId::of::<Arc<Managers>>() {
+            Some(&self.managers)
+        } else if part == TypeId::of::<Arc<KernelCore>>() {
+            Some(&self.kernel)
+        } else if part == TypeId::of::<Arc<BusCore>>() {
+            Some(&self.bus)
+        } else if part == TypeId::of::<Arc<PodCore>>() {
+            Some(&self.pods)
+        } else {
+            None
         }
-        self.manager_dyn(name)
-            .ok_or_else(|| Error::UnknownManager(name.to_owned()))
-    }
-
-    /// Checks a topology against the registry: every node's manager exists and manages
-    /// its factory, pod nodes live in pods managers, and no pod contains itself.
-    pub(crate) fn check_topology(
-        &self,
-        pod_factory: &str,
-        own_manager: &str,
-        topology: &Topology,
-    ) -> Result<(), TopologyError> {
-        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
-        for node in &topology.nodes {
-            let label = node_label(&node.name);
-            if node.kind == NodeKind::Pod
-                && (node.manager == own_manager || node.factory == pod_factory)
-            {
-                return Err(TopologyError::ContainsItself {
-                    pod: pod_factory.to_owned(),
-                    path: vec![pod_factory.to_owned(), node.factory.clone()],
-                });
-            }
-            let manager =
-                self.manager_dyn(&node.manager)
-                    .ok_or_else(|| TopologyError::UnknownManager {
-                        node: label.clone(),
-                        manager: node.manager.clone(),
-                    })?;
-            if manager.factory() != node.factory {
-                return Err(TopologyError::ManagerMismatch {
-                    node: label,
-                    manager: node.manager.clone(),
-                    expected: node.factory.clone(),
-                    actual: manager.factory().to_owned(),
-                });
-            }
-            if node.kind == NodeKind::Pod {
-                if !pods.contains_key(&node.manager) {
-                    return Err(TopologyError::NotAPodManager {
-                        node: label,
-                        manager: node.manager.clone(),
-                    });
-                }
-                let mut path = vec![pod_factory.to_owned()];
-                contains(&pods, &node.manager, pod_factory, &mut path)?;
-            }
-        }
-        Ok(())
-    }
-    pub(crate) fn manager_dyn(&self, name: &str) -> Option<Arc<dyn AnyManager>> {
-        self.managers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    pub(crate) fn typed_manager<F: Factory>(&self, name: &str) -> Result<Manager<F>, Error> {
-        self.manager_dyn(name)
-            .and_then(|m| m.as_any().downcast_ref::<Manager<F>>().cloned())
-            .ok_or_else(|| Error::UnknownManager(name.to_owned()))
     }
 }
 
@@ -262,25 +123,33 @@ impl RuntimeBuilder {
 
     /// Builds the runtime (an in-memory store unless one was given).
     pub fn build(self) -> Runtime {
-        let shared = Arc::new(Shared {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            telemetry: Telemetry::new(self.event_capacity, self.metric_partition_labels),
-            epoch: Instant::now(),
-            actors: Arc::default(),
-            lineage: Lineage::default(),
-            live_pods: DashMap::new(),
-            closed: AtomicBool::new(false),
-            anchor_started: AtomicBool::new(false),
-        });
-        Runtime {
-            inner: Arc::new(RuntimeInner {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let telemetry = Telemetry::new(self.event_capacity, self.metric_partition_labels);
+        let inner = Arc::new_cyclic(|me: &Weak<RuntimeInner>| {
+            let managers = Arc::new(Managers::default());
+            let host: Weak<dyn Host> = me.clone();
+            let shared = Arc::new(Shared::new(
+                store,
+                telemetry,
+                host,
+                Arc::downgrade(&managers),
+            ));
+            let kernel = Arc::new(KernelCore::new(shared.clone(), managers.clone()));
+            let bus = Arc::new(BusCore::new(
+                shared.clone(),
+                managers.clone(),
+                kernel.clone(),
+            ));
+            let pods = Arc::new(PodCore::new(shared.clone(), managers.clone()));
+            RuntimeInner {
                 shared,
-                managers: RwLock::new(HashMap::new()),
-                pods: RwLock::new(HashMap::new()),
-                kernel: KernelState::default(),
-                bus: BusState::default(),
-            }),
-        }
+                managers,
+                kernel,
+                bus,
+                pods,
+            }
+        });
+        Runtime { inner }
     }
 }
 
@@ -293,45 +162,7 @@ pub struct ShutdownReport {
     pub errors: Vec<Error>,
 }
 
-/// Walks nested pods from `manager` and fails if `target` appears at any depth.
-fn contains(
-    pods: &HashMap<String, PodDecl>,
-    manager: &str,
-    target: &str,
-    path: &mut Vec<String>,
-) -> Result<(), TopologyError> {
-    let Some(decl) = pods.get(manager) else {
-        return Ok(());
-    };
-    path.push(decl.factory.to_owned());
-    if decl.factory == target {
-        return Err(TopologyError::ContainsItself {
-            pod: target.to_owned(),
-            path: path.clone(),
-        });
-    }
-    for node in decl
-        .topology
-        .nodes
-        .iter()
-        .filter(|n| n.kind == NodeKind::Pod)
-    {
-        contains(pods, &node.manager, target, path)?;
-    }
-    path.pop();
-    Ok(())
-}
-
 impl Runtime {
-    pub(crate) fn inner(&self) -> &Arc<RuntimeInner> {
-        &self.inner
-    }
-
-    /// The runtime behind a weak reference, while it exists.
-    pub(crate) fn upgrade(weak: &std::sync::Weak<RuntimeInner>) -> Option<Self> {
-        weak.upgrade().map(|inner| Self { inner })
-    }
-
     /// Registers a pods manager named `name` for pod factory `P`. The declared topology
     /// is checked here: its structure, that every node manager is registered and manages
     /// the node's factory (register node managers and nested pods managers first), and
@@ -341,27 +172,7 @@ impl Runtime {
         name: &str,
         config: ManagerConfig,
     ) -> Result<PodManager<P>, Error> {
-        let topology = P::topology().map_err(Error::Topology)?;
-        topology.validate().map_err(Error::Topology)?;
-        self.inner
-            .check_topology(P::NAME, name, &topology)
-            .map_err(Error::Topology)?;
-        let manager = self.register::<PodState<P>>(name, config)?;
-        self.inner
-            .pods
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                name.to_owned(),
-                PodDecl {
-                    factory: P::NAME,
-                    topology,
-                },
-            );
-        Ok(PodManager {
-            manager,
-            runtime: self.clone(),
-        })
+        self.inner.pods.register::<P>(name, config)
     }
 
     /// Binds the live instance `child_key` of `child_manager` to `parent`. The child is
@@ -377,7 +188,8 @@ impl Runtime {
         let child = Identity::new(parent.partition.clone(), child_manager, key);
         let live = self
             .inner
-            .manager_dyn(child_manager)
+            .managers
+            .get(child_manager)
             .and_then(|m| m.lookup_dyn(&child.key, &child.partition))
             .is_some();
         if !live {
@@ -442,76 +254,49 @@ impl Runtime {
         name: &str,
         config: ManagerConfig,
     ) -> Result<Manager<F>, Error> {
-        crate::partition::check_name(name).map_err(|e| Error::InvalidName {
-            what: "manager",
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let mut managers = self
-            .inner
+        self.inner
             .managers
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if managers.contains_key(name) {
-            return Err(Error::DuplicateManager(name.to_owned()));
-        }
-        let name: Arc<str> = Arc::from(name);
-        let manager = Manager::<F>::new(
-            name.clone(),
-            config,
-            self.inner.shared.clone(),
-            Arc::downgrade(&self.inner),
-        )?;
-        managers.insert(name, Arc::new(manager.clone()));
-        Ok(manager)
+            .register(&self.inner.shared, name, config, Role::Keyed)
     }
 
     /// The manager named `name`, if it manages factory `F`.
     pub fn manager<F: Factory>(&self, name: &str) -> Result<Manager<F>, Error> {
-        self.inner.typed_manager(name)
+        self.inner.managers.typed(name)
     }
 
     /// The manager named `name`, without its factory type.
     pub fn manager_dyn(&self, name: &str) -> Option<Arc<dyn AnyManager>> {
-        self.inner.manager_dyn(name)
+        self.inner.managers.get(name)
     }
 
     /// The names of all registered managers, sorted.
     pub fn manager_names(&self) -> Vec<String> {
-        self.inner.manager_names()
+        self.inner.managers.names(None)
     }
 
     /// The names of the pods managers, sorted.
     pub fn pod_manager_names(&self) -> Vec<String> {
-        let pods = self.inner.pods.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = pods.keys().cloned().collect();
-        names.sort();
-        names
+        self.inner.pods.manager_names()
     }
 
     /// The topology a pods manager declared.
     pub fn pod_topology(&self, manager: &str) -> Option<Topology> {
-        self.inner
-            .pods
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(manager)
-            .map(|d| d.topology.clone())
+        self.inner.pods.declared(manager)
     }
 
     /// The component kernel.
     pub fn kernel(&self) -> Kernel {
-        Kernel::new(self.clone())
+        Kernel::new(self.inner.kernel.clone())
     }
 
     /// The bus, as trusted host code.
     pub fn bus(&self) -> Bus {
-        Bus::new(self.inner.clone(), Caller::host())
+        Bus::new(self.inner.bus.clone(), Caller::host())
     }
 
     /// The bus, confined to `partition` (what a tenant's API key gets).
     pub fn bus_for(&self, partition: &Partition) -> Bus {
-        Bus::new(self.inner.clone(), Caller::tenant(partition.clone()))
+        Bus::new(self.inner.bus.clone(), Caller::tenant(partition.clone()))
     }
 
     /// Adds a remote transport, tried after every local route.
@@ -524,20 +309,11 @@ impl Runtime {
         self.inner.shared.telemetry.subscribe()
     }
 
-    fn all_managers(&self) -> Vec<Arc<dyn AnyManager>> {
-        let managers = self
-            .inner
-            .managers
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        managers.values().cloned().collect()
-    }
-
     /// Hibernates every live instance of one partition, across all managers, and forgets
     /// the partition's parent bindings (offboarding).
     pub async fn stop_partition(&self, partition: &Partition) -> ShutdownReport {
         let mut report = ShutdownReport::default();
-        for manager in self.all_managers() {
+        for manager in self.inner.managers.all() {
             let (stopped, errors) = manager.stop_partition_dyn(partition).await;
             report.stopped += stopped;
             report.errors.extend(errors);
@@ -551,9 +327,9 @@ impl Runtime {
     /// Refuses new activations, then hibernates every live instance and waits (up to five
     /// seconds) for their tasks to end, so the store is released when this returns.
     pub async fn shutdown(&self) -> ShutdownReport {
-        self.inner.shared.closed.store(true, Ordering::Release);
+        self.inner.shared.close();
         let mut report = ShutdownReport::default();
-        for manager in self.all_managers() {
+        for manager in self.inner.managers.all() {
             let (stopped, errors) = manager.stop_all_dyn().await;
             report.stopped += stopped;
             report.errors.extend(errors);
@@ -564,5 +340,30 @@ impl Runtime {
             .wait_at_most(report.errors.len(), Duration::from_secs(5))
             .await;
         report
+    }
+}
+
+impl Pod {
+    /// Gets or thaws the pod `key` of pods manager `pods_manager` in `partition`, then
+    /// reconciles it: eager nodes and their prerequisites start in dependency waves, and
+    /// surviving children are re-adopted. A failed reconcile leaves the pod alive; the
+    /// report says what failed and what is pending.
+    pub async fn get(
+        runtime: &Runtime,
+        pods_manager: &str,
+        key: impl IntoKey,
+        partition: &Partition,
+    ) -> Result<(Pod, ReconcileReport), Error> {
+        Pod::get_in(runtime.inner.pods.clone(), pods_manager, key, partition).await
+    }
+
+    /// The live pod `key`, if it runs. Never starts it.
+    pub async fn lookup(
+        runtime: &Runtime,
+        pods_manager: &str,
+        key: impl IntoKey,
+        partition: &Partition,
+    ) -> Result<Option<Pod>, Error> {
+        Pod::lookup_in(runtime.inner.pods.clone(), pods_manager, key, partition).await
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tenantry::component::{BusEvent, Component, NoParams, Runnables};
 use tenantry::kernel::{Grant, InstanceStatus};
 use tenantry::schemars::JsonSchema;
-use tenantry::{CallError, Context, Error, HandlerError, Invoke, Partition, Runtime};
+use tenantry::{CallError, Context, Dependency, Error, HandlerError, Invoke, Partition, Runtime};
 
 fn p(name: &str) -> Partition {
     Partition::new(name).unwrap()
@@ -213,6 +213,18 @@ async fn a_failed_activation_blocks_what_needs_it_and_boot_can_retry() {
         blocked.contains(&"cache-shared") && blocked.contains(&"api-a"),
         "{report:?}"
     );
+    let waits_for = |name: &str| {
+        report
+            .blocked
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, deps)| deps.clone())
+    };
+    assert_eq!(
+        waits_for("cache-shared"),
+        Some(vec![Dependency::Instance("db-shared".into())]),
+        "a blocked instance names the instance it waits for"
+    );
     assert_eq!(report.activated, ["db-beta"], "the rest runs");
     // Nothing half-started: the failed instance is not reachable.
     assert!(matches!(
@@ -233,7 +245,11 @@ async fn hot_add_needs_active_prerequisites_and_hot_remove_keeps_the_factory() {
     let rt = kernel_rt();
     let k = rt.kernel();
     let err = k.hot_add("cache", "cache-1", json!({})).await.unwrap_err();
-    assert!(matches!(err, Error::DependenciesNotActive { .. }), "{err}");
+    assert!(
+        matches!(&err, Error::DependenciesNotActive { instance, missing }
+            if instance == "cache-1" && missing == &[Dependency::Service("IDb".into())]),
+        "the missing dependency is typed: {err}"
+    );
     assert!(
         k.instance("cache-1").is_none(),
         "nothing remains of a refused hot_add"

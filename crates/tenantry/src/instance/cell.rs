@@ -1,18 +1,29 @@
 //! The shared half of an instance: its mailbox sender, liveness and the handles to it.
 
-use super::actor::Mail;
-use super::envelope::{JsonReply, Letter};
+use super::envelope::{Envelope, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
 use super::mailbox::{Mailbox, SendError};
 use crate::caller::{CallAs, Caller};
-use crate::{CallError, Identity};
+use crate::telemetry::StopReason;
+use crate::{CallError, Error, Identity};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+/// What an instance's mailbox carries.
+pub(crate) enum Mail<F> {
+    /// A message for a handler.
+    Letter(Box<dyn Envelope<F>>),
+    /// Hibernate and stop; the reply says whether the checkpoint was written.
+    Stop {
+        reason: StopReason,
+        reply: Option<oneshot::Sender<Result<(), Error>>>,
+    },
+}
 
 /// Liveness shared by the actor, its handles and keep-alive owners.
 pub(crate) struct Liveness {

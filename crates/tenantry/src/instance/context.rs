@@ -7,25 +7,26 @@
 //! so code running in a tenant acts as that tenant whether it runs in a handler, a hook,
 //! an effect or a task it spawned.
 
-use super::cell::{InstanceHandle, KeepAlive};
-use super::factory::Factory;
+use super::cell::KeepAlive;
+use super::host::Host;
 use crate::HandlerError;
-use crate::bus::Bus;
 use crate::caller::{Caller, CallerKind};
 use crate::component::Properties;
 use crate::config::ConfigView;
-use crate::kernel::{Grant, ServiceRef};
-use crate::reactive::{Computed, EffectInner, EffectSink, InstanceBody, instance_effect};
-use crate::runtime::RuntimeInner;
+use crate::reactive::{Computed, EffectInner, EffectSink, instance_effect};
 use crate::scope::{Credentials, Storage};
-use crate::{Error, Identity, IntoKey, Key, Partition};
-use std::any::Any;
+use crate::{Error, Identity, Key, Partition};
+use std::any::{Any, TypeId};
 use std::sync::{Arc, Weak};
+
+/// The body of an instance's effect: its state (as `Any`) and its context.
+pub(crate) type EffectBody =
+    Box<dyn Fn(&mut dyn Any, &mut Context) -> Result<(), HandlerError> + Send + Sync>;
 
 /// An instance's view of the runtime, passed to every handler and hook.
 pub struct Context {
     identity: Arc<Identity>,
-    runtime: Weak<RuntimeInner>,
+    host: Weak<dyn Host>,
     held: Vec<KeepAlive>,
     stop_requested: bool,
     /// Who sent the letter being handled (`None`: nobody — a hook or an effect of the
@@ -49,10 +50,10 @@ struct Extras {
 }
 
 impl Context {
-    pub(crate) fn new(identity: Arc<Identity>, runtime: Weak<RuntimeInner>) -> Self {
+    pub(crate) fn new(identity: Arc<Identity>, host: Weak<dyn Host>) -> Self {
         Self {
             identity,
-            runtime,
+            host,
             held: Vec::new(),
             stop_requested: false,
             caller: None,
@@ -127,7 +128,7 @@ impl Context {
     ///   host and admin callers the whole config, writable. In its own hooks and effects
     ///   it reads everything and writes only with the admin grant.
     pub fn caller_config(&self) -> Result<ConfigView, Error> {
-        let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
+        let host = self.host()?;
         let own = &self.identity.partition;
         let admin = self.is_admin();
         let (partition, may_write) = if own.is_unpartitioned() {
@@ -139,11 +140,7 @@ impl Context {
         } else {
             (own.clone(), admin && self.caller_is_privileged())
         };
-        Ok(ConfigView::new(
-            rt.kernel.config.clone(),
-            partition,
-            may_write,
-        ))
+        Ok(ConfigView::new(host.config().clone(), partition, may_write))
     }
 
     /// The instance's properties (components; empty for agents).
@@ -194,17 +191,18 @@ impl Context {
         &mut self,
         f: impl Fn(&mut S, &mut Context) -> Result<(), HandlerError> + Send + Sync + 'static,
     ) {
-        let body: InstanceBody = Box::new(move |target: &mut dyn Any, ctx: &mut Context| {
-            match target.downcast_mut::<S>() {
-                Some(state) => f(state, ctx),
-                None => Err(HandlerError::with_code(
-                    "effect_type",
-                    "the effect was registered for another state type",
-                )),
-            }
-        });
+        let body: EffectBody =
+            Box::new(move |target: &mut dyn Any, ctx: &mut Context| {
+                match target.downcast_mut::<S>() {
+                    Some(state) => f(state, ctx),
+                    None => Err(HandlerError::with_code(
+                        "effect_type",
+                        "the effect was registered for another state type",
+                    )),
+                }
+            });
         let extras = self.extras();
-        let effect = instance_effect(body, extras.effect_sink.clone());
+        let effect = instance_effect(Box::new(body), extras.effect_sink.clone());
         extras.effects.push(effect.clone());
         extras.pending_effects.push(effect);
     }
@@ -246,16 +244,26 @@ impl Context {
 
     pub(crate) fn report_effect_error(&self, error: String) {
         tracing::warn!(instance = %self.identity, %error, "effect failed");
-        if let Some(rt) = self.runtime.upgrade() {
-            rt.shared.telemetry.emit(
+        if let Ok(host) = self.host() {
+            host.telemetry().emit(
                 &self.identity,
                 crate::telemetry::EventKind::EffectFailed { error },
             );
         }
     }
 
-    pub(crate) fn runtime_inner(&self) -> Option<Arc<RuntimeInner>> {
-        self.runtime.upgrade()
+    /// The runtime hosting this instance, while it runs.
+    pub(crate) fn host(&self) -> Result<Arc<dyn Host>, Error> {
+        self.host.upgrade().ok_or(Error::ShutDown)
+    }
+
+    /// The hosting runtime's part of type `T` (a higher layer's core; see [`Host::part`]).
+    pub(crate) fn part<T: Any + Clone>(&self) -> Result<T, Error> {
+        let host = self.host()?;
+        host.part(TypeId::of::<T>())
+            .and_then(|part| part.downcast_ref::<T>())
+            .cloned()
+            .ok_or(Error::ShutDown)
     }
 
     /// Whether this instance was instantiated with the admin grant.
@@ -271,85 +279,30 @@ impl Context {
     }
 
     fn lookup_admin(&self) -> bool {
-        self.runtime.upgrade().is_some_and(|rt| {
-            let instances = rt
-                .kernel
-                .instances
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            instances.get(self.identity.key.encoded()).is_some_and(|r| {
-                r.grant == Grant::Admin
-                    && *r.factory == *self.identity.manager
-                    && r.partition == self.identity.partition
-            })
-        })
-    }
-
-    /// The bus, calling from this instance: confined to its partition unless it holds
-    /// the admin grant (then audited whenever it reaches another partition).
-    pub fn bus(&self) -> Result<Bus, Error> {
-        let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
-        Ok(Bus::new(rt, self.own_caller()))
+        self.host
+            .upgrade()
+            .is_some_and(|host| host.holds_admin_grant(&self.identity))
     }
 
     /// This instance's own storage.
     pub fn storage(&self) -> Result<Storage, Error> {
-        let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
-        Ok(Storage::new(rt.shared.store.clone(), &self.identity))
+        Ok(Storage::new(self.host()?.store().clone(), &self.identity))
     }
 
     /// This instance's own credentials.
     pub fn credentials(&self) -> Result<Credentials, Error> {
-        let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
         Ok(Credentials::new(
-            rt.kernel.credentials.clone(),
+            self.host()?.credentials().clone(),
             &self.identity,
         ))
     }
 
     /// This instance's view of the config: shared keys plus its own tenant's subtree.
     pub fn config(&self) -> Result<ConfigView, Error> {
-        let rt = self.runtime.upgrade().ok_or(Error::ShutDown)?;
         Ok(ConfigView::new(
-            rt.kernel.config.clone(),
+            self.host()?.config().clone(),
             self.identity.partition.clone(),
             self.is_admin(),
         ))
-    }
-
-    /// A live reference to the best provider of `contract` visible from this instance
-    /// (its partition's or a shared one). Calls through it, and handles it resolves to,
-    /// carry this instance's own authority.
-    pub fn service(&self, contract: &str) -> ServiceRef {
-        ServiceRef::new(
-            self.runtime.clone(),
-            contract,
-            self.identity.partition.clone(),
-            self.own_caller(),
-        )
-    }
-
-    /// Gets or starts an instance of manager `manager` in this instance's own partition.
-    /// The handle calls with this instance's own authority.
-    pub async fn get<G: Factory>(
-        &self,
-        manager: &str,
-        key: impl IntoKey,
-    ) -> Result<InstanceHandle<G>, Error> {
-        let runtime = self.runtime.upgrade().ok_or(Error::ShutDown)?;
-        // Components are created by the kernel and pods through Pod::get, never here:
-        // a keyed get of either would mint an instance outside their rules.
-        let is_component = runtime
-            .kernel
-            .factories
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(manager);
-        if is_component || runtime.is_pod_manager(manager) {
-            return Err(Error::UnknownManager(manager.to_owned()));
-        }
-        let manager = runtime.typed_manager::<G>(manager)?;
-        let handle = manager.get(key, &self.identity.partition).await?;
-        Ok(handle.bound(self.own_caller()))
     }
 }

@@ -4,6 +4,7 @@
 //! calls (the reply is encoded first). Running a letter catches a panic in the handler and
 //! answers the caller with [`CallError::Panicked`], so a crash never leaves a caller hanging.
 
+use super::context::EffectBody;
 use super::factory::{Handler, Message};
 use crate::caller::Caller;
 use crate::telemetry::Outcome;
@@ -239,7 +240,15 @@ impl<F: crate::instance::factory::Factory> Envelope<F> for EffectLetter {
         Box::pin(async move {
             let effect = self.effect;
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                effect.run_in_turn(state.effect_target(), ctx)
+                effect.run_in_turn(|body| {
+                    let Some(target) = state.effect_target() else {
+                        return Err("the instance is not active".to_owned());
+                    };
+                    let Some(run) = body.downcast_ref::<EffectBody>() else {
+                        return Err("the effect does not belong to an instance".to_owned());
+                    };
+                    run(target, ctx).map_err(|e| e.to_string())
+                })
             }));
             match result {
                 Ok(Ok(())) => Turn::Done(Outcome::Ok),

@@ -3,19 +3,20 @@
 
 use super::*;
 use crate::cycles::find_cycle;
+use crate::error::Dependency;
 use std::collections::BTreeSet;
 
 impl Kernel {
     /// What `name` waits for: instances of its `depends` factories and providers of its
     /// required contracts, visible from its partition. `Err` lists what does not exist.
-    pub(super) fn prerequisites(&self, name: &str) -> Result<Vec<String>, Vec<String>> {
+    pub(super) fn prerequisites(&self, name: &str) -> Result<Vec<String>, Vec<Dependency>> {
         let factories = read(&self.state().factories);
         let instances = read(&self.state().instances);
         let Some(record) = instances.get(name) else {
-            return Err(vec![format!("instance {name}")]);
+            return Err(vec![Dependency::Instance(name.to_owned())]);
         };
         let Some(entry) = factories.get(record.factory) else {
-            return Err(vec![format!("factory {}", record.factory)]);
+            return Err(vec![Dependency::Factory(record.factory.to_owned())]);
         };
         let mut needed = Vec::new();
         let mut missing = Vec::new();
@@ -25,7 +26,7 @@ impl Kernel {
                 .filter(|r| r.factory == *dep && visible(&r.partition, &record.partition))
                 .collect();
             if found.is_empty() {
-                missing.push(format!("an instance of factory {dep}"));
+                missing.push(Dependency::Factory((*dep).to_owned()));
             }
             needed.extend(found.iter().map(|r| r.name.clone()));
         }
@@ -41,7 +42,7 @@ impl Kernel {
                 })
                 .collect();
             if found.is_empty() {
-                missing.push(format!("a provider of {contract}"));
+                missing.push(Dependency::Service((*contract).to_owned()));
             }
             needed.extend(found.iter().map(|r| r.name.clone()));
         }
@@ -72,7 +73,7 @@ impl Kernel {
             .collect();
         let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut report = BootReport::default();
-        let mut blocked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut blocked: BTreeMap<String, Vec<Dependency>> = BTreeMap::new();
         for name in &pending {
             match self.prerequisites(name) {
                 Ok(deps) => {
@@ -93,12 +94,12 @@ impl Kernel {
                 report.blocked.push((name.clone(), missing.clone()));
                 continue;
             }
-            let not_ready: Vec<String> = edges
+            let not_ready: Vec<Dependency> = edges
                 .get(&name)
                 .map(|deps| {
                     deps.iter()
                         .filter(|d| !self.is_active(d))
-                        .cloned()
+                        .map(|d| Dependency::Instance(d.clone()))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -129,15 +130,15 @@ impl Kernel {
     /// What `name` needs that is not active, looked up in the route index (cost grows
     /// with the number of factories, not of instances): an active visible instance of each
     /// `depends` factory and an active visible provider of each required contract.
-    pub(super) fn missing_active(&self, name: &str) -> Vec<String> {
+    pub(super) fn missing_active(&self, name: &str) -> Vec<Dependency> {
         let factories = read(&self.state().factories);
         let instances = read(&self.state().instances);
         let routes = read(&self.state().routes);
         let Some(record) = instances.get(name) else {
-            return vec![format!("instance {name}")];
+            return vec![Dependency::Instance(name.to_owned())];
         };
         let Some(entry) = factories.get(record.factory) else {
-            return vec![format!("factory {}", record.factory)];
+            return vec![Dependency::Factory(record.factory.to_owned())];
         };
         let shared = Partition::unpartitioned();
         let active = |factory: &'static str| {
@@ -148,7 +149,7 @@ impl Kernel {
         let mut missing = Vec::new();
         for dep in entry.depends {
             if !active(dep) {
-                missing.push(format!("an active instance of factory {dep}"));
+                missing.push(Dependency::Factory((*dep).to_owned()));
             }
         }
         for contract in entry.requires {
@@ -157,7 +158,7 @@ impl Kernel {
                 .filter(|f| f.provides.contains(contract))
                 .any(|f| active(f.name));
             if !provided {
-                missing.push(format!("an active provider of {contract}"));
+                missing.push(Dependency::Service((*contract).to_owned()));
             }
         }
         missing

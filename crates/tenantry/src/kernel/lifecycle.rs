@@ -42,14 +42,6 @@ impl Kernel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(name.to_owned());
-        let subscriptions = read(&self.state().factories)
-            .get(handle.factory())
-            .map_or(&[][..], |f| f.subscriptions);
-        for pattern in subscriptions {
-            self.inner()
-                .bus
-                .subscribe_instance(&partition, pattern, name, handle.clone());
-        }
         self.services_changed(provides, handle.identity());
         Ok(())
     }
@@ -78,7 +70,6 @@ impl Kernel {
             manager, partition, ..
         } = self.placed(name)?;
         let key = Key::new(name)?;
-        self.inner().bus.unsubscribe_owner(name);
         match manager.stop_dyn(key, &partition).await {
             Ok(()) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -96,7 +87,6 @@ impl Kernel {
             ..
         } = self.placed(name)?;
         let identity = Identity::new(partition, manager.name(), Key::new(name)?);
-        self.inner().bus.unsubscribe_owner(name);
         if let Some(r) = write(&self.state().instances).get_mut(name) {
             r.status = status;
             r.handle = None;

@@ -9,25 +9,32 @@
 //! By job: `registry.rs` (factories, instances, grants, rankings),
 //! `boot.rs` (dependency order), `lifecycle.rs` (activation, hot add and remove,
 //! shutdown), `recovery.rs` (components that gave up), `services.rs` (contracts and
-//! providers). This file holds the shared types and the kernel's state.
+//! providers), `routes.rs` (what the bus asks of it). This file holds the shared types
+//! and the kernel's state.
+//!
+//! The kernel sits below the bus and knows nothing of it: the bus asks the kernel where a
+//! route leads and who subscribes to a topic ([`KernelCore::named`],
+//! [`KernelCore::subscribers`]), reading the kernel's tables through those queries only.
 
 mod boot;
 mod lifecycle;
 mod recovery;
 mod registry;
+mod routes;
 mod services;
 
+pub(crate) use routes::{Named, Reachable};
 pub(crate) use services::providers;
 pub use services::{ServiceRef, ServiceRegistry};
 
 use crate::component::Properties;
 use crate::config::ConfigStore;
+use crate::error::Dependency;
 use crate::instance::cell::AnyInstance;
-use crate::manager::{AnyManager, ManagerConfig};
-use crate::runtime::RuntimeInner;
+use crate::manager::{AnyManager, ManagerConfig, Managers, Shared};
 use crate::scope::CredentialVault;
 use crate::telemetry::EventKind;
-use crate::{Error, Identity, Key, Partition, Runtime};
+use crate::{Error, Identity, Key, Partition};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -81,7 +88,7 @@ pub enum InstanceStatus {
         next_try_at_ms: u64,
     },
     /// Not started because something it needs is not active (what).
-    Blocked(Vec<String>),
+    Blocked(Vec<Dependency>),
 }
 
 impl InstanceStatus {
@@ -148,7 +155,7 @@ pub struct BootReport {
     /// Instances whose activation failed, with the reason.
     pub failed: Vec<(String, String)>,
     /// Instances not started, with what they were waiting for.
-    pub blocked: Vec<(String, Vec<String>)>,
+    pub blocked: Vec<(String, Vec<Dependency>)>,
 }
 
 /// Active instance names by `(factory, partition)` and then by age.
@@ -181,10 +188,27 @@ pub const RANKING_PROPERTY: &str = "service.ranking";
 /// The property that sets an instance's partition.
 pub const TARGET_PROPERTY: &str = "target";
 
+/// The kernel's state and what it works with: the managers' shared part and registry.
+pub(crate) struct KernelCore {
+    pub(crate) state: KernelState,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) managers: Arc<Managers>,
+}
+
+impl KernelCore {
+    pub(crate) fn new(shared: Arc<Shared>, managers: Arc<Managers>) -> Self {
+        Self {
+            state: KernelState::default(),
+            shared,
+            managers,
+        }
+    }
+}
+
 /// The component kernel of a runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct Kernel {
-    rt: Runtime,
+    core: Arc<KernelCore>,
 }
 
 pub(super) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -201,16 +225,12 @@ pub(crate) fn visible(provider: &Partition, consumer: &Partition) -> bool {
 }
 
 impl Kernel {
-    pub(crate) fn new(rt: Runtime) -> Self {
-        Self { rt }
-    }
-
-    pub(super) fn inner(&self) -> &Arc<RuntimeInner> {
-        self.rt.inner()
+    pub(crate) fn new(core: Arc<KernelCore>) -> Self {
+        Self { core }
     }
 
     pub(super) fn state(&self) -> &KernelState {
-        &self.inner().kernel
+        &self.core.state
     }
 
     pub(super) fn seq_of(&self, name: &str) -> u64 {
@@ -253,7 +273,7 @@ impl Kernel {
     pub(super) fn services_changed(&self, contracts: &[&str], by: &Identity) {
         for contract in contracts {
             self.state().services.bump(contract);
-            self.inner().shared.telemetry.emit(
+            self.core.shared.telemetry.emit(
                 by,
                 EventKind::ServiceChanged {
                     contract: (*contract).to_owned(),

@@ -7,20 +7,24 @@
 //! that fails backs off again, longer. Nothing of the recovery holds the runtime while it
 //! waits (a weak reference), so a shut-down runtime is not kept alive by it.
 
-use super::{InstanceStatus, Kernel, Placed};
+use super::{InstanceStatus, Kernel, KernelCore, Placed};
 use crate::failure::Failure;
 use crate::manager::GiveUpHook;
-use crate::runtime::RuntimeInner;
-use crate::{Error, Identity, Key, Runtime};
+use crate::{Error, Identity, Key};
 use std::sync::{Arc, Weak};
 
 /// The hook a component manager calls when one of its instances gives up.
-pub(crate) fn hook(runtime: Weak<RuntimeInner>) -> GiveUpHook {
+pub(crate) fn hook(kernel: Weak<KernelCore>) -> GiveUpHook {
     Arc::new(move |identity: &Identity, failure: &Arc<Failure>| {
         let name = identity.key.to_string();
-        let (runtime, failure) = (runtime.clone(), failure.clone());
-        tokio::spawn(recover(runtime, name, failure));
+        let (kernel, failure) = (kernel.clone(), failure.clone());
+        tokio::spawn(recover(kernel, name, failure));
     })
+}
+
+/// The kernel behind a weak reference, while the runtime exists.
+fn upgrade(kernel: &Weak<KernelCore>) -> Option<Kernel> {
+    kernel.upgrade().map(Kernel::new)
 }
 
 /// Whether `name` is still backing off from attempt `attempt` (not removed, not
@@ -31,13 +35,12 @@ fn still_backing_off(kernel: &Kernel, name: &str, attempt: u32) -> bool {
     )
 }
 
-async fn recover(runtime: Weak<RuntimeInner>, name: String, failure: Arc<Failure>) {
+async fn recover(weak: Weak<KernelCore>, name: String, failure: Arc<Failure>) {
     {
-        let Some(rt) = Runtime::upgrade(&runtime) else {
+        let Some(kernel) = upgrade(&weak) else {
             return;
         };
-        if rt
-            .kernel()
+        if kernel
             .withdraw(&name, InstanceStatus::backing_off(&failure))
             .is_err()
         {
@@ -47,13 +50,12 @@ async fn recover(runtime: Weak<RuntimeInner>, name: String, failure: Arc<Failure
     let mut failure = failure;
     loop {
         tokio::time::sleep_until(failure.retry_at).await;
-        let Some(rt) = Runtime::upgrade(&runtime) else {
+        let Some(kernel) = upgrade(&weak) else {
             return;
         };
-        if rt.inner().shared.is_closed() {
+        if kernel.core.shared.is_closed() {
             return;
         }
-        let kernel = rt.kernel();
         if !still_backing_off(&kernel, &name, failure.attempt) {
             return;
         }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::component::{Component, ComponentState};
+use crate::manager::Role;
 use std::sync::atomic::Ordering;
 
 impl Kernel {
@@ -13,13 +14,19 @@ impl Kernel {
             return Err(Error::DuplicateFactory(C::FACTORY.to_owned()));
         }
         let manager = self
-            .rt
-            .register::<ComponentState<C>>(C::FACTORY, ManagerConfig::default().ephemeral())
+            .core
+            .managers
+            .register::<ComponentState<C>>(
+                &self.core.shared,
+                C::FACTORY,
+                ManagerConfig::default().ephemeral(),
+                Role::Component,
+            )
             .map_err(|e| match e {
                 Error::DuplicateManager(name) => Error::DuplicateFactory(name),
                 other => other,
             })?;
-        manager.on_give_up(recovery::hook(Arc::downgrade(self.inner())));
+        manager.on_give_up(recovery::hook(Arc::downgrade(&self.core)));
         write(&self.state().factories).insert(
             C::FACTORY.to_owned(),
             FactoryEntry {
@@ -109,7 +116,7 @@ impl Kernel {
         // (exact instance routes resolve first).
         if instances.contains_key(name)
             || (name != factory
-                && (factories.contains_key(name) || self.rt.manager_dyn(name).is_some()))
+                && (factories.contains_key(name) || self.core.managers.get(name).is_some()))
         {
             return Err(Error::NameTaken(name.to_owned()));
         }

@@ -5,11 +5,11 @@
 //! providers change (activation, removal, ranking), so consumers can tell when to
 //! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
 
-use super::{InstanceStatus, Kernel, KernelState, Record, read, visible};
+use super::{InstanceStatus, Kernel, KernelCore, KernelState, Record, read, visible};
 use crate::caller::{CallAs, Caller};
 use crate::instance::cell::AnyInstance;
+use crate::instance::context::Context;
 use crate::reactive::Trigger;
-use crate::runtime::RuntimeInner;
 use crate::{CallError, Error, Partition};
 use dashmap::DashMap;
 use std::sync::{Arc, Weak};
@@ -60,7 +60,7 @@ impl ServiceRegistry {
 /// A live reference to the best provider of a contract, as seen from one partition.
 #[derive(Clone)]
 pub struct ServiceRef {
-    runtime: Weak<RuntimeInner>,
+    kernel: Weak<KernelCore>,
     contract: String,
     partition: Partition,
     /// Who calls through this reference: providers see it as the caller.
@@ -69,13 +69,13 @@ pub struct ServiceRef {
 
 impl ServiceRef {
     pub(crate) fn new(
-        runtime: Weak<RuntimeInner>,
+        kernel: Weak<KernelCore>,
         contract: &str,
         partition: Partition,
         caller: Caller,
     ) -> Self {
         Self {
-            runtime,
+            kernel,
             contract: contract.to_owned(),
             partition,
             caller,
@@ -97,9 +97,9 @@ impl ServiceRef {
 
     /// The current best provider, as the kernel holds it.
     fn best(&self) -> Option<(String, Arc<dyn AnyInstance>)> {
-        let runtime = self.runtime.upgrade()?;
-        runtime.kernel.services.track(&self.contract);
-        super::providers(&runtime.kernel, &self.contract, &self.partition)
+        let kernel = self.kernel.upgrade()?;
+        kernel.state.services.track(&self.contract);
+        super::providers(&kernel.state, &self.contract, &self.partition)
             .into_iter()
             .next()
     }
@@ -146,10 +146,27 @@ impl Kernel {
     /// on every use, so it follows re-wiring and never holds a removed provider.
     pub fn service(&self, contract: &str, partition: &Partition) -> ServiceRef {
         ServiceRef::new(
-            Arc::downgrade(self.inner()),
+            Arc::downgrade(&self.core),
             contract,
             partition.clone(),
             crate::caller::Caller::host(),
+        )
+    }
+}
+
+impl Context {
+    /// A live reference to the best provider of `contract` visible from this instance
+    /// (its partition's or a shared one). Calls through it, and handles it resolves to,
+    /// carry this instance's own authority.
+    pub fn service(&self, contract: &str) -> ServiceRef {
+        let kernel = self
+            .part::<Arc<KernelCore>>()
+            .map_or_else(|_| Weak::new(), |k| Arc::downgrade(&k));
+        ServiceRef::new(
+            kernel,
+            contract,
+            self.partition().clone(),
+            self.own_caller(),
         )
     }
 }

@@ -5,24 +5,24 @@
 //! a keyed instance `(pod factory, pod key, node name)` in its node manager and in the
 //! pod's own partition, bound to its expected parent (its owner node, or the pod). Only
 //! the topology is persisted; parent bindings are runtime state kept per partition in
-//! [`lineage`].
+//! [`lineage`] (kept by the managers).
 //!
 //! Declare a pod with [`PodFactory`], register it with [`crate::Runtime::register_pod`],
 //! then use [`Pod::get`], [`Pod::ensure_node`], [`Pod::snapshot`] and
 //! [`Pod::begin_mutation`].
 
-pub mod lineage;
+pub(crate) mod core;
 mod ops;
 pub(crate) mod state;
 pub mod topology;
 
-pub use self::lineage::Binding;
 pub use self::ops::{MutationReport, NodeSnapshot, NodeStatus, Pod, PodMutation, ReconcileReport};
 pub use self::state::{PodManager, PodState};
 pub use self::topology::{
     Activation, Link, LinkKind, NodeKind, NodeSpec, OnParentStop, Topology, TopologyBuilder,
     TopologyError,
 };
+pub use crate::manager::lineage::{self, Binding};
 
 /// Declares a pod: its factory name and its topology.
 pub trait PodFactory: Send + Sync + 'static {

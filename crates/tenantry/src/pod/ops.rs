@@ -4,11 +4,12 @@
 //! identity and node managers are asked for that partition only, so no operation on a pod
 //! can start, find or touch a node of another tenant.
 
+use super::core::PodCore;
 use super::state::{LivePod, NodeEntry, PodView, node_key};
-use super::topology::{Activation, NodeKind, NodeSpec, Topology, TopologyError, node_label};
-use crate::runtime::RuntimeInner;
+use super::topology::{Activation, NodeKind, NodeSpec, Topology, node_label};
+use crate::instance::cell::AnyInstance;
 use crate::telemetry::{EventKind, PodPhase};
-use crate::{AnyInstance, Error, Identity, IntoKey, Key, KeyPart, Partition, Runtime};
+use crate::{Error, Identity, IntoKey, Key, KeyPart, Partition};
 use futures::future::{BoxFuture, join_all};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,7 +90,7 @@ pub struct MutationReport {
 /// A live pod. Cheap to clone.
 #[derive(Clone)]
 pub struct Pod {
-    runtime: Arc<RuntimeInner>,
+    core: Arc<PodCore>,
     identity: Arc<Identity>,
     instance: Arc<dyn AnyInstance>,
     live: Arc<LivePod>,
@@ -102,19 +103,15 @@ impl std::fmt::Debug for Pod {
 }
 
 impl Pod {
-    /// Gets or thaws the pod `key` of pods manager `pods_manager` in `partition`, then
-    /// reconciles it: eager nodes and their prerequisites start in dependency waves, and
-    /// surviving children are re-adopted. A failed reconcile leaves the pod alive; the
-    /// report says what failed and what is pending.
-    pub async fn get(
-        runtime: &Runtime,
+    /// [`Pod::get`] in the pods layer of one runtime.
+    pub(crate) async fn get_in(
+        core: Arc<PodCore>,
         pods_manager: &str,
         key: impl IntoKey,
         partition: &Partition,
     ) -> Result<(Pod, ReconcileReport), Error> {
-        let inner = runtime.inner().clone();
         get_boxed(
-            inner,
+            core,
             pods_manager.to_owned(),
             key.into_key()?,
             partition.clone(),
@@ -122,32 +119,24 @@ impl Pod {
         .await
     }
 
-    /// The live pod `key`, if it runs. Never starts it.
-    pub async fn lookup(
-        runtime: &Runtime,
+    /// [`Pod::lookup`] in the pods layer of one runtime.
+    pub(crate) async fn lookup_in(
+        core: Arc<PodCore>,
         pods_manager: &str,
         key: impl IntoKey,
         partition: &Partition,
     ) -> Result<Option<Pod>, Error> {
-        let inner = runtime.inner().clone();
-        let manager = inner.pod_manager(pods_manager)?;
+        let manager = core.pod_manager(pods_manager)?;
         let key = key.into_key()?;
         match manager.lookup_dyn(&key, partition) {
-            Some(instance) => Ok(Some(Pod::attach(inner, instance).await?)),
+            Some(instance) => Ok(Some(Pod::attach(core, instance).await?)),
             None => Ok(None),
         }
     }
 
-    async fn attach(
-        runtime: Arc<RuntimeInner>,
-        instance: Arc<dyn AnyInstance>,
-    ) -> Result<Pod, Error> {
+    async fn attach(core: Arc<PodCore>, instance: Arc<dyn AnyInstance>) -> Result<Pod, Error> {
         let identity = Arc::new(instance.identity().clone());
-        let cached = runtime
-            .shared
-            .live_pods
-            .get(&*identity)
-            .map(|l| l.value().clone());
+        let cached = core.live.get(&*identity).map(|l| l.value().clone());
         let live = match cached {
             Some(live) => live,
             None => {
@@ -167,15 +156,12 @@ impl Pod {
                     (*identity).clone(),
                     topology,
                 ));
-                runtime
-                    .shared
-                    .live_pods
-                    .insert((*identity).clone(), live.clone());
+                core.live.insert((*identity).clone(), live.clone());
                 live
             }
         };
         Ok(Pod {
-            runtime,
+            core,
             identity,
             instance,
             live,
@@ -259,7 +245,7 @@ impl Pod {
     }
 
     fn emit(&self, kind: EventKind) {
-        self.runtime.shared.telemetry.emit(&self.identity, kind);
+        self.core.shared.telemetry.emit(&self.identity, kind);
     }
 
     /// Binds running nodes that the waves did not touch (lazy children that survived).
@@ -273,7 +259,7 @@ impl Pod {
                 continue;
             };
             if self.running(&entry.child).is_some() {
-                self.runtime.shared.lineage.bind(
+                self.core.shared.lineage.bind(
                     &entry.child,
                     &entry.expected_parent,
                     spec.on_parent_stop,
@@ -284,7 +270,7 @@ impl Pod {
 
     /// The running instance of `child`, if any.
     fn running(&self, child: &Identity) -> Option<Arc<dyn AnyInstance>> {
-        self.runtime
+        self.core
             .manager_dyn(&child.manager)
             .and_then(|m| m.lookup_dyn(&child.key, &child.partition))
     }
@@ -335,7 +321,7 @@ impl Pod {
         let spec = &view.topology.nodes[entry.spec];
         let child = &entry.child;
         let manager = self
-            .runtime
+            .core
             .manager_dyn(&spec.manager)
             .ok_or_else(|| Error::UnknownManager(spec.manager.clone()))?;
         let instance = match spec.kind {
@@ -350,7 +336,7 @@ impl Pod {
             }
             NodeKind::Pod => {
                 let (nested, nested_report) = get_boxed(
-                    self.runtime.clone(),
+                    self.core.clone(),
                     spec.manager.clone(),
                     child.key.clone(),
                     child.partition.clone(),
@@ -368,7 +354,7 @@ impl Pod {
                 nested.instance
             }
         };
-        self.runtime
+        self.core
             .shared
             .lineage
             .bind(child, &entry.expected_parent, spec.on_parent_stop);
@@ -387,7 +373,7 @@ impl Pod {
         // Fast path: running and adopted by its expected parent.
         if let Some(instance) = self.running(&entry.child) {
             if self
-                .runtime
+                .core
                 .shared
                 .lineage
                 .is_bound_to(&entry.child, &entry.expected_parent)
@@ -445,7 +431,7 @@ impl Pod {
             .map(|spec| {
                 let entry = Self::entry(&view, &spec.name)?;
                 let running = self.running(&entry.child).is_some();
-                let binding = self.runtime.shared.lineage.binding(&entry.child);
+                let binding = self.core.shared.lineage.binding(&entry.child);
                 let actual_parent = binding.as_ref().and_then(|b| b.parent.clone());
                 let status = match (&actual_parent, running) {
                     (_, false) => NodeStatus::Stopped,
@@ -481,15 +467,15 @@ impl Pod {
 }
 
 fn get_boxed(
-    runtime: Arc<RuntimeInner>,
+    core: Arc<PodCore>,
     pods_manager: String,
     key: Key,
     partition: Partition,
 ) -> BoxFuture<'static, Result<(Pod, ReconcileReport), Error>> {
     Box::pin(async move {
-        let manager = runtime.pod_manager(&pods_manager)?;
+        let manager = core.pod_manager(&pods_manager)?;
         let instance = manager.get_dyn(key, &partition).await?;
-        let pod = Pod::attach(runtime, instance).await?;
+        let pod = Pod::attach(core, instance).await?;
         let report = pod.reconcile().await;
         Ok((pod, report))
     })
@@ -568,10 +554,9 @@ impl PodMutation {
         let current = pod.live.topology();
         let mut next = std::mem::replace(&mut self.draft, Topology::empty(""));
         next.version = current.version;
-        next.validate().map_err(Error::Topology)?;
-        pod.runtime
-            .check_topology(pod.factory(), &pod.identity.manager, &next)
-            .map_err(Error::Topology)?;
+        next.validate()?;
+        pod.core
+            .check_topology(pod.factory(), &pod.identity.manager, &next)?;
         let structural = current.structurally_differs(&next);
         if structural {
             next.version = current.version + 1;
@@ -594,8 +579,8 @@ impl PodMutation {
             .await?;
         for spec in &removed {
             let child = pod.node_identity(spec)?;
-            pod.runtime.shared.lineage.unbind(&child);
-            if let Some(manager) = pod.runtime.manager_dyn(&spec.manager) {
+            pod.core.shared.lineage.unbind(&child);
+            if let Some(manager) = pod.core.manager_dyn(&spec.manager) {
                 match manager.stop_dyn(child.key.clone(), &child.partition).await {
                     Ok(()) | Err(Error::NotFound(_)) => {}
                     Err(e) => return Err(e),
@@ -609,11 +594,5 @@ impl PodMutation {
             removed: removed.iter().map(|n| node_label(&n.name)).collect(),
             reconcile,
         })
-    }
-}
-
-impl From<TopologyError> for Error {
-    fn from(e: TopologyError) -> Self {
-        Error::Topology(e)
     }
 }

@@ -1,13 +1,13 @@
 //! The pod as a factory: its persisted state (the topology) and its typed manager.
 
 use super::PodFactory;
+use super::core::PodCore;
 use super::ops::{Pod, ReconcileReport};
 use super::topology::Topology;
 use crate::instance::factory::{Factory, Handler, Message};
 use crate::instance::handlers::Handlers;
 use crate::{
     Context, Error, HandlerError, Identity, IntoKey, Key, KeyError, KeyPart, Manager, Partition,
-    Runtime,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -145,8 +145,8 @@ impl Message for SetTopology {
 }
 
 fn install(ctx: &Context, factory: &str, topology: &Topology) {
-    if let Some(rt) = ctx.runtime_inner() {
-        rt.shared.live_pods.insert(
+    if let Ok(core) = ctx.part::<Arc<PodCore>>() {
+        core.live.insert(
             ctx.identity().clone(),
             Arc::new(LivePod::new(
                 factory,
@@ -183,8 +183,8 @@ impl<P: PodFactory> Factory for PodState<P> {
     }
 
     async fn on_stop(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
-        if let Some(rt) = ctx.runtime_inner() {
-            rt.shared.live_pods.remove(ctx.identity());
+        if let Ok(core) = ctx.part::<Arc<PodCore>>() {
+            core.live.remove(ctx.identity());
         }
         Ok(())
     }
@@ -199,8 +199,8 @@ impl<P: PodFactory> Handler<GetTopology> for PodState<P> {
 impl<P: PodFactory> Handler<SetTopology> for PodState<P> {
     async fn handle(&mut self, m: SetTopology, ctx: &mut Context) -> Result<u64, HandlerError> {
         self.topology = m.topology;
-        if let Some(rt) = ctx.runtime_inner() {
-            match rt.shared.live_pods.get(ctx.identity()) {
+        if let Ok(core) = ctx.part::<Arc<PodCore>>() {
+            match core.live.get(ctx.identity()) {
                 Some(live) => live.set_topology(self.topology.clone()),
                 None => install(ctx, P::NAME, &self.topology),
             }
@@ -212,14 +212,14 @@ impl<P: PodFactory> Handler<SetTopology> for PodState<P> {
 /// A registered pods manager for pod factory `P`.
 pub struct PodManager<P: PodFactory> {
     pub(crate) manager: Manager<PodState<P>>,
-    pub(crate) runtime: Runtime,
+    pub(crate) core: Arc<PodCore>,
 }
 
 impl<P: PodFactory> Clone for PodManager<P> {
     fn clone(&self) -> Self {
         Self {
             manager: self.manager.clone(),
-            runtime: self.runtime.clone(),
+            core: self.core.clone(),
         }
     }
 }
@@ -241,7 +241,7 @@ impl<P: PodFactory> PodManager<P> {
         key: impl IntoKey,
         partition: &Partition,
     ) -> Result<(Pod, ReconcileReport), Error> {
-        Pod::get(&self.runtime, self.manager.name(), key, partition).await
+        Pod::get_in(self.core.clone(), self.manager.name(), key, partition).await
     }
 
     /// Hibernates the pod (its topology); its children follow their parent-stop policy.

@@ -267,15 +267,13 @@ pub(crate) type EffectSink = Arc<dyn Fn(Arc<EffectInner>) + Send + Sync>;
 enum Body {
     /// Runs on the thread whose write scheduled it (at the end of its batch).
     Inline(Box<dyn Fn() -> Result<(), String> + Send + Sync>),
-    /// Runs in an instance's turn.
+    /// Runs in an instance's turn. The body is the instance layer's, opaque here: the
+    /// turn that runs it knows its type.
     Instance {
-        run: InstanceBody,
+        run: Box<dyn Any + Send + Sync>,
         sink: Arc<OnceLock<EffectSink>>,
     },
 }
-
-pub(crate) type InstanceBody =
-    Box<dyn Fn(&mut dyn Any, &mut crate::Context) -> Result<(), crate::HandlerError> + Send + Sync>;
 
 /// The shared part of an effect.
 pub(crate) struct EffectInner {
@@ -346,11 +344,12 @@ impl EffectInner {
         }
     }
 
-    /// Runs an instance effect in its turn; the error, if any, is returned for an event.
+    /// Runs an instance effect in its turn, if it is due: `turn` gets the body given to
+    /// [`instance_effect`] and runs it; what it reads becomes the effect's dependencies.
+    /// The error, if any, is returned for an event.
     pub(crate) fn run_in_turn(
         &self,
-        target: Option<&mut dyn Any>,
-        ctx: &mut crate::Context,
+        turn: impl FnOnce(&(dyn Any + Send + Sync)) -> Result<(), String>,
     ) -> Result<(), String> {
         let Body::Instance { run, .. } = &self.body else {
             return Ok(());
@@ -358,12 +357,9 @@ impl EffectInner {
         if !self.due() {
             return Ok(());
         }
-        let Some(target) = target else {
-            return Err("the instance is not active".into());
-        };
-        let (result, deps) = collect(|| run(target, ctx));
+        let (result, deps) = collect(|| turn(run.as_ref()));
         self.record(deps);
-        result.map_err(|e| e.to_string())
+        result
     }
 
     pub(crate) fn dispose(&self) {
@@ -433,9 +429,10 @@ impl Drop for Effect {
     }
 }
 
-/// An effect owned by an instance (see [`crate::Context::effect`]).
+/// An effect owned by an instance (see `Context::effect`), whose body the instance layer
+/// runs in the instance's turn.
 pub(crate) fn instance_effect(
-    run: InstanceBody,
+    run: Box<dyn Any + Send + Sync>,
     sink: Arc<OnceLock<EffectSink>>,
 ) -> Arc<EffectInner> {
     EffectInner::new(Body::Instance { run, sink })

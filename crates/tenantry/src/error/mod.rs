@@ -4,6 +4,8 @@
 //! instance returns; [`HandlerError`] is what application handlers return. None of them
 //! carries another partition's names: an error names only what its caller asked for.
 
+pub(crate) mod topology;
+
 use crate::checkpoint::CheckpointError;
 use crate::store::StoreError;
 use crate::{Identity, KeyError, PartitionError};
@@ -140,6 +142,38 @@ pub enum CallError {
     },
 }
 
+/// Something a component instance needs before it can start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dependency {
+    /// The named instance (active).
+    Instance(String),
+    /// An active instance of this factory, visible from the instance's partition.
+    Factory(String),
+    /// An active provider of this service contract, visible from the instance's partition.
+    Service(String),
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instance(name) => write!(f, "instance {name}"),
+            Self::Factory(name) => write!(f, "an active instance of factory {name}"),
+            Self::Service(contract) => write!(f, "an active provider of {contract}"),
+        }
+    }
+}
+
+impl Dependency {
+    /// `a, b, c` as people read it.
+    pub fn list(deps: &[Dependency]) -> String {
+        deps.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Errors of managers and the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -226,7 +260,7 @@ pub enum Error {
     Call(#[from] CallError),
     /// A pod topology (or a change to one) was refused.
     #[error("invalid topology: {0}")]
-    Topology(crate::pod::TopologyError),
+    Topology(topology::TopologyError),
     /// The pod has no node of that name.
     #[error("unknown node {0}")]
     UnknownNode(String),
@@ -268,12 +302,12 @@ pub enum Error {
     #[error("dependency cycle: {}", .0.join(" -> "))]
     DependencyCycle(Vec<String>),
     /// A hot-added instance needs something that is not active.
-    #[error("{instance} cannot start: missing {}", .missing.join(", "))]
+    #[error("{instance} cannot start: missing {}", Dependency::list(.missing))]
     DependenciesNotActive {
         /// The instance.
         instance: String,
         /// What it needs.
-        missing: Vec<String>,
+        missing: Vec<Dependency>,
     },
     /// No provider of a required service any more.
     #[error("no provider of {0}")]
@@ -287,4 +321,10 @@ pub enum Error {
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     ShutDown,
+}
+
+impl From<topology::TopologyError> for Error {
+    fn from(e: topology::TopologyError) -> Self {
+        Error::Topology(e)
+    }
 }

@@ -7,22 +7,29 @@
 //! the fresh checkpoint), and `Failed` after it gave up, until its backoff has passed (see
 //! [`crate::failure`]), so there are never two live instances with one identity.
 
+mod actor;
+pub mod lineage;
+mod registry;
+mod shared;
+
+pub(crate) use registry::{Managers, Role};
+pub(crate) use shared::Shared;
+
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::failure::{Backoff, Failure};
-use crate::instance::actor::{Actor, CrashRecord, Mail, start_hook};
-use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Liveness};
+use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Liveness, Mail};
 use crate::instance::context::Context;
 use crate::instance::factory::Factory;
 use crate::instance::handlers::{HandlerInfo, HandlerTable};
 use crate::instance::mailbox::Mailbox;
-use crate::runtime::{RuntimeInner, Shared};
 use crate::telemetry::{EventKind, StopReason, metric};
 use crate::{Error, Identity, IntoKey, Key, Partition};
+use actor::{Actor, CrashRecord, start_hook};
 use dashmap::DashMap;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::any::Any;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
@@ -161,7 +168,6 @@ pub(crate) struct ManagerCore<F: Factory> {
     pub(crate) config: ManagerConfig,
     pub(crate) table: Arc<HandlerTable<F>>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) runtime: Weak<RuntimeInner>,
     dirs: DashMap<Partition, Arc<PartitionDir<F>>>,
     pub(crate) give_up_hook: std::sync::OnceLock<GiveUpHook>,
 }
@@ -391,7 +397,7 @@ impl<F: Factory> ManagerCore<F> {
             },
         };
         let thawed = version.is_some();
-        let mut ctx = Context::new(identity.clone(), self.runtime.clone());
+        let mut ctx = Context::new(identity.clone(), self.shared.host.clone());
         if let Err(reason) = start_hook(&mut state, &mut ctx, thawed).await {
             self.shared
                 .telemetry
@@ -513,7 +519,6 @@ impl<F: Factory> Manager<F> {
         name: Arc<str>,
         config: ManagerConfig,
         shared: Arc<Shared>,
-        runtime: Weak<RuntimeInner>,
     ) -> Result<Self, Error> {
         let table = HandlerTable::<F>::build(config.max_reply_bytes).map_err(|handlers| {
             Error::DuplicateHandler {
@@ -527,7 +532,6 @@ impl<F: Factory> Manager<F> {
                 config,
                 table: Arc::new(table),
                 shared,
-                runtime,
                 dirs: DashMap::new(),
                 give_up_hook: std::sync::OnceLock::new(),
             }),

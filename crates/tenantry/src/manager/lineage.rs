@@ -3,20 +3,35 @@
 //! A binding says that a child instance belongs to a parent (a pod or an owner node).
 //! Bindings live in one bucket per partition, and adoption by child id resolves the child
 //! in the parent's own partition, so a normal adoption can never cross tenants. The one
-//! exception is [`crate::Runtime::adopt_across_partitions_unchecked`], an explicitly named
+//! exception is `Runtime::adopt_across_partitions_unchecked`, an explicitly named
 //! escape hatch that pods never use.
 //!
 //! When a parent stops, [`Lineage::parent_stopped`] hands back its children with their
 //! policies: those that continue become orphans that remember their former parent.
 
-use super::topology::OnParentStop;
 use crate::{Identity, Partition};
 use dashmap::DashMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+/// What a node does when its parent (the pod or its owner node) stops.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OnParentStop {
+    /// Keep running as an orphan that remembers its former parent; a later reconcile of
+    /// the pod re-adopts it.
+    #[default]
+    Continue,
+    /// Stop (and hibernate) with the parent.
+    Stop,
+}
+
 /// A child's binding as seen from outside.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Binding {
     /// The current parent, if bound.
     pub parent: Option<Identity>,

@@ -6,13 +6,13 @@
 //! write the checkpoint (compare-and-set on the version), then leave the directory. A
 //! crash never writes a checkpoint; a failed write keeps the instance live.
 
-use super::cell::Cell;
-use super::context::Context;
-use super::envelope::{EffectLetter, Envelope, Turn, panic_message};
-use super::factory::Factory;
+use super::{ManagerCore, PartitionDir, Slot};
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::failure::Failure;
-use crate::manager::{ManagerCore, PartitionDir, Slot};
+use crate::instance::cell::{Cell, Mail};
+use crate::instance::context::Context;
+use crate::instance::envelope::{EffectLetter, Envelope, Turn, panic_message};
+use crate::instance::factory::Factory;
 use crate::store::StoreError;
 use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
 use crate::{CallError, Error, Identity};
@@ -24,17 +24,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
-
-/// What an instance's mailbox carries.
-pub(crate) enum Mail<F> {
-    /// A message for a handler.
-    Letter(Box<dyn Envelope<F>>),
-    /// Hibernate and stop; the reply says whether the checkpoint was written.
-    Stop {
-        reason: StopReason,
-        reply: Option<oneshot::Sender<Result<(), Error>>>,
-    },
-}
 
 type StopReply = oneshot::Sender<Result<(), Error>>;
 
@@ -365,10 +354,10 @@ impl<F: Factory> Actor<F> {
         self.ctx.release_all();
         // Children follow their policy here too; stopping them cannot wait in this path.
         let doomed = self.core.shared.lineage.parent_stopped(&id);
-        if let (false, Some(runtime)) = (doomed.is_empty(), self.core.runtime.upgrade()) {
+        if let (false, Some(managers)) = (doomed.is_empty(), self.core.shared.managers.upgrade()) {
             tokio::spawn(async move {
                 for child in doomed {
-                    if let Some(m) = runtime.manager_dyn(&child.manager) {
+                    if let Some(m) = managers.get(&child.manager) {
                         let _ = m.stop_dyn(child.key.clone(), &child.partition).await;
                     }
                 }
@@ -610,11 +599,11 @@ async fn release_children<F: Factory>(core: Arc<ManagerCore<F>>, id: Arc<Identit
     if doomed.is_empty() {
         return;
     }
-    let Some(runtime) = core.runtime.upgrade() else {
+    let Some(managers) = core.shared.managers.upgrade() else {
         return;
     };
     let stops = doomed.into_iter().filter_map(|child| {
-        let manager = runtime.manager_dyn(&child.manager)?;
+        let manager = managers.get(&child.manager)?;
         Some(async move {
             match manager.stop_dyn(child.key.clone(), &child.partition).await {
                 Ok(()) | Err(Error::NotFound(_)) => {}

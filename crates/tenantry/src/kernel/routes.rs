@@ -1,0 +1,188 @@
+//! What the bus asks of the kernel: where a route prefix leads, which component routes a
+//! caller can list, and which active instances subscribe to a topic.
+//!
+//! The bus never reads the kernel's tables itself; these queries take the kernel's locks
+//! briefly, copy out handles, and hand them back, so routing policy (confinement, audit)
+//! stays the bus's and table layout stays the kernel's.
+
+use super::{InstanceStatus, KernelCore, Record, read};
+use crate::instance::cell::AnyInstance;
+use crate::manager::AnyManager;
+use crate::{Error, Identity, Key, Partition};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a route prefix names in the kernel.
+pub(crate) enum Named {
+    /// An instance of that name, in its partition.
+    Instance(Partition, Reachable),
+    /// A factory: its oldest active instance in the target partition.
+    Factory(Reachable),
+    /// Nothing of the kernel's.
+    Nothing,
+}
+
+/// Whether a named component answers now.
+pub(crate) enum Reachable {
+    /// It is active: its handle.
+    Active(Arc<dyn AnyInstance>),
+    /// It is not; with the `BackingOff` error when it waits out a backoff.
+    Inactive(Option<Error>),
+}
+
+/// A component route a caller may list: its prefix and the manager of its handlers.
+pub(crate) struct Listed {
+    pub(crate) prefix: String,
+    pub(crate) manager: Arc<dyn AnyManager>,
+}
+
+impl KernelCore {
+    /// Where `prefix` leads for a call aimed at `target`. The exact instance wins, unless
+    /// it merely shares its factory's name and the call targets another partition: then
+    /// the factory route decides.
+    pub(crate) fn named(&self, prefix: &str, target: Option<&Partition>) -> Named {
+        let instances = read(&self.state.instances);
+        let is_factory = read(&self.state.factories).contains_key(prefix);
+        let exact = instances
+            .get(prefix)
+            .filter(|r| !(is_factory && target.is_some_and(|t| t != &r.partition)));
+        if let Some(record) = exact {
+            return Named::Instance(record.partition.clone(), reachable(record));
+        }
+        if !is_factory {
+            return Named::Nothing;
+        }
+        let Some(target) = target else {
+            return Named::Factory(Reachable::Inactive(None));
+        };
+        let oldest = read(&self.state.routes)
+            .get(&(prefix, target.clone()))
+            .and_then(|by_seq| by_seq.values().next().cloned());
+        let found = oldest
+            .and_then(|name| instances.get(&name))
+            .filter(|r| r.status == InstanceStatus::Active)
+            .and_then(|r| r.handle.clone());
+        Named::Factory(match found {
+            Some(handle) => Reachable::Active(handle),
+            // None active: say so if one is backing off (a cold path).
+            None => Reachable::Inactive(
+                instances
+                    .values()
+                    .filter(|r| *r.factory == *prefix && &r.partition == target)
+                    .find_map(backing_off),
+            ),
+        })
+    }
+
+    /// The component routes whose instances `reach` accepts: active instances by name,
+    /// then factories with an active partitioned instance in reach.
+    pub(crate) fn listed(&self, reach: impl Fn(&Partition) -> bool) -> (Vec<Listed>, Vec<Listed>) {
+        let factories = read(&self.state.factories);
+        let instances = read(&self.state.instances);
+        let active = || {
+            instances
+                .values()
+                .filter(|r| r.status == InstanceStatus::Active && reach(&r.partition))
+        };
+        let by_instance = active()
+            .filter_map(|r| {
+                let f = factories.get(r.factory)?;
+                Some(Listed {
+                    prefix: r.name.clone(),
+                    manager: f.manager.clone(),
+                })
+            })
+            .collect();
+        let by_factory = factories
+            .values()
+            .filter(|f| active().any(|r| r.factory == f.name && !r.partition.is_unpartitioned()))
+            .map(|f| Listed {
+                prefix: f.name.to_owned(),
+                manager: f.manager.clone(),
+            })
+            .collect();
+        (by_instance, by_factory)
+    }
+
+    /// The active instances of `partition` whose factory subscribes to a pattern that
+    /// `matches` accepts.
+    pub(crate) fn subscribers(
+        &self,
+        partition: &Partition,
+        matches: impl Fn(&str) -> bool,
+    ) -> Vec<Arc<dyn AnyInstance>> {
+        let factories = read(&self.state.factories);
+        read(&self.state.instances)
+            .values()
+            .filter(|r| r.status == InstanceStatus::Active && &r.partition == partition)
+            .filter(|r| {
+                factories
+                    .get(r.factory)
+                    .is_some_and(|f| f.subscriptions.iter().any(|p| matches(p)))
+            })
+            .filter_map(|r| r.handle.clone())
+            .collect()
+    }
+
+    /// How many subscriptions the active instances hold (a pattern each), all partitions.
+    pub(crate) fn subscription_count(&self) -> usize {
+        let factories = read(&self.state.factories);
+        read(&self.state.instances)
+            .values()
+            .filter(|r| r.status == InstanceStatus::Active && r.handle.is_some())
+            .filter_map(|r| factories.get(r.factory))
+            .map(|f| f.subscriptions.len())
+            .sum()
+    }
+
+    /// The factory of instance `name`, if it lives in `partition`.
+    pub(crate) fn factory_of(&self, name: &str, partition: &Partition) -> Option<&'static str> {
+        read(&self.state.instances)
+            .get(name)
+            .filter(|r| &r.partition == partition)
+            .map(|r| r.factory)
+    }
+
+    /// Whether the component instance `identity` was instantiated with the admin grant.
+    pub(crate) fn holds_admin_grant(&self, identity: &Identity) -> bool {
+        read(&self.state.instances)
+            .get(identity.key.encoded())
+            .is_some_and(|r| {
+                r.grant == super::Grant::Admin
+                    && *r.factory == *identity.manager
+                    && r.partition == identity.partition
+            })
+    }
+}
+
+fn reachable(record: &Record) -> Reachable {
+    match (&record.status, &record.handle) {
+        (InstanceStatus::Active, Some(h)) => Reachable::Active(h.clone()),
+        _ => Reachable::Inactive(backing_off(record)),
+    }
+}
+
+/// The error of a call to an instance backing off, if `record` is one.
+fn backing_off(record: &Record) -> Option<Error> {
+    let InstanceStatus::BackingOff {
+        attempt,
+        next_try_at_ms,
+        ..
+    } = &record.status
+    else {
+        return None;
+    };
+    let next = std::time::UNIX_EPOCH + Duration::from_millis(*next_try_at_ms);
+    let retry_in = next
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(Error::BackingOff {
+        identity: Identity::new(
+            record.partition.clone(),
+            record.factory,
+            Key::new(&record.name).ok()?,
+        ),
+        attempt: *attempt,
+        retry_in,
+    })
+}
