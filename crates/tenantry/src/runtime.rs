@@ -128,6 +128,7 @@ impl RuntimeBuilder {
         let inner = Arc::new_cyclic(|me: &Weak<RuntimeInner>| {
             let managers = Arc::new(Managers::default());
             let host: Weak<dyn Host> = me.clone();
+            let host = Arc::new(host);
             let shared = Arc::new(Shared::new(
                 store,
                 telemetry,

@@ -8,7 +8,7 @@
 //! an effect or a task it spawned.
 
 use super::cell::KeepAlive;
-use super::host::Host;
+use super::host::{Host, HostRef};
 use crate::HandlerError;
 use crate::caller::{Caller, CallerKind};
 use crate::component::Properties;
@@ -17,7 +17,7 @@ use crate::reactive::{Computed, EffectInner, EffectSink, instance_effect};
 use crate::scope::{Credentials, Storage};
 use crate::{Error, Identity, Key, Partition};
 use std::any::{Any, TypeId};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 /// The body of an instance's effect: its state (as `Any`) and its context.
 pub(crate) type EffectBody =
@@ -26,7 +26,7 @@ pub(crate) type EffectBody =
 /// An instance's view of the runtime, passed to every handler and hook.
 pub struct Context {
     identity: Arc<Identity>,
-    host: Weak<dyn Host>,
+    host: HostRef,
     held: Vec<KeepAlive>,
     stop_requested: bool,
     /// Who sent the letter being handled (`None`: nobody — a hook or an effect of the
@@ -50,7 +50,7 @@ struct Extras {
 }
 
 impl Context {
-    pub(crate) fn new(identity: Arc<Identity>, host: Weak<dyn Host>) -> Self {
+    pub(crate) fn new(identity: Arc<Identity>, host: HostRef) -> Self {
         Self {
             identity,
             host,

@@ -13,7 +13,12 @@ use crate::scope::CredentialVault;
 use crate::store::CheckpointStore;
 use crate::telemetry::Telemetry;
 use std::any::{Any, TypeId};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+/// The host as every context of a runtime reaches it: one shared weak reference, so a
+/// context pays one thin pointer for it (a `Weak<dyn Host>` would be two words in every
+/// idle instance).
+pub(crate) type HostRef = Arc<Weak<dyn Host>>;
 
 /// The runtime as an instance sees it (see the module documentation).
 pub(crate) trait Host: Send + Sync + 'static {

@@ -3,7 +3,7 @@
 
 use super::lineage::Lineage;
 use super::registry::Managers;
-use crate::instance::host::Host;
+use crate::instance::host::HostRef;
 use crate::store::CheckpointStore;
 use crate::telemetry::Telemetry;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ pub(crate) struct Shared {
     /// Parent bindings, per partition.
     pub(crate) lineage: Lineage,
     /// The runtime, as the contexts of instances reach it (weak: the runtime owns us).
-    pub(crate) host: Weak<dyn Host>,
+    pub(crate) host: HostRef,
     /// Every manager, for actors that stop their children (weak: managers own us).
     pub(crate) managers: Weak<Managers>,
     closed: AtomicBool,
@@ -73,7 +73,7 @@ impl Shared {
     pub(crate) fn new(
         store: Arc<dyn CheckpointStore>,
         telemetry: Telemetry,
-        host: Weak<dyn Host>,
+        host: HostRef,
         managers: Weak<Managers>,
     ) -> Self {
         Self {
