@@ -412,10 +412,8 @@ impl Bus {
         for l in factories {
             push(&mut out, &l.prefix, RouteKind::Factory, &*l.manager);
         }
-        for name in self.core.managers.names(Some(Role::Keyed)) {
-            if let Some(m) = self.core.managers.get(&name) {
-                push(&mut out, &name, RouteKind::Keyed, &*m);
-            }
+        for (name, m) in self.core.managers.playing(Role::Keyed) {
+            push(&mut out, &name, RouteKind::Keyed, &*m);
         }
         out
     }

@@ -83,9 +83,19 @@ impl Managers {
 
     /// The manager named `name`, if it manages factory `F`.
     pub(crate) fn typed<F: Factory>(&self, name: &str) -> Result<Manager<F>, Error> {
-        self.get(name)
-            .and_then(|m| m.as_any().downcast_ref::<Manager<F>>().cloned())
-            .ok_or_else(|| Error::UnknownManager(name.to_owned()))
+        downcast(self.get(name), name)
+    }
+
+    /// The managers playing `role`, with their names, sorted by name.
+    pub(crate) fn playing(&self, role: Role) -> Vec<(String, Arc<dyn AnyManager>)> {
+        let mut out: Vec<(String, Arc<dyn AnyManager>)> = self
+            .read()
+            .iter()
+            .filter(|(_, e)| e.role == role)
+            .map(|(name, e)| (name.to_string(), e.manager.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The names of the managers playing `role` (every manager with `None`), sorted.
@@ -118,14 +128,23 @@ impl Context {
         manager: &str,
         key: impl IntoKey,
     ) -> Result<InstanceHandle<G>, Error> {
-        let managers = self.part::<Arc<Managers>>()?;
         // Components are created by the kernel and pods through Pod::get, never here:
         // a keyed get of either would mint an instance outside their rules.
-        if managers.with_role(manager, Role::Keyed).is_none() {
-            return Err(Error::UnknownManager(manager.to_owned()));
-        }
-        let manager = managers.typed::<G>(manager)?;
+        let keyed = self
+            .part::<Arc<Managers>>()?
+            .with_role(manager, Role::Keyed);
+        let manager = downcast::<G>(keyed, manager)?;
         let handle = manager.get(key, self.partition()).await?;
         Ok(handle.bound(self.own_caller()))
     }
+}
+
+/// `manager` as the manager of factory `F`, or `UnknownManager(name)`.
+fn downcast<F: Factory>(
+    manager: Option<Arc<dyn AnyManager>>,
+    name: &str,
+) -> Result<Manager<F>, Error> {
+    manager
+        .and_then(|m| m.as_any().downcast_ref::<Manager<F>>().cloned())
+        .ok_or_else(|| Error::UnknownManager(name.to_owned()))
 }
