@@ -20,7 +20,7 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry::store::{Record, StoreError, StoreKey};
+use tenantry::store::{Record, SideWrite, StoreError, StoreKey};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// A queued put.
@@ -28,7 +28,16 @@ pub(crate) struct PutRequest {
     pub(crate) key: StoreKey,
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) expected: Option<u64>,
+    /// Written in the same statement as the put, and only if its compare-and-set holds.
+    pub(crate) side: Vec<SideWrite>,
     pub(crate) reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+impl PutRequest {
+    /// Every record the put writes: its own and its side writes'.
+    fn keys(&self) -> impl Iterator<Item = &StoreKey> {
+        std::iter::once(&self.key).chain(self.side.iter().map(|w| &w.key))
+    }
 }
 
 /// A queued get.
@@ -94,7 +103,9 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
         while let Ok(done) = done_rx.try_recv() {
             settle(done, &mut waiting, &mut in_flight, &mut running);
         }
-        let ready = waiting.iter().any(|put| !in_flight.contains(&put.key));
+        let ready = waiting
+            .iter()
+            .any(|put| put.keys().all(|k| !in_flight.contains(k)));
         if !ready {
             if !open && running == 0 && waiting.is_empty() {
                 return;
@@ -122,13 +133,22 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
             if put.reply.is_closed() {
                 return; // The caller gave up: do not write behind its back.
             }
-            let full = batch.len() >= max_batch
-                || (!batch.is_empty() && bytes + put.bytes.len() > max_bytes);
-            if full || keys.contains(&put.key) || in_flight.contains(&put.key) {
+            let size = put.bytes.len()
+                + put
+                    .side
+                    .iter()
+                    .map(|w| w.bytes.as_ref().map_or(0, |b| b.len()))
+                    .sum::<usize>();
+            let full = batch.len() >= max_batch || (!batch.is_empty() && bytes + size > max_bytes);
+            if full
+                || put
+                    .keys()
+                    .any(|k| keys.contains(k) || in_flight.contains(k))
+            {
                 later.push_back(put);
             } else {
-                bytes += put.bytes.len();
-                keys.insert(put.key.clone());
+                bytes += size;
+                keys.extend(put.keys().cloned());
                 batch.push(put);
             }
         };
@@ -145,7 +165,7 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
         if batch.is_empty() {
             continue;
         }
-        let keys: Vec<StoreKey> = batch.iter().map(|put| put.key.clone()).collect();
+        let keys: Vec<StoreKey> = batch.iter().flat_map(|put| put.keys().cloned()).collect();
         in_flight.extend(keys.iter().cloned());
         running += 1;
         let (shared, done_tx) = (shared.clone(), done_tx.clone());
@@ -208,6 +228,18 @@ async fn write_batch(shared: &Shared, batch: Vec<PutRequest>) -> Vec<PutRequest>
     again
 }
 
+/// The side writes of a batch, as the statement's array parameters.
+#[derive(Default)]
+struct SideColumns<'a> {
+    partitions: Vec<&'a str>,
+    managers: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    /// `None`: delete the record.
+    bytes: Vec<Option<&'a [u8]>>,
+    /// The ordinal of the put each side write belongs to.
+    owners: Vec<i64>,
+}
+
 /// The batch statement: returns, by position in the batch, the new version of every put
 /// whose compare-and-set held.
 async fn run_put_statement(
@@ -219,13 +251,21 @@ async fn run_put_statement(
     let mut keys = Vec::with_capacity(batch.len());
     let mut expected = Vec::with_capacity(batch.len());
     let mut bytes = Vec::with_capacity(batch.len());
-    for put in batch {
+    let mut side = SideColumns::default();
+    for (ord, put) in (1i64..).zip(batch) {
         partitions.push(put.key.partition.as_storage_str());
         managers.push(&*put.key.manager);
         keys.push(put.key.key.encoded());
         // Checked by `PgStore::put` to fit.
         expected.push(put.expected.and_then(|e| i64::try_from(e).ok()));
         bytes.push(&*put.bytes);
+        for write in &put.side {
+            side.partitions.push(write.key.partition.as_storage_str());
+            side.managers.push(&*write.key.manager);
+            side.keys.push(write.key.key.encoded());
+            side.bytes.push(write.bytes.as_deref());
+            side.owners.push(ord);
+        }
     }
     let rows = on_connection!(shared, conn => {
         sqlx::query(&shared.sql.put_batch)
@@ -234,6 +274,11 @@ async fn run_put_statement(
             .bind(&keys)
             .bind(&expected)
             .bind(&bytes)
+            .bind(&side.partitions)
+            .bind(&side.managers)
+            .bind(&side.keys)
+            .bind(&side.bytes)
+            .bind(&side.owners)
             .fetch_all(&mut *conn)
             .await
     })?;

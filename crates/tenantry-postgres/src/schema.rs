@@ -150,8 +150,10 @@ impl Statements {
             ),
             // One statement for a whole batch of compare-and-set puts (each key at most
             // once): new records are inserted unless they exist, the others updated only
-            // where the version is the one expected. Returns the number and new version
-            // of every put that took effect; the rest lost their compare-and-set.
+            // where the version is the one expected. The side writes of the puts that
+            // took effect are applied in the same statement (so atomically with them);
+            // those of the others are not. Returns the number and new version of every
+            // put that took effect; the rest lost their compare-and-set.
             put_batch: format!(
                 "WITH input AS (
                      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
@@ -168,10 +170,29 @@ impl Statements {
                      FROM input AS i
                      WHERE i.expected IS NOT NULL AND {join} AND c.version = i.expected
                      RETURNING i.ord, c.version
+                 ),
+                 won AS (
+                     SELECT i.ord, c.version FROM inserted AS c JOIN input AS i ON {join}
+                     UNION ALL
+                     SELECT ord, version FROM updated
+                 ),
+                 side AS (
+                     SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bytea[], $10::int8[])
+                         AS s(partition, manager, key, bytes, owner)
+                     WHERE s.owner IN (SELECT ord FROM won)
+                 ),
+                 side_put AS (
+                     INSERT INTO {t} AS c (partition, manager, key, version, bytes)
+                     SELECT partition, manager, key, 1, bytes FROM side WHERE bytes IS NOT NULL
+                     ON CONFLICT (partition, manager, key)
+                     DO UPDATE SET version = c.version + 1, bytes = EXCLUDED.bytes
+                 ),
+                 side_delete AS (
+                     DELETE FROM {t} AS c USING side AS s
+                     WHERE s.bytes IS NULL AND c.partition = s.partition
+                       AND c.manager = s.manager AND c.key = s.key
                  )
-                 SELECT i.ord, c.version FROM inserted AS c JOIN input AS i ON {join}
-                 UNION ALL
-                 SELECT ord, version FROM updated"
+                 SELECT ord, version FROM won"
             ),
             delete: format!(
                 "DELETE FROM {t} WHERE partition = $1 AND manager = $2 AND key = $3 \

@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
-use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey};
+use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey, TurnCommit};
 use tenantry::{Key, Partition};
 use tokio::sync::{mpsc, oneshot};
 
@@ -240,19 +240,35 @@ impl CheckpointStore for PgStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.commit(TurnCommit {
+            key: key.clone(),
+            bytes,
+            expected,
+            side: Vec::new(),
+        })
+    }
+
+    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
         async move {
+            let TurnCommit {
+                key,
+                bytes,
+                expected,
+                side,
+            } = turn;
             if expected.is_some_and(|e| i64::try_from(e).is_err()) {
                 // No stored version is that large: the compare-and-set cannot hold.
-                let actual = version_of(&self.inner.shared, key).await?;
+                let actual = version_of(&self.inner.shared, &key).await?;
                 return Err(StoreError::Conflict { expected, actual });
             }
             let (reply, rx) = oneshot::channel();
             self.inner
                 .puts
                 .send(PutRequest {
-                    key: key.clone(),
+                    key,
                     bytes,
                     expected,
+                    side,
                     reply,
                 })
                 .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;

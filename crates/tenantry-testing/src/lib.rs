@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 use tenantry::checkpoint::{self, CheckpointError, CheckpointIdentity};
-use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey};
+use tenantry::store::{CheckpointStore, Record, SideWrite, StoreError, StoreKey, TurnCommit};
 use tenantry::{
     Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Key, KeyPart,
     ManagerConfig, Message, Partition, Runtime,
@@ -74,6 +74,7 @@ checks!(
     concurrent_writers_to_one_key_have_exactly_one_winner_per_version,
     structured_keys_round_trip_and_list_back_equal,
     corrupt_or_foreign_bytes_fail_the_thaw_without_panics,
+    turn_commits_apply_side_writes_with_the_checkpoint_or_not_at_all,
 );
 
 /// Runs every check of [`CHECKS`], each against a fresh store from `fresh_store`, and
@@ -648,6 +649,111 @@ pub async fn concurrent_writers_to_one_key_have_exactly_one_winner_per_version(
         expect_record(&*store, &target, round + 1, &last_winner).await?;
     }
     expect_record(&*store, &target, ROUNDS, &last_winner).await
+}
+
+/// A turn's commit applies its side writes (puts and deletes) together with its
+/// checkpoint when the compare-and-set holds, and none of them when it does not; many
+/// turns committed at once each get their own outcome.
+pub async fn turn_commits_apply_side_writes_with_the_checkpoint_or_not_at_all(
+    store: Arc<dyn CheckpointStore>,
+) -> CheckResult {
+    let p = partition("turns")?;
+    let owner = id(&p, "agents", &key("a1")?);
+    let side_a = id(&p, "storage/agents/a1", &key("a")?);
+    let side_b = id(&p, "storage/agents/a1", &key("b")?);
+    let commit = |expected, state: &str, side: Vec<SideWrite>| TurnCommit {
+        key: owner.clone(),
+        bytes: bytes(state),
+        expected,
+        side,
+    };
+    let write = |k: &StoreKey, v: Option<&str>| SideWrite {
+        key: k.clone(),
+        bytes: v.map(bytes),
+    };
+    let first = commit(
+        None,
+        "s1",
+        vec![write(&side_a, Some("a1")), write(&side_b, Some("b1"))],
+    );
+    let v = store
+        .commit(first)
+        .await
+        .map_err(|e| format!("first commit: {}", show(&e)))?;
+    ensure_eq!(v, 1, "version after the first commit");
+    expect_record(&*store, &owner, 1, b"s1").await?;
+    expect_record(&*store, &side_a, 1, b"a1").await?;
+    expect_record(&*store, &side_b, 1, b"b1").await?;
+
+    // A stale turn: nothing of it lands.
+    let stale = commit(
+        None,
+        "stale",
+        vec![write(&side_a, Some("stale")), write(&side_b, None)],
+    );
+    expect_conflict("a stale turn", store.commit(stale).await, None, Some(1))?;
+    expect_record(&*store, &owner, 1, b"s1").await?;
+    expect_record(&*store, &side_a, 1, b"a1").await?;
+    expect_record(&*store, &side_b, 1, b"b1").await?;
+
+    // An update and a delete in one turn.
+    let second = commit(
+        Some(1),
+        "s2",
+        vec![write(&side_a, Some("a2")), write(&side_b, None)],
+    );
+    let v = store
+        .commit(second)
+        .await
+        .map_err(|e| format!("second commit: {}", show(&e)))?;
+    ensure_eq!(v, 2, "version after the second commit");
+    expect_record(&*store, &owner, 2, b"s2").await?;
+    expect_record(&*store, &side_a, 2, b"a2").await?;
+    ensure!(
+        get(&*store, &side_b).await?.is_none(),
+        "a side record deleted by a committed turn is still there"
+    );
+
+    // Many owners at once, half of them stale: each gets its own outcome.
+    let owners: Vec<StoreKey> = (0..32)
+        .map(|i| key(&format!("o{i}")).map(|k| id(&p, "agents", &k)))
+        .collect::<Result<_, _>>()?;
+    for o in owners.iter().step_by(2) {
+        store
+            .put(o, bytes("seed"), None)
+            .await
+            .map_err(|e| format!("seed {o}: {}", show(&e)))?;
+    }
+    let turns = owners.iter().enumerate().map(|(i, o)| {
+        let store = store.clone();
+        let side = id(&p, &format!("storage/agents/o{i}"), &o.key);
+        let turn = TurnCommit {
+            key: o.clone(),
+            bytes: bytes(format!("turn {i}")),
+            // Every owner is committed as new: the seeded (even) ones lose.
+            expected: None,
+            side: vec![SideWrite {
+                key: side.clone(),
+                bytes: Some(bytes(format!("side {i}"))),
+            }],
+        };
+        async move { (i, side, store.commit(turn).await) }
+    });
+    for (i, side, result) in futures::future::join_all(turns).await {
+        let landed = get(&*store, &side).await?.is_some();
+        if i % 2 == 0 {
+            expect_conflict(&format!("stale turn {i}"), result, None, Some(1))?;
+            ensure!(!landed, "the side write of stale turn {i} landed");
+        } else {
+            ensure_eq!(
+                result.map_err(|e| show(&e))?,
+                1,
+                "version of fresh turn {i}"
+            );
+            ensure!(landed, "the side write of committed turn {i} is missing");
+        }
+    }
+    Ok(())
 }
 
 /// Structured (tuple) keys, nested and with quotes, commas and non-ASCII text, are

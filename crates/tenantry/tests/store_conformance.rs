@@ -59,11 +59,12 @@ conformance_tests!(
     concurrent_writers_to_one_key_have_exactly_one_winner_per_version,
     structured_keys_round_trip_and_list_back_equal,
     corrupt_or_foreign_bytes_fail_the_thaw_without_panics,
+    turn_commits_apply_side_writes_with_the_checkpoint_or_not_at_all,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_covers_every_listed_check_on_the_memory_store() {
-    assert_eq!(conformance::CHECKS.len(), 8, "one test above per check");
+    assert_eq!(conformance::CHECKS.len(), 9, "one test above per check");
     conformance::run_all(|| async { Ok(Arc::new(MemoryStore::new()) as Arc<dyn CheckpointStore>) })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -1,6 +1,6 @@
 //! An in-memory checkpoint store: fast, shared-nothing between runtimes, lost on exit.
 
-use super::{CheckpointStore, Record, StoreError, StoreKey, check_version};
+use super::{CheckpointStore, Record, StoreError, StoreKey, TurnCommit, check_version};
 use crate::{Key, Partition};
 use dashmap::DashMap;
 use futures::future::{BoxFuture, FutureExt, ready};
@@ -27,6 +27,23 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+
+    fn put_now(
+        &self,
+        key: &StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        match self.records.entry(key.clone()) {
+            dashmap::Entry::Occupied(mut e) => check_version(expected, Some(e.get().version))
+                .inspect(|&version| {
+                    e.insert(Record { version, bytes });
+                }),
+            dashmap::Entry::Vacant(e) => check_version(expected, None).inspect(|&version| {
+                e.insert(Record { version, bytes });
+            }),
+        }
+    }
 }
 
 impl CheckpointStore for MemoryStore {
@@ -44,15 +61,29 @@ impl CheckpointStore for MemoryStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let result = match self.records.entry(key.clone()) {
-            dashmap::Entry::Occupied(mut e) => check_version(expected, Some(e.get().version))
-                .inspect(|&version| {
-                    e.insert(Record { version, bytes });
-                }),
-            dashmap::Entry::Vacant(e) => check_version(expected, None).inspect(|&version| {
-                e.insert(Record { version, bytes });
-            }),
-        };
+        ready(self.put_now(key, bytes, expected)).boxed()
+    }
+
+    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
+        // Nothing here outlives the process, so "atomic" only has to mean all or nothing:
+        // the checkpoint's compare-and-set decides, and side writes cannot fail.
+        let result = self
+            .put_now(&turn.key, turn.bytes, turn.expected)
+            .inspect(|_| {
+                for side in turn.side {
+                    match side.bytes {
+                        Some(bytes) => {
+                            let mut entry = self.records.entry(side.key).or_insert(Record {
+                                version: 0,
+                                bytes: bytes.clone(),
+                            });
+                            entry.version += 1;
+                            entry.bytes = bytes;
+                        }
+                        None => drop(self.records.remove(&side.key)),
+                    }
+                }
+            });
         ready(result).boxed()
     }
 

@@ -28,6 +28,31 @@ pub struct Record {
     pub bytes: Arc<[u8]>,
 }
 
+/// One write to a record beside a checkpoint (an instance's scoped storage), committed
+/// with its turn. Side writes are not compare-and-set: the turn's checkpoint is, and it
+/// decides for all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideWrite {
+    /// The record written.
+    pub key: StoreKey,
+    /// The new bytes, or `None` to delete the record.
+    pub bytes: Option<Arc<[u8]>>,
+}
+
+/// What one durable turn writes: the instance's checkpoint (compare-and-set on
+/// `expected`) and its side writes, applied together or not at all.
+#[derive(Debug, Clone)]
+pub struct TurnCommit {
+    /// The checkpoint's record.
+    pub key: StoreKey,
+    /// The encoded checkpoint.
+    pub bytes: Arc<[u8]>,
+    /// The version the checkpoint must have (`None`: it must not exist).
+    pub expected: Option<u64>,
+    /// The side writes, each key at most once, all in the checkpoint's partition.
+    pub side: Vec<SideWrite>,
+}
+
 /// What a store can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -66,6 +91,23 @@ pub trait CheckpointStore: Send + Sync + 'static {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// Commits one turn atomically: if the checkpoint's compare-and-set holds, the
+    /// checkpoint and every side write are applied (durable on `Ok`, as for `put`);
+    /// otherwise nothing is. Returns the checkpoint's new version.
+    ///
+    /// The default supports turns without side writes only; stores that can apply
+    /// several records in one transaction override it.
+    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
+        if turn.side.is_empty() {
+            Box::pin(async move { self.put(&turn.key, turn.bytes, turn.expected).await })
+        } else {
+            Box::pin(std::future::ready(Err(StoreError::Unavailable(format!(
+                "the {} store cannot commit storage writes with a turn",
+                self.kind()
+            )))))
+        }
+    }
 
     /// Deletes one record, if its version equals `expected` (`None`: whatever it is).
     /// Returns whether a record was deleted.

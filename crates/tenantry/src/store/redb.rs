@@ -5,7 +5,7 @@
 //! queued at that moment into a single transaction, so many hibernations share one
 //! fsync; each writer is answered only after the commit is durable.
 
-use super::{CheckpointStore, Record, StoreError, StoreKey, check_version};
+use super::{CheckpointStore, Record, SideWrite, StoreError, StoreKey, TurnCommit, check_version};
 use crate::{Key, Partition};
 use futures::future::{BoxFuture, FutureExt};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -47,6 +47,8 @@ enum Write {
         key: StoreKey,
         bytes: Arc<[u8]>,
         expected: Option<u64>,
+        /// Applied with the put, or not at all.
+        side: Vec<SideWrite>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Delete {
@@ -155,18 +157,35 @@ fn current_version(table: &Table<'_>, k: &StoreKey) -> Result<Option<u64>, Store
     }
 }
 
+/// Applies a put and its side writes. The outer error is a storage failure that must
+/// abort the whole transaction (so no side write lands without its put); the inner one
+/// is this put's own compare-and-set outcome.
 fn apply_put(
     table: &mut Table<'_>,
     key: &StoreKey,
     bytes: &[u8],
     expected: Option<u64>,
-) -> Result<u64, StoreError> {
-    let version = check_version(expected, current_version(table, key)?)?;
-    let id = row(key);
+    side: &[SideWrite],
+) -> Result<Result<u64, StoreError>, StoreError> {
+    let version = match check_version(expected, current_version(table, key)?) {
+        Ok(version) => version,
+        Err(conflict) => return Ok(Err(conflict)),
+    };
+    for write in side {
+        match &write.bytes {
+            Some(bytes) => {
+                let next = current_version(table, &write.key)?.map_or(1, |v| v + 1);
+                table
+                    .insert(row(&write.key), encode(next, bytes).as_slice())
+                    .map_err(unavailable)?;
+            }
+            None => drop(table.remove(row(&write.key)).map_err(unavailable)?),
+        }
+    }
     table
-        .insert(id, encode(version, bytes).as_slice())
+        .insert(row(key), encode(version, bytes).as_slice())
         .map_err(unavailable)?;
-    Ok(version)
+    Ok(Ok(version))
 }
 
 fn apply_delete(
@@ -268,8 +287,9 @@ fn commit_batch(db: &Database, batch: &mut Vec<Write>) {
                         key,
                         bytes,
                         expected,
+                        side,
                         reply,
-                    } => Pending::Put(reply, apply_put(&mut table, &key, &bytes, expected)),
+                    } => Pending::Put(reply, apply_put(&mut table, &key, &bytes, expected, &side)?),
                     Write::Delete {
                         key,
                         expected,
@@ -328,11 +348,21 @@ impl CheckpointStore for RedbStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.submit(Write::Put {
+        self.commit(TurnCommit {
             key: key.clone(),
             bytes,
             expected,
+            side: Vec::new(),
+        })
+    }
+
+    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.submit(Write::Put {
+            key: turn.key,
+            bytes: turn.bytes,
+            expected: turn.expected,
+            side: turn.side,
             reply,
         });
         async move {
