@@ -18,11 +18,26 @@ use tenantry_testing::crash;
 
 const CHILD_ENV: &str = "TENANTRY_CRASH_PG_SCHEMA";
 const CHILD_TEST: &str = "crash_child_hibernates_until_killed";
+const TURNS_CHILD_TEST: &str = "crash_child_runs_durable_turns_until_killed";
 
-/// The child's body: does nothing unless started by the crash test.
 #[test]
 #[ignore = "the child process of the crash tests; run by them, not on its own"]
 fn crash_child_hibernates_until_killed() {
+    run_child(|store| crash::hibernate_until_killed(store, std::io::stdout(), 8, 16));
+}
+
+#[test]
+#[ignore = "the child process of the crash tests; run by them, not on its own"]
+fn crash_child_runs_durable_turns_until_killed() {
+    run_child(|store| crash::turns_until_killed(store, std::io::stdout(), 16, 8));
+}
+
+/// Runs a crash writer on the schema the parent named; does nothing unless started by a
+/// crash test.
+fn run_child<Fut>(writer: impl FnOnce(Arc<dyn CheckpointStore>) -> Fut)
+where
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let (Ok(schema), Ok(url)) = (std::env::var(CHILD_ENV), std::env::var(common::URL_VAR)) else {
         return;
     };
@@ -36,7 +51,7 @@ fn crash_child_hibernates_until_killed() {
         let store = PgStore::connect(&url, PgOptions::with_schema(schema))
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        crash::hibernate_until_killed(Arc::new(store), std::io::stdout(), 8, 16).await
+        writer(Arc::new(store)).await
     });
     if let Err(e) = result {
         eprintln!("crash writer failed: {e}");
@@ -78,7 +93,18 @@ async fn wait_for_child_backends(url: &str, schema: &str) {
 
 #[test]
 fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
-    let Some(db) = common::TestDb::new("crash") else {
+    kill_and_verify("crash", CHILD_TEST, false);
+}
+
+#[test]
+fn every_turn_acknowledged_before_a_sigkill_survives_in_postgres_with_its_storage_writes() {
+    kill_and_verify("turns", TURNS_CHILD_TEST, true);
+}
+
+/// Three rounds of: run the child until a random SIGKILL, then check everything it
+/// acknowledged (as hibernations, or as durable turns).
+fn kill_and_verify(name: &str, child_test: &str, durable_turns: bool) {
+    let Some(db) = common::TestDb::new(name) else {
         return;
     };
     let mut acknowledged: BTreeMap<String, u64> = BTreeMap::new();
@@ -90,7 +116,7 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
     // Create the schema first, so the child only connects.
     rt.block_on(async { drop(db.store().await) });
     for round in 1..=3 {
-        let acked = crash::run_child_and_kill(CHILD_TEST, (CHILD_ENV, &db.schema))
+        let acked = crash::run_child_and_kill(child_test, (CHILD_ENV, &db.schema))
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
         crash::merge_acks(&mut acknowledged, acked);
@@ -98,12 +124,15 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_postgres() {
         rt.block_on(async {
             wait_for_child_backends(&db.url, &db.schema).await;
             let store: Arc<dyn CheckpointStore> = Arc::new(db.store().await);
-            crash::verify_acknowledged(store, &acknowledged)
-                .await
-                .unwrap_or_else(|e| panic!("round {round} ({total} acknowledged): {e}"));
+            let verified = if durable_turns {
+                crash::verify_durable_turns(store, &acknowledged).await
+            } else {
+                crash::verify_acknowledged(store, &acknowledged).await
+            };
+            verified.unwrap_or_else(|e| panic!("round {round} ({total} acknowledged): {e}"));
         });
         eprintln!(
-            "round {round}: {} keys, {total} acknowledged hibernations verified",
+            "round {round}: {} keys, {total} acknowledgements verified",
             acknowledged.len()
         );
     }

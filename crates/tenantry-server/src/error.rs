@@ -180,6 +180,9 @@ impl From<CallError> for ApiError {
             CallError::UnknownHandler { .. } => Self::not_found(message),
             CallError::InvalidParams { .. } => Self::unprocessable("invalid_params", message),
             CallError::ReplyEncoding { .. } => Self::internal(message),
+            CallError::NotDurable { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", message)
+            }
         }
     }
 }

@@ -989,9 +989,11 @@ async fn thaw_cases(
 }
 
 /// Helpers for crash-safety tests: a child process runs [`crash::hibernate_until_killed`]
-/// and prints one acknowledgement line per durable hibernation; the parent kills it with
-/// SIGKILL, collects the lines with [`crash::parse_ack`], reopens the store and runs
-/// [`crash::verify_acknowledged`]. Spawning and killing the process is the test's part.
+/// (or [`crash::turns_until_killed`]) and prints one acknowledgement line per durable
+/// hibernation (or per acknowledged durable turn); the parent kills it with SIGKILL,
+/// collects the lines with [`crash::parse_ack`], reopens the store and runs
+/// [`crash::verify_acknowledged`] (or [`crash::verify_durable_turns`]). Spawning and
+/// killing the process is the test's part.
 pub mod crash {
     use super::{CheckResult, id, partition};
     use serde::{Deserialize, Serialize};
@@ -1000,8 +1002,8 @@ pub mod crash {
     use std::sync::{Arc, Mutex};
     use tenantry::store::CheckpointStore;
     use tenantry::{
-        Context, Factory, Handler, HandlerError, Handlers, Identity, Key, ManagerConfig, Message,
-        Runtime,
+        Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Key,
+        ManagerConfig, Message, Runtime,
     };
 
     /// The partition the crash writer hibernates into.
@@ -1022,10 +1024,16 @@ pub mod crash {
     }
 
     /// Adds one to the count (and fills the payload on first use); replies the count.
+    /// With `stored`, the turn also writes the new count to the instance's storage.
     #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
     struct Bump {
         key: String,
+        #[serde(default)]
+        stored: bool,
     }
+
+    /// The storage key a stored bump writes.
+    const STORED_COUNT: &str = "count";
     impl Message for Bump {
         const NAME: &'static str = "bump";
         type Reply = u64;
@@ -1038,7 +1046,8 @@ pub mod crash {
     }
     impl Message for Inspect {
         const NAME: &'static str = "inspect";
-        type Reply = (u64, bool);
+        /// The count, whether the payload is the key's, the count in storage.
+        type Reply = (u64, bool, Option<u64>);
     }
 
     impl Factory for Crashy {
@@ -1052,11 +1061,18 @@ pub mod crash {
     }
 
     impl Handler<Bump> for Crashy {
-        async fn handle(&mut self, m: Bump, _: &mut Context) -> Result<u64, HandlerError> {
+        async fn handle(&mut self, m: Bump, ctx: &mut Context) -> Result<u64, HandlerError> {
             if self.payload.is_empty() {
                 self.payload = payload_for(&m.key);
             }
             self.count += 1;
+            if m.stored {
+                ctx.storage()
+                    .map_err(|e| HandlerError::new(e.to_string()))?
+                    .put(STORED_COUNT, self.count.to_string())
+                    .await
+                    .map_err(|e| HandlerError::new(e.to_string()))?;
+            }
             Ok(self.count)
         }
     }
@@ -1065,9 +1081,16 @@ pub mod crash {
         async fn handle(
             &mut self,
             m: Inspect,
-            _: &mut Context,
-        ) -> Result<(u64, bool), HandlerError> {
-            Ok((self.count, self.payload == payload_for(&m.key)))
+            ctx: &mut Context,
+        ) -> Result<(u64, bool, Option<u64>), HandlerError> {
+            let stored = ctx
+                .storage()
+                .map_err(|e| HandlerError::new(e.to_string()))?
+                .get(STORED_COUNT)
+                .await
+                .map_err(|e| HandlerError::new(e.to_string()))?
+                .and_then(|b| String::from_utf8(b).ok()?.parse().ok());
+            Ok((self.count, self.payload == payload_for(&m.key), stored))
         }
     }
 
@@ -1190,12 +1213,69 @@ pub mod crash {
                             .await
                             .map_err(|e| format!("get {key}: {e}"))?;
                         let count = h
-                            .call(Bump { key: key.clone() })
+                            .call(Bump {
+                                key: key.clone(),
+                                stored: false,
+                            })
                             .await
                             .map_err(|e| format!("bump {key}: {e}"))?;
                         m.stop(key.as_str(), &p)
                             .await
                             .map_err(|e| format!("hibernate {key}: {e}"))?;
+                        let mut out = out.lock().map_err(|_| "output lock poisoned".to_owned())?;
+                        writeln!(out, "ack {key} {count}")
+                            .and_then(|()| out.flush())
+                            .map_err(|e| format!("write ack: {e}"))?;
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), String>(())
+            })
+        });
+        let results = futures::future::join_all(tasks).await;
+        for r in results {
+            r.map_err(|e| format!("writer task: {e}"))??;
+        }
+        Err("the writers stopped".into())
+    }
+
+    /// Runs durable turns against `store` as fast as it can, forever: an `EveryTurn`
+    /// manager, `writers` tasks, each bumping `keys_per_writer` keys of its own in turn;
+    /// each bump also writes the new count to the instance's storage in the same turn.
+    /// Instances are never stopped, so nothing reaches the store but the turns' commits.
+    /// After each acknowledged bump it writes `ack <key> <count>` to `out` and flushes.
+    /// Returns only on a failure, which it describes.
+    pub async fn turns_until_killed<W: Write + Send + 'static>(
+        store: Arc<dyn CheckpointStore>,
+        out: W,
+        writers: usize,
+        keys_per_writer: usize,
+    ) -> CheckResult {
+        let rt = Runtime::builder().store_arc(store).build();
+        let config = ManagerConfig::default().durability(Durability::EveryTurn);
+        let m = rt
+            .register::<Crashy>(MANAGER, config)
+            .map_err(|e| format!("register: {e}"))?;
+        let p = partition(PARTITION)?;
+        let out = Arc::new(Mutex::new(out));
+        let tasks = (0..writers.max(1)).map(|w| {
+            let (m, p, out) = (m.clone(), p.clone(), out.clone());
+            tokio::spawn(async move {
+                let keys: Vec<String> = (0..keys_per_writer.max(1))
+                    .map(|i| format!("w{w}-k{i}"))
+                    .collect();
+                loop {
+                    for key in &keys {
+                        let count = m
+                            .get(key.as_str(), &p)
+                            .await
+                            .map_err(|e| format!("get {key}: {e}"))?
+                            .call(Bump {
+                                key: key.clone(),
+                                stored: true,
+                            })
+                            .await
+                            .map_err(|e| format!("bump {key}: {e}"))?;
                         let mut out = out.lock().map_err(|_| "output lock poisoned".to_owned())?;
                         writeln!(out, "ack {key} {count}")
                             .and_then(|()| out.flush())
@@ -1233,8 +1313,27 @@ pub mod crash {
         store: Arc<dyn CheckpointStore>,
         acknowledged: &BTreeMap<String, u64>,
     ) -> CheckResult {
+        verify(store, acknowledged, false).await
+    }
+
+    /// Checks what [`turns_until_killed`] left: as [`verify_acknowledged`], and each
+    /// instance's stored count (written in the same turns) equals its state's count, so
+    /// no turn landed half. Several turns may share a commit, so versions are not checked
+    /// against counts.
+    pub async fn verify_durable_turns(
+        store: Arc<dyn CheckpointStore>,
+        acknowledged: &BTreeMap<String, u64>,
+    ) -> CheckResult {
+        verify(store, acknowledged, true).await
+    }
+
+    async fn verify(
+        store: Arc<dyn CheckpointStore>,
+        acknowledged: &BTreeMap<String, u64>,
+        durable_turns: bool,
+    ) -> CheckResult {
         let rt = Runtime::builder().store_arc(store.clone()).build();
-        let result = verify_with(&rt, &*store, acknowledged).await;
+        let result = verify_with(&rt, &*store, acknowledged, durable_turns).await;
         let report = rt.shutdown().await;
         result?;
         match report.errors.first() {
@@ -1247,6 +1346,7 @@ pub mod crash {
         rt: &Runtime,
         store: &dyn CheckpointStore,
         acknowledged: &BTreeMap<String, u64>,
+        durable_turns: bool,
     ) -> CheckResult {
         let m = rt
             .register::<Crashy>(MANAGER, ManagerConfig::default())
@@ -1283,7 +1383,7 @@ pub mod crash {
                 .get(k, &p)
                 .await
                 .map_err(|e| format!("thaw of {key} after the crash: {e}"))?;
-            let (count, payload_ok) = h
+            let (count, payload_ok, stored) = h
                 .call(Inspect { key: key.clone() })
                 .await
                 .map_err(|e| format!("inspect {key}: {e}"))?;
@@ -1296,7 +1396,14 @@ pub mod crash {
             if !payload_ok {
                 return Err(format!("{key}: the payload is not the one written"));
             }
-            if version < count {
+            if durable_turns {
+                if stored != Some(count) {
+                    return Err(format!(
+                        "{key}: the state holds count {count} but its storage {stored:?}: \
+                         a turn landed half"
+                    ));
+                }
+            } else if version < count {
                 return Err(format!(
                     "{key}: version {version} is below its count {count}"
                 ));
@@ -1355,6 +1462,13 @@ impl CheckpointStore for OutageStore {
         Box::pin(async move {
             self.check()?;
             self.inner.put(key, bytes, expected).await
+        })
+    }
+
+    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.commit(turn).await
         })
     }
 

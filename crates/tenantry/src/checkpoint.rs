@@ -112,10 +112,21 @@ pub fn encode<S: Serialize>(
     state: &S,
 ) -> Result<Vec<u8>, CheckpointError> {
     let mut out = Vec::with_capacity(256);
+    encode_into(id, state, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes a checkpoint of `state` into `out` (cleared first), reusing its capacity.
+pub fn encode_into<S: Serialize>(
+    id: CheckpointIdentity<'_>,
+    state: &S,
+    out: &mut Vec<u8>,
+) -> Result<(), CheckpointError> {
+    out.clear();
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     serde_json::to_writer(
-        &mut out,
+        &mut *out,
         &Out {
             factory: id.factory,
             state_version: id.state_version,
@@ -124,8 +135,7 @@ pub fn encode<S: Serialize>(
             state,
         },
     )
-    .map_err(|e| CheckpointError::Encode(e.to_string()))?;
-    Ok(out)
+    .map_err(|e| CheckpointError::Encode(e.to_string()))
 }
 
 /// A checked checkpoint whose state is still raw JSON, with the version it was written at.

@@ -132,6 +132,14 @@ pub enum CallError {
         /// The limit, in bytes of encoded JSON.
         limit: usize,
     },
+    /// The turn ran, but its changes could not be made durable (the store failed or
+    /// refused the commit, or the state does not encode): nothing of it is kept, and the
+    /// instance continues from its last durable state.
+    #[error("the turn could not be made durable: {reason}")]
+    NotDurable {
+        /// Why.
+        reason: String,
+    },
     /// The reply could not be encoded as JSON.
     #[error("reply of {handler:?} does not encode: {message}")]
     ReplyEncoding {

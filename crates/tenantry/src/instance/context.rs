@@ -14,6 +14,7 @@ use crate::caller::{Caller, CallerKind};
 use crate::component::Properties;
 use crate::config::ConfigView;
 use crate::reactive::{Computed, EffectInner, EffectSink, instance_effect};
+use crate::scope::journal::Journal;
 use crate::scope::{Credentials, Storage};
 use crate::{Error, Identity, Key, Partition};
 use std::any::{Any, TypeId};
@@ -34,6 +35,9 @@ pub struct Context {
     caller: Option<Caller>,
     /// What components and reactive instances need; boxed so a plain agent pays one word.
     extras: Option<Box<Extras>>,
+    /// A durable instance's journal: its turns' storage writes and replies wait there
+    /// for the commit that makes them durable.
+    journal: Option<Arc<Journal>>,
 }
 
 #[derive(Default)]
@@ -58,7 +62,16 @@ impl Context {
             stop_requested: false,
             caller: None,
             extras: None,
+            journal: None,
         }
+    }
+
+    pub(crate) fn set_journal(&mut self, journal: Arc<Journal>) {
+        self.journal = Some(journal);
+    }
+
+    pub(crate) fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
     }
 
     fn extras(&mut self) -> &mut Extras {
@@ -286,7 +299,11 @@ impl Context {
 
     /// This instance's own storage.
     pub fn storage(&self) -> Result<Storage, Error> {
-        Ok(Storage::new(self.host()?.store().clone(), &self.identity))
+        Ok(Storage::new(
+            self.host()?.store().clone(),
+            &self.identity,
+            self.journal.as_ref(),
+        ))
     }
 
     /// This instance's own credentials.

@@ -7,6 +7,7 @@
 use super::context::EffectBody;
 use super::factory::{Handler, Message};
 use crate::caller::Caller;
+use crate::scope::journal::HeldReply;
 use crate::telemetry::Outcome;
 use crate::{CallError, Context};
 use futures::FutureExt;
@@ -171,10 +172,10 @@ where
         } = *self;
         ctx.set_caller(Some(caller));
         Box::pin(async move {
-            let result = AssertUnwindSafe(async move { handler(state, ctx, params).await })
+            let result = AssertUnwindSafe(async { handler(state, &mut *ctx, params).await })
                 .catch_unwind()
                 .await;
-            settle(name, reply, result)
+            settle(name, reply, result, ctx)
         })
     }
 
@@ -189,39 +190,40 @@ where
     }
 }
 
-/// Answers the caller from a handler's caught result and says how the turn ended.
-fn settle<T, S: ReplySlot<T>>(
+/// Answers the caller from a handler's caught result and says how the turn ended. In a
+/// durable instance the answer is held in its journal until the turn is durable.
+fn settle<T: Send + 'static, S: ReplySlot<T>>(
     name: &'static str,
     reply: Option<S>,
     result: Result<Result<T, crate::HandlerError>, Box<dyn std::any::Any + Send>>,
+    ctx: &Context,
 ) -> Turn {
-    match result {
-        Ok(Ok(value)) => {
-            if let Some(reply) = reply {
-                reply.answer(name, Ok(value));
-            }
-            Turn::Done(Outcome::Ok)
-        }
-        Ok(Err(err)) => {
-            if let Some(reply) = reply {
-                reply.answer(name, Err(CallError::Handler(err)));
-            }
-            Turn::Done(Outcome::Error)
-        }
+    let (answer, turn) = match result {
+        Ok(Ok(value)) => (Ok(value), Turn::Done(Outcome::Ok)),
+        Ok(Err(err)) => (Err(CallError::Handler(err)), Turn::Done(Outcome::Error)),
         Err(payload) => {
             let message = panic_message(&*payload);
-            if let Some(reply) = reply {
-                reply.answer(
-                    name,
-                    Err(CallError::Panicked {
-                        handler: name.to_owned(),
-                        message: message.clone(),
-                    }),
-                );
+            let err = CallError::Panicked {
+                handler: name.to_owned(),
+                message: message.clone(),
+            };
+            (Err(err), Turn::Panicked(message))
+        }
+    };
+    if let Some(reply) = reply {
+        match ctx.journal() {
+            Some(journal) => {
+                let held: HeldReply = Box::new(move |failure| {
+                    reply.answer(name, failure.map_or(answer, Err));
+                });
+                if let Err(held) = journal.hold(held) {
+                    held(None);
+                }
             }
-            Turn::Panicked(message)
+            None => reply.answer(name, answer),
         }
     }
+    turn
 }
 
 /// A letter that runs one of the instance's effects in its turn.
@@ -292,10 +294,10 @@ where
         ctx.set_caller(Some(caller));
         Box::pin(async move {
             // The async block makes even a panic before the first await land in catch_unwind.
-            let result = AssertUnwindSafe(async move { state.handle(msg, ctx).await })
+            let result = AssertUnwindSafe(async { state.handle(msg, &mut *ctx).await })
                 .catch_unwind()
                 .await;
-            settle(M::NAME, reply, result)
+            settle(M::NAME, reply, result, ctx)
         })
     }
 

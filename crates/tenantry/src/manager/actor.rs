@@ -4,8 +4,11 @@
 //! after a panic (bounded by the manager's restart policy), idles out when configured, and
 //! performs the stop sequence: refuse new letters, finish the queued ones, run `on_stop`,
 //! write the checkpoint (compare-and-set on the version), then leave the directory. A
-//! crash never writes a checkpoint; a failed write keeps the instance live.
+//! crash never writes a checkpoint; a failed write keeps the instance live. Instances of
+//! `EveryTurn` managers also commit after changing turns (see [`super::durable`]); the
+//! loop waits for their commit in flight beside their mailbox.
 
+use super::durable::{Committed, Pipeline, commit_turn};
 use super::{ManagerCore, PartitionDir, Slot};
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::failure::Failure;
@@ -13,7 +16,7 @@ use crate::instance::cell::{Cell, Mail};
 use crate::instance::context::Context;
 use crate::instance::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use crate::instance::factory::Factory;
-use crate::store::StoreError;
+use crate::store::{StoreError, TurnCommit};
 use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
 use crate::{CallError, Error, Identity};
 use futures::FutureExt;
@@ -68,6 +71,8 @@ pub(crate) struct Actor<F: Factory> {
     /// Crashes and earlier failures: boxed, made on the first crash (or at a start after a
     /// give-up), so a healthy instance pays one word for them.
     pub(crate) crashes: Option<Box<CrashRecord>>,
+    /// Durable turns (`EveryTurn` managers only).
+    pub(crate) pipeline: Option<Box<Pipeline>>,
 }
 
 /// What an actor remembers of crashes.
@@ -95,6 +100,16 @@ impl CrashRecord {
     }
 }
 
+/// What woke the loop.
+enum Event<F> {
+    /// The commit in flight ended.
+    Committed(Result<u64, Error>),
+    /// Mail (`None`: the mailbox was closed).
+    Mail(Option<Mail<F>>),
+    /// The idle timer fired.
+    IdleTimer,
+}
+
 enum Idle {
     /// Not idle yet: check again at this instant.
     Until(tokio::time::Instant),
@@ -115,24 +130,30 @@ impl<F: Factory> Actor<F> {
             if self.ctx.has_effect_work() && !Box::pin(self.run_pending_effects()).await {
                 break;
             }
-            let mail = match (&mut idle_timer, idle_timeout) {
-                (Some(timer), Some(timeout)) => tokio::select! {
-                    biased;
-                    mail = self.cell.mailbox.recv() => mail,
-                    () = timer.as_mut() => {
+            let mail = match self.next_event(&mut idle_timer).await {
+                Event::Committed(result) => {
+                    if !self.settle_commit(result).await {
+                        break;
+                    }
+                    continue;
+                }
+                Event::IdleTimer => {
+                    if let (Some(timer), Some(timeout)) = (&mut idle_timer, idle_timeout) {
                         match self.idle_check(timeout) {
                             Idle::Until(at) => timer.as_mut().reset(at),
                             Idle::Expired(idle_for) => {
-                                if Box::pin(self.stop(StopReason::Idle, Some(idle_for), Vec::new())).await {
+                                if Box::pin(self.stop(StopReason::Idle, Some(idle_for), Vec::new()))
+                                    .await
+                                {
                                     break;
                                 }
                                 timer.as_mut().reset(tokio::time::Instant::now() + timeout);
                             }
                         }
-                        continue;
                     }
-                },
-                _ => self.cell.mailbox.recv().await,
+                    continue;
+                }
+                Event::Mail(mail) => mail,
             };
             // `None` only after the mailbox was closed, which happens on the way out.
             let Some(mail) = mail else { break };
@@ -158,6 +179,69 @@ impl<F: Factory> Actor<F> {
             }
         }
         self.core.shared.telemetry.live(self.identity(), -1.0);
+    }
+
+    /// Waits for the commit in flight (first), mail, or the idle timer.
+    async fn next_event(
+        &mut self,
+        idle_timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    ) -> Event<F> {
+        let in_flight = self
+            .pipeline
+            .as_deref_mut()
+            .and_then(|p| p.in_flight.as_mut());
+        let commit = async {
+            match in_flight {
+                Some(f) => (&mut f.write).await,
+                None => std::future::pending().await,
+            }
+        };
+        let idle = async {
+            match idle_timer {
+                Some(timer) => timer.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mailbox = &self.cell.mailbox;
+        tokio::select! {
+            biased;
+            result = commit => Event::Committed(result),
+            mail = mailbox.recv() => Event::Mail(mail),
+            () = idle => Event::IdleTimer,
+        }
+    }
+
+    /// Takes a commit's outcome. Returns false when the instance must exit: it was fenced
+    /// out, or gave up restarting after the failure.
+    async fn settle_commit(&mut self, result: Result<u64, Error>) -> bool {
+        match self.committed(result) {
+            Committed::Done | Committed::RolledBack => true,
+            Committed::Failed(err) => Box::pin(self.commit_failed(err)).await,
+        }
+    }
+
+    /// After a commit that failed past a rollback: a version conflict means another
+    /// activation wrote the record, so this one stops, fenced; otherwise the instance
+    /// restarts from the store. Returns false when the instance must exit.
+    async fn commit_failed(&mut self, err: Error) -> bool {
+        let id = self.cell.identity.clone();
+        tracing::warn!(partition = %id.partition, manager = %id.manager, key = %id.key, error = %err, "a durable turn's commit failed");
+        if let Error::Store(StoreError::Conflict { .. }) = err {
+            let (gate, _) = watch::channel(());
+            self.finish(StopReason::Fenced, None, gate, Vec::new(), Ok(()));
+            return false;
+        }
+        self.crashed(format!("a durable turn's commit failed: {err}"))
+            .await
+    }
+
+    /// A crash of a durable instance waits for the turns accepted before it to be
+    /// committed (or failed) first: the restart then reloads what is durable.
+    async fn crash_after_commits(&mut self, reason: String) -> bool {
+        match self.drain_commits().await {
+            None | Some(Committed::Done | Committed::RolledBack) => self.crashed(reason).await,
+            Some(Committed::Failed(err)) => self.commit_failed(err).await,
+        }
     }
 
     /// First runs of effects registered since the last turn. Returns false when a panic
@@ -203,14 +287,19 @@ impl<F: Factory> Actor<F> {
 
     /// Runs one letter. Returns false when the instance gave up and must exit.
     async fn turn(&mut self, letter: Box<dyn Envelope<F>>) -> bool {
-        match self.run_letter(letter).await {
+        let crash = self.run_letter(letter).await;
+        if crash.is_none() {
+            self.submit();
+        }
+        match crash {
             None => true,
             // Boxed: the cold path should not size every idle instance's future.
-            Some(panic) => Box::pin(self.crashed(panic)).await,
+            Some(reason) => Box::pin(self.crash_after_commits(reason)).await,
         }
     }
 
-    /// Runs one letter with its span, metrics and event; returns the panic message if any.
+    /// Runs one letter with its span, metrics and event, and settles it if durable;
+    /// returns a reason to crash (a panic) if any.
     async fn run_letter(&mut self, letter: Box<dyn Envelope<F>>) -> Option<String> {
         let handler = letter.handler();
         let id = self.cell.identity.clone();
@@ -222,6 +311,7 @@ impl<F: Factory> Actor<F> {
             handler
         );
         let started = Instant::now();
+        self.begin_turn();
         let turn = letter
             .run(&mut self.state, &mut self.ctx)
             .instrument(span)
@@ -245,7 +335,8 @@ impl<F: Factory> Actor<F> {
                 outcome,
             },
         );
-        panic
+        let rollback = self.end_turn(outcome);
+        panic.or(rollback)
     }
 
     /// Handles a crash: restart from the last good state, or give up past the bound.
@@ -327,7 +418,9 @@ impl<F: Factory> Actor<F> {
         self.version = version;
         start_hook(&mut self.state, &mut self.ctx, thawed)
             .await
-            .map_err(Reload::HookCrashed)
+            .map_err(Reload::HookCrashed)?;
+        self.restart_pipeline()
+            .map_err(|e| Reload::Fatal(e.to_string()))
     }
 
     /// Stops without a checkpoint after the restart bound was passed, leaving a failure
@@ -403,18 +496,29 @@ impl<F: Factory> Actor<F> {
         mut waiters: Vec<StopReply>,
     ) -> bool {
         let id = self.cell.identity.clone();
+        match self.drain_commits().await {
+            None | Some(Committed::Done) => {}
+            Some(Committed::RolledBack) => {
+                // Nothing is lost and nothing new is durable: the stop can go on.
+            }
+            Some(Committed::Failed(err)) => {
+                answer(waiters, Err(err.clone()));
+                return !Box::pin(self.commit_failed(err)).await;
+            }
+        }
         self.cell.mailbox.pause();
         let (gate, gate_rx) = watch::channel(());
         self.dir.insert(id.key.clone(), Slot::Stopping(gate_rx));
 
-        // Finish what was accepted before the door closed.
+        // Finish what was accepted before the door closed (a durable instance's turns
+        // are committed with the checkpoint below).
         while let Some(mail) = self.cell.mailbox.try_recv() {
             match mail {
                 Mail::Letter(letter) => {
                     if let Some(panic) = self.run_letter(letter).await {
                         self.reopen(gate);
                         answer(waiters, Err(Error::CrashedWhileStopping((*id).clone())));
-                        return !Box::pin(self.crashed(panic)).await;
+                        return !Box::pin(self.crash_after_commits(panic)).await;
                     }
                 }
                 Mail::Stop { reply, .. } => waiters.extend(reply),
@@ -436,28 +540,32 @@ impl<F: Factory> Actor<F> {
             Err(payload) => {
                 self.reopen(gate);
                 answer(waiters, Err(Error::CrashedWhileStopping((*id).clone())));
-                return !self
-                    .crashed(format!("on_stop panicked: {}", panic_message(&*payload)))
-                    .await;
+                let reason = format!("on_stop panicked: {}", panic_message(&*payload));
+                return !Box::pin(self.crash_after_commits(reason)).await;
             }
         }
 
         release_children(self.core.clone(), self.cell.identity.clone()).await;
 
         let telemetry = self.core.shared.telemetry.clone();
-        let written = match self.encode() {
+        let written = if !self.core.config.persist {
             // Ephemeral instances stop without a checkpoint.
-            Ok(_) if !self.core.config.persist => Ok(self.version.unwrap_or(0)),
-            Ok(bytes) => {
-                write_checkpoint(
-                    self.core.shared.store.clone(),
-                    &id,
-                    bytes.into(),
-                    self.version,
-                )
-                .await
+            self.encode().map(|_| self.version.unwrap_or(0))
+        } else if self.pipeline.is_some() {
+            self.final_commit().await
+        } else {
+            match self.encode() {
+                Ok(bytes) => {
+                    let turn = TurnCommit {
+                        key: (*id).clone(),
+                        bytes: bytes.into(),
+                        expected: self.version,
+                        side: Vec::new(),
+                    };
+                    commit_turn(self.core.shared.store.clone(), turn).await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         };
         match written {
             Ok(version) => {
@@ -614,25 +722,4 @@ async fn release_children<F: Factory>(core: Arc<ManagerCore<F>>, id: Arc<Identit
         })
     });
     futures::future::join_all(stops).await;
-}
-
-/// Writes a checkpoint (compare-and-set on `expected`). A networked store can commit a
-/// write and still fail to answer; on `Unavailable`, read the record back: if it holds
-/// exactly these bytes at a newer version, the write did land.
-async fn write_checkpoint(
-    store: Arc<dyn crate::store::CheckpointStore>,
-    id: &Identity,
-    bytes: Arc<[u8]>,
-    expected: Option<u64>,
-) -> Result<u64, Error> {
-    match store.put(id, bytes.clone(), expected).await {
-        Ok(version) => Ok(version),
-        Err(StoreError::Unavailable(reason)) => match store.get(id).await {
-            Ok(Some(record)) if record.bytes == bytes && Some(record.version) > expected => {
-                Ok(record.version)
-            }
-            _ => Err(Error::Store(StoreError::Unavailable(reason))),
-        },
-        Err(e) => Err(Error::Store(e)),
-    }
 }

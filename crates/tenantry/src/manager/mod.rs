@@ -8,6 +8,7 @@
 //! [`crate::failure`]), so there are never two live instances with one identity.
 
 mod actor;
+mod durable;
 pub mod lineage;
 mod registry;
 mod shared;
@@ -22,10 +23,12 @@ use crate::instance::context::Context;
 use crate::instance::factory::Factory;
 use crate::instance::handlers::{HandlerInfo, HandlerTable};
 use crate::instance::mailbox::Mailbox;
+use crate::scope::journal::Journal;
 use crate::telemetry::{EventKind, StopReason, metric};
 use crate::{Error, Identity, IntoKey, Key, Partition};
 use actor::{Actor, CrashRecord, start_hook};
 use dashmap::DashMap;
+use durable::Pipeline;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::any::Any;
@@ -72,6 +75,25 @@ pub struct ManagerConfig {
     pub max_reply_bytes: usize,
     /// How long an instance that gave up waits before it may start again.
     pub backoff: Backoff,
+    /// When an instance's state reaches the store (default [`Durability::OnHibernate`]).
+    pub durability: Durability,
+}
+
+/// When an instance's state and scoped storage writes reach the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// At hibernation (idle, stop, offboarding, shutdown). Turns cost no store write, but
+    /// a process that dies without hibernating (kill -9, OOM, power loss) loses every
+    /// change since the instance was loaded, including changes callers were told of.
+    /// Storage writes go to the store as they are made. For caches and ephemeral work.
+    #[default]
+    OnHibernate,
+    /// After every turn that changed the state or wrote storage: the state and the
+    /// turn's storage writes are committed together, atomically, before the turn's reply
+    /// is released. A turn that fails or panics commits nothing and the instance
+    /// continues from its last durable state. Turns that change nothing write nothing.
+    EveryTurn,
 }
 
 /// The default [`ManagerConfig::max_reply_bytes`]: 1 MiB.
@@ -87,6 +109,7 @@ impl Default for ManagerConfig {
             persist: true,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             backoff: Backoff::default(),
+            durability: Durability::OnHibernate,
         }
     }
 }
@@ -108,6 +131,17 @@ impl ManagerConfig {
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self
+    }
+
+    /// Sets when state reaches the store.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Whether every changing turn is committed before its reply (and instances persist).
+    pub(crate) fn durable_turns(&self) -> bool {
+        self.persist && self.durability == Durability::EveryTurn
     }
 
     /// Instances are neither checkpointed nor thawed: a stop just stops.
@@ -398,6 +432,10 @@ impl<F: Factory> ManagerCore<F> {
         };
         let thawed = version.is_some();
         let mut ctx = Context::new(identity.clone(), self.shared.host.clone());
+        let journal = self.config.durable_turns().then(Journal::new);
+        if let Some(journal) = &journal {
+            ctx.set_journal(journal.clone());
+        }
         if let Err(reason) = start_hook(&mut state, &mut ctx, thawed).await {
             self.shared
                 .telemetry
@@ -427,7 +465,16 @@ impl<F: Factory> ManagerCore<F> {
                 None => EventKind::Started,
             },
         );
+        let pipeline = match journal {
+            Some(journal) => {
+                let mut accepted = Vec::new();
+                durable::encode_state(&identity, &state, &mut accepted)?;
+                Some(Pipeline::new(journal, accepted))
+            }
+            None => None,
+        };
         let actor = Actor {
+            pipeline,
             core: self.clone(),
             dir: dir.clone(),
             cell: cell.clone(),

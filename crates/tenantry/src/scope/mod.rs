@@ -6,6 +6,7 @@
 //! scope name, so a tenant's code has no way to name another tenant's scope.
 
 mod credentials;
+pub(crate) mod journal;
 mod storage;
 
 pub use credentials::{CredentialVault, Credentials, Secret};

@@ -4,7 +4,13 @@
 //! manager name `storage/<manager>/<key>` that no real manager can have (manager names
 //! hold no `/`), so storage never collides with checkpoints or with another instance.
 //! Keys are opaque strings: no path semantics, so no traversal.
+//!
+//! In a durable (`EveryTurn`) instance, a handle made during a turn writes into the
+//! instance's journal instead: the writes are committed with the turn's state, or not at
+//! all if the turn fails. A handle kept past its turn (in a spawned task) writes to the
+//! store directly, as in any other instance.
 
+use super::journal::{Journal, Journaled};
 use crate::store::{CheckpointStore, StoreError};
 use crate::{Identity, Key, KeyPart};
 use std::sync::Arc;
@@ -25,13 +31,20 @@ pub enum StorageError {
 pub struct Storage {
     store: Arc<dyn CheckpointStore>,
     identity: Identity,
+    /// A durable instance's journal, and the turn this handle was made in.
+    journal: Option<(Arc<Journal>, Option<u64>)>,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
 
 impl Storage {
-    pub(crate) fn new(store: Arc<dyn CheckpointStore>, owner: &Identity) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn CheckpointStore>,
+        owner: &Identity,
+        journal: Option<&Arc<Journal>>,
+    ) -> Self {
         Self {
+            journal: journal.map(|j| (j.clone(), j.open_turn())),
             store,
             identity: Identity::new(
                 owner.partition.clone(),
@@ -51,9 +64,22 @@ impl Storage {
         })
     }
 
+    /// Records a write in the turn's journal; false when it must go to the store.
+    fn journaled(&self, id: &Identity, bytes: Option<Arc<[u8]>>) -> bool {
+        match &self.journal {
+            Some((journal, Some(turn))) => journal.write(*turn, id.clone(), bytes),
+            _ => false,
+        }
+    }
+
     /// Reads `key`.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let id = self.at(key)?;
+        if let Some((journal, turn)) = &self.journal
+            && let Journaled::Known(bytes) = journal.read(*turn, &id)
+        {
+            return Ok(bytes.map(|b| b.to_vec()));
+        }
         Ok(self.store.get(&id).await?.map(|r| r.bytes.to_vec()))
     }
 
@@ -61,6 +87,9 @@ impl Storage {
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), StorageError> {
         let id = self.at(key)?;
         let bytes: Arc<[u8]> = value.into().into();
+        if self.journaled(&id, Some(bytes.clone())) {
+            return Ok(());
+        }
         let mut last = None;
         for _ in 0..WRITE_ATTEMPTS {
             let current = self.store.get(&id).await?.map(|r| r.version);
@@ -78,6 +107,16 @@ impl Storage {
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let id = self.at(key)?;
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(|(_, turn)| turn.is_some())
+        {
+            let existed = self.get(key).await?.is_some();
+            if self.journaled(&id, None) {
+                return Ok(existed);
+            }
+        }
         Ok(self.store.delete(&id, None).await?)
     }
 
@@ -87,9 +126,24 @@ impl Storage {
             .store
             .list(&self.identity.partition, &self.identity.manager)
             .await?;
-        Ok(listed
+        // By encoded key: the order the store lists in.
+        let mut keys: std::collections::BTreeMap<String, Key> = listed
             .into_iter()
-            .filter_map(|(k, _)| match k.parts().into_iter().next() {
+            .map(|(k, _)| (k.encoded().to_owned(), k))
+            .collect();
+        if let Some((journal, turn)) = &self.journal {
+            for (id, exists) in journal.listed(*turn, &self.identity.manager) {
+                let encoded = id.key.encoded().to_owned();
+                if exists {
+                    keys.insert(encoded, id.key);
+                } else {
+                    keys.remove(&encoded);
+                }
+            }
+        }
+        Ok(keys
+            .into_values()
+            .filter_map(|k| match k.parts().into_iter().next() {
                 Some(KeyPart::Str(s)) => Some(s),
                 _ => None,
             })

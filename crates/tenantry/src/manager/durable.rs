@@ -1,0 +1,308 @@
+//! Durable turns: how an `EveryTurn` instance makes each changing turn durable before its
+//! reply is released.
+//!
+//! After a turn the actor encodes the state into a reused buffer and compares it with
+//! the encoding of the last accepted turn: that is the change check (one serialization and
+//! one comparison, no allocation when nothing changed). A turn that changed the state or
+//! wrote storage is accepted: its storage writes (in the journal) and the new encoding
+//! join the next commit, and its replies wait for that commit. At most one commit per
+//! instance is in flight; while it is, the instance keeps running letters, and the next
+//! commit covers every turn accepted meanwhile — group commit within one instance, on top
+//! of the stores folding the commits of many instances into one transaction. A turn that
+//! read state no commit has covered yet holds its reply too, so nobody is told of
+//! anything that could still be lost.
+//!
+//! A turn that fails (an error, or a state that does not encode) is rolled back to the
+//! last accepted state and its storage writes are dropped. A commit that fails answers
+//! every waiting caller with [`CallError::NotDurable`] and the instance rolls back to its
+//! last durable state, kept encoded in memory, so it goes on serving reads while the store
+//! is down; a commit refused for its version means another activation wrote the record,
+//! and the instance stops, fenced.
+
+use super::actor::Actor;
+use crate::checkpoint::{self, CheckpointIdentity};
+use crate::instance::factory::Factory;
+use crate::scope::journal::{HeldReply, Journal};
+use crate::store::{CheckpointStore, StoreError, TurnCommit};
+use crate::telemetry::Outcome;
+use crate::{CallError, Error, Identity};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// The durable-turn state of one instance.
+pub(crate) struct Pipeline {
+    pub(crate) journal: Arc<Journal>,
+    /// The encoded checkpoint of the last accepted state (durable, in flight or waiting).
+    accepted: Arc<[u8]>,
+    /// The encoded checkpoint of the last durable state (or of the state the instance
+    /// started with): where a failed commit rolls back to, without asking the store.
+    durable: Arc<[u8]>,
+    /// Where each turn's state is encoded for the change check.
+    scratch: Vec<u8>,
+    /// Some accepted turn is not covered by a commit yet.
+    dirty: bool,
+    /// Replies of turns no commit covers yet.
+    waiting: Vec<HeldReply>,
+    /// The commit in flight and the replies it covers.
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+pub(crate) struct InFlight {
+    pub(crate) write: BoxFuture<'static, Result<u64, Error>>,
+    replies: Vec<HeldReply>,
+    /// The state it commits.
+    bytes: Arc<[u8]>,
+}
+
+impl Pipeline {
+    /// The pipeline of an instance whose current state encodes as `accepted`.
+    pub(crate) fn new(journal: Arc<Journal>, accepted: Vec<u8>) -> Box<Self> {
+        let accepted: Arc<[u8]> = accepted.into();
+        Box::new(Self {
+            journal,
+            scratch: Vec::with_capacity(accepted.len()),
+            durable: accepted.clone(),
+            accepted,
+            dirty: false,
+            waiting: Vec::new(),
+            in_flight: None,
+        })
+    }
+}
+
+/// How a commit ended.
+pub(crate) enum Committed {
+    /// Durable; its callers have their replies.
+    Done,
+    /// It failed; its callers and those waiting behind it were told so, and the state is
+    /// back to the last durable one.
+    RolledBack,
+    /// It failed and the instance cannot go on: fenced out by a newer version (`Conflict`),
+    /// or the durable state could not be restored.
+    Failed(Error),
+}
+
+/// Encodes `state` as the checkpoint of `id` into `out`.
+pub(crate) fn encode_state<F: Factory>(
+    id: &Identity,
+    state: &F,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    checkpoint::encode_into(checkpoint_identity::<F>(id), state, out).map_err(|e| {
+        Error::StateEncoding {
+            identity: id.clone(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+fn checkpoint_identity<F: Factory>(id: &Identity) -> CheckpointIdentity<'_> {
+    CheckpointIdentity {
+        factory: F::NAME,
+        state_version: F::STATE_VERSION,
+        partition: &id.partition,
+        key: &id.key,
+    }
+}
+
+/// Decodes a checkpoint this build encoded (the accepted state).
+fn decode_state<F: Factory>(id: &Identity, bytes: &[u8]) -> Result<F, String> {
+    let decoded =
+        checkpoint::decode(bytes, checkpoint_identity::<F>(id)).map_err(|e| e.to_string())?;
+    serde_json::from_str(decoded.state).map_err(|e| e.to_string())
+}
+
+fn release(replies: Vec<HeldReply>, failure: Option<&CallError>) {
+    for reply in replies {
+        reply(failure.cloned());
+    }
+}
+
+/// Commits a turn (compare-and-set on its expected version). A networked store can
+/// commit and still fail to answer; on `Unavailable`, read the record back: if it holds
+/// exactly these bytes at a newer version, the commit did land (its side writes with it).
+pub(crate) async fn commit_turn(
+    store: Arc<dyn CheckpointStore>,
+    turn: TurnCommit,
+) -> Result<u64, Error> {
+    let (key, bytes, expected) = (turn.key.clone(), turn.bytes.clone(), turn.expected);
+    match store.commit(turn).await {
+        Ok(version) => Ok(version),
+        Err(StoreError::Unavailable(reason)) => match store.get(&key).await {
+            Ok(Some(record)) if record.bytes == bytes && Some(record.version) > expected => {
+                Ok(record.version)
+            }
+            _ => Err(Error::Store(StoreError::Unavailable(reason))),
+        },
+        Err(e) => Err(Error::Store(e)),
+    }
+}
+
+impl<F: Factory> Actor<F> {
+    /// Opens a durable turn (storage writes and replies go to the journal).
+    pub(crate) fn begin_turn(&self) {
+        if let Some(p) = &self.pipeline {
+            p.journal.begin_turn();
+        }
+    }
+
+    /// Settles a durable turn that ended with `outcome`: accept it, or roll it back.
+    /// Returns a reason to crash when the rollback itself failed.
+    pub(crate) fn end_turn(&mut self, outcome: Outcome) -> Option<String> {
+        let p = self.pipeline.as_deref_mut()?;
+        let id = &self.cell.identity;
+        let encoded = encode_state(id, &self.state, &mut p.scratch);
+        let keep = outcome == Outcome::Ok && encoded.is_ok();
+        let (wrote, replies) = p.journal.end_turn(keep);
+        let changed = encoded.is_err() || *p.scratch != *p.accepted;
+        let mut failure = None;
+        let mut crash = None;
+        if keep {
+            if changed {
+                p.accepted = Arc::from(p.scratch.as_slice());
+            }
+            p.dirty |= changed || wrote;
+        } else if outcome != Outcome::Panic {
+            if let Err(e) = &encoded {
+                failure = Some(CallError::NotDurable {
+                    reason: e.to_string(),
+                });
+            }
+            if changed {
+                match decode_state::<F>(id, &p.accepted) {
+                    Ok(state) => self.state = state,
+                    Err(reason) => crash = Some(format!("rolling back a failed turn: {reason}")),
+                }
+            }
+        }
+        let p = self.pipeline.as_deref_mut()?;
+        if failure.is_none() && outcome != Outcome::Panic && (p.dirty || p.in_flight.is_some()) {
+            p.waiting.extend(replies);
+        } else {
+            release(replies, failure.as_ref());
+        }
+        crash
+    }
+
+    /// Starts a commit of the accepted turns if none is in flight.
+    pub(crate) fn submit(&mut self) {
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return;
+        };
+        if p.in_flight.is_some() || !p.dirty {
+            return;
+        }
+        p.dirty = false;
+        let turn = TurnCommit {
+            key: (*self.cell.identity).clone(),
+            bytes: p.accepted.clone(),
+            expected: self.version,
+            side: p.journal.submit(),
+        };
+        p.in_flight = Some(InFlight {
+            write: Box::pin(commit_turn(self.core.shared.store.clone(), turn)),
+            replies: std::mem::take(&mut p.waiting),
+            bytes: p.accepted.clone(),
+        });
+    }
+
+    /// Takes the outcome of the commit in flight: release its replies, or fail them and
+    /// every reply waiting behind it.
+    pub(crate) fn committed(&mut self, result: Result<u64, Error>) -> Committed {
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return Committed::Done;
+        };
+        let Some(done) = p.in_flight.take() else {
+            return Committed::Done;
+        };
+        match result {
+            Ok(version) => {
+                self.version = Some(version);
+                p.durable = done.bytes;
+                p.journal.committed();
+                release(done.replies, None);
+                self.submit();
+                Committed::Done
+            }
+            Err(err) => {
+                let failure = CallError::NotDurable {
+                    reason: err.to_string(),
+                };
+                release(done.replies, Some(&failure));
+                release(std::mem::take(&mut p.waiting), Some(&failure));
+                p.journal.discard();
+                p.dirty = false;
+                if matches!(err, Error::Store(StoreError::Conflict { .. })) {
+                    return Committed::Failed(err);
+                }
+                match decode_state::<F>(&self.cell.identity, &p.durable) {
+                    Ok(state) => {
+                        self.state = state;
+                        p.accepted = p.durable.clone();
+                        Committed::RolledBack
+                    }
+                    Err(reason) => Committed::Failed(Error::StateEncoding {
+                        identity: (*self.cell.identity).clone(),
+                        reason: format!("restoring the durable state: {reason}"),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Accepts the state as it is now (after `on_stop`), so the final commit covers it;
+    /// an instance never stored is committed even unchanged, as hibernation always did.
+    fn accept_final_state(&mut self) -> Result<(), Error> {
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return Ok(());
+        };
+        encode_state(&self.cell.identity, &self.state, &mut p.scratch)?;
+        if *p.scratch != *p.accepted {
+            p.accepted = Arc::from(p.scratch.as_slice());
+            p.dirty = true;
+        }
+        p.dirty |= self.version.is_none();
+        Ok(())
+    }
+
+    /// Starts over from a state just loaded: nothing journaled stands any more.
+    pub(crate) fn restart_pipeline(&mut self) -> Result<(), Error> {
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return Ok(());
+        };
+        p.journal.discard();
+        p.dirty = false;
+        encode_state(&self.cell.identity, &self.state, &mut p.scratch)?;
+        p.accepted = Arc::from(p.scratch.as_slice());
+        p.durable = p.accepted.clone();
+        Ok(())
+    }
+
+    /// The stop's commit: the state after `on_stop`, with every turn accepted before it.
+    /// Returns the version now stored.
+    pub(crate) async fn final_commit(&mut self) -> Result<u64, Error> {
+        self.accept_final_state()?;
+        match self.drain_commits().await {
+            None | Some(Committed::Done) => Ok(self.version.unwrap_or(0)),
+            Some(Committed::RolledBack) => Err(Error::Store(StoreError::Unavailable(
+                "the final commit failed; the state is back to the last durable one".into(),
+            ))),
+            Some(Committed::Failed(err)) => Err(err),
+        }
+    }
+
+    /// Waits until every accepted turn is durable. `None`: all committed; `Some(e)`: a
+    /// commit failed with `e` (its callers were told).
+    pub(crate) async fn drain_commits(&mut self) -> Option<Committed> {
+        loop {
+            self.submit();
+            let p = self.pipeline.as_deref_mut()?;
+            let write = &mut p.in_flight.as_mut()?.write;
+            let result = write.await;
+            match self.committed(result) {
+                Committed::Done => {}
+                failed => return Some(failed),
+            }
+        }
+    }
+}

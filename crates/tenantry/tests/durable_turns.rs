@@ -1,0 +1,349 @@
+//! Durable turns (`Durability::EveryTurn`): a reply means the turn's state and storage
+//! writes are in the store; failed turns commit nothing; a failed commit is reported and
+//! the instance goes on from what is durable.
+//!
+//! "After a crash" is played by a second runtime over the same store while the first is
+//! never stopped: what the second sees is only what reached the store.
+
+mod common;
+
+use common::{p, quiet_panics};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tenantry::schemars::JsonSchema;
+use tenantry::store::{CheckpointStore, MemoryStore};
+use tenantry::{
+    CallError, Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Manager,
+    ManagerConfig, Message, Runtime,
+};
+use tenantry_testing::OutageStore;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Ledger {
+    entries: Vec<u64>,
+}
+
+/// Appends `id`; with `note`, also writes `note` to storage key `last` in the same turn.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Append {
+    id: u64,
+    note: Option<String>,
+}
+impl Message for Append {
+    const NAME: &'static str = "append";
+    type Reply = usize;
+}
+
+/// Appends and writes storage, then fails (`panic`: panics instead).
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct AppendThenFail {
+    id: u64,
+    panic: bool,
+}
+impl Message for AppendThenFail {
+    const NAME: &'static str = "append_then_fail";
+    type Reply = ();
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Entries;
+impl Message for Entries {
+    const NAME: &'static str = "entries";
+    type Reply = Vec<u64>;
+}
+
+/// Reads storage key `last` and lists the storage keys.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct ReadStorage;
+impl Message for ReadStorage {
+    const NAME: &'static str = "read_storage";
+    type Reply = (Option<String>, Vec<String>);
+}
+
+impl Factory for Ledger {
+    const NAME: &'static str = "ledger";
+    fn fresh(_: &Identity) -> Self {
+        Self::default()
+    }
+    fn handlers(h: &mut Handlers<Self>) {
+        h.add::<Append>()
+            .add::<AppendThenFail>()
+            .add::<Entries>()
+            .add::<ReadStorage>();
+    }
+}
+
+fn refused(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::new(e.to_string())
+}
+
+impl Handler<Append> for Ledger {
+    async fn handle(&mut self, m: Append, ctx: &mut Context) -> Result<usize, HandlerError> {
+        self.entries.push(m.id);
+        if let Some(note) = m.note {
+            let storage = ctx.storage().map_err(refused)?;
+            storage.put("last", note.clone()).await.map_err(refused)?;
+            // A turn reads its own write.
+            let read = storage.get("last").await.map_err(refused)?;
+            assert_eq!(read.as_deref(), Some(note.as_bytes()));
+        }
+        Ok(self.entries.len())
+    }
+}
+
+impl Handler<AppendThenFail> for Ledger {
+    async fn handle(&mut self, m: AppendThenFail, ctx: &mut Context) -> Result<(), HandlerError> {
+        self.entries.push(m.id);
+        let storage = ctx.storage().map_err(refused)?;
+        storage.put("last", "doomed").await.map_err(refused)?;
+        storage.put("doomed", "x").await.map_err(refused)?;
+        if m.panic {
+            panic!("the handler panicked after writing");
+        }
+        Err(HandlerError::new("refused after writing"))
+    }
+}
+
+impl Handler<Entries> for Ledger {
+    async fn handle(&mut self, _: Entries, _: &mut Context) -> Result<Vec<u64>, HandlerError> {
+        Ok(self.entries.clone())
+    }
+}
+
+impl Handler<ReadStorage> for Ledger {
+    async fn handle(
+        &mut self,
+        _: ReadStorage,
+        ctx: &mut Context,
+    ) -> Result<(Option<String>, Vec<String>), HandlerError> {
+        let storage = ctx.storage().map_err(refused)?;
+        let last = storage.get("last").await.map_err(refused)?;
+        let keys = storage.keys().await.map_err(refused)?;
+        Ok((last.map(|b| String::from_utf8_lossy(&b).into_owned()), keys))
+    }
+}
+
+fn durable() -> ManagerConfig {
+    ManagerConfig::default().durability(Durability::EveryTurn)
+}
+
+fn ledgers(store: Arc<dyn CheckpointStore>, config: ManagerConfig) -> (Runtime, Manager<Ledger>) {
+    let rt = Runtime::builder().store_arc(store).build();
+    let m = rt.register::<Ledger>("ledgers", config).unwrap();
+    (rt, m)
+}
+
+/// What a fresh runtime over `store` finds for ledger `key`: entries and storage.
+async fn after_crash(
+    store: Arc<dyn CheckpointStore>,
+    key: &str,
+) -> (Vec<u64>, (Option<String>, Vec<String>)) {
+    let (rt, m) = ledgers(store, ManagerConfig::default());
+    let h = m.get(key, &p("acme")).await.unwrap();
+    let found = (
+        h.call(Entries).await.unwrap(),
+        h.call(ReadStorage).await.unwrap(),
+    );
+    drop(rt);
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_turn_and_its_storage_write_are_in_the_store_without_hibernating() {
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (_rt, m) = ledgers(store.clone(), durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    for id in 1..=3 {
+        let note = Some(format!("note {id}"));
+        assert_eq!(h.call(Append { id, note }).await.unwrap(), id as usize);
+    }
+    let (entries, (last, keys)) = after_crash(store, "a").await;
+    assert_eq!(entries, vec![1, 2, 3], "every acknowledged turn is durable");
+    assert_eq!(last.as_deref(), Some("note 3"), "with its storage write");
+    assert_eq!(keys, vec!["last".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_hibernate_keeps_turns_in_memory_until_the_instance_stops() {
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (_rt, m) = ledgers(store.clone(), ManagerConfig::default());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Append { id: 1, note: None }).await.unwrap();
+    assert!(
+        store.get(h.identity()).await.unwrap().is_none(),
+        "the library default writes nothing before hibernation"
+    );
+    m.stop("a", &p("acme")).await.unwrap();
+    assert_eq!(after_crash(store, "a").await.0, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_changes_nothing_writes_nothing() {
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (_rt, m) = ledgers(store.clone(), durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Entries).await.unwrap();
+    assert!(
+        store.get(h.identity()).await.unwrap().is_none(),
+        "a read-only turn on a fresh instance stores nothing"
+    );
+    h.call(Append { id: 1, note: None }).await.unwrap();
+    let version = store.get(h.identity()).await.unwrap().unwrap().version;
+    for _ in 0..20 {
+        h.call(Entries).await.unwrap();
+        h.call(ReadStorage).await.unwrap();
+    }
+    assert_eq!(
+        store.get(h.identity()).await.unwrap().unwrap().version,
+        version,
+        "read-only turns leave the version alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_panicked_turn_commits_nothing_and_the_instance_goes_on_from_durable_state() {
+    quiet_panics();
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (_rt, m) = ledgers(store.clone(), durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    let note = Some("kept".to_owned());
+    h.call(Append { id: 1, note }).await.unwrap();
+    let version = store.get(h.identity()).await.unwrap().unwrap().version;
+
+    let err = h
+        .call(AppendThenFail {
+            id: 2,
+            panic: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Handler(_)), "{err:?}");
+    assert_eq!(
+        h.call(Entries).await.unwrap(),
+        vec![1],
+        "a failed turn's state change is rolled back"
+    );
+    assert_eq!(
+        h.call(ReadStorage).await.unwrap(),
+        (Some("kept".to_owned()), vec!["last".to_owned()]),
+        "and its storage writes are dropped"
+    );
+
+    let err = h
+        .call(AppendThenFail { id: 3, panic: true })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Panicked { .. }), "{err:?}");
+    assert_eq!(h.call(Entries).await.unwrap(), vec![1]);
+    assert_eq!(
+        store.get(h.identity()).await.unwrap().unwrap().version,
+        version,
+        "neither failed turn wrote"
+    );
+    let (entries, storage) = after_crash(store, "a").await;
+    assert_eq!(entries, vec![1]);
+    assert_eq!(storage, (Some("kept".to_owned()), vec!["last".to_owned()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_answers_not_durable_and_the_instance_rolls_back_to_its_durable_state() {
+    let outage = OutageStore::new();
+    let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+    let (_rt, m) = ledgers(store.clone(), durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Append { id: 1, note: None }).await.unwrap();
+    outage.set_down(true);
+    let err = h.call(Append { id: 2, note: None }).await.unwrap_err();
+    assert!(matches!(err, CallError::NotDurable { .. }), "{err:?}");
+    assert_eq!(
+        h.call(Entries).await.unwrap(),
+        vec![1],
+        "the turn that was not made durable is rolled back, and reads go on while the store is down"
+    );
+    outage.set_down(false);
+    h.call(Append { id: 3, note: None }).await.unwrap();
+    assert_eq!(after_crash(store, "a").await.0, vec![1, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_refused_for_its_version_fences_the_instance_out() {
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (_rt, m) = ledgers(store.clone(), durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Append { id: 1, note: None }).await.unwrap();
+    // Another activation (elsewhere) writes the record.
+    let (other_rt, other) = ledgers(store.clone(), durable());
+    let o = other.get("a", &p("acme")).await.unwrap();
+    o.call(Append { id: 9, note: None }).await.unwrap();
+    drop(other_rt);
+
+    let err = h.call(Append { id: 2, note: None }).await.unwrap_err();
+    assert!(matches!(err, CallError::NotDurable { .. }), "{err:?}");
+    let h = m.get("a", &p("acme")).await.unwrap();
+    assert_eq!(
+        h.call(Entries).await.unwrap(),
+        vec![1, 9],
+        "the fenced incarnation stopped; the next one thaws what the other wrote"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_callers_of_one_agent_find_every_acknowledged_id_once_in_acknowledged_order() {
+    const CALLERS: u64 = 64;
+    const EACH: u64 = 25;
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (_rt, m) = ledgers(store.clone(), durable());
+    let callers = (0..CALLERS).map(|c| {
+        let m = m.clone();
+        tokio::spawn(async move {
+            let h = m.get("hot", &p("acme")).await.unwrap();
+            let mut acked = Vec::new();
+            for i in 0..EACH {
+                let id = c * 1000 + i;
+                h.call(Append { id, note: None }).await.unwrap();
+                acked.push(id);
+            }
+            acked
+        })
+    });
+    let acked: Vec<Vec<u64>> = futures::future::join_all(callers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let (entries, _) = after_crash(store, "hot").await;
+    assert_eq!(entries.len() as u64, CALLERS * EACH);
+    assert_eq!(
+        entries.iter().collect::<BTreeSet<_>>().len(),
+        entries.len(),
+        "no id twice"
+    );
+    let position: BTreeMap<u64, usize> =
+        entries.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    for ids in acked {
+        let at: Vec<usize> = ids.iter().map(|id| position[id]).collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "a caller's ids are stored in the order they were acknowledged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_instances_hibernate_and_thaw_as_before() {
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let (rt, m) = ledgers(store.clone(), durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Entries).await.unwrap();
+    m.stop("a", &p("acme")).await.unwrap();
+    assert!(
+        store.get(h.identity()).await.unwrap().is_some(),
+        "a stop stores even an unchanged instance, as hibernation always did"
+    );
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Append { id: 5, note: None }).await.unwrap();
+    let report = rt.shutdown().await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(after_crash(store, "a").await.0, vec![5]);
+}
