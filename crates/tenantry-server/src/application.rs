@@ -25,7 +25,7 @@ use anyhow::{Context as _, anyhow, bail};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tenantry::component::Component;
-use tenantry::{Factory, ManagerConfig, PodFactory, Runtime};
+use tenantry::{Durability, Factory, ManagerConfig, PodFactory, Runtime};
 use tenantry_demo::workspace::{PODS_MANAGER, WORKERS_MANAGER, Worker, WorkspacePod};
 use tenantry_demo::{MysqlDb, TenantDb};
 
@@ -50,12 +50,17 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// A keyed manager's settings from its `[managers.<name>]` section.
+/// A keyed manager's settings from its `[managers.<name>]` section. Unlike the library,
+/// the server makes every turn durable unless the section says `on_hibernate`: a client
+/// told "200" must not lose its write to a crash.
 pub(crate) fn manager_config(section: Option<&ManagerSection>) -> anyhow::Result<ManagerConfig> {
-    let mut config = ManagerConfig::default();
+    let mut config = ManagerConfig::default().durability(Durability::EveryTurn);
     let Some(s) = section else {
         return Ok(config);
     };
+    if let Some(durability) = s.durability {
+        config = config.durability(durability);
+    }
     if let Some(secs) = s.idle_timeout_secs {
         let d = Duration::try_from_secs_f64(secs)
             .map_err(|_| anyhow!("idle_timeout_secs must be a positive number, not {secs}"))?;
@@ -176,5 +181,33 @@ impl Application {
             register(runtime, sections)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(toml: &str) -> ManagerSection {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn keyed_managers_make_every_turn_durable_unless_their_section_says_otherwise() {
+        assert_eq!(
+            manager_config(None).unwrap().durability,
+            Durability::EveryTurn
+        );
+        let on_hibernate = section("durability = \"on_hibernate\"");
+        assert_eq!(
+            manager_config(Some(&on_hibernate)).unwrap().durability,
+            Durability::OnHibernate
+        );
+        let other = section("mailbox_capacity = 8");
+        assert_eq!(
+            manager_config(Some(&other)).unwrap().durability,
+            Durability::EveryTurn
+        );
+        assert!(toml::from_str::<ManagerSection>("durability = \"sometimes\"").is_err());
     }
 }

@@ -109,6 +109,10 @@ pub struct ManagerSection {
     pub mailbox_capacity: Option<usize>,
     /// Default call timeout, in milliseconds.
     pub call_timeout_ms: Option<u64>,
+    /// When state reaches the store: `every_turn` (the server's default: a reply means
+    /// the turn is durable) or `on_hibernate` (faster; a crash loses what was not yet
+    /// hibernated).
+    pub durability: Option<tenantry::Durability>,
 }
 
 /// A tenant: its partition name, key hashes, config subtree and component instances.
