@@ -51,6 +51,7 @@ pub struct Notes {}
 
 impl Message for Notes {
     const NAME: &'static str = "notes";
+    const READ_ONLY: bool = true;
     const DESCRIPTION: &'static str = "Lists the notes recorded so far.";
     type Reply = Vec<String>;
 }

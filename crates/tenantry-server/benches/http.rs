@@ -6,11 +6,16 @@
 //!   from one load-generator thread against
 //!   `POST /v1/partitions/acme/invoke/tenant-db.query` (the demo app), 1 s warm-up then
 //!   5 s measured. The server and the generator share the machine's cores.
+//! - `note_requests_per_second_<mode>` and `note_p99_latency_<mode>`: the same 64
+//!   connections writing: `POST .../invoke/workspace_workers.note?key=...` over 2,000
+//!   keyed workers taken in turn, with the server's default `every_turn` durability (each
+//!   200 is a committed turn) and with `on_hibernate` set in a config file.
 //!
 //! Run: `cargo bench -p tenantry-server --bench http`
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -23,15 +28,26 @@ const MEASURE: Duration = Duration::from_secs(5);
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 async fn spawn(data_dir: &std::path::Path) -> Res<(Child, SocketAddr)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    spawn_with(data_dir, None).await
+}
+
+/// Spawns the server, with `config` (a TOML file) when given.
+async fn spawn_with(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Res<(Child, SocketAddr)> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .env("TENANTRY_ADMIN_KEY", "bench-admin")
         .env_remove("TENANTRY_CONFIG")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -120,22 +136,54 @@ async fn start_to_ready() -> Res<f64> {
     Ok(samples[samples.len() / 2])
 }
 
-async fn load(addr: SocketAddr) -> Res<(f64, f64)> {
-    let body = br#"{"sql": "select * from orders", "limit": 3}"#;
-    let request = format!(
-        "POST /v1/partitions/acme/invoke/tenant-db.query HTTP/1.1\r\nHost: {addr}\r\n\
+/// A POST of `body` to `path` with the demo tenant `acme`'s key.
+fn post(addr: SocketAddr, path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n\
          Authorization: Bearer demo-acme-key\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{}",
+         Content-Length: {}\r\n\r\n{body}",
         body.len(),
-        std::str::from_utf8(body)?
     )
-    .into_bytes();
-    let request: &'static [u8] = Box::leak(request.into_boxed_slice());
+    .into_bytes()
+}
+
+/// The query load: every connection sends the same request.
+async fn load(addr: SocketAddr) -> Res<(f64, f64)> {
+    let request = post(
+        addr,
+        "/v1/partitions/acme/invoke/tenant-db.query",
+        r#"{"sql": "select * from orders", "limit": 3}"#,
+    );
+    let requests: Arc<[Vec<u8>]> = Arc::from(vec![request]);
+    load_cycling(addr, requests).await
+}
+
+/// Keyed workers the writing load spreads over (each keeps at most 256 notes).
+const NOTE_AGENTS: usize = 2_000;
+
+/// The writing load: connection `c` sends note requests to workers `c`, `c + 64`, ...
+async fn note_load(addr: SocketAddr) -> Res<(f64, f64)> {
+    let requests: Arc<[Vec<u8>]> = (0..NOTE_AGENTS)
+        .map(|k| {
+            post(
+                addr,
+                &format!("/v1/partitions/acme/invoke/workspace_workers.note?key=bench-{k}"),
+                r#"{"text": "a note of about forty bytes, to be kept"}"#,
+            )
+        })
+        .collect();
+    load_cycling(addr, requests).await
+}
+
+/// 64 keep-alive connections, connection `c` sending `requests[c]`, `requests[c + 64]`,
+/// ... in turn; every answer must be 200. Requests per second and p99 latency (ms).
+async fn load_cycling(addr: SocketAddr, requests: Arc<[Vec<u8>]>) -> Res<(f64, f64)> {
     let start = Instant::now();
     let measure_from = start + WARMUP;
     let end = measure_from + MEASURE;
     let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for c in 0..CONNECTIONS {
+        let requests = requests.clone();
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
             stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -144,11 +192,14 @@ async fn load(addr: SocketAddr) -> Res<(f64, f64)> {
                 buf: Vec::with_capacity(4096),
             };
             let mut latencies: Vec<u32> = Vec::with_capacity(200_000);
+            let mut i = c;
             loop {
                 let t = Instant::now();
                 if t >= end {
                     break;
                 }
+                let request = &requests[i % requests.len()];
+                i += CONNECTIONS;
                 let status = conn.roundtrip(request).await.map_err(|e| e.to_string())?;
                 if status != 200 {
                     return Err(format!("status {status}"));
@@ -182,9 +233,24 @@ fn main() -> Res<()> {
         let dir = tempfile::tempdir()?;
         let (child, addr) = spawn(&dir.path().join("data")).await?;
         let (rps, p99) = load(addr).await?;
+        let (note_rps, note_p99) = note_load(addr).await?;
         stop(child).await?;
         println!("invoke_requests_per_second: {rps:.0} per_second");
         println!("invoke_p99_latency: {p99:.2} ms");
+        println!("note_requests_per_second_every_turn: {note_rps:.0} per_second");
+        println!("note_p99_latency_every_turn: {note_p99:.2} ms");
+
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("tenantry.toml");
+        std::fs::write(
+            &config,
+            "demo = true\n[managers.workspace_workers]\ndurability = \"on_hibernate\"\n",
+        )?;
+        let (child, addr) = spawn_with(&dir.path().join("data"), Some(&config)).await?;
+        let (note_rps, note_p99) = note_load(addr).await?;
+        stop(child).await?;
+        println!("note_requests_per_second_on_hibernate: {note_rps:.0} per_second");
+        println!("note_p99_latency_on_hibernate: {note_p99:.2} ms");
         println!("server_start_to_ready_empty_data_dir: {ready_ms:.1} ms");
         Ok(())
     })

@@ -14,7 +14,7 @@ use crate::caller::{Caller, CallerKind};
 use crate::component::Properties;
 use crate::config::ConfigView;
 use crate::reactive::{Computed, EffectInner, EffectSink, instance_effect};
-use crate::scope::journal::Journal;
+use crate::scope::journal::{HeldReply, Journal};
 use crate::scope::{Credentials, Storage};
 use crate::{Error, Identity, Key, Partition};
 use std::any::{Any, TypeId};
@@ -35,9 +35,23 @@ pub struct Context {
     caller: Option<Caller>,
     /// What components and reactive instances need; boxed so a plain agent pays one word.
     extras: Option<Box<Extras>>,
-    /// A durable instance's journal: its turns' storage writes and replies wait there
-    /// for the commit that makes them durable.
-    journal: Option<Arc<Journal>>,
+    /// A durable instance's journal and held replies; boxed so others pay one word.
+    durable: Option<Box<Durable>>,
+}
+
+/// What a durable instance's turns leave for the commit that makes them durable.
+struct Durable {
+    /// Their storage writes.
+    journal: Arc<Journal>,
+    /// The running turn's replies. Only ever reached through `&mut` (`get_mut`, no
+    /// locking); the mutex is what makes a context with held replies `Sync`.
+    replies: std::sync::Mutex<Vec<HeldReply>>,
+}
+
+impl Durable {
+    fn replies(&mut self) -> &mut Vec<HeldReply> {
+        self.replies.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[derive(Default)]
@@ -62,16 +76,43 @@ impl Context {
             stop_requested: false,
             caller: None,
             extras: None,
-            journal: None,
+            durable: None,
         }
     }
 
+    /// Makes this a durable instance's context: storage writes go to `journal`, replies
+    /// are held while a turn runs.
     pub(crate) fn set_journal(&mut self, journal: Arc<Journal>) {
-        self.journal = Some(journal);
+        self.durable = Some(Box::new(Durable {
+            journal,
+            replies: Default::default(),
+        }));
     }
 
-    pub(crate) fn journal(&self) -> Option<&Arc<Journal>> {
-        self.journal.as_ref()
+    /// Whether this is a durable (`EveryTurn`) instance.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    fn journal(&self) -> Option<&Arc<Journal>> {
+        self.durable.as_ref().map(|d| &d.journal)
+    }
+
+    /// Holds a reply until the running durable turn is settled; gives it back when this
+    /// is no durable instance or no turn is running.
+    pub(crate) fn hold_reply(&mut self, reply: HeldReply) -> Result<(), HeldReply> {
+        match self.durable.as_mut() {
+            Some(d) if d.journal.open_turn().is_some() => {
+                d.replies().push(reply);
+                Ok(())
+            }
+            _ => Err(reply),
+        }
+    }
+
+    /// The replies the last durable turn held (`None` for other instances).
+    pub(crate) fn held_replies(&mut self) -> Option<&mut Vec<HeldReply>> {
+        self.durable.as_mut().map(|d| d.replies())
     }
 
     fn extras(&mut self) -> &mut Extras {
@@ -302,7 +343,7 @@ impl Context {
         Ok(Storage::new(
             self.host()?.store().clone(),
             &self.identity,
-            self.journal.as_ref(),
+            self.journal(),
         ))
     }
 

@@ -29,6 +29,10 @@ pub(crate) enum Turn {
 pub(crate) trait Envelope<F>: Send {
     /// The handler this letter is for.
     fn handler(&self) -> &'static str;
+    /// Whether the handler is declared not to change the state.
+    fn read_only(&self) -> bool {
+        false
+    }
     /// Runs the handler in the instance's turn and answers the caller.
     fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn>;
     /// Answers the caller with `err` without running (the instance stopped first).
@@ -196,7 +200,7 @@ fn settle<T: Send + 'static, S: ReplySlot<T>>(
     name: &'static str,
     reply: Option<S>,
     result: Result<Result<T, crate::HandlerError>, Box<dyn std::any::Any + Send>>,
-    ctx: &Context,
+    ctx: &mut Context,
 ) -> Turn {
     let (answer, turn) = match result {
         Ok(Ok(value)) => (Ok(value), Turn::Done(Outcome::Ok)),
@@ -211,16 +215,15 @@ fn settle<T: Send + 'static, S: ReplySlot<T>>(
         }
     };
     if let Some(reply) = reply {
-        match ctx.journal() {
-            Some(journal) => {
-                let held: HeldReply = Box::new(move |failure| {
-                    reply.answer(name, failure.map_or(answer, Err));
-                });
-                if let Err(held) = journal.hold(held) {
-                    held(None);
-                }
+        if ctx.is_durable() {
+            let held: HeldReply = Box::new(move |failure| {
+                reply.answer(name, failure.map_or(answer, Err));
+            });
+            if let Err(held) = ctx.hold_reply(held) {
+                held(None);
             }
-            None => reply.answer(name, answer),
+        } else {
+            reply.answer(name, answer);
         }
     }
     turn
@@ -287,6 +290,10 @@ where
 {
     fn handler(&self) -> &'static str {
         M::NAME
+    }
+
+    fn read_only(&self) -> bool {
+        M::READ_ONLY
     }
 
     fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {

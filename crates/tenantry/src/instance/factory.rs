@@ -80,6 +80,14 @@ pub trait Message: Serialize + DeserializeOwned + JsonSchema + Send + 'static {
     const NAME: &'static str;
     /// What the handler does, served with its schema.
     const DESCRIPTION: &'static str = "";
+    /// Declares that the handler never changes the state (default false). Under
+    /// [`Durability::EveryTurn`](crate::Durability::EveryTurn), such a turn skips the
+    /// change check (one encoding of the state per turn), so reads cost what they cost
+    /// without durability. A change such a handler makes anyway is not committed by its
+    /// turn: it becomes durable with the next committed turn or at hibernation. (Debug
+    /// builds still check every turn: they log a warning and commit the change.) Storage
+    /// writes are committed as usual.
+    const READ_ONLY: bool = false;
     /// The reply type.
     type Reply: Serialize + JsonSchema + Send + 'static;
 }

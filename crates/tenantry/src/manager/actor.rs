@@ -302,6 +302,7 @@ impl<F: Factory> Actor<F> {
     /// returns a reason to crash (a panic) if any.
     async fn run_letter(&mut self, letter: Box<dyn Envelope<F>>) -> Option<String> {
         let handler = letter.handler();
+        let read_only = letter.read_only();
         let id = self.cell.identity.clone();
         let span = tracing::info_span!(
             "handler",
@@ -335,7 +336,7 @@ impl<F: Factory> Actor<F> {
                 outcome,
             },
         );
-        let rollback = self.end_turn(outcome);
+        let rollback = self.end_turn(outcome, read_only);
         panic.or(rollback)
     }
 
@@ -630,7 +631,7 @@ impl<F: Factory> Actor<F> {
 
     /// Removes this incarnation's slot, and only it (a `Live` slot of this cell, or the
     /// `Stopping` slot this actor put there).
-    fn leave_directory(&self) {
+    pub(super) fn leave_directory(&self) {
         let key = &self.cell.identity.key;
         self.dir.remove_if(key, |_, slot| match slot {
             Slot::Live(cell) => Arc::ptr_eq(cell, &self.cell),

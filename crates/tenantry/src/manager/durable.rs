@@ -147,14 +147,26 @@ impl<F: Factory> Actor<F> {
     }
 
     /// Settles a durable turn that ended with `outcome`: accept it, or roll it back.
-    /// Returns a reason to crash when the rollback itself failed.
-    pub(crate) fn end_turn(&mut self, outcome: Outcome) -> Option<String> {
+    /// A turn of a handler declared read-only ([`Message::READ_ONLY`]) that succeeded
+    /// skips the change check (debug builds still check, and warn). Returns a reason to
+    /// crash when the rollback itself failed.
+    ///
+    /// [`Message::READ_ONLY`]: crate::Message::READ_ONLY
+    pub(crate) fn end_turn(&mut self, outcome: Outcome, read_only: bool) -> Option<String> {
         let p = self.pipeline.as_deref_mut()?;
         let id = &self.cell.identity;
-        let encoded = encode_state(id, &self.state, &mut p.scratch);
+        let trusted = read_only && outcome == Outcome::Ok && !cfg!(debug_assertions);
+        let (changed, encoded) = if trusted {
+            (false, Ok(()))
+        } else {
+            let encoded = encode_state(id, &self.state, &mut p.scratch);
+            (encoded.is_err() || *p.scratch != *p.accepted, encoded)
+        };
+        if read_only && changed && outcome == Outcome::Ok {
+            tracing::warn!(partition = %id.partition, manager = %id.manager, key = %id.key, "a handler declared read-only changed the state");
+        }
         let keep = outcome == Outcome::Ok && encoded.is_ok();
-        let (wrote, replies) = p.journal.end_turn(keep);
-        let changed = encoded.is_err() || *p.scratch != *p.accepted;
+        let wrote = p.journal.end_turn(keep);
         let mut failure = None;
         let mut crash = None;
         if keep {
@@ -176,10 +188,13 @@ impl<F: Factory> Actor<F> {
             }
         }
         let p = self.pipeline.as_deref_mut()?;
+        let replies = self.ctx.held_replies()?;
         if failure.is_none() && outcome != Outcome::Panic && (p.dirty || p.in_flight.is_some()) {
-            p.waiting.extend(replies);
+            p.waiting.append(replies);
         } else {
-            release(replies, failure.as_ref());
+            for reply in replies.drain(..) {
+                reply(failure.clone());
+            }
         }
         crash
     }
@@ -225,14 +240,24 @@ impl<F: Factory> Actor<F> {
                 Committed::Done
             }
             Err(err) => {
+                let fenced = matches!(err, Error::Store(StoreError::Conflict { .. }));
+                if fenced {
+                    // Out of the directory before anyone hears of it: a caller retrying
+                    // on the error must reach a new activation, not this one.
+                    self.cell.mailbox.pause();
+                    self.leave_directory();
+                }
                 let failure = CallError::NotDurable {
                     reason: err.to_string(),
+                };
+                let Some(p) = self.pipeline.as_deref_mut() else {
+                    return Committed::Failed(err);
                 };
                 release(done.replies, Some(&failure));
                 release(std::mem::take(&mut p.waiting), Some(&failure));
                 p.journal.discard();
                 p.dirty = false;
-                if matches!(err, Error::Store(StoreError::Conflict { .. })) {
+                if fenced {
                     return Committed::Failed(err);
                 }
                 match decode_state::<F>(&self.cell.identity, &p.durable) {

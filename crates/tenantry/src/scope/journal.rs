@@ -8,12 +8,13 @@
 //! before the store, so a turn reads its own writes and those of the turns before it.
 //! The running turn's layer is thrown away when the turn fails.
 //!
-//! Replies are held here too while a turn runs: the actor releases them once the commit
-//! covering the turn is durable, or answers them with an error if it fails.
+//! A turn that writes nothing takes no lock here: opening and closing a turn are atomic
+//! stores. (The replies a durable turn holds live in its context, see [`HeldReply`].)
 
 use crate::CallError;
 use crate::store::{SideWrite, StoreKey};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A reply held until the turn that produced it is durable: called with `None` to send
@@ -26,22 +27,23 @@ type Writes = HashMap<StoreKey, Option<Arc<[u8]>>>;
 /// A durable instance's journal; shared by its actor and the storage handles its turns use.
 #[derive(Default)]
 pub(crate) struct Journal {
-    state: Mutex<State>,
+    /// The turn running now, by number (from 1); 0 between turns.
+    open: AtomicU64,
+    /// Turns opened so far (only the actor opens turns).
+    turns: AtomicU64,
+    /// Whether the running turn wrote anything.
+    wrote: AtomicBool,
+    layers: Mutex<Layers>,
 }
 
 #[derive(Default)]
-struct State {
-    /// The turn running now, by sequence number; `None` between turns.
-    open: Option<u64>,
-    turns: u64,
+struct Layers {
     /// The running turn's writes.
     turn: Writes,
     /// Accepted turns' writes, not yet submitted.
     queued: Writes,
     /// Writes carried by the commit in flight.
     in_flight: Writes,
-    /// The running turn's replies.
-    replies: Vec<HeldReply>,
 }
 
 /// What a storage read finds in the journal.
@@ -57,55 +59,54 @@ impl Journal {
         Arc::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Layers> {
         // No user code runs under this lock.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.layers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Opens a turn; storage handles made during it write into it.
     pub(crate) fn begin_turn(&self) {
-        let mut state = self.lock();
-        state.turns += 1;
-        state.open = Some(state.turns);
+        let turn = self.turns.fetch_add(1, Ordering::Relaxed) + 1;
+        self.open.store(turn, Ordering::Release);
     }
 
     /// The turn running now, if any.
     pub(crate) fn open_turn(&self) -> Option<u64> {
-        self.lock().open
+        Some(self.open.load(Ordering::Acquire)).filter(|&t| t != 0)
+    }
+
+    /// Whether `turn` is the one running now.
+    fn is_open(&self, turn: Option<u64>) -> bool {
+        turn.is_some() && turn == self.open_turn()
     }
 
     /// Closes the running turn, keeping its writes (`keep`) or dropping them. Returns
-    /// whether it kept any write, and the replies the turn produced.
-    pub(crate) fn end_turn(&self, keep: bool) -> (bool, Vec<HeldReply>) {
-        let mut state = self.lock();
-        state.open = None;
-        let writes = std::mem::take(&mut state.turn);
+    /// whether it kept any write.
+    pub(crate) fn end_turn(&self, keep: bool) -> bool {
+        // Under the lock: a write of this turn is either recorded before it closes (and
+        // seen below) or refused after (and goes to the store).
+        let mut layers = self.lock();
+        self.open.store(0, Ordering::Release);
+        if !self.wrote.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        let writes = std::mem::take(&mut layers.turn);
         let wrote = keep && !writes.is_empty();
         if wrote {
-            state.queued.extend(writes);
+            layers.queued.extend(writes);
         }
-        (wrote, std::mem::take(&mut state.replies))
-    }
-
-    /// Holds a reply of the running turn; gives it back when no turn is open.
-    pub(crate) fn hold(&self, reply: HeldReply) -> Result<(), HeldReply> {
-        let mut state = self.lock();
-        if state.open.is_some() {
-            state.replies.push(reply);
-            Ok(())
-        } else {
-            Err(reply)
-        }
+        wrote
     }
 
     /// Records a write of turn `turn`; returns false (and records nothing) when that turn
     /// is over, so the caller writes to the store itself.
     pub(crate) fn write(&self, turn: u64, key: StoreKey, bytes: Option<Arc<[u8]>>) -> bool {
-        let mut state = self.lock();
-        if state.open != Some(turn) {
+        let mut layers = self.lock();
+        if !self.is_open(Some(turn)) {
             return false;
         }
-        state.turn.insert(key, bytes);
+        layers.turn.insert(key, bytes);
+        self.wrote.store(true, Ordering::Release);
         true
     }
 
@@ -113,7 +114,7 @@ impl Journal {
     /// any turn, which sees accepted writes only).
     pub(crate) fn read(&self, turn: Option<u64>, key: &StoreKey) -> Journaled {
         let state = self.lock();
-        let own = turn.filter(|t| state.open == Some(*t)).map(|_| &state.turn);
+        let own = self.is_open(turn).then_some(&state.turn);
         own.into_iter()
             .chain([&state.queued, &state.in_flight])
             .find_map(|layer| layer.get(key))
@@ -124,7 +125,7 @@ impl Journal {
     /// a listing must add or remove.
     pub(crate) fn listed(&self, turn: Option<u64>, manager: &str) -> Vec<(StoreKey, bool)> {
         let state = self.lock();
-        let own = turn.filter(|t| state.open == Some(*t)).map(|_| &state.turn);
+        let own = self.is_open(turn).then_some(&state.turn);
         [&state.in_flight, &state.queued]
             .into_iter()
             .chain(own)
@@ -161,5 +162,6 @@ impl Journal {
         state.in_flight.clear();
         state.queued.clear();
         state.turn.clear();
+        self.wrote.store(false, Ordering::Release);
     }
 }
