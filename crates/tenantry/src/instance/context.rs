@@ -33,10 +33,9 @@ pub struct Context {
     /// Who sent the letter being handled (`None`: nobody — a hook or an effect of the
     /// instance itself, which act with its own authority).
     caller: Option<Caller>,
-    /// What components and reactive instances need; boxed so a plain agent pays one word.
+    /// What components, reactive and durable instances need; boxed so a plain agent
+    /// pays one word.
     extras: Option<Box<Extras>>,
-    /// A durable instance's journal and held replies; boxed so others pay one word.
-    durable: Option<Box<Durable>>,
 }
 
 /// What a durable instance's turns leave for the commit that makes them durable.
@@ -65,6 +64,8 @@ struct Extras {
     pending_effects: Vec<Arc<EffectInner>>,
     /// How a scheduled effect reaches the instance's mailbox (set by its task).
     effect_sink: Arc<std::sync::OnceLock<EffectSink>>,
+    /// A durable instance's journal and held replies.
+    durable: Option<Durable>,
 }
 
 impl Context {
@@ -76,32 +77,39 @@ impl Context {
             stop_requested: false,
             caller: None,
             extras: None,
-            durable: None,
         }
     }
 
     /// Makes this a durable instance's context: storage writes go to `journal`, replies
     /// are held while a turn runs.
     pub(crate) fn set_journal(&mut self, journal: Arc<Journal>) {
-        self.durable = Some(Box::new(Durable {
+        self.extras().durable = Some(Durable {
             journal,
             replies: Default::default(),
-        }));
+        });
     }
 
     /// Whether this is a durable (`EveryTurn`) instance.
     pub(crate) fn is_durable(&self) -> bool {
-        self.durable.is_some()
+        self.durable().is_some()
+    }
+
+    fn durable(&self) -> Option<&Durable> {
+        self.extras.as_ref().and_then(|e| e.durable.as_ref())
+    }
+
+    fn durable_mut(&mut self) -> Option<&mut Durable> {
+        self.extras.as_mut().and_then(|e| e.durable.as_mut())
     }
 
     fn journal(&self) -> Option<&Arc<Journal>> {
-        self.durable.as_ref().map(|d| &d.journal)
+        self.durable().map(|d| &d.journal)
     }
 
     /// Holds a reply until the running durable turn is settled; gives it back when this
     /// is no durable instance or no turn is running.
     pub(crate) fn hold_reply(&mut self, reply: HeldReply) -> Result<(), HeldReply> {
-        match self.durable.as_mut() {
+        match self.durable_mut() {
             Some(d) if d.journal.open_turn().is_some() => {
                 d.replies().push(reply);
                 Ok(())
@@ -112,7 +120,7 @@ impl Context {
 
     /// The replies the last durable turn held (`None` for other instances).
     pub(crate) fn held_replies(&mut self) -> Option<&mut Vec<HeldReply>> {
-        self.durable.as_mut().map(|d| d.replies())
+        self.durable_mut().map(|d| d.replies())
     }
 
     fn extras(&mut self) -> &mut Extras {

@@ -65,17 +65,16 @@ pub(crate) struct Actor<F: Factory> {
     pub(crate) ctx: Context,
     /// Store version of the last checkpoint read or written (`None`: never stored).
     pub(crate) version: Option<u64>,
-    /// Serialized initial state given to `get_with`, to restart from when never stored.
-    pub(crate) initial: Option<Arc<[u8]>>,
     pub(crate) metrics: HandlerMetrics,
-    /// Crashes and earlier failures: boxed, made on the first crash (or at a start after a
-    /// give-up), so a healthy instance pays one word for them.
+    /// What only a restart needs (crashes, earlier failures, the initial state): boxed,
+    /// made on the first crash (or at a start after a give-up or with an initial state),
+    /// so a healthy instance pays one word for it.
     pub(crate) crashes: Option<Box<CrashRecord>>,
     /// Durable turns (`EveryTurn` managers only).
     pub(crate) pipeline: Option<Box<Pipeline>>,
 }
 
-/// What an actor remembers of crashes.
+/// What an actor remembers for restarts.
 pub(crate) struct CrashRecord {
     /// Restarts within the restart policy's window.
     restarts: VecDeque<Instant>,
@@ -83,12 +82,20 @@ pub(crate) struct CrashRecord {
     failures: u32,
     /// When this incarnation started.
     started: tokio::time::Instant,
+    /// Serialized initial state given to `get_with`, to restart from when never stored.
+    initial: Option<Arc<[u8]>>,
 }
 
 impl CrashRecord {
-    /// The record of an incarnation starting after `failures` consecutive give-ups, if any.
-    pub(crate) fn after(failures: u32) -> Option<Box<Self>> {
-        (failures > 0).then(|| Box::new(Self::new(failures)))
+    /// The record of an incarnation starting after `failures` consecutive give-ups and
+    /// with `initial` state, if there is anything to remember.
+    pub(crate) fn after(failures: u32, initial: Option<Arc<[u8]>>) -> Option<Box<Self>> {
+        (failures > 0 || initial.is_some()).then(|| {
+            Box::new(Self {
+                initial,
+                ..Self::new(failures)
+            })
+        })
     }
 
     fn new(failures: u32) -> Self {
@@ -96,18 +103,19 @@ impl CrashRecord {
             restarts: VecDeque::new(),
             failures,
             started: tokio::time::Instant::now(),
+            initial: None,
         }
     }
 }
 
-/// What woke the loop.
-enum Event<F> {
-    /// The commit in flight ended.
-    Committed(Result<u64, Error>),
+/// What woke a durable instance waiting on its commit.
+enum Woken<F> {
     /// Mail (`None`: the mailbox was closed).
     Mail(Option<Mail<F>>),
-    /// The idle timer fired.
-    IdleTimer,
+    /// The commit in flight ended, and the instance goes on.
+    Committed,
+    /// The commit in flight failed and the instance is gone.
+    Gone,
 }
 
 enum Idle {
@@ -130,30 +138,34 @@ impl<F: Factory> Actor<F> {
             if self.ctx.has_effect_work() && !Box::pin(self.run_pending_effects()).await {
                 break;
             }
-            let mail = match self.next_event(&mut idle_timer).await {
-                Event::Committed(result) => {
-                    if !self.settle_commit(result).await {
-                        break;
-                    }
-                    continue;
+            let mail = if self.commit_in_flight() {
+                // Boxed: an idle instance has no commit in flight and should not carry
+                // this wait in its future.
+                match Box::pin(self.mail_or_commit()).await {
+                    Woken::Mail(mail) => mail,
+                    Woken::Committed => continue,
+                    Woken::Gone => break,
                 }
-                Event::IdleTimer => {
-                    if let (Some(timer), Some(timeout)) = (&mut idle_timer, idle_timeout) {
-                        match self.idle_check(timeout) {
-                            Idle::Until(at) => timer.as_mut().reset(at),
-                            Idle::Expired(idle_for) => {
-                                if Box::pin(self.stop(StopReason::Idle, Some(idle_for), Vec::new()))
-                                    .await
-                                {
-                                    break;
+            } else {
+                match (&mut idle_timer, idle_timeout) {
+                    (Some(timer), Some(timeout)) => tokio::select! {
+                        biased;
+                        mail = self.cell.mailbox.recv() => mail,
+                        () = timer.as_mut() => {
+                            match self.idle_check(timeout) {
+                                Idle::Until(at) => timer.as_mut().reset(at),
+                                Idle::Expired(idle_for) => {
+                                    if Box::pin(self.stop(StopReason::Idle, Some(idle_for), Vec::new())).await {
+                                        break;
+                                    }
+                                    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
                                 }
-                                timer.as_mut().reset(tokio::time::Instant::now() + timeout);
                             }
+                            continue;
                         }
-                    }
-                    continue;
+                    },
+                    _ => self.cell.mailbox.recv().await,
                 }
-                Event::Mail(mail) => mail,
             };
             // `None` only after the mailbox was closed, which happens on the way out.
             let Some(mail) = mail else { break };
@@ -181,11 +193,16 @@ impl<F: Factory> Actor<F> {
         self.core.shared.telemetry.live(self.identity(), -1.0);
     }
 
-    /// Waits for the commit in flight (first), mail, or the idle timer.
-    async fn next_event(
-        &mut self,
-        idle_timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    ) -> Event<F> {
+    fn commit_in_flight(&self) -> bool {
+        self.pipeline
+            .as_ref()
+            .is_some_and(|p| p.in_flight.is_some())
+    }
+
+    /// Waits for the commit in flight (first) or mail, and takes the commit's outcome if
+    /// it came first. (An instance with a commit in flight just ran a turn: it is not
+    /// idle.)
+    async fn mail_or_commit(&mut self) -> Woken<F> {
         let in_flight = self
             .pipeline
             .as_deref_mut()
@@ -196,18 +213,16 @@ impl<F: Factory> Actor<F> {
                 None => std::future::pending().await,
             }
         };
-        let idle = async {
-            match idle_timer {
-                Some(timer) => timer.as_mut().await,
-                None => std::future::pending().await,
-            }
-        };
         let mailbox = &self.cell.mailbox;
-        tokio::select! {
+        let result = tokio::select! {
             biased;
-            result = commit => Event::Committed(result),
-            mail = mailbox.recv() => Event::Mail(mail),
-            () = idle => Event::IdleTimer,
+            result = commit => result,
+            mail = mailbox.recv() => return Woken::Mail(mail),
+        };
+        if self.settle_commit(result).await {
+            Woken::Committed
+        } else {
+            Woken::Gone
         }
     }
 
@@ -406,7 +421,8 @@ impl<F: Factory> Actor<F> {
         let (state, version, thawed) = match self.core.thaw(&identity).await {
             Ok(Some((state, version))) => (state, Some(version), true),
             Ok(None) => {
-                let state = match &self.initial {
+                let initial = self.crashes.as_ref().and_then(|c| c.initial.as_ref());
+                let state = match initial {
                     Some(bytes) => serde_json::from_slice(bytes)
                         .map_err(|e| Reload::Fatal(format!("initial state: {e}")))?,
                     None => F::fresh(&identity),

@@ -481,9 +481,8 @@ impl<F: Factory> ManagerCore<F> {
             state,
             ctx,
             version,
-            initial: initial_bytes,
             metrics: Default::default(),
-            crashes: CrashRecord::after(failures),
+            crashes: CrashRecord::after(failures, initial_bytes),
         };
         Ok((InstanceHandle::host(cell), actor))
     }
