@@ -267,6 +267,27 @@ async fn a_failed_commit_answers_not_durable_and_the_instance_rolls_back_to_its_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_the_store_is_down_restarts_from_the_last_commit_without_the_store() {
+    quiet_panics();
+    let outage = OutageStore::new();
+    let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+    let (_rt, m) = ledgers(store, durable());
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Append { id: 1, note: None }).await.unwrap();
+    outage.set_down(true);
+    let err = h
+        .call(AppendThenFail { id: 2, panic: true })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Panicked { .. }), "{err:?}");
+    assert_eq!(
+        h.call(Entries).await.unwrap(),
+        vec![1],
+        "restarted from the state it committed, with the store still down"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_refused_for_its_version_fences_the_instance_out() {
     let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
     let (_rt, m) = ledgers(store.clone(), durable());
@@ -346,4 +367,108 @@ async fn durable_instances_hibernate_and_thaw_as_before() {
     let report = rt.shutdown().await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(after_crash(store, "a").await.0, vec![5]);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step of a caller's session with a durable ledger.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Append (with a storage write when `note`).
+        Append { note: bool },
+        /// Append and write storage, then fail or panic.
+        Fail { panic: bool },
+        /// Take the store down or bring it back.
+        Store { down: bool },
+        /// Hibernate the ledger (may fail while the store is down).
+        Stop,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => any::<bool>().prop_map(|note| Step::Append { note }),
+            2 => any::<bool>().prop_map(|panic| Step::Fail { panic }),
+            2 => any::<bool>().prop_map(|down| Step::Store { down }),
+            1 => Just(Step::Stop),
+        ]
+    }
+
+    /// Whatever happens, the store holds exactly the appends that were acknowledged, in
+    /// order, with the storage note of the last acknowledged noted append; and the live
+    /// ledger agrees with the store.
+    async fn session(steps: Vec<Step>) -> Result<(), TestCaseError> {
+        let outage = OutageStore::new();
+        let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+        let (_rt, m) = ledgers(store.clone(), durable());
+        let acme = p("acme");
+        let mut acked: Vec<u64> = Vec::new();
+        let mut last_note: Option<String> = None;
+        for (i, step) in steps.into_iter().enumerate() {
+            let id = i as u64;
+            // While the store is down a thaw fails; that is not an acknowledgement.
+            let Ok(h) = m.get("a", &acme).await else {
+                continue;
+            };
+            match step {
+                Step::Append { note } => {
+                    let note = note.then(|| format!("note {id}"));
+                    if h.call(Append {
+                        id,
+                        note: note.clone(),
+                    })
+                    .await
+                    .is_ok()
+                    {
+                        acked.push(id);
+                        if note.is_some() {
+                            last_note = note;
+                        }
+                    }
+                }
+                Step::Fail { panic } => {
+                    let result = h.call(AppendThenFail { id, panic }).await;
+                    prop_assert!(result.is_err(), "a failing turn answered Ok");
+                }
+                Step::Store { down } => outage.set_down(down),
+                Step::Stop => {
+                    let _ = m.stop("a", &acme).await;
+                }
+            }
+        }
+        outage.set_down(false);
+        let (entries, (note, _)) = after_crash(store, "a").await;
+        prop_assert_eq!(
+            &entries,
+            &acked,
+            "the store holds exactly the acknowledged appends"
+        );
+        prop_assert_eq!(note, last_note, "and the last acknowledged note");
+        // A crash while the store was down may have made it give up: start it now.
+        let h = m
+            .retry_now("a", &acme)
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let live = h
+            .call(Entries)
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(live, acked, "the live ledger agrees with the store");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_store_holds_exactly_the_acknowledged_turns(steps in prop::collection::vec(step(), 1..30)) {
+            quiet_panics();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(session(steps))?;
+        }
+    }
 }

@@ -414,13 +414,23 @@ impl<F: Factory> Actor<F> {
     }
 
     /// Replaces the state with the last good one: the last checkpoint, else the initial
-    /// state, else a fresh one, and runs the start hook again.
+    /// state, else a fresh one, and runs the start hook again. A durable instance that
+    /// knows its last checkpoint (it wrote it, or never had one) does not read the store,
+    /// so it restarts while the store is down.
     async fn reload(&mut self) -> Result<(), Reload> {
         self.ctx.release_all();
         let identity = self.cell.identity.clone();
-        let (state, version, thawed) = match self.core.thaw(&identity).await {
-            Ok(Some((state, version))) => (state, Some(version), true),
-            Ok(None) => {
+        let stored = match self.known_durable_state() {
+            Some(known) => known.map_err(Reload::Fatal),
+            None => self
+                .core
+                .thaw(&identity)
+                .await
+                .map_err(|e| Reload::Fatal(e.to_string())),
+        };
+        let (state, version, thawed) = match stored? {
+            Some((state, version)) => (state, Some(version), true),
+            None => {
                 let initial = self.crashes.as_ref().and_then(|c| c.initial.as_ref());
                 let state = match initial {
                     Some(bytes) => serde_json::from_slice(bytes)
@@ -429,7 +439,6 @@ impl<F: Factory> Actor<F> {
                 };
                 (state, None, false)
             }
-            Err(e) => return Err(Reload::Fatal(e.to_string())),
         };
         self.state = state;
         self.version = version;

@@ -37,6 +37,8 @@ pub(crate) struct Pipeline {
     /// The encoded checkpoint of the last durable state (or of the state the instance
     /// started with): where a failed commit rolls back to, without asking the store.
     durable: Arc<[u8]>,
+    /// Whether `durable` is exactly the stored record (this incarnation committed it).
+    durable_is_stored: bool,
     /// Where each turn's state is encoded for the change check.
     scratch: Vec<u8>,
     /// Some accepted turn is not covered by a commit yet.
@@ -62,6 +64,7 @@ impl Pipeline {
             journal,
             scratch: Vec::with_capacity(accepted.len()),
             durable: accepted.clone(),
+            durable_is_stored: false,
             accepted,
             dirty: false,
             waiting: Vec::new(),
@@ -234,6 +237,7 @@ impl<F: Factory> Actor<F> {
             Ok(version) => {
                 self.version = Some(version);
                 p.durable = done.bytes;
+                p.durable_is_stored = true;
                 p.journal.committed();
                 release(done.replies, None);
                 self.submit();
@@ -300,7 +304,21 @@ impl<F: Factory> Actor<F> {
         encode_state(&self.cell.identity, &self.state, &mut p.scratch)?;
         p.accepted = Arc::from(p.scratch.as_slice());
         p.durable = p.accepted.clone();
+        p.durable_is_stored = false;
         Ok(())
+    }
+
+    /// The last checkpoint, when a durable instance knows it without the store: the one
+    /// it committed, or none if it never had one. `None`: ask the store.
+    pub(crate) fn known_durable_state(&self) -> Option<Result<Option<(F, u64)>, String>> {
+        let p = self.pipeline.as_deref()?;
+        match self.version {
+            None => Some(Ok(None)),
+            Some(version) if p.durable_is_stored => {
+                Some(decode_state::<F>(&self.cell.identity, &p.durable).map(|s| Some((s, version))))
+            }
+            Some(_) => None,
+        }
     }
 
     /// The stop's commit: the state after `on_stop`, with every turn accepted before it.
