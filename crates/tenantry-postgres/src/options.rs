@@ -92,7 +92,7 @@ impl PgOptions {
 
 /// The schema-name rule: a plain lower-case identifier, so it needs no case folding and
 /// can never break out of its quotes.
-fn check_schema_name(name: &str) -> Result<(), PgError> {
+pub(crate) fn check_schema_name(name: &str) -> Result<(), PgError> {
     let refuse = |why: &str| Err(PgError::InvalidOption(format!("schema {name:?}: {why}")));
     if name.is_empty() {
         return refuse("it is empty");

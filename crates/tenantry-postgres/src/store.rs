@@ -4,7 +4,7 @@
 use crate::batch::{self, GetRequest, PutRequest};
 use crate::conn::{Shared, on_connection, read_with_retry};
 use crate::error::{classify, version_from_db};
-use crate::schema::{Statements, migrate};
+use crate::schema::{Statements, migrate, quoted};
 use crate::{PgError, PgOptions};
 use futures::future::{BoxFuture, FutureExt};
 use sqlx::Row;
@@ -98,6 +98,22 @@ impl PgStore {
     /// The schema the store lives in.
     pub fn schema(&self) -> &str {
         &self.inner.shared.options.schema
+    }
+
+    /// Drops the schema `schema` at `url` and everything in it: every record of every
+    /// tenant a store kept there. For tearing down scratch stores (tests, benchmarks); a
+    /// schema that does not exist is not an error.
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), PgError> {
+        use sqlx::Connection;
+        crate::options::check_schema_name(schema)?;
+        let unavailable = |e: sqlx::Error| PgError::Unavailable(classify(e).error.to_string());
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(unavailable)?;
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quoted(schema));
+        let dropped = sqlx::raw_sql(&sql).execute(&mut conn).await.map(drop);
+        let _ = conn.close().await;
+        dropped.map_err(unavailable)
     }
 
     /// Closes the pool: waits for borrowed connections to come back and closes them all.
@@ -240,12 +256,7 @@ impl CheckpointStore for PgStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.commit(TurnCommit {
-            key: key.clone(),
-            bytes,
-            expected,
-            side: Vec::new(),
-        })
+        self.commit(TurnCommit::checkpoint(key.clone(), bytes, expected))
     }
 
     fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {

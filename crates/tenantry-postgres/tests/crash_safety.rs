@@ -41,22 +41,13 @@ where
     let (Ok(schema), Ok(url)) = (std::env::var(CHILD_ENV), std::env::var(common::URL_VAR)) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let url = with_application_name(&url, &application_name(&schema));
-    let result = rt.block_on(async move {
+    crash::child_main(async move {
         let store = PgStore::connect(&url, PgOptions::with_schema(schema))
             .await
             .map_err(|e| format!("connect: {e}"))?;
         writer(Arc::new(store)).await
     });
-    if let Err(e) = result {
-        eprintln!("crash writer failed: {e}");
-        std::process::exit(3);
-    }
 }
 
 /// The application name the child's connections carry, so the parent can wait for them.

@@ -356,22 +356,12 @@ async fn run() -> Res<()> {
         let result = throughput("postgres", &mut open_pg).await;
         let _ = store.purge_partition(&partition).await;
         store.close().await;
-        drop_schema(&url, &schema).await;
+        PgStore::drop_schema(&url, &schema).await?;
         result?;
     } else {
         eprintln!("PostgreSQL figures skipped: TENANTRY_TEST_POSTGRES_URL is not set");
     }
     Ok(())
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
-        let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-    }
 }
 
 fn main() -> Res<()> {

@@ -184,19 +184,7 @@ async fn sigkill_loses_no_acknowledged_write_on_postgres() {
         ("TENANTRY_POSTGRES_SCHEMA", schema.as_str()),
     ])
     .await;
-    drop_schema(&url, &schema).await;
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    use sqlx::Connection;
-    match sqlx::PgConnection::connect(url).await {
-        Ok(mut conn) => {
-            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-            if let Err(e) = sqlx::raw_sql(&sql).execute(&mut conn).await {
-                eprintln!("could not drop test schema {schema}: {e}");
-            }
-            let _ = conn.close().await;
-        }
-        Err(e) => eprintln!("could not drop test schema {schema}: {e}"),
+    if let Err(e) = tenantry_postgres::PgStore::drop_schema(&url, &schema).await {
+        eprintln!("could not drop test schema {schema}: {e}");
     }
 }

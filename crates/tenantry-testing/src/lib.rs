@@ -998,6 +998,7 @@ pub mod crash {
     use super::{CheckResult, id, partition};
     use serde::{Deserialize, Serialize};
     use std::collections::BTreeMap;
+    use std::future::Future;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
     use tenantry::store::CheckpointStore;
@@ -1194,9 +1195,41 @@ pub mod crash {
         writers: usize,
         keys_per_writer: usize,
     ) -> CheckResult {
+        until_killed(store, out, writers, keys_per_writer, false).await
+    }
+
+    /// Runs durable turns against `store` as fast as it can, forever: an `EveryTurn`
+    /// manager, `writers` tasks, each bumping `keys_per_writer` keys of its own in turn;
+    /// each bump also writes the new count to the instance's storage in the same turn.
+    /// Instances are never stopped, so nothing reaches the store but the turns' commits.
+    /// After each acknowledged bump it writes `ack <key> <count>` to `out` and flushes.
+    /// Returns only on a failure, which it describes.
+    pub async fn turns_until_killed<W: Write + Send + 'static>(
+        store: Arc<dyn CheckpointStore>,
+        out: W,
+        writers: usize,
+        keys_per_writer: usize,
+    ) -> CheckResult {
+        until_killed(store, out, writers, keys_per_writer, true).await
+    }
+
+    /// The body of both writers: bump (storing the count, for `turns`) and hibernate (not
+    /// for `turns`), acknowledge, forever.
+    async fn until_killed<W: Write + Send + 'static>(
+        store: Arc<dyn CheckpointStore>,
+        out: W,
+        writers: usize,
+        keys_per_writer: usize,
+        turns: bool,
+    ) -> CheckResult {
         let rt = Runtime::builder().store_arc(store).build();
+        let durability = if turns {
+            Durability::EveryTurn
+        } else {
+            Durability::OnHibernate
+        };
         let m = rt
-            .register::<Crashy>(MANAGER, ManagerConfig::default())
+            .register::<Crashy>(MANAGER, ManagerConfig::default().durability(durability))
             .map_err(|e| format!("register: {e}"))?;
         let p = partition(PARTITION)?;
         let out = Arc::new(Mutex::new(out));
@@ -1212,16 +1245,16 @@ pub mod crash {
                             .get(key.as_str(), &p)
                             .await
                             .map_err(|e| format!("get {key}: {e}"))?;
-                        let count = h
-                            .call(Bump {
-                                key: key.clone(),
-                                stored: false,
-                            })
-                            .await
-                            .map_err(|e| format!("bump {key}: {e}"))?;
-                        m.stop(key.as_str(), &p)
-                            .await
-                            .map_err(|e| format!("hibernate {key}: {e}"))?;
+                        let bump = Bump {
+                            key: key.clone(),
+                            stored: turns,
+                        };
+                        let count = h.call(bump).await.map_err(|e| format!("bump {key}: {e}"))?;
+                        if !turns {
+                            m.stop(key.as_str(), &p)
+                                .await
+                                .map_err(|e| format!("hibernate {key}: {e}"))?;
+                        }
                         let mut out = out.lock().map_err(|_| "output lock poisoned".to_owned())?;
                         writeln!(out, "ack {key} {count}")
                             .and_then(|()| out.flush())
@@ -1239,58 +1272,19 @@ pub mod crash {
         Err("the writers stopped".into())
     }
 
-    /// Runs durable turns against `store` as fast as it can, forever: an `EveryTurn`
-    /// manager, `writers` tasks, each bumping `keys_per_writer` keys of its own in turn;
-    /// each bump also writes the new count to the instance's storage in the same turn.
-    /// Instances are never stopped, so nothing reaches the store but the turns' commits.
-    /// After each acknowledged bump it writes `ack <key> <count>` to `out` and flushes.
-    /// Returns only on a failure, which it describes.
-    pub async fn turns_until_killed<W: Write + Send + 'static>(
-        store: Arc<dyn CheckpointStore>,
-        out: W,
-        writers: usize,
-        keys_per_writer: usize,
-    ) -> CheckResult {
-        let rt = Runtime::builder().store_arc(store).build();
-        let config = ManagerConfig::default().durability(Durability::EveryTurn);
-        let m = rt
-            .register::<Crashy>(MANAGER, config)
-            .map_err(|e| format!("register: {e}"))?;
-        let p = partition(PARTITION)?;
-        let out = Arc::new(Mutex::new(out));
-        let tasks = (0..writers.max(1)).map(|w| {
-            let (m, p, out) = (m.clone(), p.clone(), out.clone());
-            tokio::spawn(async move {
-                let keys: Vec<String> = (0..keys_per_writer.max(1))
-                    .map(|i| format!("w{w}-k{i}"))
-                    .collect();
-                loop {
-                    for key in &keys {
-                        let count = m
-                            .get(key.as_str(), &p)
-                            .await
-                            .map_err(|e| format!("get {key}: {e}"))?
-                            .call(Bump {
-                                key: key.clone(),
-                                stored: true,
-                            })
-                            .await
-                            .map_err(|e| format!("bump {key}: {e}"))?;
-                        let mut out = out.lock().map_err(|_| "output lock poisoned".to_owned())?;
-                        writeln!(out, "ack {key} {count}")
-                            .and_then(|()| out.flush())
-                            .map_err(|e| format!("write ack: {e}"))?;
-                    }
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), String>(())
-            })
-        });
-        let results = futures::future::join_all(tasks).await;
-        for r in results {
-            r.map_err(|e| format!("writer task: {e}"))??;
+    /// The body of a crash-writer child process: runs `writer` on a 2-worker runtime and
+    /// exits with status 3 (after printing why) if it fails.
+    pub fn child_main(writer: impl Future<Output = CheckResult>) {
+        let result = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))
+            .and_then(|rt| rt.block_on(writer));
+        if let Err(e) = result {
+            eprintln!("crash writer failed: {e}");
+            std::process::exit(3);
         }
-        Err("the writers stopped".into())
     }
 
     /// Parses one acknowledgement line (`ack <key> <count>`); other lines give `None`.

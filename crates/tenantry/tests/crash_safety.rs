@@ -27,19 +27,10 @@ where
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = rt.block_on(async move {
+    crash::child_main(async move {
         let store = RedbStore::open(&path).map_err(|e| format!("open {path}: {e}"))?;
         writer(Arc::new(store)).await
     });
-    if let Err(e) = result {
-        eprintln!("crash writer failed: {e}");
-        std::process::exit(3);
-    }
 }
 
 #[test]
@@ -56,39 +47,17 @@ fn crash_child_runs_durable_turns_until_killed() {
 
 #[test]
 fn every_turn_acknowledged_before_a_sigkill_survives_in_redb_with_its_storage_writes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("turns.redb");
-    let mut acknowledged: BTreeMap<String, u64> = BTreeMap::new();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    for round in 1..=3 {
-        let acked = crash::run_child_and_kill(
-            TURNS_CHILD_TEST,
-            (CHILD_ENV, path.to_str().expect("utf-8 temp path")),
-        )
-        .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
-        crash::merge_acks(&mut acknowledged, acked);
-        let total: u64 = acknowledged.values().sum();
-        rt.block_on(async {
-            let store: Arc<dyn CheckpointStore> =
-                Arc::new(RedbStore::open(&path).expect("reopen after the kill"));
-            crash::verify_durable_turns(store, &acknowledged)
-                .await
-                .unwrap_or_else(|e| panic!("round {round} ({total} acknowledged): {e}"));
-        });
-        eprintln!(
-            "round {round}: {} keys, {total} acknowledged durable turns verified",
-            acknowledged.len()
-        );
-    }
+    kill_and_verify(TURNS_CHILD_TEST, true);
 }
 
 #[test]
 fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
+    kill_and_verify(CHILD_TEST, false);
+}
+
+/// Three rounds of: run the child until a random SIGKILL, then check everything it
+/// acknowledged (as hibernations, or as durable turns).
+fn kill_and_verify(child_test: &str, durable_turns: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("crash.redb");
     let mut acknowledged: BTreeMap<String, u64> = BTreeMap::new();
@@ -99,7 +68,7 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
         .expect("tokio runtime");
     for round in 1..=3 {
         let acked = crash::run_child_and_kill(
-            CHILD_TEST,
+            child_test,
             (CHILD_ENV, path.to_str().expect("utf-8 temp path")),
         )
         .unwrap_or_else(|e| panic!("round {round}: {e}"));
@@ -109,12 +78,15 @@ fn every_checkpoint_acknowledged_before_a_sigkill_survives_in_redb() {
         rt.block_on(async {
             let store: Arc<dyn CheckpointStore> =
                 Arc::new(RedbStore::open(&path).expect("reopen after the kill"));
-            crash::verify_acknowledged(store, &acknowledged)
-                .await
-                .unwrap_or_else(|e| panic!("round {round} ({total} acknowledged): {e}"));
+            let verified = if durable_turns {
+                crash::verify_durable_turns(store, &acknowledged).await
+            } else {
+                crash::verify_acknowledged(store, &acknowledged).await
+            };
+            verified.unwrap_or_else(|e| panic!("round {round} ({total} acknowledged): {e}"));
         });
         eprintln!(
-            "round {round}: {} keys, {total} acknowledged hibernations verified",
+            "round {round}: {} keys, {total} acknowledgements verified",
             acknowledged.len()
         );
     }

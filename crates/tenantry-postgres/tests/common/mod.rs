@@ -45,15 +45,8 @@ pub fn fresh_schema(tag: &str) -> String {
 
 /// Drops `schema` and everything in it.
 pub async fn drop_schema(url: &str, schema: &str) {
-    match sqlx::PgConnection::connect(url).await {
-        Ok(mut conn) => {
-            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-            if let Err(e) = sqlx::raw_sql(&sql).execute(&mut conn).await {
-                eprintln!("could not drop test schema {schema}: {e}");
-            }
-            let _ = conn.close().await;
-        }
-        Err(e) => eprintln!("could not drop test schema {schema}: {e}"),
+    if let Err(e) = PgStore::drop_schema(url, schema).await {
+        eprintln!("could not drop test schema {schema}: {e}");
     }
 }
 

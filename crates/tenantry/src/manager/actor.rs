@@ -582,12 +582,7 @@ impl<F: Factory> Actor<F> {
         } else {
             match self.encode() {
                 Ok(bytes) => {
-                    let turn = TurnCommit {
-                        key: (*id).clone(),
-                        bytes: bytes.into(),
-                        expected: self.version,
-                        side: Vec::new(),
-                    };
+                    let turn = TurnCommit::checkpoint((*id).clone(), bytes.into(), self.version);
                     commit_turn(self.core.shared.store.clone(), turn).await
                 }
                 Err(e) => Err(e),

@@ -53,6 +53,18 @@ pub struct TurnCommit {
     pub side: Vec<SideWrite>,
 }
 
+impl TurnCommit {
+    /// A commit of a checkpoint alone (what `put` does).
+    pub fn checkpoint(key: StoreKey, bytes: Arc<[u8]>, expected: Option<u64>) -> Self {
+        Self {
+            key,
+            bytes,
+            expected,
+            side: Vec::new(),
+        }
+    }
+}
+
 /// What a store can fail with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -348,12 +348,7 @@ impl CheckpointStore for RedbStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.commit(TurnCommit {
-            key: key.clone(),
-            bytes,
-            expected,
-            side: Vec::new(),
-        })
+        self.commit(TurnCommit::checkpoint(key.clone(), bytes, expected))
     }
 
     fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
