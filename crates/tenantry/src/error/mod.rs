@@ -133,8 +133,10 @@ pub enum CallError {
         limit: usize,
     },
     /// The turn ran, but its changes could not be made durable (the store failed or
-    /// refused the commit, or the state does not encode): nothing of it is kept, and the
-    /// instance continues from its last durable state.
+    /// refused the commit, or the state does not encode): the instance continues from its
+    /// last durable state. (A networked store that failed to answer may still have applied
+    /// the commit, as with any lost acknowledgement; the instance then finds the newer
+    /// version on its next commit and stops, and its next activation thaws it.)
     #[error("the turn could not be made durable: {reason}")]
     NotDurable {
         /// Why.

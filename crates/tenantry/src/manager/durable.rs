@@ -334,8 +334,8 @@ impl<F: Factory> Actor<F> {
         }
     }
 
-    /// Waits until every accepted turn is durable. `None`: all committed; `Some(e)`: a
-    /// commit failed with `e` (its callers were told).
+    /// Waits until every accepted turn is durable. `None` (or `Done`): all committed;
+    /// otherwise how the failed commit ended (its callers were told).
     pub(crate) async fn drain_commits(&mut self) -> Option<Committed> {
         loop {
             self.submit();
