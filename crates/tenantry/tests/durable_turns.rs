@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tenantry::schemars::JsonSchema;
 use tenantry::store::{CheckpointStore, MemoryStore};
+use tenantry::telemetry::{EventKind, Outcome};
 use tenantry::{
     CallError, Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Manager,
     ManagerConfig, Message, Runtime,
@@ -285,6 +286,39 @@ async fn a_panic_while_the_store_is_down_restarts_from_the_last_commit_without_t
         vec![1],
         "restarted from the state it committed, with the store still down"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_turn_counts_as_handled_once_committed_and_as_an_error_if_not() {
+    let outage = OutageStore::new();
+    let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+    let (rt, m) = ledgers(store.clone(), durable());
+    let mut events = rt.subscribe();
+    let h = m.get("a", &p("acme")).await.unwrap();
+    h.call(Append { id: 1, note: None }).await.unwrap();
+    outage.set_down(true);
+    h.call(Append { id: 2, note: None }).await.unwrap_err();
+    outage.set_down(false);
+    // A tell: no reply; it counts as handled once committed.
+    h.tell(Append { id: 3, note: None }).unwrap();
+    h.call(Entries).await.unwrap();
+    let mut finished = Vec::new();
+    while let Some(Ok(e)) = events.try_recv() {
+        if let EventKind::HandlerFinished {
+            handler, outcome, ..
+        } = e.kind
+        {
+            if handler == "append" {
+                finished.push(outcome);
+            }
+        }
+    }
+    assert_eq!(
+        finished,
+        [Outcome::Ok, Outcome::Error, Outcome::Ok],
+        "the turn whose commit failed counts as an error, not as handled"
+    );
+    assert_eq!(after_crash(store, "a").await.0, vec![1, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,6 +108,14 @@ impl CrashRecord {
     }
 }
 
+/// A letter's turn, to be counted as handled.
+#[derive(Clone, Copy)]
+pub(crate) struct Handled {
+    pub(crate) handler: &'static str,
+    pub(crate) outcome: Outcome,
+    pub(crate) duration: Duration,
+}
+
 /// What woke a durable instance waiting on its commit.
 enum Woken<F> {
     /// Mail (`None`: the mailbox was closed).
@@ -318,7 +326,7 @@ impl<F: Factory> Actor<F> {
     async fn run_letter(&mut self, letter: Box<dyn Envelope<F>>) -> Option<String> {
         let handler = letter.handler();
         let read_only = letter.read_only();
-        let id = self.cell.identity.clone();
+        let id = &self.cell.identity;
         let span = tracing::info_span!(
             "handler",
             partition = %id.partition,
@@ -340,19 +348,38 @@ impl<F: Factory> Actor<F> {
             Turn::Done(outcome) => (outcome, None),
             Turn::Panicked(message) => (Outcome::Panic, Some(message)),
         };
+        let done = Handled {
+            handler,
+            outcome,
+            duration,
+        };
+        // A durable turn counts as handled once its commit landed (see `end_turn`).
+        let (rollback, waiting) = self.end_turn(done, read_only);
+        if let Some(done) = waiting {
+            self.handled(done);
+        }
+        panic.or(rollback)
+    }
+
+    /// Counts a handled letter: its metrics and its `HandlerFinished` event.
+    pub(super) fn handled(&mut self, done: Handled) {
         let telemetry = &self.core.shared.telemetry;
+        let id = &self.cell.identity;
+        let Handled {
+            handler,
+            outcome,
+            duration,
+        } = done;
         self.metrics
-            .record(telemetry, &id, handler, outcome, duration);
+            .record(telemetry, id, handler, outcome, duration);
         telemetry.emit(
-            &id,
+            id,
             EventKind::HandlerFinished {
                 handler,
                 duration,
                 outcome,
             },
         );
-        let rollback = self.end_turn(outcome, read_only);
-        panic.or(rollback)
     }
 
     /// Handles a crash: restart from the last good state, or give up past the bound.

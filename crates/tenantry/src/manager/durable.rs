@@ -19,7 +19,7 @@
 //! is down; a commit refused for its version means another activation wrote the record,
 //! and the instance stops, fenced.
 
-use super::actor::Actor;
+use super::actor::{Actor, Handled};
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::instance::factory::Factory;
 use crate::scope::journal::{HeldReply, Journal};
@@ -45,6 +45,8 @@ pub(crate) struct Pipeline {
     dirty: bool,
     /// Replies of turns no commit covers yet.
     waiting: Vec<HeldReply>,
+    /// Those turns, to be counted as handled once committed.
+    waiting_turns: Vec<Handled>,
     /// The commit in flight and the replies it covers.
     pub(crate) in_flight: Option<InFlight>,
 }
@@ -52,6 +54,7 @@ pub(crate) struct Pipeline {
 pub(crate) struct InFlight {
     pub(crate) write: BoxFuture<'static, Result<u64, Error>>,
     replies: Vec<HeldReply>,
+    turns: Vec<Handled>,
     /// The state it commits.
     bytes: Arc<[u8]>,
 }
@@ -68,6 +71,7 @@ impl Pipeline {
             accepted,
             dirty: false,
             waiting: Vec::new(),
+            waiting_turns: Vec::new(),
             in_flight: None,
         })
     }
@@ -149,14 +153,22 @@ impl<F: Factory> Actor<F> {
         }
     }
 
-    /// Settles a durable turn that ended with `outcome`: accept it, or roll it back.
-    /// A turn of a handler declared read-only ([`Message::READ_ONLY`]) that succeeded
-    /// skips the change check (debug builds still check, and warn). Returns a reason to
-    /// crash when the rollback itself failed.
+    /// Settles a durable turn: accept it, or roll it back. A turn of a handler declared
+    /// read-only ([`Message::READ_ONLY`]) that succeeded skips the change check (debug
+    /// builds still check, and warn). Returns a reason to crash when the rollback itself
+    /// failed, and the turn back when it counts as handled now (not waiting for a
+    /// commit; always, for an instance that is not durable).
     ///
     /// [`Message::READ_ONLY`]: crate::Message::READ_ONLY
-    pub(crate) fn end_turn(&mut self, outcome: Outcome, read_only: bool) -> Option<String> {
-        let p = self.pipeline.as_deref_mut()?;
+    pub(crate) fn end_turn(
+        &mut self,
+        done: Handled,
+        read_only: bool,
+    ) -> (Option<String>, Option<Handled>) {
+        let outcome = done.outcome;
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return (None, Some(done));
+        };
         let id = &self.cell.identity;
         let trusted = read_only && outcome == Outcome::Ok && !cfg!(debug_assertions);
         let (changed, encoded) = if trusted {
@@ -190,16 +202,27 @@ impl<F: Factory> Actor<F> {
                 }
             }
         }
-        let p = self.pipeline.as_deref_mut()?;
-        let replies = self.ctx.held_replies()?;
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return (crash, Some(done));
+        };
+        // Drained, not taken: the context keeps its buffer's capacity for the next turn.
+        let mut empty = Vec::new();
+        let replies = self.ctx.held_replies().unwrap_or(&mut empty);
         if failure.is_none() && outcome != Outcome::Panic && (p.dirty || p.in_flight.is_some()) {
             p.waiting.append(replies);
+            p.waiting_turns.push(done);
+            (crash, None)
         } else {
             for reply in replies.drain(..) {
                 reply(failure.clone());
             }
+            let outcome = if failure.is_some() {
+                Outcome::Error
+            } else {
+                outcome
+            };
+            (crash, Some(Handled { outcome, ..done }))
         }
-        crash
     }
 
     /// Starts a commit of the accepted turns if none is in flight.
@@ -220,6 +243,7 @@ impl<F: Factory> Actor<F> {
         p.in_flight = Some(InFlight {
             write: Box::pin(commit_turn(self.core.shared.store.clone(), turn)),
             replies: std::mem::take(&mut p.waiting),
+            turns: std::mem::take(&mut p.waiting_turns),
             bytes: p.accepted.clone(),
         });
     }
@@ -240,6 +264,9 @@ impl<F: Factory> Actor<F> {
                 p.durable_is_stored = true;
                 p.journal.committed();
                 release(done.replies, None);
+                for turn in done.turns {
+                    self.handled(turn);
+                }
                 self.submit();
                 Committed::Done
             }
@@ -259,8 +286,22 @@ impl<F: Factory> Actor<F> {
                 };
                 release(done.replies, Some(&failure));
                 release(std::mem::take(&mut p.waiting), Some(&failure));
+                let failed: Vec<Handled> = done
+                    .turns
+                    .into_iter()
+                    .chain(std::mem::take(&mut p.waiting_turns))
+                    .collect();
                 p.journal.discard();
                 p.dirty = false;
+                for turn in failed {
+                    self.handled(Handled {
+                        outcome: Outcome::Error,
+                        ..turn
+                    });
+                }
+                let Some(p) = self.pipeline.as_deref_mut() else {
+                    return Committed::Failed(err);
+                };
                 if fenced {
                     return Committed::Failed(err);
                 }
