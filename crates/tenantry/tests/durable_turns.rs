@@ -8,11 +8,12 @@
 mod common;
 
 use common::{p, quiet_panics};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tenantry::schemars::JsonSchema;
-use tenantry::store::{CheckpointStore, MemoryStore};
+use tenantry::store::{CheckpointStore, MemoryStore, Record, StoreError, StoreKey, TurnCommit};
 use tenantry::telemetry::{EventKind, Outcome};
 use tenantry::{
     CallError, Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Manager,
@@ -123,6 +124,64 @@ impl Handler<ReadStorage> for Ledger {
         let keys = storage.keys().await.map_err(refused)?;
         Ok((last.map(|b| String::from_utf8_lossy(&b).into_owned()), keys))
     }
+}
+
+/// A memory store whose commits take `delay`: commits are really in flight while
+/// further letters run, as on redb or PostgreSQL.
+#[derive(Clone)]
+struct SlowStore {
+    inner: MemoryStore,
+    delay: std::time::Duration,
+}
+
+impl CheckpointStore for SlowStore {
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        self.inner.get(key)
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        bytes: Arc<[u8]>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.commit(TurnCommit::checkpoint(key.clone(), bytes, expected))
+    }
+    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.commit(turn).await
+        })
+    }
+    fn delete<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.delete(key, expected)
+    }
+    fn list<'a>(
+        &'a self,
+        partition: &'a tenantry::Partition,
+        manager: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(tenantry::Key, u64)>, StoreError>> {
+        self.inner.list(partition, manager)
+    }
+    fn purge_partition<'a>(
+        &'a self,
+        partition: &'a tenantry::Partition,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.purge_partition(partition)
+    }
+}
+
+fn slow_store(delay_ms: u64) -> Arc<dyn CheckpointStore> {
+    Arc::new(SlowStore {
+        inner: MemoryStore::new(),
+        delay: std::time::Duration::from_millis(delay_ms),
+    })
 }
 
 fn durable() -> ManagerConfig {
@@ -322,6 +381,182 @@ async fn a_durable_turn_counts_as_handled_once_committed_and_as_an_error_if_not(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_queued_behind_a_commit_in_flight_is_answered_when_it_lands() {
+    let (_rt, m) = ledgers(
+        slow_store(50),
+        durable().call_timeout(std::time::Duration::from_secs(2)),
+    );
+    let h = m.get("a", &p("acme")).await.unwrap();
+    let (appended, entries) = tokio::join!(h.call(Append { id: 1, note: None }), async {
+        // Queued while the append's commit is in flight.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        h.call(Entries).await
+    });
+    assert_eq!(appended.unwrap(), 1);
+    assert_eq!(entries.unwrap(), vec![1]);
+}
+
+/// An agent whose start hook stamps it with a number, and whose stop hook writes storage.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stamped {
+    stamp: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct ReadStamp;
+impl Message for ReadStamp {
+    const NAME: &'static str = "read_stamp";
+    const READ_ONLY: bool = true;
+    type Reply = Option<u64>;
+}
+
+static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Factory for Stamped {
+    const NAME: &'static str = "stamped";
+    fn fresh(_: &Identity) -> Self {
+        Self::default()
+    }
+    fn handlers(h: &mut Handlers<Self>) {
+        h.add::<ReadStamp>();
+    }
+    async fn on_start(&mut self, _: &mut Context) -> Result<(), HandlerError> {
+        self.stamp = Some(STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        Ok(())
+    }
+    async fn on_stop(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
+        let storage = ctx.storage().map_err(refused)?;
+        storage
+            .put("goodbye", "written by on_stop")
+            .await
+            .map_err(refused)?;
+        Ok(())
+    }
+}
+
+impl Handler<ReadStamp> for Stamped {
+    async fn handle(&mut self, _: ReadStamp, _: &mut Context) -> Result<Option<u64>, HandlerError> {
+        Ok(self.stamp)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_start_hook_did_is_committed_before_a_reply_shows_it_and_on_stop_writes_with_the_checkpoint()
+ {
+    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    let rt = Runtime::builder().store_arc(store.clone()).build();
+    let m = rt.register::<Stamped>("stamped", durable()).unwrap();
+    let h = m.get("s", &p("acme")).await.unwrap();
+    let stamp = h.call(ReadStamp).await.unwrap();
+    assert!(stamp.is_some());
+    // After a crash, the stamp the caller saw is there.
+    let other = Runtime::builder().store_arc(store.clone()).build();
+    let seen = other
+        .register::<Stamped>("stamped", ManagerConfig::default())
+        .unwrap()
+        .get("s", &p("acme"))
+        .await
+        .unwrap()
+        .call(ReadStamp)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen, stamp,
+        "a reply showed the stamp, so it was committed first"
+    );
+    drop(other);
+
+    m.stop("s", &p("acme")).await.unwrap();
+    let goodbye = Identity::new(
+        p("acme"),
+        "storage/stamped/s",
+        tenantry::Key::tuple(["goodbye"]).unwrap(),
+    );
+    let record = store.get(&goodbye).await.unwrap();
+    assert_eq!(
+        record.map(|r| r.bytes.to_vec()),
+        Some(b"written by on_stop".to_vec()),
+        "on_stop's storage write is committed with the final checkpoint"
+    );
+}
+
+/// An agent whose state has no order of its own (a `HashMap`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Tally {
+    counts: std::collections::HashMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Count {
+    word: String,
+    fail: bool,
+}
+impl Message for Count {
+    const NAME: &'static str = "count";
+    type Reply = u64;
+}
+
+/// Reads the total (not declared read-only: its turns take the change check).
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Total;
+impl Message for Total {
+    const NAME: &'static str = "total";
+    type Reply = u64;
+}
+
+impl Factory for Tally {
+    const NAME: &'static str = "tally";
+    fn fresh(_: &Identity) -> Self {
+        Self::default()
+    }
+    fn handlers(h: &mut Handlers<Self>) {
+        h.add::<Count>().add::<Total>();
+    }
+}
+
+impl Handler<Count> for Tally {
+    async fn handle(&mut self, m: Count, _: &mut Context) -> Result<u64, HandlerError> {
+        let n = self.counts.entry(m.word).or_default();
+        *n += 1;
+        let n = *n;
+        if m.fail {
+            return Err(HandlerError::new("refused after counting"));
+        }
+        Ok(n)
+    }
+}
+
+impl Handler<Total> for Tally {
+    async fn handle(&mut self, _: Total, _: &mut Context) -> Result<u64, HandlerError> {
+        Ok(self.counts.values().sum())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_state_without_order_is_not_taken_for_a_change() {
+    let outage = OutageStore::new();
+    let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+    let rt = Runtime::builder().store_arc(store).build();
+    let m = rt.register::<Tally>("tallies", durable()).unwrap();
+    let h = m.get("t", &p("acme")).await.unwrap();
+    for i in 0..64 {
+        let word = format!("w{i}");
+        h.call(Count { word, fail: false }).await.unwrap();
+    }
+    let failed = Count {
+        word: "w0".into(),
+        fail: true,
+    };
+    h.call(failed).await.unwrap_err();
+    // Rolled back by decoding: the map's order may differ, its content does not. A read
+    // must not look like a change, so it needs no store.
+    outage.set_down(true);
+    for _ in 0..5 {
+        assert_eq!(h.call(Total).await.unwrap(), 64);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_refused_for_its_version_fences_the_instance_out() {
     let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
     let (_rt, m) = ledgers(store.clone(), durable());
@@ -347,7 +582,8 @@ async fn a_commit_refused_for_its_version_fences_the_instance_out() {
 async fn many_callers_of_one_agent_find_every_acknowledged_id_once_in_acknowledged_order() {
     const CALLERS: u64 = 64;
     const EACH: u64 = 25;
-    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    // Commits that take a while: letters run while one is in flight.
+    let store = slow_store(1);
     let (_rt, m) = ledgers(store.clone(), durable());
     let callers = (0..CALLERS).map(|c| {
         let m = m.clone();
@@ -358,6 +594,10 @@ async fn many_callers_of_one_agent_find_every_acknowledged_id_once_in_acknowledg
                 let id = c * 1000 + i;
                 h.call(Append { id, note: None }).await.unwrap();
                 acked.push(id);
+                // A read behind a commit in flight is answered once it lands, and sees
+                // what this caller was told.
+                let seen = h.call(Entries).await.unwrap();
+                assert!(seen.contains(&id));
             }
             acked
         })

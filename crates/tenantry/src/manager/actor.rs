@@ -83,7 +83,7 @@ pub(crate) struct CrashRecord {
     /// When this incarnation started.
     started: tokio::time::Instant,
     /// Serialized initial state given to `get_with`, to restart from when never stored.
-    initial: Option<Arc<[u8]>>,
+    pub(super) initial: Option<Arc<[u8]>>,
 }
 
 impl CrashRecord {
@@ -469,10 +469,13 @@ impl<F: Factory> Actor<F> {
         };
         self.state = state;
         self.version = version;
+        let loaded = self
+            .loaded_state()
+            .map_err(|e| Reload::Fatal(e.to_string()))?;
         start_hook(&mut self.state, &mut self.ctx, thawed)
             .await
             .map_err(Reload::HookCrashed)?;
-        self.restart_pipeline()
+        self.restart_pipeline(loaded)
             .map_err(|e| Reload::Fatal(e.to_string()))
     }
 
@@ -578,9 +581,13 @@ impl<F: Factory> Actor<F> {
             }
         }
 
+        // A durable instance's `on_stop` writes storage in a turn of its own, committed
+        // with the final checkpoint.
+        self.begin_turn();
         let hook = AssertUnwindSafe(self.state.on_stop(&mut self.ctx))
             .catch_unwind()
             .await;
+        self.end_hook_turn(hook.is_ok());
         match hook {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.core.shared.telemetry.emit(

@@ -60,16 +60,24 @@ pub(crate) struct InFlight {
 }
 
 impl Pipeline {
-    /// The pipeline of an instance whose current state encodes as `accepted`.
-    pub(crate) fn new(journal: Arc<Journal>, accepted: Vec<u8>) -> Box<Self> {
-        let accepted: Arc<[u8]> = accepted.into();
+    /// The pipeline of an instance loaded with the state encoded as `loaded`, whose state
+    /// after its start hook encodes as `started`. What the hook changed, or a state not
+    /// stored yet (`unstored`), is committed with the first turn, and no reply goes out
+    /// before that commit.
+    pub(crate) fn new(
+        journal: Arc<Journal>,
+        loaded: Vec<u8>,
+        started: Vec<u8>,
+        unstored: bool,
+    ) -> Box<Self> {
+        let dirty = unstored || loaded != started;
         Box::new(Self {
             journal,
-            scratch: Vec::with_capacity(accepted.len()),
-            durable: accepted.clone(),
+            scratch: Vec::with_capacity(started.len()),
+            durable: loaded.into(),
             durable_is_stored: false,
-            accepted,
-            dirty: false,
+            accepted: started.into(),
+            dirty,
             waiting: Vec::new(),
             waiting_turns: Vec::new(),
             in_flight: None,
@@ -196,9 +204,9 @@ impl<F: Factory> Actor<F> {
                 });
             }
             if changed {
-                match decode_state::<F>(id, &p.accepted) {
-                    Ok(state) => self.state = state,
-                    Err(reason) => crash = Some(format!("rolling back a failed turn: {reason}")),
+                let accepted = p.accepted.clone();
+                if let Err(reason) = self.restore(&accepted) {
+                    crash = Some(format!("rolling back a failed turn: {reason}"));
                 }
             }
         }
@@ -222,6 +230,14 @@ impl<F: Factory> Actor<F> {
                 outcome
             };
             (crash, Some(Handled { outcome, ..done }))
+        }
+    }
+
+    /// Closes the turn a hook ran in, keeping its storage writes (`keep`) for the next
+    /// commit or dropping them.
+    pub(crate) fn end_hook_turn(&mut self, keep: bool) {
+        if let Some(p) = self.pipeline.as_deref_mut() {
+            p.dirty |= p.journal.end_turn(keep);
         }
     }
 
@@ -268,6 +284,16 @@ impl<F: Factory> Actor<F> {
                     self.handled(turn);
                 }
                 self.submit();
+                // Turns that waited without changing anything saw only what just became
+                // durable: unless a new commit took them along, they are answered now.
+                if let Some(p) = self.pipeline.as_deref_mut()
+                    && p.in_flight.is_none()
+                {
+                    release(std::mem::take(&mut p.waiting), None);
+                    for turn in std::mem::take(&mut p.waiting_turns) {
+                        self.handled(turn);
+                    }
+                }
                 Committed::Done
             }
             Err(err) => {
@@ -281,36 +307,19 @@ impl<F: Factory> Actor<F> {
                 let failure = CallError::NotDurable {
                     reason: err.to_string(),
                 };
-                let Some(p) = self.pipeline.as_deref_mut() else {
-                    return Committed::Failed(err);
-                };
                 release(done.replies, Some(&failure));
-                release(std::mem::take(&mut p.waiting), Some(&failure));
-                let failed: Vec<Handled> = done
-                    .turns
-                    .into_iter()
-                    .chain(std::mem::take(&mut p.waiting_turns))
-                    .collect();
-                p.journal.discard();
-                p.dirty = false;
-                for turn in failed {
+                for turn in done.turns {
                     self.handled(Handled {
                         outcome: Outcome::Error,
                         ..turn
                     });
                 }
-                let Some(p) = self.pipeline.as_deref_mut() else {
-                    return Committed::Failed(err);
-                };
+                self.fail_waiting(&failure);
                 if fenced {
                     return Committed::Failed(err);
                 }
-                match decode_state::<F>(&self.cell.identity, &p.durable) {
-                    Ok(state) => {
-                        self.state = state;
-                        p.accepted = p.durable.clone();
-                        Committed::RolledBack
-                    }
+                match self.restore_durable() {
+                    Ok(()) => Committed::RolledBack,
                     Err(reason) => Committed::Failed(Error::StateEncoding {
                         identity: (*self.cell.identity).clone(),
                         reason: format!("restoring the durable state: {reason}"),
@@ -318,6 +327,47 @@ impl<F: Factory> Actor<F> {
                 }
             }
         }
+    }
+
+    /// Answers every reply waiting for a commit with `failure` (counting their turns as
+    /// errors) and forgets what they wrote.
+    fn fail_waiting(&mut self, failure: &CallError) {
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return;
+        };
+        release(std::mem::take(&mut p.waiting), Some(failure));
+        let turns = std::mem::take(&mut p.waiting_turns);
+        p.journal.discard();
+        p.dirty = false;
+        for turn in turns {
+            self.handled(Handled {
+                outcome: Outcome::Error,
+                ..turn
+            });
+        }
+    }
+
+    /// Goes back to the last durable state.
+    fn restore_durable(&mut self) -> Result<(), String> {
+        let Some(p) = self.pipeline.as_deref() else {
+            return Ok(());
+        };
+        let durable = p.durable.clone();
+        self.restore(&durable)
+    }
+
+    /// Replaces the state with the one encoded in `bytes`, and accepts its encoding anew:
+    /// decoding may reorder what has no order (a `HashMap`), and the change check must
+    /// not see that as a change.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.state = decode_state::<F>(&self.cell.identity, bytes)?;
+        let Some(p) = self.pipeline.as_deref_mut() else {
+            return Ok(());
+        };
+        encode_state(&self.cell.identity, &self.state, &mut p.scratch)
+            .map_err(|e| e.to_string())?;
+        p.accepted = Arc::from(p.scratch.as_slice());
+        Ok(())
     }
 
     /// Accepts the state as it is now (after `on_stop`), so the final commit covers it;
@@ -335,16 +385,31 @@ impl<F: Factory> Actor<F> {
         Ok(())
     }
 
-    /// Starts over from a state just loaded: nothing journaled stands any more.
-    pub(crate) fn restart_pipeline(&mut self) -> Result<(), Error> {
-        let Some(p) = self.pipeline.as_deref_mut() else {
+    /// The encoding of the state as loaded, before its start hook runs (durable
+    /// instances only), for [`Self::restart_pipeline`].
+    pub(crate) fn loaded_state(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        if self.pipeline.is_none() {
+            return Ok(None);
+        }
+        let mut loaded = Vec::new();
+        encode_state(&self.cell.identity, &self.state, &mut loaded)?;
+        Ok(Some(loaded))
+    }
+
+    /// Starts over from a state just loaded (encoded as `loaded`, before the start hook):
+    /// nothing journaled stands any more; what the hook changed is committed with the
+    /// next turn, as at activation.
+    pub(crate) fn restart_pipeline(&mut self, loaded: Option<Vec<u8>>) -> Result<(), Error> {
+        let (Some(p), Some(loaded)) = (self.pipeline.as_deref_mut(), loaded) else {
             return Ok(());
         };
         p.journal.discard();
-        p.dirty = false;
         encode_state(&self.cell.identity, &self.state, &mut p.scratch)?;
+        let unstored =
+            self.version.is_none() && self.crashes.as_ref().is_some_and(|c| c.initial.is_some());
+        p.dirty = unstored || *p.scratch != *loaded;
         p.accepted = Arc::from(p.scratch.as_slice());
-        p.durable = p.accepted.clone();
+        p.durable = loaded.into();
         p.durable_is_stored = false;
         Ok(())
     }
@@ -365,7 +430,19 @@ impl<F: Factory> Actor<F> {
     /// The stop's commit: the state after `on_stop`, with every turn accepted before it.
     /// Returns the version now stored.
     pub(crate) async fn final_commit(&mut self) -> Result<u64, Error> {
-        self.accept_final_state()?;
+        if let Err(err) = self.accept_final_state() {
+            let failure = CallError::NotDurable {
+                reason: err.to_string(),
+            };
+            self.fail_waiting(&failure);
+            return match self.restore_durable() {
+                Ok(()) => Err(err),
+                Err(reason) => Err(Error::StateEncoding {
+                    identity: (*self.cell.identity).clone(),
+                    reason: format!("restoring the durable state: {reason}"),
+                }),
+            };
+        }
         match self.drain_commits().await {
             None | Some(Committed::Done) => Ok(self.version.unwrap_or(0)),
             Some(Committed::RolledBack) => Err(Error::Store(StoreError::Unavailable(

@@ -433,8 +433,12 @@ impl<F: Factory> ManagerCore<F> {
         let thawed = version.is_some();
         let mut ctx = Context::new(identity.clone(), self.shared.host.clone());
         let journal = self.config.durable_turns().then(Journal::new);
+        // A durable instance remembers the state it was loaded with: what its start hook
+        // changes is not durable until committed.
+        let mut loaded = Vec::new();
         if let Some(journal) = &journal {
             ctx.set_journal(journal.clone());
+            durable::encode_state(&identity, &state, &mut loaded)?;
         }
         if let Err(reason) = start_hook(&mut state, &mut ctx, thawed).await {
             self.shared
@@ -467,9 +471,11 @@ impl<F: Factory> ManagerCore<F> {
         );
         let pipeline = match journal {
             Some(journal) => {
-                let mut accepted = Vec::new();
-                durable::encode_state(&identity, &state, &mut accepted)?;
-                Some(Pipeline::new(journal, accepted))
+                let mut started = Vec::new();
+                durable::encode_state(&identity, &state, &mut started)?;
+                // An initial state given to `get_with` is not stored yet either.
+                let unstored = initial_bytes.is_some();
+                Some(Pipeline::new(journal, loaded, started, unstored))
             }
             None => None,
         };

@@ -167,7 +167,12 @@ fn apply_put(
     expected: Option<u64>,
     side: &[SideWrite],
 ) -> Result<Result<u64, StoreError>, StoreError> {
-    let version = match check_version(expected, current_version(table, key)?) {
+    // A failure reading this put's own record fails this put only.
+    let current = match current_version(table, key) {
+        Ok(current) => current,
+        Err(e) => return Ok(Err(e)),
+    };
+    let version = match check_version(expected, current) {
         Ok(version) => version,
         Err(conflict) => return Ok(Err(conflict)),
     };
@@ -277,34 +282,46 @@ fn writer_loop(db: &Database, mut rx: mpsc::UnboundedReceiver<Write>, max_batch:
 
 fn commit_batch(db: &Database, batch: &mut Vec<Write>) {
     let mut pending = Vec::with_capacity(batch.len());
+    let mut writes = batch.drain(..);
     let commit = (|| -> Result<(), StoreError> {
         let txn = db.begin_write().map_err(unavailable)?;
         {
             let mut table = txn.open_table(TABLE).map_err(unavailable)?;
-            for write in batch.drain(..) {
-                pending.push(match write {
+            for write in writes.by_ref() {
+                match write {
                     Write::Put {
                         key,
                         bytes,
                         expected,
                         side,
                         reply,
-                    } => Pending::Put(reply, apply_put(&mut table, &key, &bytes, expected, &side)?),
+                    } => match apply_put(&mut table, &key, &bytes, expected, &side) {
+                        Ok(result) => pending.push(Pending::Put(reply, result)),
+                        Err(e) => {
+                            // A side write failed: nothing of this batch may commit.
+                            pending.push(Pending::Put(reply, Err(e.clone())));
+                            return Err(e);
+                        }
+                    },
                     Write::Delete {
                         key,
                         expected,
                         reply,
-                    } => Pending::Delete(reply, apply_delete(&mut table, &key, expected)),
+                    } => pending.push(Pending::Delete(
+                        reply,
+                        apply_delete(&mut table, &key, expected),
+                    )),
                     Write::Purge { partition, reply } => {
-                        Pending::Purge(reply, apply_purge(&mut table, &partition))
+                        pending.push(Pending::Purge(reply, apply_purge(&mut table, &partition)))
                     }
-                });
+                }
             }
         }
         txn.commit().map_err(unavailable)
     })();
-    // Writes never reached because the transaction failed to open are answered too.
-    for write in batch.drain(..) {
+    // Writes never reached (the transaction failed to open, or was aborted) are answered
+    // with the reason too.
+    for write in writes {
         let err = commit
             .clone()
             .err()
