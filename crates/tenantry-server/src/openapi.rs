@@ -111,7 +111,7 @@ fn status_text(status: u16) -> &'static str {
         429 => "A mailbox is full or a limit is reached.",
         500 => "An internal error; the message names an error id to find in the server log.",
         503 => {
-            "The store is unavailable, the instance is backing off after crashes (see Retry-After), or the server is shutting down."
+            "The store is unavailable, a turn could not be made durable (`not_durable`: the agent goes on from its last durable state), the instance is backing off after crashes (see Retry-After), or the server is shutting down."
         }
         504 => "The handler did not answer within the timeout.",
         _ => "An error.",
