@@ -18,6 +18,11 @@
 //! last durable state, kept encoded in memory, so it goes on serving reads while the store
 //! is down; a commit refused for its version means another activation wrote the record,
 //! and the instance stops, fenced.
+//!
+//! Hooks are not turns, but what a start hook changes is treated as an accepted turn (the
+//! first turn's reply waits for its commit), and `on_stop` runs in a journal turn of its
+//! own so its storage writes commit with the final checkpoint. A turn counts as handled
+//! (metrics, `HandlerFinished`) when its commit lands.
 
 use super::actor::{Actor, Handled};
 use crate::checkpoint::{self, CheckpointIdentity};
