@@ -480,6 +480,40 @@ async fn what_a_start_hook_did_is_committed_before_a_reply_shows_it_and_on_stop_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_hook_change_whose_commit_failed_is_kept_and_committed_before_any_reply_shows_it() {
+    let outage = OutageStore::new();
+    let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+    let rt = Runtime::builder().store_arc(store.clone()).build();
+    let m = rt.register::<Stamped>("stamped", durable()).unwrap();
+    let h = m.get("s", &p("acme")).await.unwrap();
+    outage.set_down(true);
+    for _ in 0..3 {
+        let err = h.call(ReadStamp).await.unwrap_err();
+        assert!(
+            matches!(err, CallError::NotDurable { .. }),
+            "no reply shows the stamp before it is stored: {err:?}"
+        );
+    }
+    outage.set_down(false);
+    let stamp = h.call(ReadStamp).await.unwrap();
+    assert!(
+        stamp.is_some(),
+        "the start hook's stamp is kept, not rolled away"
+    );
+    let other = Runtime::builder().store_arc(store).build();
+    let seen = other
+        .register::<Stamped>("stamped", ManagerConfig::default())
+        .unwrap()
+        .get("s", &p("acme"))
+        .await
+        .unwrap()
+        .call(ReadStamp)
+        .await
+        .unwrap();
+    assert_eq!(seen, stamp);
+}
+
 /// An agent whose state has no order of its own (a `HashMap`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Tally {

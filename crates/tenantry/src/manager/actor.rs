@@ -8,7 +8,7 @@
 //! `EveryTurn` managers also commit after changing turns (see [`super::durable`]); the
 //! loop waits for their commit in flight beside their mailbox.
 
-use super::durable::{Committed, Pipeline, commit_turn};
+use super::durable::{Committed, FinalCommit, Pipeline, commit_turn};
 use super::{ManagerCore, PartitionDir, Slot};
 use crate::checkpoint::{self, CheckpointIdentity};
 use crate::failure::Failure;
@@ -612,7 +612,16 @@ impl<F: Factory> Actor<F> {
             // Ephemeral instances stop without a checkpoint.
             self.encode().map(|_| self.version.unwrap_or(0))
         } else if self.pipeline.is_some() {
-            self.final_commit().await
+            match self.final_commit().await {
+                FinalCommit::Stored(version) => Ok(version),
+                FinalCommit::Failed(err) => Err(err),
+                FinalCommit::Broken(reason) => {
+                    self.reopen(gate);
+                    let err = Error::Store(StoreError::Unavailable(reason.clone()));
+                    answer(waiters, Err(err));
+                    return !Box::pin(self.crashed(format!("hibernation failed: {reason}"))).await;
+                }
+            }
         } else {
             match self.encode() {
                 Ok(bytes) => {

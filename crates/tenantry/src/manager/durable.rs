@@ -39,11 +39,16 @@ pub(crate) struct Pipeline {
     pub(crate) journal: Arc<Journal>,
     /// The encoded checkpoint of the last accepted state (durable, in flight or waiting).
     accepted: Arc<[u8]>,
-    /// The encoded checkpoint of the last durable state (or of the state the instance
-    /// started with): where a failed commit rolls back to, without asking the store.
+    /// The encoded checkpoint of the state in the store as far as this incarnation knows
+    /// (the one it loaded, or last committed): what a restart reloads without the store.
     durable: Arc<[u8]>,
-    /// Whether `durable` is exactly the stored record (this incarnation committed it).
+    /// Whether `durable` is the stored record (it was loaded from, or committed to, the
+    /// store; not so for a fresh or initial state never stored).
     durable_is_stored: bool,
+    /// Where a failed commit rolls back to: the last committed state, or the state the
+    /// start hook left, with `base_unstored` saying it still needs a commit.
+    base: Arc<[u8]>,
+    base_unstored: bool,
     /// Where each turn's state is encoded for the change check.
     scratch: Vec<u8>,
     /// Some accepted turn is not covered by a commit yet.
@@ -65,23 +70,27 @@ pub(crate) struct InFlight {
 }
 
 impl Pipeline {
-    /// The pipeline of an instance loaded with the state encoded as `loaded`, whose state
-    /// after its start hook encodes as `started`. What the hook changed, or a state not
-    /// stored yet (`unstored`), is committed with the first turn, and no reply goes out
-    /// before that commit.
+    /// The pipeline of an instance loaded with the state encoded as `loaded` (from the
+    /// store: `stored`), whose state after its start hook encodes as `started`. What the
+    /// hook changed, or a state not stored yet (`unstored`), is committed with the first
+    /// turn, and no reply goes out before that commit.
     pub(crate) fn new(
         journal: Arc<Journal>,
         loaded: Vec<u8>,
         started: Vec<u8>,
+        stored: bool,
         unstored: bool,
     ) -> Box<Self> {
         let dirty = unstored || loaded != started;
+        let started: Arc<[u8]> = started.into();
         Box::new(Self {
             journal,
             scratch: Vec::with_capacity(started.len()),
             durable: loaded.into(),
-            durable_is_stored: false,
-            accepted: started.into(),
+            durable_is_stored: stored,
+            base: started.clone(),
+            base_unstored: dirty,
+            accepted: started,
             dirty,
             waiting: Vec::new(),
             waiting_turns: Vec::new(),
@@ -100,6 +109,31 @@ pub(crate) enum Committed {
     /// It failed and the instance cannot go on: fenced out by a newer version (`Conflict`),
     /// or the durable state could not be restored.
     Failed(Error),
+}
+
+/// How a stop's final commit ended.
+pub(crate) enum FinalCommit {
+    /// Stored at this version.
+    Stored(u64),
+    /// Not stored; the state is back to the last committed one (a version conflict:
+    /// fenced).
+    Failed(Error),
+    /// Not stored, and the last committed state could not be restored: restart.
+    Broken(String),
+}
+
+impl FinalCommit {
+    /// The final commit's outcome from a drain's (`version`: the one stored now).
+    fn of(c: Committed, version: Option<u64>) -> Self {
+        match c {
+            Committed::Done => Self::Stored(version.unwrap_or(0)),
+            Committed::RolledBack => Self::Failed(Error::Store(StoreError::Unavailable(
+                "the final commit failed; the state is back to the last committed one".into(),
+            ))),
+            Committed::Failed(err @ Error::Store(StoreError::Conflict { .. })) => Self::Failed(err),
+            Committed::Failed(err) => Self::Broken(err.to_string()),
+        }
+    }
 }
 
 /// Encodes `state` as the checkpoint of `id` into `out`.
@@ -281,8 +315,10 @@ impl<F: Factory> Actor<F> {
         match result {
             Ok(version) => {
                 self.version = Some(version);
-                p.durable = done.bytes;
+                p.durable = done.bytes.clone();
                 p.durable_is_stored = true;
+                p.base = done.bytes;
+                p.base_unstored = false;
                 p.journal.committed();
                 release(done.replies, None);
                 for turn in done.turns {
@@ -352,13 +388,18 @@ impl<F: Factory> Actor<F> {
         }
     }
 
-    /// Goes back to the last durable state.
+    /// Goes back to the last committed state (or the state the start hook left, which
+    /// then needs its commit again).
     fn restore_durable(&mut self) -> Result<(), String> {
         let Some(p) = self.pipeline.as_deref() else {
             return Ok(());
         };
-        let durable = p.durable.clone();
-        self.restore(&durable)
+        let (base, unstored) = (p.base.clone(), p.base_unstored);
+        self.restore(&base)?;
+        if let Some(p) = self.pipeline.as_deref_mut() {
+            p.dirty = unstored;
+        }
+        Ok(())
     }
 
     /// Replaces the state with the one encoded in `bytes`, and accepts its encoding anew:
@@ -414,8 +455,10 @@ impl<F: Factory> Actor<F> {
             self.version.is_none() && self.crashes.as_ref().is_some_and(|c| c.initial.is_some());
         p.dirty = unstored || *p.scratch != *loaded;
         p.accepted = Arc::from(p.scratch.as_slice());
+        p.base = p.accepted.clone();
+        p.base_unstored = p.dirty;
         p.durable = loaded.into();
-        p.durable_is_stored = false;
+        p.durable_is_stored = self.version.is_some();
         Ok(())
     }
 
@@ -432,28 +475,23 @@ impl<F: Factory> Actor<F> {
         }
     }
 
-    /// The stop's commit: the state after `on_stop`, with every turn accepted before it.
-    /// Returns the version now stored.
-    pub(crate) async fn final_commit(&mut self) -> Result<u64, Error> {
+    /// The stop's commit: the turns accepted before it, then the state after `on_stop`.
+    pub(crate) async fn final_commit(&mut self) -> FinalCommit {
+        if let Some(failed) = self.drain_commits().await {
+            return FinalCommit::of(failed, self.version);
+        }
         if let Err(err) = self.accept_final_state() {
-            let failure = CallError::NotDurable {
-                reason: err.to_string(),
-            };
-            self.fail_waiting(&failure);
+            // The state `on_stop` left does not encode: back to the last committed one.
             return match self.restore_durable() {
-                Ok(()) => Err(err),
-                Err(reason) => Err(Error::StateEncoding {
-                    identity: (*self.cell.identity).clone(),
-                    reason: format!("restoring the durable state: {reason}"),
-                }),
+                Ok(()) => FinalCommit::Failed(err),
+                Err(reason) => {
+                    FinalCommit::Broken(format!("restoring the durable state: {reason}"))
+                }
             };
         }
         match self.drain_commits().await {
-            None | Some(Committed::Done) => Ok(self.version.unwrap_or(0)),
-            Some(Committed::RolledBack) => Err(Error::Store(StoreError::Unavailable(
-                "the final commit failed; the state is back to the last durable one".into(),
-            ))),
-            Some(Committed::Failed(err)) => Err(err),
+            None => FinalCommit::Stored(self.version.unwrap_or(0)),
+            Some(done) => FinalCommit::of(done, self.version),
         }
     }
 

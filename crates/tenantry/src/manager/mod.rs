@@ -475,7 +475,7 @@ impl<F: Factory> ManagerCore<F> {
                 durable::encode_state(&identity, &state, &mut started)?;
                 // An initial state given to `get_with` is not stored yet either.
                 let unstored = initial_bytes.is_some();
-                Some(Pipeline::new(journal, loaded, started, unstored))
+                Some(Pipeline::new(journal, loaded, started, thawed, unstored))
             }
             None => None,
         };

@@ -176,10 +176,18 @@ fn apply_put(
         Ok(version) => version,
         Err(conflict) => return Ok(Err(conflict)),
     };
+    // Read every side record first: a failure here fails this put only, before anything
+    // of it is written. Only a failure to write aborts the transaction.
+    let mut next = Vec::with_capacity(side.len());
     for write in side {
+        match current_version(table, &write.key) {
+            Ok(current) => next.push(current.map_or(1, |v| v + 1)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    for (write, next) in side.iter().zip(next) {
         match &write.bytes {
             Some(bytes) => {
-                let next = current_version(table, &write.key)?.map_or(1, |v| v + 1);
                 table
                     .insert(row(&write.key), encode(next, bytes).as_slice())
                     .map_err(unavailable)?;
