@@ -6,6 +6,8 @@
 //!   from one load-generator thread against
 //!   `POST /v1/partitions/acme/invoke/tenant-db.query` (the demo app), 1 s warm-up then
 //!   5 s measured. The server and the generator share the machine's cores.
+//! - `healthz_requests_per_second` and `invoke_over_healthz`: the same 64 connections on
+//!   `GET /healthz`, the gateway's floor, and the query's rate over it (same server).
 //! - `note_requests_per_second_<mode>` and `note_p99_latency_<mode>`: the same 64
 //!   connections writing: `POST .../invoke/workspace_workers.note?key=...` over 2,000
 //!   keyed workers taken in turn, with the server's default `every_turn` durability (each
@@ -158,6 +160,12 @@ async fn load(addr: SocketAddr) -> Res<(f64, f64)> {
     load_cycling(addr, requests).await
 }
 
+/// The floor of the gateway: `GET /healthz` (no auth, no body, no routing).
+async fn healthz_load(addr: SocketAddr) -> Res<(f64, f64)> {
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    load_cycling(addr, Arc::from(vec![request])).await
+}
+
 /// Keyed workers the writing load spreads over (each keeps at most 256 notes).
 const NOTE_AGENTS: usize = 2_000;
 
@@ -232,11 +240,14 @@ fn main() -> Res<()> {
         let ready_ms = start_to_ready().await?;
         let dir = tempfile::tempdir()?;
         let (child, addr) = spawn(&dir.path().join("data")).await?;
+        let (healthz_rps, _) = healthz_load(addr).await?;
         let (rps, p99) = load(addr).await?;
         let (note_rps, note_p99) = note_load(addr).await?;
         stop(child).await?;
         println!("invoke_requests_per_second: {rps:.0} per_second");
         println!("invoke_p99_latency: {p99:.2} ms");
+        println!("healthz_requests_per_second: {healthz_rps:.0} per_second");
+        println!("invoke_over_healthz: {:.2} x", rps / healthz_rps);
         println!("note_requests_per_second_every_turn: {note_rps:.0} per_second");
         println!("note_p99_latency_every_turn: {note_p99:.2} ms");
 
