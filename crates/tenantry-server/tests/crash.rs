@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,12 +26,7 @@ struct Sent {
     acked: Option<Instant>,
 }
 
-fn random_below(n: u64) -> u64 {
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-        % n.max(1)
-}
+use tenantry_testing::random_below;
 
 /// Writer `w` of round `round`: appends `round-w-i` to the agents in turn, until the
 /// server stops answering.

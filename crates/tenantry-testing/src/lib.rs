@@ -988,6 +988,16 @@ async fn thaw_cases(
         .map_err(|e| format!("hibernation of the thawed probe: {e}"))
 }
 
+/// A random number below `n` (at least 1), for random moments and names; std's hasher
+/// keys are random, so no extra dependency.
+pub fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        % n.max(1)
+}
+
 /// Helpers for crash-safety tests: a child process runs [`crash::hibernate_until_killed`]
 /// (or [`crash::turns_until_killed`]) and prints one acknowledgement line per durable
 /// hibernation (or per acknowledged durable turn); the parent kills it with SIGKILL,
@@ -1103,7 +1113,6 @@ pub mod crash {
         child_test: &str,
         env: (&str, &str),
     ) -> Result<BTreeMap<String, u64>, String> {
-        use std::hash::{BuildHasher, Hasher};
         use std::io::{BufRead, BufReader, Read};
         use std::process::{Command, Stdio};
         use std::time::Duration;
@@ -1157,11 +1166,7 @@ pub mod crash {
                 stderr_text()
             ));
         }
-        let jitter = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-            % 900;
-        std::thread::sleep(Duration::from_millis(100 + jitter));
+        std::thread::sleep(Duration::from_millis(100 + super::random_below(900)));
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!(
                 "the crash writer exited by itself ({status}); stderr:\n{}",
@@ -1408,17 +1413,28 @@ pub mod crash {
 }
 
 /// A memory store that can be switched off, to play a database that is down: while down,
-/// every operation fails with [`StoreError::Unavailable`] and changes nothing.
+/// every operation fails with [`StoreError::Unavailable`] and changes nothing. Its commits
+/// can also be made to take a while ([`OutageStore::with_commit_delay`]), as they do on
+/// a real database, so letters run while a commit is in flight.
 #[derive(Clone, Default)]
 pub struct OutageStore {
     inner: tenantry::store::MemoryStore,
     down: Arc<std::sync::atomic::AtomicBool>,
+    commit_delay: std::time::Duration,
 }
 
 impl OutageStore {
     /// A store that is up.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that is up and takes `delay` over every commit (and put).
+    pub fn with_commit_delay(delay: std::time::Duration) -> Self {
+        Self {
+            commit_delay: delay,
+            ..Self::default()
+        }
     }
 
     /// Takes the store down (`true`) or brings it back (`false`).
@@ -1453,14 +1469,14 @@ impl CheckpointStore for OutageStore {
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.put(key, bytes, expected).await
-        })
+        self.commit(TurnCommit::checkpoint(key.clone(), bytes, expected))
     }
 
     fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
+            if !self.commit_delay.is_zero() {
+                tokio::time::sleep(self.commit_delay).await;
+            }
             self.check()?;
             self.inner.commit(turn).await
         })

@@ -8,12 +8,11 @@
 mod common;
 
 use common::{p, quiet_panics};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tenantry::schemars::JsonSchema;
-use tenantry::store::{CheckpointStore, MemoryStore, Record, StoreError, StoreKey, TurnCommit};
+use tenantry::store::{CheckpointStore, MemoryStore};
 use tenantry::telemetry::{EventKind, Outcome};
 use tenantry::{
     CallError, Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Manager,
@@ -126,62 +125,12 @@ impl Handler<ReadStorage> for Ledger {
     }
 }
 
-/// A memory store whose commits take `delay`: commits are really in flight while
-/// further letters run, as on redb or PostgreSQL.
-#[derive(Clone)]
-struct SlowStore {
-    inner: MemoryStore,
-    delay: std::time::Duration,
-}
-
-impl CheckpointStore for SlowStore {
-    fn kind(&self) -> &'static str {
-        "slow"
-    }
-    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        self.inner.get(key)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        bytes: Arc<[u8]>,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.commit(TurnCommit::checkpoint(key.clone(), bytes, expected))
-    }
-    fn commit<'a>(&'a self, turn: TurnCommit) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
-            self.inner.commit(turn).await
-        })
-    }
-    fn delete<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        expected: Option<u64>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.delete(key, expected)
-    }
-    fn list<'a>(
-        &'a self,
-        partition: &'a tenantry::Partition,
-        manager: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<(tenantry::Key, u64)>, StoreError>> {
-        self.inner.list(partition, manager)
-    }
-    fn purge_partition<'a>(
-        &'a self,
-        partition: &'a tenantry::Partition,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.inner.purge_partition(partition)
-    }
-}
-
+/// A store whose commits take `delay_ms`: commits are really in flight while further
+/// letters run, as on redb or PostgreSQL.
 fn slow_store(delay_ms: u64) -> Arc<dyn CheckpointStore> {
-    Arc::new(SlowStore {
-        inner: MemoryStore::new(),
-        delay: std::time::Duration::from_millis(delay_ms),
-    })
+    Arc::new(OutageStore::with_commit_delay(
+        std::time::Duration::from_millis(delay_ms),
+    ))
 }
 
 fn durable() -> ManagerConfig {
@@ -450,21 +399,11 @@ async fn what_a_start_hook_did_is_committed_before_a_reply_shows_it_and_on_stop_
     let stamp = h.call(ReadStamp).await.unwrap();
     assert!(stamp.is_some());
     // After a crash, the stamp the caller saw is there.
-    let other = Runtime::builder().store_arc(store.clone()).build();
-    let seen = other
-        .register::<Stamped>("stamped", ManagerConfig::default())
-        .unwrap()
-        .get("s", &p("acme"))
-        .await
-        .unwrap()
-        .call(ReadStamp)
-        .await
-        .unwrap();
     assert_eq!(
-        seen, stamp,
+        stamp_after_crash(store.clone()).await,
+        stamp,
         "a reply showed the stamp, so it was committed first"
     );
-    drop(other);
 
     m.stop("s", &p("acme")).await.unwrap();
     let goodbye = Identity::new(
@@ -501,17 +440,17 @@ async fn a_start_hook_change_whose_commit_failed_is_kept_and_committed_before_an
         stamp.is_some(),
         "the start hook's stamp is kept, not rolled away"
     );
-    let other = Runtime::builder().store_arc(store).build();
-    let seen = other
+    assert_eq!(stamp_after_crash(store).await, stamp);
+}
+
+/// The stamp a fresh runtime over `store` finds for stamped agent `s`.
+async fn stamp_after_crash(store: Arc<dyn CheckpointStore>) -> Option<u64> {
+    let rt = Runtime::builder().store_arc(store).build();
+    let m = rt
         .register::<Stamped>("stamped", ManagerConfig::default())
-        .unwrap()
-        .get("s", &p("acme"))
-        .await
-        .unwrap()
-        .call(ReadStamp)
-        .await
         .unwrap();
-    assert_eq!(seen, stamp);
+    let h = m.get("s", &p("acme")).await.unwrap();
+    h.call(ReadStamp).await.unwrap()
 }
 
 /// An agent whose state has no order of its own (a `HashMap`).

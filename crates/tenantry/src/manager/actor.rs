@@ -8,9 +8,8 @@
 //! `EveryTurn` managers also commit after changing turns (see [`super::durable`]); the
 //! loop waits for their commit in flight beside their mailbox.
 
-use super::durable::{Committed, FinalCommit, Pipeline, commit_turn};
+use super::durable::{Committed, FinalCommit, Pipeline, commit_turn, encode_state};
 use super::{ManagerCore, PartitionDir, Slot};
-use crate::checkpoint::{self, CheckpointIdentity};
 use crate::failure::Failure;
 use crate::instance::cell::{Cell, Mail};
 use crate::instance::context::Context;
@@ -676,20 +675,9 @@ impl<F: Factory> Actor<F> {
     }
 
     fn encode(&self) -> Result<Vec<u8>, Error> {
-        let id = &self.cell.identity;
-        checkpoint::encode(
-            CheckpointIdentity {
-                factory: F::NAME,
-                state_version: F::STATE_VERSION,
-                partition: &id.partition,
-                key: &id.key,
-            },
-            &self.state,
-        )
-        .map_err(|e| Error::StateEncoding {
-            identity: (**id).clone(),
-            reason: e.to_string(),
-        })
+        let mut out = Vec::with_capacity(256);
+        encode_state(&self.cell.identity, &self.state, &mut out)?;
+        Ok(out)
     }
 
     /// Removes this incarnation's slot, and only it (a `Live` slot of this cell, or the

@@ -150,7 +150,8 @@ pub(crate) fn encode_state<F: Factory>(
     })
 }
 
-fn checkpoint_identity<F: Factory>(id: &Identity) -> CheckpointIdentity<'_> {
+/// The identity a checkpoint of `id` is written for and checked against.
+pub(crate) fn checkpoint_identity<F: Factory>(id: &Identity) -> CheckpointIdentity<'_> {
     CheckpointIdentity {
         factory: F::NAME,
         state_version: F::STATE_VERSION,

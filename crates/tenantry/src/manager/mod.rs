@@ -16,7 +16,7 @@ mod shared;
 pub(crate) use registry::{Managers, Role};
 pub(crate) use shared::Shared;
 
-use crate::checkpoint::{self, CheckpointIdentity};
+use crate::checkpoint;
 use crate::failure::{Backoff, Failure};
 use crate::instance::cell::{AnyInstance, Cell, InstanceHandle, KeepAlive, Liveness, Mail};
 use crate::instance::context::Context;
@@ -316,16 +316,9 @@ impl<F: Factory> ManagerCore<F> {
             );
             err
         };
-        let decoded = checkpoint::decode(
-            &record.bytes,
-            CheckpointIdentity {
-                factory: F::NAME,
-                state_version: F::STATE_VERSION,
-                partition: &identity.partition,
-                key: &identity.key,
-            },
-        )
-        .map_err(thaw_failed)?;
+        let decoded =
+            checkpoint::decode(&record.bytes, durable::checkpoint_identity::<F>(identity))
+                .map_err(thaw_failed)?;
         let state = if decoded.state_version < F::STATE_VERSION {
             let old: serde_json::Value = serde_json::from_str(decoded.state)
                 .map_err(|e| thaw_failed(checkpoint::CheckpointError::State(e.to_string())))?;

@@ -98,6 +98,17 @@ impl Journal {
         wrote
     }
 
+    /// The layers a reader in turn `turn` sees, newest first: the turn's own writes (if it
+    /// is the one running), the accepted ones, the ones in flight.
+    fn newest_first<'l>(
+        &self,
+        layers: &'l Layers,
+        turn: Option<u64>,
+    ) -> impl DoubleEndedIterator<Item = &'l Writes> {
+        let own = self.is_open(turn).then_some(&layers.turn);
+        own.into_iter().chain([&layers.queued, &layers.in_flight])
+    }
+
     /// Records a write of turn `turn`; returns false (and records nothing) when that turn
     /// is over, so the caller writes to the store itself.
     pub(crate) fn write(&self, turn: u64, key: StoreKey, bytes: Option<Arc<[u8]>>) -> bool {
@@ -114,9 +125,7 @@ impl Journal {
     /// any turn, which sees accepted writes only).
     pub(crate) fn read(&self, turn: Option<u64>, key: &StoreKey) -> Journaled {
         let state = self.lock();
-        let own = self.is_open(turn).then_some(&state.turn);
-        own.into_iter()
-            .chain([&state.queued, &state.in_flight])
+        self.newest_first(&state, turn)
             .find_map(|layer| layer.get(key))
             .map_or(Journaled::Unknown, |bytes| Journaled::Known(bytes.clone()))
     }
@@ -125,10 +134,8 @@ impl Journal {
     /// a listing must add or remove.
     pub(crate) fn listed(&self, turn: Option<u64>, manager: &str) -> Vec<(StoreKey, bool)> {
         let state = self.lock();
-        let own = self.is_open(turn).then_some(&state.turn);
-        [&state.in_flight, &state.queued]
-            .into_iter()
-            .chain(own)
+        self.newest_first(&state, turn)
+            .rev()
             .flat_map(|layer| layer.iter())
             .filter(|(k, _)| &*k.manager == manager)
             .map(|(k, v)| (k.clone(), v.is_some()))
