@@ -1,9 +1,13 @@
 //! The shared half of an instance: its mailbox sender, liveness and the handles to it.
+//!
+//! Calls go through [`Cell::call`]: when the instance is idle the caller runs the turn
+//! itself (see [`super::runner`]); tells and control mail only queue.
 
 use super::envelope::{Envelope, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
-use super::mailbox::{Mailbox, SendError};
+use super::mailbox::{Delivered, Mailbox, Queued, SendError};
+use super::runner::{self, Runner};
 use crate::caller::{CallAs, Caller};
 use crate::telemetry::StopReason;
 use crate::{CallError, Error, Identity};
@@ -62,10 +66,57 @@ pub(crate) trait Alive: Send + Sync {
 
 pub(crate) struct Cell<F: Factory> {
     pub(crate) identity: Arc<Identity>,
-    pub(crate) mailbox: Mailbox<Mail<F>>,
+    /// The mailbox, and the actor while it is parked there.
+    pub(crate) mailbox: Mailbox<Mail<F>, Box<dyn Runner<F>>>,
     pub(crate) live: Liveness,
     pub(crate) table: Arc<HandlerTable<F>>,
     pub(crate) call_timeout: Duration,
+    /// Where the actor's task runs when it has one.
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl<F: Factory> Cell<F> {
+    fn refused(&self, e: SendError<Mail<F>>) -> CallError {
+        match e {
+            SendError::Full(_) => CallError::MailboxFull {
+                capacity: self.mailbox.capacity(),
+            },
+            SendError::Closed(_) => CallError::Stopped,
+        }
+    }
+
+    fn queued(self: &Arc<Self>, queued: Queued) {
+        if queued == Queued::Kick {
+            runner::kick(self.clone());
+        }
+    }
+
+    /// Queues a letter (a tell): the actor runs it when it gets to it.
+    pub(crate) fn post(self: &Arc<Self>, mail: Mail<F>) -> Result<(), CallError> {
+        let queued = self.mailbox.try_send(mail).map_err(|e| self.refused(e))?;
+        self.queued(queued);
+        Ok(())
+    }
+
+    /// Queues a call's letter; if the instance is idle and this thread may, runs it now
+    /// (with anything queued ahead of it), so the reply is ready on return.
+    pub(crate) fn call(self: &Arc<Self>, mail: Mail<F>) -> Result<(), CallError> {
+        if !runner::may_run_here() {
+            return self.post(mail);
+        }
+        match self.mailbox.deliver(mail).map_err(|e| self.refused(e))? {
+            Delivered::Run { actor, turns } => runner::run_here(actor, turns, &self.runtime),
+            Delivered::Queued(queued) => self.queued(queued),
+        }
+        Ok(())
+    }
+
+    /// Queues control mail (stops, effects), past the mailbox bound; `Err` once closed.
+    pub(crate) fn post_control(self: &Arc<Self>, mail: Mail<F>) -> Result<(), ()> {
+        let queued = self.mailbox.send_control(mail).map_err(|_| ())?;
+        self.queued(queued);
+        Ok(())
+    }
 }
 
 impl<F: Factory> Alive for Cell<F> {
@@ -164,12 +215,7 @@ impl<F: Factory> InstanceHandle<F> {
     }
 
     fn post(&self, mail: Mail<F>) -> Result<(), CallError> {
-        self.cell.mailbox.try_send(mail).map_err(|e| match e {
-            SendError::Full(_) => CallError::MailboxFull {
-                capacity: self.cell.mailbox.capacity(),
-            },
-            SendError::Closed(_) => CallError::Stopped,
-        })
+        self.cell.post(mail)
     }
 
     /// Calls the handler of `M` and waits for its reply (the manager's call timeout).
@@ -190,7 +236,7 @@ impl<F: Factory> InstanceHandle<F> {
         F: Handler<M>,
     {
         let (tx, rx) = oneshot::channel();
-        self.post(Mail::Letter(Box::new(Letter::new(
+        self.cell.call(Mail::Letter(Box::new(Letter::new(
             msg,
             Some(tx),
             self.caller.clone(),
@@ -230,7 +276,8 @@ impl<F: Factory> InstanceHandle<F> {
             .await
     }
 
-    /// Posts a JSON call as `caller` and waits for the reply.
+    /// A JSON call as `caller`: the params are checked now, the letter goes in when the
+    /// future is first polled.
     fn call_json_stamped(
         &self,
         handler: &str,
@@ -243,13 +290,13 @@ impl<F: Factory> InstanceHandle<F> {
             tx,
             limit: self.cell.table.max_reply_bytes,
         };
-        let posted = self
+        let letter = self
             .cell
             .table
-            .envelope(handler, params, Some(reply), caller)
-            .and_then(|letter| self.post(Mail::Letter(letter)));
+            .envelope(handler, params, Some(reply), caller);
+        let cell = self.cell.clone();
         async move {
-            posted?;
+            cell.call(Mail::Letter(letter?))?;
             await_reply(rx, timeout).await
         }
     }
@@ -284,9 +331,15 @@ impl<F: Factory> InstanceHandle<F> {
 }
 
 async fn await_reply<T>(
-    rx: oneshot::Receiver<Result<T, CallError>>,
+    mut rx: oneshot::Receiver<Result<T, CallError>>,
     timeout: Duration,
 ) -> Result<T, CallError> {
+    // A turn run in place has answered already: no timer to arm.
+    match rx.try_recv() {
+        Ok(result) => return result,
+        Err(oneshot::error::TryRecvError::Closed) => return Err(CallError::Stopped),
+        Err(oneshot::error::TryRecvError::Empty) => {}
+    }
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(result)) => result,
         // The letter was dropped unanswered: the instance stopped before running it.

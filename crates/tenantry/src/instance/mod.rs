@@ -1,7 +1,8 @@
 //! Instances: factories, handlers, mailboxes, handles and contexts.
 //!
-//! An instance is one tokio task owning one factory state and a bounded mailbox; it
-//! handles one letter at a time. Applications implement [`Factory`], one [`Message`] type
+//! An instance is one factory state and a bounded mailbox, run by one actor that handles
+//! one letter at a time: in a task of its own while it has mail, by the caller itself
+//! while it is idle (see [`runner`]). Applications implement [`Factory`], one [`Message`] type
 //! per handler, and [`Handler`] for each.
 
 pub(crate) mod cell;
@@ -11,6 +12,7 @@ pub(crate) mod factory;
 pub(crate) mod handlers;
 pub(crate) mod host;
 pub(crate) mod mailbox;
+pub(crate) mod runner;
 
 pub use cell::{AnyInstance, InstanceHandle, KeepAlive};
 pub use context::Context;

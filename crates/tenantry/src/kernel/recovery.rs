@@ -17,8 +17,15 @@ use std::sync::{Arc, Weak};
 pub(crate) fn hook(kernel: Weak<KernelCore>) -> GiveUpHook {
     Arc::new(move |identity: &Identity, failure: &Arc<Failure>| {
         let name = identity.key.to_string();
-        let (kernel, failure) = (kernel.clone(), failure.clone());
-        tokio::spawn(recover(kernel, name, failure));
+        // Out of routing before the call that made it give up is answered (a turn may run
+        // on its caller's thread, so the caller can look right after).
+        let withdrawn = upgrade(&kernel).is_some_and(|k| {
+            k.withdraw(&name, InstanceStatus::backing_off(failure))
+                .is_ok()
+        });
+        if withdrawn {
+            tokio::spawn(recover(kernel.clone(), name, failure.clone()));
+        }
     })
 }
 
@@ -35,18 +42,8 @@ fn still_backing_off(kernel: &Kernel, name: &str, attempt: u32) -> bool {
     )
 }
 
+/// Waits out the backoff of a withdrawn instance, then activates it again.
 async fn recover(weak: Weak<KernelCore>, name: String, failure: Arc<Failure>) {
-    {
-        let Some(kernel) = upgrade(&weak) else {
-            return;
-        };
-        if kernel
-            .withdraw(&name, InstanceStatus::backing_off(&failure))
-            .is_err()
-        {
-            return;
-        }
-    }
     let mut failure = failure;
     loop {
         tokio::time::sleep_until(failure.retry_at).await;

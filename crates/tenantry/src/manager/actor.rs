@@ -1,8 +1,10 @@
-//! The actor loop: one tokio task per instance, one message at a time.
+//! The actor loop: one message at a time, in a task while there is mail, parked in the
+//! mailbox while there is none (a caller may then run it in place: see
+//! [`crate::instance::runner`]).
 //!
 //! The loop owns the state. It runs letters in order, restarts from the last good state
-//! after a panic (bounded by the manager's restart policy), idles out when configured, and
-//! performs the stop sequence: refuse new letters, finish the queued ones, run `on_stop`,
+//! after a panic (bounded by the manager's restart policy), idles out when the manager's
+//! sweeper finds it idle, and performs the stop sequence: refuse new letters, finish the queued ones, run `on_stop`,
 //! write the checkpoint (compare-and-set on the version), then leave the directory. A
 //! crash never writes a checkpoint; a failed write keeps the instance live. Instances of
 //! `EveryTurn` managers also commit after changing turns (see [`super::durable`]); the
@@ -15,10 +17,12 @@ use crate::instance::cell::{Cell, Mail};
 use crate::instance::context::Context;
 use crate::instance::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use crate::instance::factory::Factory;
+use crate::instance::runner::{Runner, YieldOnce};
 use crate::store::{StoreError, TurnCommit};
 use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
 use crate::{CallError, Error, Identity};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -125,25 +129,31 @@ enum Woken<F> {
     Gone,
 }
 
-enum Idle {
-    /// Not idle yet: check again at this instant.
-    Until(tokio::time::Instant),
-    /// Idle for this long with no owner: hibernate.
-    Expired(Duration),
+impl<F: Factory> Runner<F> for Actor<F> {
+    fn run(self: Box<Self>, budget: Option<usize>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Some(ended) = self.run_loop(budget).await {
+                ended.retire();
+            }
+        })
+    }
+
+    fn abandon(self: Box<Self>) {
+        self.cell.mailbox.close();
+        self.retire();
+    }
 }
 
 impl<F: Factory> Actor<F> {
-    fn identity(&self) -> &Identity {
-        &self.cell.identity
-    }
-
-    pub(crate) async fn run(mut self) {
-        self.core.shared.telemetry.live(self.identity(), 1.0);
-        let idle_timeout = self.core.config.idle_timeout;
-        let mut idle_timer = idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+    /// Runs mail until the mailbox is empty, then parks in it (`None`). Returns the actor
+    /// when it must end: it stopped, gave up, was fenced, or its manager is gone. With a
+    /// `budget` (a caller runs it in place), after that many letters it yields once if
+    /// more mail waits, so the caller hands the rest to a task.
+    async fn run_loop(mut self: Box<Self>, mut budget: Option<usize>) -> Option<Box<Self>> {
+        let cell = self.cell.clone();
         loop {
             if self.ctx.has_effect_work() && !Box::pin(self.run_pending_effects()).await {
-                break;
+                return Some(self);
             }
             let mail = if self.commit_in_flight() {
                 // Boxed: an idle instance has no commit in flight and should not carry
@@ -151,53 +161,96 @@ impl<F: Factory> Actor<F> {
                 match Box::pin(self.mail_or_commit()).await {
                     Woken::Mail(mail) => mail,
                     Woken::Committed => continue,
-                    Woken::Gone => break,
+                    Woken::Gone => return Some(self),
                 }
             } else {
-                match (&mut idle_timer, idle_timeout) {
-                    (Some(timer), Some(timeout)) => tokio::select! {
-                        biased;
-                        mail = self.cell.mailbox.recv() => mail,
-                        () = timer.as_mut() => {
-                            match self.idle_check(timeout) {
-                                Idle::Until(at) => timer.as_mut().reset(at),
-                                Idle::Expired(idle_for) => {
-                                    if Box::pin(self.stop(StopReason::Idle, Some(idle_for), Vec::new())).await {
-                                        break;
-                                    }
-                                    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
-                                }
-                            }
-                            continue;
-                        }
-                    },
-                    _ => self.cell.mailbox.recv().await,
+                if budget == Some(0) {
+                    budget = None;
+                    if !cell.mailbox.door().is_empty() {
+                        YieldOnce::new().await;
+                    }
+                }
+                let mut door = cell.mailbox.door();
+                match door.pop() {
+                    Some(mail) => Some(mail),
+                    None if self.core.is_abandoned() => {
+                        drop(door);
+                        self.cell.mailbox.close();
+                        return Some(self);
+                    }
+                    None => {
+                        door.park(self);
+                        return None;
+                    }
                 }
             };
+            if let Some(left) = &mut budget {
+                *left = left.saturating_sub(1);
+            }
             // `None` only after the mailbox was closed, which happens on the way out.
-            let Some(mail) = mail else { break };
+            let Some(mail) = mail else {
+                return Some(self);
+            };
             match mail {
                 Mail::Letter(letter) => {
-                    if idle_timeout.is_some() {
+                    if self.core.config.idle_timeout.is_some() {
                         self.cell.live.touch();
                     }
                     if !self.turn(letter).await {
-                        break;
+                        return Some(self);
+                    }
+                }
+                Mail::Stop {
+                    reason: StopReason::Idle,
+                    reply,
+                } => {
+                    if Box::pin(self.idle_stop(reply)).await {
+                        return Some(self);
                     }
                 }
                 Mail::Stop { reason, reply } => {
                     if Box::pin(self.stop(reason, None, reply.into_iter().collect())).await {
-                        break;
+                        return Some(self);
                     }
                 }
             }
             if self.ctx.take_stop_request()
                 && Box::pin(self.stop(StopReason::Requested, None, Vec::new())).await
             {
-                break;
+                return Some(self);
             }
         }
-        self.core.shared.telemetry.live(self.identity(), -1.0);
+    }
+
+    /// The idle sweeper found the instance idle: stop it if it still is. A stop that
+    /// fails restarts the idle clock, so the next attempt is a whole timeout away.
+    /// Returns true when the instance is gone.
+    async fn idle_stop(&mut self, reply: Option<StopReply>) -> bool {
+        let expired = self.core.config.idle_timeout.and_then(|t| self.idle_for(t));
+        let Some(idle_for) = expired else {
+            answer(reply.into_iter().collect(), Ok(()));
+            return false;
+        };
+        let gone = self
+            .stop(
+                StopReason::Idle,
+                Some(idle_for),
+                reply.into_iter().collect(),
+            )
+            .await;
+        if !gone {
+            self.cell.live.touch();
+        }
+        gone
+    }
+
+    /// Drops an actor that ended, then counts it out: the live gauge, and the tracker
+    /// last (once it reads zero no actor holds the store).
+    fn retire(self: Box<Self>) {
+        let tracker = self.core.shared.actors.clone();
+        self.core.shared.telemetry.live(&self.cell.identity, -1.0);
+        drop(self);
+        tracker.exit();
     }
 
     fn commit_in_flight(&self) -> bool {
@@ -274,9 +327,7 @@ impl<F: Factory> Actor<F> {
             self.ctx.install_effect_sink(Arc::new(move |effect| {
                 if let Some(cell) = cell.upgrade() {
                     // Control mail: a full mailbox must not lose a reaction.
-                    let _ = cell
-                        .mailbox
-                        .send_control(Mail::Letter(Box::new(EffectLetter { effect })));
+                    let _ = cell.post_control(Mail::Letter(Box::new(EffectLetter { effect })));
                 }
             }));
         }
@@ -293,18 +344,15 @@ impl<F: Factory> Actor<F> {
         }
     }
 
-    fn idle_check(&self, timeout: Duration) -> Idle {
+    /// How long the instance has been idle with no keep-alive owner, if `timeout` or
+    /// longer.
+    fn idle_for(&self, timeout: Duration) -> Option<Duration> {
         let live = &self.cell.live;
-        let now = tokio::time::Instant::now();
         if live.owners.load(Ordering::Acquire) > 0 {
-            return Idle::Until(now + timeout);
+            return None;
         }
-        let idle_for = now.saturating_duration_since(live.last_active());
-        if idle_for >= timeout {
-            Idle::Expired(idle_for)
-        } else {
-            Idle::Until(live.last_active() + timeout)
-        }
+        let idle_for = tokio::time::Instant::now().saturating_duration_since(live.last_active());
+        (idle_for >= timeout).then_some(idle_for)
     }
 
     /// Runs one letter. Returns false when the instance gave up and must exit.

@@ -23,6 +23,7 @@ use crate::instance::context::Context;
 use crate::instance::factory::Factory;
 use crate::instance::handlers::{HandlerInfo, HandlerTable};
 use crate::instance::mailbox::Mailbox;
+use crate::instance::runner::Runner;
 use crate::scope::journal::Journal;
 use crate::telemetry::{EventKind, StopReason, metric};
 use crate::{Error, Identity, IntoKey, Key, Partition};
@@ -33,6 +34,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
@@ -204,19 +206,64 @@ pub(crate) struct ManagerCore<F: Factory> {
     pub(crate) shared: Arc<Shared>,
     dirs: DashMap<Partition, Arc<PartitionDir<F>>>,
     pub(crate) give_up_hook: std::sync::OnceLock<GiveUpHook>,
+    /// Every handle of the manager is gone: actors end instead of parking.
+    abandoned: AtomicBool,
+    sweeper_started: AtomicBool,
 }
 
 /// A named manager of keyed instances of factory `F`. Cheap to clone.
 pub struct Manager<F: Factory> {
     core: Arc<ManagerCore<F>>,
+    _owner: Arc<Owner<F>>,
 }
 
 impl<F: Factory> Clone for Manager<F> {
     fn clone(&self) -> Self {
         Self {
             core: self.core.clone(),
+            _owner: self._owner.clone(),
         }
     }
+}
+
+/// Held by every handle of a manager. A parked actor holds its manager's core (and
+/// through it the store), and the core holds the actor's cell: when the last handle
+/// goes, this breaks that cycle by ending the parked actors (as if the process had
+/// ended: no hibernation) and telling running ones not to park again.
+struct Owner<F: Factory> {
+    core: Arc<ManagerCore<F>>,
+}
+
+impl<F: Factory> Drop for Owner<F> {
+    fn drop(&mut self) {
+        // Set before looking at any mailbox: an actor parks under its mailbox's lock
+        // only after seeing this clear, so each actor is either found parked or ends.
+        self.core.abandoned.store(true, Ordering::SeqCst);
+        let cells: Vec<Arc<Cell<F>>> = self
+            .core
+            .dirs
+            .iter()
+            .flat_map(|dir| {
+                dir.iter()
+                    .filter_map(|slot| match slot.value() {
+                        Slot::Live(cell) => Some(cell.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for cell in cells {
+            if let Some(actor) = cell.mailbox.evict() {
+                actor.abandon();
+            }
+        }
+    }
+}
+
+/// How often a manager's sweeper looks for idle instances: an instance idles out between
+/// its timeout and 1.125 times it (or ten seconds past it, for long timeouts).
+fn sweep_period(timeout: Duration) -> Duration {
+    (timeout / 8).clamp(Duration::from_millis(1), Duration::from_secs(10))
 }
 
 /// Removes an `Activating` slot if its winner goes away before finishing (an error or a
@@ -245,6 +292,62 @@ enum Lookup<F: Factory> {
 }
 
 impl<F: Factory> ManagerCore<F> {
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Starts the idle sweeper, once, if instances idle out. Idle instances have no task
+    /// (their actors are parked), so one task per manager looks for them.
+    fn ensure_sweeper(self: &Arc<Self>) {
+        let Some(timeout) = self.config.idle_timeout else {
+            return;
+        };
+        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let period = sweep_period(timeout);
+            loop {
+                tokio::time::sleep(period).await;
+                match weak.upgrade() {
+                    Some(core) if !core.is_abandoned() => core.sweep_idle(timeout),
+                    _ => break,
+                }
+            }
+        });
+    }
+
+    /// Asks every instance idle for `timeout` with no keep-alive owner to stop; each
+    /// checks again in its own turn.
+    fn sweep_idle(&self, timeout: Duration) {
+        let now = tokio::time::Instant::now();
+        let idle: Vec<Arc<Cell<F>>> = self
+            .dirs
+            .iter()
+            .flat_map(|dir| {
+                dir.iter()
+                    .filter_map(|slot| match slot.value() {
+                        Slot::Live(cell)
+                            if cell.live.owners.load(Ordering::Acquire) == 0
+                                && now.saturating_duration_since(cell.live.last_active())
+                                    >= timeout =>
+                        {
+                            Some(cell.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for cell in idle {
+            let _ = cell.post_control(Mail::Stop {
+                reason: StopReason::Idle,
+                reply: None,
+            });
+        }
+    }
+
     fn dir(&self, partition: &Partition) -> Arc<PartitionDir<F>> {
         if let Some(dir) = self.dirs.get(partition) {
             return dir.clone();
@@ -386,16 +489,25 @@ impl<F: Factory> ManagerCore<F> {
             let (handle, actor) = self
                 .activate(&dir, key.clone(), partition, initial.take(), failures)
                 .await?;
-            // Published before its task starts, so the actor's own removal on a quick exit
-            // always finds its slot (never the other way round).
+            let has_effect_work = actor.ctx.has_effect_work();
+            // Published before the actor runs, so its own removal on a quick exit always
+            // finds its slot (never the other way round).
             dir.insert(key.clone(), Slot::Live(handle.cell.clone()));
             guard.done = true;
-            let tracker = self.shared.actors.clone();
-            tracker.enter();
-            tokio::spawn(async move {
-                actor.run().await;
-                tracker.exit();
-            });
+            self.shared.actors.enter();
+            self.shared.telemetry.live(&handle.cell.identity, 1.0);
+            self.ensure_sweeper();
+            // It parks at once unless it has work already: effects to run first, or mail
+            // sent since it was published.
+            let actor: Box<dyn Runner<F>> = Box::new(actor);
+            let first = if has_effect_work {
+                Err(actor)
+            } else {
+                handle.cell.mailbox.try_park(actor)
+            };
+            if let Err(actor) = first {
+                handle.cell.runtime.spawn(actor.run(None));
+            }
             return Ok(handle);
         }
     }
@@ -448,6 +560,7 @@ impl<F: Factory> ManagerCore<F> {
             live: Liveness::new(self.shared.epoch),
             table: self.table.clone(),
             call_timeout: self.config.call_timeout,
+            runtime: tokio::runtime::Handle::current(),
         });
         let telemetry = &self.shared.telemetry;
         telemetry.count(
@@ -500,7 +613,7 @@ impl<F: Factory> ManagerCore<F> {
                         reason,
                         reply: Some(tx),
                     };
-                    if h.cell.mailbox.send_control(mail).is_err() {
+                    if h.cell.post_control(mail).is_err() {
                         // It ended between the lookup and the send.
                         return Err(Error::NotFound(self.identity(key.clone(), partition)));
                     }
@@ -571,15 +684,19 @@ impl<F: Factory> Manager<F> {
                 handlers,
             }
         })?;
+        let core = Arc::new(ManagerCore {
+            name,
+            config,
+            table: Arc::new(table),
+            shared,
+            dirs: DashMap::new(),
+            give_up_hook: std::sync::OnceLock::new(),
+            abandoned: AtomicBool::new(false),
+            sweeper_started: AtomicBool::new(false),
+        });
         Ok(Self {
-            core: Arc::new(ManagerCore {
-                name,
-                config,
-                table: Arc::new(table),
-                shared,
-                dirs: DashMap::new(),
-                give_up_hook: std::sync::OnceLock::new(),
-            }),
+            _owner: Arc::new(Owner { core: core.clone() }),
+            core,
         })
     }
 
