@@ -101,15 +101,23 @@ impl Db {
             ));
         }
         self.queries += 1;
-        let engine = self.engine;
+        // `engine:tenant-row-N`, built without the formatting machinery (this is the
+        // demo's hot path).
+        let prefix = [self.engine, ":", &tenant, "-row-"].concat();
+        let rows = (1..=q.limit.get())
+            .map(|i| {
+                let mut row = String::with_capacity(prefix.len() + 3);
+                row.push_str(&prefix);
+                row.push_str(itoa(i, &mut [0; 20]));
+                row
+            })
+            .collect();
         Ok(QueryResult {
-            instance: ctx.key().to_string(),
-            tenant: tenant.clone(),
+            instance: ctx.key().encoded().to_owned(),
+            tenant,
             db_url,
             sql: q.sql.into_string(),
-            rows: (1..=q.limit.get())
-                .map(|i| format!("{engine}:{tenant}-row-{i}"))
-                .collect(),
+            rows,
         })
     }
 
@@ -121,6 +129,20 @@ impl Db {
             connected_to: connected_to.to_owned(),
         }
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// A per-tenant database component (`tenant-db`): its `db_url` is a computed value over

@@ -8,8 +8,9 @@
 //!   `tenants.globex.db_url`, then a routed query that must see it;
 //!
 //! each measured from a task on the runtime (`task`) and from the code a
-//! `#[tokio::main]` runs (`main`: the runtime's `block_on`, off the worker threads). The
-//! figures are medians of 200 batches. When `python3` can import `signalpy`, the bench then
+//! `#[tokio::main]` runs (`main`: the runtime's `block_on`, off the worker threads). Each
+//! figure is the median of 200 batches; the two places alternate over five rounds and the
+//! median round is printed (the machine's noise moves single rounds a lot). When `python3` can import `signalpy`, the bench then
 //! runs `../shared/bench/signalpy_bench.py` (or `$SIGNALPY_BENCH`) and prints its lines and
 //! the ratios (`ratio_*`: signalpy's time over tenantry's; higher is better for tenantry).
 //!
@@ -23,6 +24,16 @@ use std::time::Instant;
 use tenantry::{Bus, Invoke, Partition, Runtime};
 
 const BATCHES: usize = 200;
+const ROUNDS: usize = 5;
+
+/// `TENANTRY_BENCH_SCALE` (e.g. 0.01) shrinks the batches for a quick or profiled run.
+fn batches() -> usize {
+    let scale: f64 = std::env::var("TENANTRY_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((BATCHES as f64 * scale).ceil() as usize).max(1)
+}
 const PER_BATCH: usize = 200;
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -37,7 +48,7 @@ where
 {
     let mut samples = Vec::with_capacity(BATCHES);
     let mut i = 0;
-    for _ in 0..BATCHES {
+    for _ in 0..batches() {
         let start = Instant::now();
         for _ in 0..PER_BATCH {
             op(i).await;
@@ -144,15 +155,22 @@ fn main() {
         let bus = runtime.bus();
         (runtime, bus)
     });
-    let from_task = rt.block_on({
-        let (runtime, bus) = (runtime.clone(), bus.clone());
-        async move {
-            tokio::spawn(async move { scenario(&runtime, &bus).await })
-                .await
-                .expect("task")
-        }
-    });
-    let from_main = rt.block_on(scenario(&runtime, &bus));
+    let (mut tasks, mut mains) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        tasks.push(rt.block_on({
+            let (runtime, bus) = (runtime.clone(), bus.clone());
+            async move {
+                tokio::spawn(async move { scenario(&runtime, &bus).await })
+                    .await
+                    .expect("task")
+            }
+        }));
+        mains.push(rt.block_on(scenario(&runtime, &bus)));
+    }
+    let round_median = |rounds: &[[f64; 3]]| -> [f64; 3] {
+        std::array::from_fn(|i| median(rounds.iter().map(|r| r[i]).collect()))
+    };
+    let (from_task, from_main) = (round_median(&tasks), round_median(&mains));
     for (i, name) in NAMES.iter().enumerate() {
         println!("tenantry_{name}_task: {:.0} ns", from_task[i]);
         println!("tenantry_{name}_main: {:.0} ns", from_main[i]);

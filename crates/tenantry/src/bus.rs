@@ -294,7 +294,11 @@ impl Bus {
         }
     }
 
-    fn resolve(&self, handler: &str, opts: &Invoke) -> Result<Option<(Route, String)>, Error> {
+    fn resolve<'h>(
+        &self,
+        handler: &'h str,
+        opts: &Invoke,
+    ) -> Result<Option<(Route, &'h str)>, Error> {
         let not_found = || Error::RouteNotFound(handler.to_owned());
         let (prefix, runnable) = handler.rsplit_once('.').ok_or_else(not_found)?;
         if runnable.is_empty() || runnable == EVENT_RUNNABLE {
@@ -309,7 +313,7 @@ impl Bus {
         let reached = |reach: Reachable, partition: &Partition| match reach {
             Reachable::Active(h) => {
                 self.audit(handler, partition);
-                Ok(Some((Route::Instance(h), runnable.to_owned())))
+                Ok(Some((Route::Instance(h), runnable)))
             }
             Reachable::Inactive(why) => Err(why.unwrap_or_else(not_found)),
         };
@@ -336,10 +340,7 @@ impl Bus {
         {
             let target = target.unwrap_or_else(Partition::unpartitioned);
             self.audit(handler, &target);
-            return Ok(Some((
-                Route::Keyed(manager, key.clone(), target),
-                runnable.to_owned(),
-            )));
+            return Ok(Some((Route::Keyed(manager, key.clone(), target), runnable)));
         }
         Ok(None)
     }
@@ -353,14 +354,12 @@ impl Bus {
     ) -> Result<serde_json::Value, Error> {
         match self.resolve(handler, &opts)? {
             Some((Route::Instance(h), runnable)) => Ok(h
-                .call_json_as(&runnable, params, opts.timeout, self.stamp())
+                .call_json_as(runnable, params, opts.timeout, self.stamp())
                 .await?),
             Some((Route::Keyed(manager, key, partition), runnable)) => {
                 let h = manager.get_dyn(key, &partition).await?;
-                Ok(
-                    h.call_json_as(&runnable, params, opts.timeout, self.stamp())
-                        .await?,
-                )
+                Ok(h.call_json_as(runnable, params, opts.timeout, self.stamp())
+                    .await?)
             }
             None => {
                 let call = RemoteCall {

@@ -41,6 +41,17 @@ pub(crate) struct RuntimeInner {
     pub(crate) pods: Arc<PodCore>,
 }
 
+impl Drop for RuntimeInner {
+    /// Dropping the runtime (every [`Runtime`] handle) ends its idle instances, as if the
+    /// process had ended; `shutdown` first to hibernate them.
+    fn drop(&mut self) {
+        self.shared.close();
+        for manager in self.managers.all() {
+            manager.abandon();
+        }
+    }
+}
+
 impl Host for RuntimeInner {
     fn store(&self) -> &Arc<dyn CheckpointStore> {
         &self.shared.store
@@ -326,7 +337,7 @@ impl Runtime {
     }
 
     /// Refuses new activations, then hibernates every live instance and waits (up to five
-    /// seconds) for their tasks to end, so the store is released when this returns.
+    /// seconds) for their actors to end, so the store is released when this returns.
     pub async fn shutdown(&self) -> ShutdownReport {
         self.inner.shared.close();
         let mut report = ShutdownReport::default();

@@ -159,3 +159,26 @@ async fn keep_alives_held_by_an_instance_last_as_long_as_it_does() {
     sleep_ms(1000).await;
     assert!(m.lookup("child", &alpha).unwrap().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_longer_than_the_timeout_and_letters_behind_it_keep_the_instance_live() {
+    let (_rt, m) = runtime_with_idle(1000);
+    let alpha = p("alpha");
+    let h = m.get("a", &alpha).await.unwrap();
+    let long = tokio::spawn({
+        let h = h.clone();
+        async move { h.call(Sleep { millis: 3000 }).await }
+    });
+    sleep_ms(10).await;
+    // Queued behind the long turn, while the sweeper looks several times.
+    let behind = h.call(Increment { by: 1 });
+    let (long, behind) = (long.await.unwrap(), behind.await);
+    long.unwrap();
+    assert_eq!(behind.unwrap(), 1);
+    assert!(
+        m.lookup("a", &alpha).unwrap().is_some(),
+        "busy until its last turn ended"
+    );
+    sleep_ms(1500).await;
+    assert!(m.lookup("a", &alpha).unwrap().is_none(), "then idle");
+}

@@ -58,7 +58,11 @@ impl Factory for Probe {
         Self::default()
     }
     fn handlers(h: &mut Handlers<Self>) {
-        h.add::<Record>().add::<Relay>().add::<WhereAmI>();
+        h.add::<Record>()
+            .add::<Relay>()
+            .add::<WhereAmI>()
+            .add::<Unencodable>()
+            .add::<Flavor>();
     }
 }
 
@@ -138,6 +142,45 @@ impl Message for WhereAmI {
 impl Handler<WhereAmI> for Probe {
     async fn handle(&mut self, _: WhereAmI, _: &mut Context) -> Result<String, HandlerError> {
         Ok(format!("{:?}", std::thread::current().id()))
+    }
+}
+
+/// A reply whose encoding panics (a bug in user code outside the handler).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct Unencodable;
+impl Message for Unencodable {
+    const NAME: &'static str = "unencodable";
+    type Reply = Grenade;
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct Grenade;
+impl Serialize for Grenade {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("boom: a reply that cannot be encoded")
+    }
+}
+
+impl Handler<Unencodable> for Probe {
+    async fn handle(&mut self, _: Unencodable, _: &mut Context) -> Result<Grenade, HandlerError> {
+        Ok(Grenade)
+    }
+}
+
+/// The flavor of the tokio runtime the turn runs in.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct Flavor;
+impl Message for Flavor {
+    const NAME: &'static str = "flavor";
+    type Reply = String;
+}
+
+impl Handler<Flavor> for Probe {
+    async fn handle(&mut self, _: Flavor, _: &mut Context) -> Result<String, HandlerError> {
+        Ok(format!(
+            "{:?}",
+            tokio::runtime::Handle::current().runtime_flavor()
+        ))
     }
 }
 
@@ -226,6 +269,40 @@ async fn a_dropped_call_future_that_ran_in_place_still_answered_nobody_and_lost_
         panic: false,
     };
     assert_eq!(h.call(last).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_panics_while_encoding_is_an_error_and_the_instance_goes_on() {
+    quiet_panics();
+    let (_rt, m) = probes(Durability::OnHibernate);
+    let h = m.get("grenade", &p("acme")).await.unwrap();
+    for _ in 0..3 {
+        let r = h.call_json("unencodable", serde_json::json!(null)).await;
+        assert!(
+            matches!(&r, Err(CallError::ReplyEncoding { message, .. }) if message.contains("boom")),
+            "{r:?}"
+        );
+        assert!(h.call(WhereAmI).await.is_ok(), "the instance still answers");
+    }
+}
+
+#[test]
+fn a_turn_run_in_place_runs_in_its_instances_runtime_not_the_callers() {
+    let home = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_rt, m) = home.block_on(async { probes(Durability::OnHibernate) });
+    let h = home.block_on(m.get("flavor", &p("acme"))).unwrap();
+    // A caller on a runtime of its own (a current-thread one, as a sync bridge would
+    // build), calling an idle instance: the turn runs here, in the instance's runtime.
+    let away = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let flavor = away.block_on(h.call(Flavor)).unwrap();
+    assert_eq!(flavor, "MultiThread");
 }
 
 fn next_id() -> u64 {

@@ -256,6 +256,7 @@ impl<F: Factory> InstanceHandle<F> {
 
     /// Calls a handler by name with JSON params; the reply comes back as JSON.
     /// Params are decoded before queuing, so invalid params never reach the instance.
+    /// Like every call, the letter is sent when the future is first polled.
     pub async fn call_json(
         &self,
         handler: &str,
@@ -357,7 +358,7 @@ pub trait AnyInstance: Send + Sync {
     fn identity(&self) -> &Identity;
     /// The factory's name.
     fn factory(&self) -> &'static str;
-    /// Calls a handler by name with JSON params.
+    /// Calls a handler by name with JSON params (sent when the future is first polled).
     fn call_json_dyn(
         &self,
         handler: &str,

@@ -60,7 +60,16 @@ pub(crate) struct JsonReply {
 
 impl<T: Serialize> ReplySlot<T> for JsonReply {
     fn answer(self, handler: &'static str, result: Result<T, CallError>) {
-        let encoded = result.and_then(|r| encode_bounded(handler, &r, self.limit));
+        let encoded = result.and_then(|r| {
+            // A reply's `Serialize` is user code: its panic is this call's error.
+            std::panic::catch_unwind(AssertUnwindSafe(|| encode_bounded(handler, &r, self.limit)))
+                .unwrap_or_else(|payload| {
+                    Err(CallError::ReplyEncoding {
+                        handler: handler.to_owned(),
+                        message: format!("encoding panicked: {}", panic_message(&*payload)),
+                    })
+                })
+        });
         let _ = self.tx.send(encoded);
     }
 }

@@ -160,11 +160,18 @@ impl<F: Factory> Handlers<F> {
 }
 
 /// Decodes JSON params and refuses any field the params type would ignore, at any depth,
-/// naming its path (`unknown field `filter.extra``).
+/// naming its path (`unknown field `filter.extra``). Valid params decode once, without
+/// tracking paths; only invalid ones are decoded again to name the offending field.
 fn decode_params_strict<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
+    let mut ignored = false;
+    if let Ok(decoded) = serde_ignored::deserialize(&params, |_| ignored = true) {
+        if !ignored {
+            return Ok(decoded);
+        }
+    }
     let mut unknown: Option<String> = None;
     let decoded = decode_params(handler, |track: &mut serde_path_to_error::Track| {
         let de = serde_path_to_error::Deserializer::new(params, track);
@@ -247,11 +254,15 @@ fn decode_params<P>(
     })
 }
 
-/// Decodes JSON params as the params type's own serde attributes say (typed messages).
+/// Decodes JSON params as the params type's own serde attributes say (typed messages);
+/// like the strict decode, only invalid params are decoded again to name the field.
 fn decode_params_lenient<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
+    if let Ok(decoded) = P::deserialize(&params) {
+        return Ok(decoded);
+    }
     decode_params(handler, |track: &mut serde_path_to_error::Track| {
         P::deserialize(serde_path_to_error::Deserializer::new(params, track))
     })

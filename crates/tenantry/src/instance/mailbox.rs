@@ -212,6 +212,11 @@ impl<T, A> Mailbox<T, A> {
         }
     }
 
+    /// Whether the actor is parked (nobody runs it).
+    pub(crate) fn is_parked(&self) -> bool {
+        self.lock().parked.is_some()
+    }
+
     /// Takes the parked actor for good and closes the mailbox (its owner is gone).
     pub(crate) fn evict(&self) -> Option<A> {
         let mut q = self.lock();

@@ -39,17 +39,17 @@ thread_local! {
     static NESTING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Whether a call made on this thread now may run its turn in place: on a runtime's
-/// thread (handlers may use tokio), not inside a reactive computation (which would record
-/// the handler's reads as its own), and not nested too deeply.
+/// Whether a call made on this thread now may run its turn in place: not inside a
+/// reactive computation (which would record the handler's reads as its own), and not
+/// nested too deeply.
 pub(crate) fn may_run_here() -> bool {
-    NESTING.with(|n| n.get() < MAX_NESTING)
-        && !crate::reactive::is_tracking()
-        && tokio::runtime::Handle::try_current().is_ok()
+    NESTING.with(|n| n.get() < MAX_NESTING) && !crate::reactive::is_tracking()
 }
 
 /// Runs a parked actor's queue (`turns` letters, the caller's last) on this thread as far
-/// as it goes without waiting; the rest continues in a task on `runtime`.
+/// as it goes without waiting; the rest continues in a task on `runtime`. The turns run
+/// in `runtime`'s context whatever runtime (or none) the caller is on, so a handler's
+/// timers and tasks belong to its instance's runtime.
 pub(crate) fn run_here<F: Factory>(
     actor: Box<dyn Runner<F>>,
     turns: usize,
@@ -64,13 +64,22 @@ pub(crate) fn run_here<F: Factory>(
         }
     }
     let unnest = Unnest;
+    let entered = runtime.enter();
     // The waker is never used: a future that is not done moves to its own task, whose
     // first poll registers the task's waker (a future re-checks what it waits for on
-    // every poll).
-    let polled = run.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    // every poll). The loop contains its own panics; this one is a last line, so that
+    // nothing of an instance ever unwinds into its caller.
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }));
+    drop(entered);
     drop(unnest);
-    if polled.is_pending() {
-        runtime.spawn(run);
+    match polled {
+        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Pending) => {
+            runtime.spawn(run);
+        }
+        Err(_) => tracing::error!("an instance's loop panicked on its caller's thread"),
     }
 }
 

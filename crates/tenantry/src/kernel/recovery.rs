@@ -17,8 +17,8 @@ use std::sync::{Arc, Weak};
 pub(crate) fn hook(kernel: Weak<KernelCore>) -> GiveUpHook {
     Arc::new(move |identity: &Identity, failure: &Arc<Failure>| {
         let name = identity.key.to_string();
-        // Out of routing before the call that made it give up is answered (a turn may run
-        // on its caller's thread, so the caller can look right after).
+        // Out of routing at once, not in a task of its own: a caller whose turn ran in
+        // place then finds it withdrawn as soon as it has its answer.
         let withdrawn = upgrade(&kernel).is_some_and(|k| {
             k.withdraw(&name, InstanceStatus::backing_off(failure))
                 .is_ok()

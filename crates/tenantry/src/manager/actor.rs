@@ -17,6 +17,7 @@ use crate::instance::cell::{Cell, Mail};
 use crate::instance::context::Context;
 use crate::instance::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use crate::instance::factory::Factory;
+use crate::instance::mailbox::Door;
 use crate::instance::runner::{Runner, YieldOnce};
 use crate::store::{StoreError, TurnCommit};
 use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
@@ -129,31 +130,80 @@ enum Woken<F> {
     Gone,
 }
 
+/// Where a run of the loop stopped.
+enum Flow<'c, F: Factory> {
+    /// The mailbox is empty (held locked, so the actor can park before anyone sends).
+    Empty(Door<'c, Mail<F>, Box<dyn Runner<F>>>),
+    /// The instance ended: it stopped, gave up or was fenced.
+    End,
+}
+
 impl<F: Factory> Runner<F> for Actor<F> {
     fn run(self: Box<Self>, budget: Option<usize>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            if let Some(ended) = self.run_loop(budget).await {
-                ended.retire();
+            let mut actor = self;
+            let mut budget = budget;
+            let cell = actor.cell.clone();
+            loop {
+                // In a block of its own: the locked door must not live across an await.
+                let payload = {
+                    let ran = AssertUnwindSafe(actor.run_until_empty(&cell, &mut budget))
+                        .catch_unwind()
+                        .await;
+                    match ran {
+                        Ok(Flow::Empty(door)) => {
+                            if actor.core.is_abandoned() {
+                                drop(door);
+                                actor.close_mailbox(CallError::Stopped, Vec::new());
+                                actor.retire();
+                            } else {
+                                door.park(actor);
+                            }
+                            return;
+                        }
+                        Ok(Flow::End) => return actor.retire(),
+                        Err(payload) => payload,
+                    }
+                };
+                // Handlers' panics are caught in their turns; this is one of the runtime's
+                // own steps failing on user code (a reply or a state that panicked while
+                // being encoded, say). Treat it as a crash of the instance.
+                let reason = format!(
+                    "the instance panicked outside a handler: {}",
+                    panic_message(&*payload)
+                );
+                if !Box::pin(actor.crash_after_commits(reason)).await {
+                    return actor.retire();
+                }
             }
         })
     }
 
-    fn abandon(self: Box<Self>) {
-        self.cell.mailbox.close();
+    fn abandon(mut self: Box<Self>) {
+        self.close_mailbox(CallError::Stopped, Vec::new());
         self.retire();
     }
 }
 
 impl<F: Factory> Actor<F> {
-    /// Runs mail until the mailbox is empty, then parks in it (`None`). Returns the actor
-    /// when it must end: it stopped, gave up, was fenced, or its manager is gone. With a
-    /// `budget` (a caller runs it in place), after that many letters it yields once if
-    /// more mail waits, so the caller hands the rest to a task.
-    async fn run_loop(mut self: Box<Self>, mut budget: Option<usize>) -> Option<Box<Self>> {
-        let cell = self.cell.clone();
+    /// Runs mail until the mailbox is empty (returned locked) or the instance ends. With
+    /// a `budget` (a caller runs it in place), once that many letters ran it yields once
+    /// if more mail waits or a commit is in flight, so the caller hands the rest to a
+    /// task.
+    async fn run_until_empty<'c>(
+        &mut self,
+        cell: &'c Cell<F>,
+        budget: &mut Option<usize>,
+    ) -> Flow<'c, F> {
         loop {
             if self.ctx.has_effect_work() && !Box::pin(self.run_pending_effects()).await {
-                return Some(self);
+                return Flow::End;
+            }
+            if *budget == Some(0) {
+                *budget = None;
+                if self.commit_in_flight() || !cell.mailbox.door().is_empty() {
+                    YieldOnce::new().await;
+                }
             }
             let mail = if self.commit_in_flight() {
                 // Boxed: an idle instance has no commit in flight and should not carry
@@ -161,43 +211,35 @@ impl<F: Factory> Actor<F> {
                 match Box::pin(self.mail_or_commit()).await {
                     Woken::Mail(mail) => mail,
                     Woken::Committed => continue,
-                    Woken::Gone => return Some(self),
+                    Woken::Gone => return Flow::End,
                 }
             } else {
-                if budget == Some(0) {
-                    budget = None;
-                    if !cell.mailbox.door().is_empty() {
-                        YieldOnce::new().await;
-                    }
-                }
                 let mut door = cell.mailbox.door();
                 match door.pop() {
                     Some(mail) => Some(mail),
-                    None if self.core.is_abandoned() => {
-                        drop(door);
-                        self.cell.mailbox.close();
-                        return Some(self);
-                    }
-                    None => {
-                        door.park(self);
-                        return None;
-                    }
+                    None => return Flow::Empty(door),
                 }
             };
-            if let Some(left) = &mut budget {
+            if let Some(left) = budget {
                 *left = left.saturating_sub(1);
             }
             // `None` only after the mailbox was closed, which happens on the way out.
             let Some(mail) = mail else {
-                return Some(self);
+                return Flow::End;
             };
             match mail {
                 Mail::Letter(letter) => {
-                    if self.core.config.idle_timeout.is_some() {
+                    let idles = self.core.config.idle_timeout.is_some();
+                    if idles {
                         self.cell.live.touch();
                     }
-                    if !self.turn(letter).await {
-                        return Some(self);
+                    let goes_on = self.turn(letter).await;
+                    if idles {
+                        // A long turn is activity too, up to its end.
+                        self.cell.live.touch();
+                    }
+                    if !goes_on {
+                        return Flow::End;
                     }
                 }
                 Mail::Stop {
@@ -205,19 +247,19 @@ impl<F: Factory> Actor<F> {
                     reply,
                 } => {
                     if Box::pin(self.idle_stop(reply)).await {
-                        return Some(self);
+                        return Flow::End;
                     }
                 }
                 Mail::Stop { reason, reply } => {
                     if Box::pin(self.stop(reason, None, reply.into_iter().collect())).await {
-                        return Some(self);
+                        return Flow::End;
                     }
                 }
             }
             if self.ctx.take_stop_request()
                 && Box::pin(self.stop(StopReason::Requested, None, Vec::new())).await
             {
-                return Some(self);
+                return Flow::End;
             }
         }
     }
@@ -226,8 +268,10 @@ impl<F: Factory> Actor<F> {
     /// fails restarts the idle clock, so the next attempt is a whole timeout away.
     /// Returns true when the instance is gone.
     async fn idle_stop(&mut self, reply: Option<StopReply>) -> bool {
+        // Letters queued behind the sweeper's request are activity: it is not idle.
+        let waiting = !self.cell.mailbox.door().is_empty();
         let expired = self.core.config.idle_timeout.and_then(|t| self.idle_for(t));
-        let Some(idle_for) = expired else {
+        let (false, Some(idle_for)) = (waiting, expired) else {
             answer(reply.into_iter().collect(), Ok(()));
             return false;
         };
@@ -260,8 +304,7 @@ impl<F: Factory> Actor<F> {
     }
 
     /// Waits for the commit in flight (first) or mail, and takes the commit's outcome if
-    /// it came first. (An instance with a commit in flight just ran a turn: it is not
-    /// idle.)
+    /// it came first. (The idle sweeper asks only parked actors, never one waiting here.)
     async fn mail_or_commit(&mut self) -> Woken<F> {
         let in_flight = self
             .pipeline

@@ -214,48 +214,12 @@ pub(crate) struct ManagerCore<F: Factory> {
 /// A named manager of keyed instances of factory `F`. Cheap to clone.
 pub struct Manager<F: Factory> {
     core: Arc<ManagerCore<F>>,
-    _owner: Arc<Owner<F>>,
 }
 
 impl<F: Factory> Clone for Manager<F> {
     fn clone(&self) -> Self {
         Self {
             core: self.core.clone(),
-            _owner: self._owner.clone(),
-        }
-    }
-}
-
-/// Held by every handle of a manager. A parked actor holds its manager's core (and
-/// through it the store), and the core holds the actor's cell: when the last handle
-/// goes, this breaks that cycle by ending the parked actors (as if the process had
-/// ended: no hibernation) and telling running ones not to park again.
-struct Owner<F: Factory> {
-    core: Arc<ManagerCore<F>>,
-}
-
-impl<F: Factory> Drop for Owner<F> {
-    fn drop(&mut self) {
-        // Set before looking at any mailbox: an actor parks under its mailbox's lock
-        // only after seeing this clear, so each actor is either found parked or ends.
-        self.core.abandoned.store(true, Ordering::SeqCst);
-        let cells: Vec<Arc<Cell<F>>> = self
-            .core
-            .dirs
-            .iter()
-            .flat_map(|dir| {
-                dir.iter()
-                    .filter_map(|slot| match slot.value() {
-                        Slot::Live(cell) => Some(cell.clone()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for cell in cells {
-            if let Some(actor) = cell.mailbox.evict() {
-                actor.abandon();
-            }
         }
     }
 }
@@ -294,6 +258,33 @@ enum Lookup<F: Factory> {
 impl<F: Factory> ManagerCore<F> {
     pub(crate) fn is_abandoned(&self) -> bool {
         self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// The runtime is gone: end the parked actors (as if the process had ended: no
+    /// hibernation) and tell running ones not to park again. A parked actor holds the
+    /// core (and through it the store) and the core holds the actor's cell, so without
+    /// this they would keep each other alive.
+    fn abandon(&self) {
+        // Set before looking at any mailbox: an actor parks under its mailbox's lock only
+        // after seeing this clear, so each actor is either found parked here or ends.
+        self.abandoned.store(true, Ordering::SeqCst);
+        let cells: Vec<Arc<Cell<F>>> = self
+            .dirs
+            .iter()
+            .flat_map(|dir| {
+                dir.iter()
+                    .filter_map(|slot| match slot.value() {
+                        Slot::Live(cell) => Some(cell.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for cell in cells {
+            if let Some(actor) = cell.mailbox.evict() {
+                actor.abandon();
+            }
+        }
     }
 
     /// Starts the idle sweeper, once, if instances idle out. Idle instances have no task
@@ -340,7 +331,8 @@ impl<F: Factory> ManagerCore<F> {
                     .collect::<Vec<_>>()
             })
             .collect();
-        for cell in idle {
+        // A running actor is busy by definition (its turn or commit counts up to its end).
+        for cell in idle.into_iter().filter(|c| c.mailbox.is_parked()) {
             let _ = cell.post_control(Mail::Stop {
                 reason: StopReason::Idle,
                 reply: None,
@@ -464,7 +456,7 @@ impl<F: Factory> ManagerCore<F> {
                 Lookup::Failed(f) => failures = f.attempt,
                 Lookup::Vacant => {}
             }
-            if self.shared.is_closed() {
+            if self.shared.is_closed() || self.is_abandoned() {
                 return Err(Error::ShutDown);
             }
             let dir = self.dir(partition);
@@ -694,10 +686,7 @@ impl<F: Factory> Manager<F> {
             abandoned: AtomicBool::new(false),
             sweeper_started: AtomicBool::new(false),
         });
-        Ok(Self {
-            _owner: Arc::new(Owner { core: core.clone() }),
-            core,
-        })
+        Ok(Self { core })
     }
 
     /// Calls `hook` whenever an instance gives up (one hook per manager).
@@ -934,6 +923,9 @@ pub trait AnyManager: Send + Sync + 'static {
     fn clear_failure_dyn(&self, key: &Key, partition: &Partition) -> bool;
     /// For downcasting to [`Manager<F>`].
     fn as_any(&self) -> &dyn Any;
+    /// Ends the manager's idle instances for good: its runtime is gone.
+    #[doc(hidden)]
+    fn abandon(&self) {}
 }
 
 impl<F: Factory> AnyManager for Manager<F> {
@@ -1026,5 +1018,9 @@ impl<F: Factory> AnyManager for Manager<F> {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn abandon(&self) {
+        self.core.abandon();
     }
 }

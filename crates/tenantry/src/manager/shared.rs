@@ -1,4 +1,4 @@
-//! What every manager of a runtime shares: the store, telemetry, the count of running
+//! What every manager of a runtime shares: the store, telemetry, the count of live
 //! actors, parent bindings, the registry, and the runtime as instances reach it.
 
 use super::lineage::Lineage;
@@ -17,8 +17,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn CheckpointStore>,
     pub(crate) telemetry: Telemetry,
     pub(crate) epoch: Instant,
-    /// Counts running actor tasks. Kept apart from the store so that, once it reads zero,
-    /// no task holds the store any more (a reopened redb file is free).
+    /// Counts live actors (running or parked). Kept apart from the store so that, once it
+    /// reads zero, no actor holds the store any more (a reopened redb file is free).
     pub(crate) actors: Arc<ActorTracker>,
     /// Parent bindings, per partition.
     pub(crate) lineage: Lineage,
@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     anchor_started: AtomicBool,
 }
 
-/// Counts actor tasks and wakes whoever waits for them to end.
+/// Counts live actors and wakes whoever waits for them to end.
 #[derive(Default)]
 pub(crate) struct ActorTracker {
     live: AtomicUsize,
@@ -42,7 +42,7 @@ impl ActorTracker {
         self.live.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Called as the very last thing an actor task does, after dropping its state.
+    /// Called as the very last thing an ending actor does, after dropping its state.
     pub(crate) fn exit(&self) {
         self.live.fetch_sub(1, Ordering::AcqRel);
         self.changed.notify_waiters();
