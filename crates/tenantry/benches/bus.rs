@@ -148,6 +148,32 @@ async fn run() {
     .await;
     report("tenant_db_query_factory_target_median", routed, "ns");
 
+    // One instance, 64 callers at once (what the HTTP gateway does to a hot component).
+    let callers = 64;
+    let per_caller = 2_000;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (bus, params) = (bus.clone(), params.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_caller {
+                    let reply =
+                        bus.invoke("tenant-db-acme.query", params.clone(), Invoke::default());
+                    black_box(reply.await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = (callers * per_caller) as f64 / start.elapsed().as_secs_f64();
+    report(
+        "tenant_db_query_one_instance_64_callers",
+        rate,
+        "per_second",
+    );
+
     let keyed_opts = Invoke::target(&acme).key(Key::new("visits").unwrap());
     bus.invoke("counters.bump", json!({"by": 1}), keyed_opts.clone())
         .await

@@ -217,6 +217,28 @@ async fn a_call_to_an_idle_instance_runs_on_the_callers_thread() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_invoke_runs_in_the_instances_task_not_on_the_calling_thread() {
+    let (rt, m) = probes(Durability::OnHibernate);
+    m.get("q", &p("acme")).await.unwrap();
+    let bus = rt.bus();
+    let handle = tokio::runtime::Handle::current();
+    let (here, in_place, queued) = std::thread::spawn(move || {
+        let here = format!("{:?}", std::thread::current().id());
+        let opts = tenantry::Invoke::target(&p("acme")).key(tenantry::Key::new("q").unwrap());
+        let call = |opts| {
+            let reply =
+                handle.block_on(bus.invoke("probes.where_am_i", serde_json::json!(null), opts));
+            reply.unwrap().as_str().unwrap().to_owned()
+        };
+        (here, call(opts.clone()), call(opts.queued()))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(in_place, here, "by default the caller runs the turn");
+    assert_ne!(queued, here, "a queued call runs on a worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_that_waits_finishes_after_its_caller_gave_up() {
     let (_rt, m) = probes(Durability::OnHibernate);
     let key = format!("gave-up-{}", next_id());

@@ -28,7 +28,9 @@ pub async fn invoke(
     JsonBody(params): JsonBody,
 ) -> ApiResult {
     let p = tenant.partition;
-    let mut opts = Invoke::target(&p);
+    // Connection tasks queue their calls: measured, running turns on them cost the
+    // gateway requests per second (see BENCHMARKS.md, "HTTP server").
+    let mut opts = Invoke::target(&p).queued();
     opts.timeout = parse_timeout(q.timeout_ms)?;
     if let Some(k) = q.key.as_deref() {
         let key = parse_key(k)?;

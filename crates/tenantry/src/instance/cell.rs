@@ -98,17 +98,29 @@ impl<F: Factory> Cell<F> {
         Ok(())
     }
 
-    /// Queues a call's letter; if the instance is idle and this thread may, runs it now
-    /// (with anything queued ahead of it), so the reply is ready on return.
-    pub(crate) fn call(self: &Arc<Self>, mail: Mail<F>) -> Result<(), CallError> {
-        if !runner::may_run_here() {
-            return self.post(mail);
+    /// Queues a call's letter and waits for its reply; if the instance is idle and this
+    /// thread may, runs it first (with anything queued ahead of it), so the reply is ready
+    /// at once.
+    async fn call<T>(
+        self: &Arc<Self>,
+        mail: Mail<F>,
+        rx: oneshot::Receiver<Result<T, CallError>>,
+        timeout: Duration,
+        in_place: bool,
+    ) -> Result<T, CallError> {
+        if !in_place || !runner::may_run_here() {
+            self.post(mail)?;
+        } else {
+            match self.mailbox.deliver(mail).map_err(|e| self.refused(e))? {
+                Delivered::Run { actor, turns } => {
+                    if runner::run_here(actor, turns, &self.runtime) {
+                        runner::handed_off().await;
+                    }
+                }
+                Delivered::Queued(queued) => self.queued(queued),
+            }
         }
-        match self.mailbox.deliver(mail).map_err(|e| self.refused(e))? {
-            Delivered::Run { actor, turns } => runner::run_here(actor, turns, &self.runtime),
-            Delivered::Queued(queued) => self.queued(queued),
-        }
-        Ok(())
+        await_reply(rx, timeout).await
     }
 
     /// Queues control mail (stops, effects), past the mailbox bound; `Err` once closed.
@@ -236,12 +248,10 @@ impl<F: Factory> InstanceHandle<F> {
         F: Handler<M>,
     {
         let (tx, rx) = oneshot::channel();
-        self.cell.call(Mail::Letter(Box::new(Letter::new(
-            msg,
-            Some(tx),
-            self.caller.clone(),
-        ))))?;
-        await_reply(rx, timeout).await
+        let letter = Letter::new(msg, Some(tx), self.caller.clone());
+        self.cell
+            .call(Mail::Letter(Box::new(letter)), rx, timeout, true)
+            .await
     }
 
     /// Queues `msg` without waiting for a reply. A full mailbox is an error.
@@ -273,7 +283,7 @@ impl<F: Factory> InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
-        self.call_json_stamped(handler, params, timeout, self.caller.clone())
+        self.call_json_stamped(handler, params, timeout, self.caller.clone(), true)
             .await
     }
 
@@ -285,6 +295,7 @@ impl<F: Factory> InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Duration,
         caller: Caller,
+        in_place: bool,
     ) -> impl Future<Output = Result<serde_json::Value, CallError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let reply = JsonReply {
@@ -297,8 +308,8 @@ impl<F: Factory> InstanceHandle<F> {
             .envelope(handler, params, Some(reply), caller);
         let cell = self.cell.clone();
         async move {
-            cell.call(Mail::Letter(letter?))?;
-            await_reply(rx, timeout).await
+            cell.call(Mail::Letter(letter?), rx, timeout, in_place)
+                .await
         }
     }
 
@@ -371,7 +382,8 @@ pub trait AnyInstance: Send + Sync {
     fn caller(&self) -> &Caller;
     /// Whether it still accepts messages.
     fn is_alive(&self) -> bool;
-    /// Like `call_json_dyn`, on behalf of the caller the runtime proved (the bus).
+    /// Like `call_json_dyn`, on behalf of the caller the runtime proved (the bus);
+    /// `queued`: never run the turn on the calling thread.
     #[doc(hidden)]
     fn call_json_as(
         &self,
@@ -379,6 +391,7 @@ pub trait AnyInstance: Send + Sync {
         params: serde_json::Value,
         timeout: Option<Duration>,
         caller: CallAs,
+        queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
     /// The same instance, calling as the caller the runtime proved (service resolution).
     #[doc(hidden)]
@@ -410,7 +423,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, self.caller.clone()))
+        Box::pin(self.call_json_stamped(handler, params, timeout, self.caller.clone(), true))
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
@@ -431,9 +444,10 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Option<Duration>,
         caller: CallAs,
+        queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0))
+        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0, !queued))
     }
 
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {

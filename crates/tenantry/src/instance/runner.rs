@@ -47,14 +47,15 @@ pub(crate) fn may_run_here() -> bool {
 }
 
 /// Runs a parked actor's queue (`turns` letters, the caller's last) on this thread as far
-/// as it goes without waiting; the rest continues in a task on `runtime`. The turns run
+/// as it goes without waiting; the rest continues in a task on `runtime`. Returns whether
+/// it did (see [`handed_off`]). The turns run
 /// in `runtime`'s context whatever runtime (or none) the caller is on, so a handler's
 /// timers and tasks belong to its instance's runtime.
 pub(crate) fn run_here<F: Factory>(
     actor: Box<dyn Runner<F>>,
     turns: usize,
     runtime: &tokio::runtime::Handle,
-) {
+) -> bool {
     let mut run = actor.run(Some(turns));
     NESTING.with(|n| n.set(n.get() + 1));
     struct Unnest;
@@ -75,12 +76,25 @@ pub(crate) fn run_here<F: Factory>(
     drop(entered);
     drop(unnest);
     match polled {
-        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Ready(())) => false,
         Ok(Poll::Pending) => {
             runtime.spawn(run);
+            true
         }
-        Err(_) => tracing::error!("an instance's loop panicked on its caller's thread"),
+        Err(_) => {
+            tracing::error!("an instance's loop panicked on its caller's thread");
+            false
+        }
     }
+}
+
+/// After a caller handed its instance to a task: yield once, so that task runs now (a task
+/// spawned from a worker waits in its LIFO slot, which no other worker may steal, until
+/// the spawning task yields) and the caller's own remaining work (answering its client)
+/// goes to the back of the queue, where an idle worker can take it. Under contention this
+/// keeps a hot instance's letters moving instead of waiting behind one caller's work.
+pub(crate) async fn handed_off() {
+    tokio::task::yield_now().await;
 }
 
 /// Schedules a task that runs the instance's queued mail, unless a caller took the actor

@@ -199,13 +199,12 @@ impl<F: Factory> Actor<F> {
             if self.ctx.has_effect_work() && !Box::pin(self.run_pending_effects()).await {
                 return Flow::End;
             }
-            if *budget == Some(0) {
-                *budget = None;
-                if self.commit_in_flight() || !cell.mailbox.door().is_empty() {
+            let spent = *budget == Some(0);
+            let mail = if self.commit_in_flight() {
+                if spent {
+                    *budget = None;
                     YieldOnce::new().await;
                 }
-            }
-            let mail = if self.commit_in_flight() {
                 // Boxed: an idle instance has no commit in flight and should not carry
                 // this wait in its future.
                 match Box::pin(self.mail_or_commit()).await {
@@ -214,10 +213,21 @@ impl<F: Factory> Actor<F> {
                     Woken::Gone => return Flow::End,
                 }
             } else {
-                let mut door = cell.mailbox.door();
-                match door.pop() {
-                    Some(mail) => Some(mail),
-                    None => return Flow::Empty(door),
+                // One lock decides: the next letter, a hand-off to a task, or parking.
+                let next = {
+                    let mut door = cell.mailbox.door();
+                    if door.is_empty() {
+                        return Flow::Empty(door);
+                    }
+                    (!spent).then(|| door.pop())
+                };
+                match next {
+                    Some(mail) => mail,
+                    None => {
+                        *budget = None;
+                        YieldOnce::new().await;
+                        continue;
+                    }
                 }
             };
             if let Some(left) = budget {
