@@ -268,23 +268,27 @@ impl<F: Factory> ManagerCore<F> {
         // Set before looking at any mailbox: an actor parks under its mailbox's lock only
         // after seeing this clear, so each actor is either found parked here or ends.
         self.abandoned.store(true, Ordering::SeqCst);
-        let cells: Vec<Arc<Cell<F>>> = self
-            .dirs
-            .iter()
-            .flat_map(|dir| {
-                dir.iter()
-                    .filter_map(|slot| match slot.value() {
-                        Slot::Live(cell) => Some(cell.clone()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for cell in cells {
+        for cell in self.live_cells(|_| true) {
             if let Some(actor) = cell.mailbox.evict() {
                 actor.abandon();
             }
         }
+    }
+
+    /// The live cells of every partition that `keep` accepts, collected so that no
+    /// directory lock is held while the caller acts on them.
+    fn live_cells(&self, keep: impl Fn(&Cell<F>) -> bool) -> Vec<Arc<Cell<F>>> {
+        self.dirs
+            .iter()
+            .flat_map(|dir| {
+                dir.iter()
+                    .filter_map(|slot| match slot.value() {
+                        Slot::Live(cell) if keep(cell) => Some(cell.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Starts the idle sweeper, once, if instances idle out. Idle instances have no task
@@ -313,24 +317,10 @@ impl<F: Factory> ManagerCore<F> {
     /// checks again in its own turn.
     fn sweep_idle(&self, timeout: Duration) {
         let now = tokio::time::Instant::now();
-        let idle: Vec<Arc<Cell<F>>> = self
-            .dirs
-            .iter()
-            .flat_map(|dir| {
-                dir.iter()
-                    .filter_map(|slot| match slot.value() {
-                        Slot::Live(cell)
-                            if cell.live.owners.load(Ordering::Acquire) == 0
-                                && now.saturating_duration_since(cell.live.last_active())
-                                    >= timeout =>
-                        {
-                            Some(cell.clone())
-                        }
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let idle = self.live_cells(|cell| {
+            cell.live.owners.load(Ordering::Acquire) == 0
+                && now.saturating_duration_since(cell.live.last_active()) >= timeout
+        });
         // A running actor is busy by definition (its turn or commit counts up to its end).
         for cell in idle.into_iter().filter(|c| c.mailbox.is_parked()) {
             let _ = cell.post_control(Mail::Stop {
