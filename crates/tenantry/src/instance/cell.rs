@@ -57,6 +57,16 @@ impl Liveness {
     pub(crate) fn last_active(&self) -> Instant {
         self.epoch + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
     }
+
+    /// How long the instance has been idle with no keep-alive owner, if `timeout` or
+    /// longer.
+    pub(crate) fn idle_for(&self, timeout: Duration) -> Option<Duration> {
+        if self.owners.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let idle_for = Instant::now().saturating_duration_since(self.last_active());
+        (idle_for >= timeout).then_some(idle_for)
+    }
 }
 
 /// What a keep-alive needs of an instance, without its factory type.
@@ -101,20 +111,26 @@ impl<F: Factory> Cell<F> {
     /// Queues a call's letter and waits for its reply; if the instance is idle and this
     /// thread may, runs it first (with anything queued ahead of it), so the reply is ready
     /// at once.
+    /// With `queued` it only queues (see `Invoke::queued`).
     async fn call<T>(
         self: &Arc<Self>,
         mail: Mail<F>,
         rx: oneshot::Receiver<Result<T, CallError>>,
         timeout: Duration,
-        in_place: bool,
+        queued: bool,
     ) -> Result<T, CallError> {
-        if !in_place || !runner::may_run_here() {
+        if queued || !runner::may_run_here() {
             self.post(mail)?;
         } else {
             match self.mailbox.deliver(mail).map_err(|e| self.refused(e))? {
                 Delivered::Run { actor, turns } => {
                     if runner::run_here(actor, turns, &self.runtime) {
-                        runner::handed_off().await;
+                        // Handed to a task: yield once so it runs now (a task spawned
+                        // from a worker waits in its LIFO slot, which no other worker may
+                        // steal, until the spawner yields) and this caller's own
+                        // remaining work goes to the back of the queue, where an idle
+                        // worker can take it.
+                        tokio::task::yield_now().await;
                     }
                 }
                 Delivered::Queued(queued) => self.queued(queued),
@@ -250,7 +266,7 @@ impl<F: Factory> InstanceHandle<F> {
         let (tx, rx) = oneshot::channel();
         let letter = Letter::new(msg, Some(tx), self.caller.clone());
         self.cell
-            .call(Mail::Letter(Box::new(letter)), rx, timeout, true)
+            .call(Mail::Letter(Box::new(letter)), rx, timeout, false)
             .await
     }
 
@@ -283,7 +299,7 @@ impl<F: Factory> InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
-        self.call_json_stamped(handler, params, timeout, self.caller.clone(), true)
+        self.call_json_stamped(handler, params, timeout, self.caller.clone(), false)
             .await
     }
 
@@ -295,7 +311,7 @@ impl<F: Factory> InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Duration,
         caller: Caller,
-        in_place: bool,
+        queued: bool,
     ) -> impl Future<Output = Result<serde_json::Value, CallError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let reply = JsonReply {
@@ -307,10 +323,7 @@ impl<F: Factory> InstanceHandle<F> {
             .table
             .envelope(handler, params, Some(reply), caller);
         let cell = self.cell.clone();
-        async move {
-            cell.call(Mail::Letter(letter?), rx, timeout, in_place)
-                .await
-        }
+        async move { cell.call(Mail::Letter(letter?), rx, timeout, queued).await }
     }
 
     /// Queues a JSON message by handler name without waiting.
@@ -423,7 +436,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, self.caller.clone(), true))
+        Box::pin(self.call_json_stamped(handler, params, timeout, self.caller.clone(), false))
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
@@ -447,7 +460,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0, !queued))
+        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0, queued))
     }
 
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {

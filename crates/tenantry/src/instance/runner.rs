@@ -15,8 +15,6 @@
 use super::cell::Cell;
 use super::factory::Factory;
 use futures::future::BoxFuture;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -47,10 +45,9 @@ pub(crate) fn may_run_here() -> bool {
 }
 
 /// Runs a parked actor's queue (`turns` letters, the caller's last) on this thread as far
-/// as it goes without waiting; the rest continues in a task on `runtime`. Returns whether
-/// it did (see [`handed_off`]). The turns run
-/// in `runtime`'s context whatever runtime (or none) the caller is on, so a handler's
-/// timers and tasks belong to its instance's runtime.
+/// as it goes without waiting; the rest continues in a task on `runtime`, and then this
+/// returns true. The turns run in `runtime`'s context whatever runtime (or none) the
+/// caller is on, so a handler's timers and tasks belong to its instance's runtime.
 pub(crate) fn run_here<F: Factory>(
     actor: Box<dyn Runner<F>>,
     turns: usize,
@@ -88,15 +85,6 @@ pub(crate) fn run_here<F: Factory>(
     }
 }
 
-/// After a caller handed its instance to a task: yield once, so that task runs now (a task
-/// spawned from a worker waits in its LIFO slot, which no other worker may steal, until
-/// the spawning task yields) and the caller's own remaining work (answering its client)
-/// goes to the back of the queue, where an idle worker can take it. Under contention this
-/// keeps a hot instance's letters moving instead of waiting behind one caller's work.
-pub(crate) async fn handed_off() {
-    tokio::task::yield_now().await;
-}
-
 /// Schedules a task that runs the instance's queued mail, unless a caller took the actor
 /// first.
 pub(crate) fn kick<F: Factory>(cell: Arc<Cell<F>>) {
@@ -107,27 +95,4 @@ pub(crate) fn kick<F: Factory>(cell: Arc<Cell<F>>) {
             actor.run(None).await;
         }
     });
-}
-
-/// Pending once, then ready: where a loop running in place hands itself to a task.
-pub(crate) struct YieldOnce(bool);
-
-impl YieldOnce {
-    pub(crate) fn new() -> Self {
-        Self(false)
-    }
-}
-
-impl Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
 }

@@ -18,7 +18,7 @@ use crate::instance::context::Context;
 use crate::instance::envelope::{EffectLetter, Envelope, Turn, panic_message};
 use crate::instance::factory::Factory;
 use crate::instance::mailbox::Door;
-use crate::instance::runner::{Runner, YieldOnce};
+use crate::instance::runner::Runner;
 use crate::store::{StoreError, TurnCommit};
 use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
 use crate::{CallError, Error, Identity};
@@ -27,7 +27,6 @@ use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
@@ -154,8 +153,7 @@ impl<F: Factory> Runner<F> for Actor<F> {
                         Ok(Flow::Empty(door)) => {
                             if actor.core.is_abandoned() {
                                 drop(door);
-                                actor.close_mailbox(CallError::Stopped, Vec::new());
-                                actor.retire();
+                                actor.abandon();
                             } else {
                                 door.park(actor);
                             }
@@ -203,7 +201,7 @@ impl<F: Factory> Actor<F> {
             let mail = if self.commit_in_flight() {
                 if spent {
                     *budget = None;
-                    YieldOnce::new().await;
+                    tokio::task::yield_now().await;
                 }
                 // Boxed: an idle instance has no commit in flight and should not carry
                 // this wait in its future.
@@ -225,7 +223,7 @@ impl<F: Factory> Actor<F> {
                     Some(mail) => mail,
                     None => {
                         *budget = None;
-                        YieldOnce::new().await;
+                        tokio::task::yield_now().await;
                         continue;
                     }
                 }
@@ -239,13 +237,10 @@ impl<F: Factory> Actor<F> {
             };
             match mail {
                 Mail::Letter(letter) => {
-                    let idles = self.core.config.idle_timeout.is_some();
-                    if idles {
-                        self.cell.live.touch();
-                    }
                     let goes_on = self.turn(letter).await;
-                    if idles {
-                        // A long turn is activity too, up to its end.
+                    // Activity up to the turn's end (the sweeper asks only parked actors,
+                    // so a turn in progress is never taken for idleness).
+                    if self.core.config.idle_timeout.is_some() {
                         self.cell.live.touch();
                     }
                     if !goes_on {
@@ -280,7 +275,11 @@ impl<F: Factory> Actor<F> {
     async fn idle_stop(&mut self, reply: Option<StopReply>) -> bool {
         // Letters queued behind the sweeper's request are activity: it is not idle.
         let waiting = !self.cell.mailbox.door().is_empty();
-        let expired = self.core.config.idle_timeout.and_then(|t| self.idle_for(t));
+        let expired = self
+            .core
+            .config
+            .idle_timeout
+            .and_then(|t| self.cell.live.idle_for(t));
         let (false, Some(idle_for)) = (waiting, expired) else {
             answer(reply.into_iter().collect(), Ok(()));
             return false;
@@ -395,17 +394,6 @@ impl<F: Factory> Actor<F> {
                 }
             }
         }
-    }
-
-    /// How long the instance has been idle with no keep-alive owner, if `timeout` or
-    /// longer.
-    fn idle_for(&self, timeout: Duration) -> Option<Duration> {
-        let live = &self.cell.live;
-        if live.owners.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let idle_for = tokio::time::Instant::now().saturating_duration_since(live.last_active());
-        (idle_for >= timeout).then_some(idle_for)
     }
 
     /// Runs one letter. Returns false when the instance gave up and must exit.

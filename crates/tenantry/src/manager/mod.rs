@@ -316,11 +316,7 @@ impl<F: Factory> ManagerCore<F> {
     /// Asks every instance idle for `timeout` with no keep-alive owner to stop; each
     /// checks again in its own turn.
     fn sweep_idle(&self, timeout: Duration) {
-        let now = tokio::time::Instant::now();
-        let idle = self.live_cells(|cell| {
-            cell.live.owners.load(Ordering::Acquire) == 0
-                && now.saturating_duration_since(cell.live.last_active()) >= timeout
-        });
+        let idle = self.live_cells(|cell| cell.live.idle_for(timeout).is_some());
         // A running actor is busy by definition (its turn or commit counts up to its end).
         for cell in idle.into_iter().filter(|c| c.mailbox.is_parked()) {
             let _ = cell.post_control(Mail::Stop {
