@@ -94,37 +94,46 @@ fn env_key(name: &str) -> String {
     parts.join(".")
 }
 
-/// Splits a dotted key, refusing empty segments.
-pub(crate) fn segments(key: &str) -> Result<Vec<&str>, ConfigError> {
-    let parts: Vec<&str> = key.split('.').collect();
-    if key.is_empty() || parts.iter().any(|p| p.is_empty()) {
+/// The segments of a dotted key (at least one), refusing empty ones.
+type Segments<'k> = std::str::Split<'k, char>;
+
+/// Splits a dotted key, refusing an empty key or an empty segment.
+fn segments(key: &str) -> Result<Segments<'_>, ConfigError> {
+    if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(ConfigError::InvalidKey(key.to_owned()));
     }
-    Ok(parts)
+    Ok(key.split('.'))
 }
 
-fn lookup<'v>(root: &'v Value, parts: &[&str]) -> Option<&'v Value> {
-    parts.iter().try_fold(root, |v, p| v.get(p))
+fn lookup<'v>(root: &'v Value, mut parts: Segments<'_>) -> Option<&'v Value> {
+    parts.try_fold(root, |v, p| v.get(p))
 }
 
-fn assign(root: &mut Value, parts: &[&str], value: Value) {
+/// Writes `value` at `parts`, turning whatever is in the way into objects; returns the
+/// value it replaced. Segments that exist are not copied.
+fn assign(root: &mut Value, parts: Segments<'_>, value: Value) -> Option<Value> {
     let mut node = root;
-    for part in &parts[..parts.len() - 1] {
+    let mut parts = parts.peekable();
+    while let Some(part) = parts.next() {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
         // Checked just above: `node` is an object here.
-        let Value::Object(map) = node else { return };
-        node = map
-            .entry((*part).to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(map) = node else {
+            return None;
+        };
+        if parts.peek().is_none() {
+            return match map.get_mut(part) {
+                Some(slot) => Some(std::mem::replace(slot, value)),
+                None => map.insert(part.to_owned(), value),
+            };
+        }
+        if !map.contains_key(part) {
+            map.insert(part.to_owned(), Value::Object(Map::new()));
+        }
+        node = map.get_mut(part)?;
     }
-    if !node.is_object() {
-        *node = Value::Object(Map::new());
-    }
-    if let (Value::Object(map), Some(last)) = (node, parts.last()) {
-        map.insert((*last).to_owned(), value);
-    }
+    None
 }
 
 fn merge(base: &mut Value, over: &Value) {
@@ -145,6 +154,20 @@ fn merge(base: &mut Value, over: &Value) {
 }
 
 impl Layers {
+    /// The runtime writes strictly below `key` (which a write of `key` replaces). They
+    /// sort together, right after `key`, so this looks at no other write.
+    fn writes_below(&self, key: &str) -> std::vec::IntoIter<String> {
+        use std::ops::Bound;
+        self.writes
+            .range::<str, _>((Bound::Excluded(key), Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(key))
+            .filter(|k| k[key.len()..].starts_with('.'))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
     fn remerge(&mut self) {
         let mut merged = Value::Object(Map::new());
         for layer in [&self.defaults, &self.file, &self.env] {
@@ -155,7 +178,7 @@ impl Layers {
         writes.sort_by_key(|(k, _)| k.matches('.').count());
         for (key, value) in writes {
             if let Ok(parts) = segments(key) {
-                assign(&mut merged, &parts, value.clone());
+                assign(&mut merged, parts, value.clone());
             }
         }
         self.merged = merged;
@@ -169,10 +192,17 @@ impl ConfigStore {
     }
 
     /// The trigger of readers of `parts`, created on first use.
-    fn trigger(&self, parts: &[&str]) -> Arc<Trigger> {
+    fn trigger(&self, parts: Segments<'_>) -> Arc<Trigger> {
         let mut node = &mut *self.keys.lock().unwrap_or_else(|e| e.into_inner());
         for p in parts {
-            node = node.children.entry((*p).to_owned()).or_default();
+            // Known keys (every read after the first) copy nothing.
+            if !node.children.contains_key(p) {
+                node.children.insert(p.to_owned(), KeyNode::default());
+            }
+            let Some(child) = node.children.get_mut(p) else {
+                unreachable!("inserted just above")
+            };
+            node = child;
         }
         node.trigger.get_or_insert_with(Trigger::new).clone()
     }
@@ -182,7 +212,7 @@ impl ConfigStore {
     /// changed.
     fn affected(
         &self,
-        parts: &[&str],
+        parts: Segments<'_>,
         old: Option<&Value>,
         new: Option<&Value>,
     ) -> Vec<Arc<Trigger>> {
@@ -190,7 +220,7 @@ impl ConfigStore {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let mut node = &*keys;
         for p in parts {
-            match node.children.get(*p) {
+            match node.children.get(p) {
                 Some(child) => node = child,
                 // Nobody reads this key or anything below it.
                 None => return out,
@@ -301,7 +331,7 @@ impl ConfigStore {
             let key = env_key(rest);
             let Ok(parts) = segments(&key) else { continue };
             let value = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
-            assign(&mut env, &parts, value);
+            assign(&mut env, parts, value);
         }
         self.relayer(|l| l.env = env);
     }
@@ -312,10 +342,10 @@ impl ConfigStore {
         let parts = segments(key)?;
         if crate::reactive::is_tracking() {
             // Track before reading: a racing write re-validates, never goes unseen.
-            self.trigger(&parts).read();
+            self.trigger(parts.clone()).read();
         }
         let layers = self.layers.read().unwrap_or_else(|e| e.into_inner());
-        Ok(lookup(&layers.merged, &parts).cloned())
+        Ok(lookup(&layers.merged, parts).cloned())
     }
 
     /// Writes `key` in the top layer. Writing an equal value wakes nobody.
@@ -323,16 +353,21 @@ impl ConfigStore {
         let parts = segments(key)?;
         let triggers = {
             let mut layers = self.layers.write().unwrap_or_else(|e| e.into_inner());
-            let old = lookup(&layers.merged, &parts).cloned();
-            if old.as_ref() == Some(&value) {
+            if lookup(&layers.merged, parts.clone()) == Some(&value) {
                 return Ok(());
             }
-            let below = format!("{key}.");
-            layers.writes.retain(|k, _| !k.starts_with(&below));
-            layers.writes.insert(key.to_owned(), value.clone());
-            assign(&mut layers.merged, &parts, value);
-            let new = lookup(&layers.merged, &parts);
-            self.affected(&parts, old.as_ref(), new)
+            layers.writes_below(key).for_each(|k| {
+                layers.writes.remove(&k);
+            });
+            match layers.writes.get_mut(key) {
+                Some(slot) => *slot = value.clone(),
+                None => {
+                    layers.writes.insert(key.to_owned(), value.clone());
+                }
+            }
+            let old = assign(&mut layers.merged, parts.clone(), value);
+            let new = lookup(&layers.merged, parts.clone());
+            self.affected(parts, old.as_ref(), new)
         };
         Self::fire(triggers);
         Ok(())
@@ -341,7 +376,7 @@ impl ConfigStore {
     /// Number of reactive readers of `key` (diagnostics and tests).
     pub fn readers(&self, key: &str) -> usize {
         match segments(key) {
-            Ok(parts) => crate::reactive::dependents(&self.trigger(&parts)),
+            Ok(parts) => crate::reactive::dependents(&self.trigger(parts)),
             Err(_) => 0,
         }
     }
@@ -366,10 +401,9 @@ impl ConfigView {
 
     /// Whether this view may see `parts` (a partitioned view never sees another
     /// tenant's subtree).
-    fn visible(&self, parts: &[&str]) -> bool {
-        match (self.partition.name(), parts) {
-            (None, _) => true,
-            (Some(own), ["tenants", tenant, ..]) => *tenant == own,
+    fn visible(&self, mut parts: Segments<'_>) -> bool {
+        match (self.partition.name(), parts.next(), parts.next()) {
+            (Some(own), Some("tenants"), Some(tenant)) => tenant == own,
             _ => true,
         }
     }
@@ -377,13 +411,12 @@ impl ConfigView {
     /// Reads `key`; `None` for keys outside this view. Reading `tenants` itself returns
     /// only this tenant's entry.
     pub fn get(&self, key: &str) -> Result<Option<Value>, ConfigError> {
-        let parts = segments(key)?;
-        if !self.visible(&parts) {
+        if !self.visible(segments(key)?) {
             return Ok(None);
         }
-        match (self.partition.name(), parts.as_slice()) {
+        match self.partition.name() {
             // `tenants` as seen by one tenant: its own entry only (and only it is tracked).
-            (Some(own), ["tenants"]) => {
+            Some(own) if key == "tenants" => {
                 let mut only = Map::new();
                 if let Some(mine) = self.store.get(&format!("tenants.{own}"))? {
                     only.insert(own.to_owned(), mine);
@@ -396,7 +429,10 @@ impl ConfigView {
 
     /// Reads `key` as a string.
     pub fn get_str(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        Ok(self.get(key)?.and_then(|v| v.as_str().map(str::to_owned)))
+        Ok(match self.get(key)? {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        })
     }
 
     /// This tenant's own key: `tenants.<partition>.<key>` (or `key` when unpartitioned).

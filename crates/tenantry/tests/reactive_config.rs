@@ -43,6 +43,82 @@ fn a_key_reader_wakes_for_its_key_its_ancestors_and_descendants_only() {
     assert_eq!(store.readers("a.b"), 1);
 }
 
+/// Keys that nest, and neighbours that sort between a key and its children
+/// (`a.b-x`, `a.bc`).
+const KEYS: [&str; 7] = ["a", "a.b", "a.b.c", "a.b-x", "a.bc", "a.d", "e"];
+
+/// What a write does, as the obvious slow code would do it: objects in the way are
+/// created or replace what is there.
+fn assign_naively(tree: &mut Value, key: &str, value: Value) {
+    let mut node = tree;
+    for part in key.split('.') {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        node = node
+            .as_object_mut()
+            .expect("an object")
+            .entry(part.to_owned())
+            .or_insert(Value::Null);
+    }
+    *node = value;
+}
+
+fn read_naively(tree: &Value, key: &str) -> Option<Value> {
+    key.split('.')
+        .try_fold(tree, |v, part| v.get(part))
+        .cloned()
+}
+
+proptest::proptest! {
+    /// Any sequence of writes reads like one plain tree written in order; every reader
+    /// recomputes exactly when its key's value changed; and rebuilding the merged view
+    /// from its layers (an equal defaults layer) changes nothing and wakes nobody.
+    #[test]
+    fn any_writes_read_like_a_plain_tree_and_wake_exactly_the_changed_readers(
+        writes in proptest::collection::vec(
+            (
+                0..KEYS.len(),
+                proptest::prop_oneof![
+                    proptest::strategy::Just(json!(1)),
+                    proptest::strategy::Just(json!(2)),
+                    proptest::strategy::Just(json!("s")),
+                    proptest::strategy::Just(Value::Null),
+                    proptest::strategy::Just(json!({"b": {"c": 7}})),
+                    proptest::strategy::Just(json!({"d": 1, "bc": 2})),
+                ],
+            ),
+            0..24,
+        )
+    ) {
+        let defaults = json!({"a": {"b": {"c": 0}, "d": 0}, "e": 0});
+        let store = Arc::new(ConfigStore::new());
+        store.set_defaults(defaults.clone());
+        let mut model = defaults.clone();
+        let readers: Vec<_> = KEYS.iter().map(|k| reader(&store, k)).collect();
+        let mut runs: Vec<u64> = readers.iter().map(|r| { r.get(); r.runs() }).collect();
+        for (i, value) in writes {
+            let before: Vec<_> = KEYS.iter().map(|k| read_naively(&model, k)).collect();
+            assign_naively(&mut model, KEYS[i], value.clone());
+            store.set(KEYS[i], value).unwrap();
+            for (j, key) in KEYS.iter().enumerate() {
+                let now = read_naively(&model, key);
+                proptest::prop_assert_eq!(store.get(key).unwrap(), now.clone(), "{}", key);
+                proptest::prop_assert_eq!(readers[j].get(), now.clone(), "{}", key);
+                let expected = runs[j] + u64::from(before[j] != now);
+                proptest::prop_assert_eq!(readers[j].runs(), expected, "recomputations of {}", key);
+                runs[j] = expected;
+            }
+        }
+        store.set_defaults(defaults);
+        proptest::prop_assert_eq!(store.snapshot(), model);
+        for (j, r) in readers.iter().enumerate() {
+            r.get();
+            proptest::prop_assert_eq!(r.runs(), runs[j], "{} woke on an equal rebuild", KEYS[j]);
+        }
+    }
+}
+
 #[test]
 fn layered_sources_and_file_reloads_wake_exactly_the_changed_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,7 +28,7 @@
 //! property. Its "state" for restarts is its properties: a crash rebuilds it with `create`.
 
 use crate::instance::factory::Factory;
-use crate::instance::handlers::{HandlerFn, Handlers};
+use crate::instance::handlers::{HandlerFn, Handlers, SyncHandlerFn};
 use crate::{Context, HandlerError, Identity};
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
@@ -164,11 +164,9 @@ impl<C: Component> Runnables<'_, C> {
         R: Serialize + JsonSchema + Send + 'static,
         Fun: Fn(&mut C, &mut Context, P) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        let handler: HandlerFn<ComponentState<C>, P, R> = Arc::new(move |state, ctx, params| {
-            let result = created(state).and_then(|c| f(c, ctx, params));
-            Box::pin(std::future::ready(result))
-        });
-        self.handlers.add_fn(name, description, handler);
+        let handler: SyncHandlerFn<ComponentState<C>, P, R> =
+            Arc::new(move |state, ctx, params| created(state).and_then(|c| f(c, ctx, params)));
+        self.handlers.add_sync_fn(name, description, handler);
         self
     }
 

@@ -6,6 +6,7 @@
 
 use super::context::EffectBody;
 use super::factory::{Handler, Message};
+use super::handlers::FnHandler;
 use crate::caller::Caller;
 use crate::scope::journal::HeldReply;
 use crate::telemetry::Outcome;
@@ -25,6 +26,13 @@ pub(crate) enum Turn {
     Panicked(String),
 }
 
+/// What running a letter gives: the turn already over (nothing in it awaited), or the
+/// rest of it to await.
+pub(crate) enum Ran<'a> {
+    Now(Turn),
+    Later(BoxFuture<'a, Turn>),
+}
+
 /// A letter in an instance's mailbox.
 pub(crate) trait Envelope<F>: Send {
     /// The handler this letter is for.
@@ -34,7 +42,7 @@ pub(crate) trait Envelope<F>: Send {
         false
     }
     /// Runs the handler in the instance's turn and answers the caller.
-    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn>;
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> Ran<'a>;
     /// Answers the caller with `err` without running (the instance stopped first).
     /// Returns whether anybody was waiting for an answer.
     fn reject(self: Box<Self>, err: CallError) -> bool;
@@ -159,7 +167,7 @@ impl<M, R> Letter<M, R> {
 /// A letter for a closure handler (see [`super::handlers::Handlers::add_fn`]).
 pub(crate) struct FnLetter<F, P, R> {
     pub(crate) name: &'static str,
-    pub(crate) handler: super::handlers::HandlerFn<F, P, R>,
+    pub(crate) handler: FnHandler<F, P, R>,
     pub(crate) params: P,
     pub(crate) reply: Option<JsonReply>,
     pub(crate) caller: Caller,
@@ -175,7 +183,7 @@ where
         self.name
     }
 
-    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> Ran<'a> {
         let FnLetter {
             name,
             handler,
@@ -184,12 +192,19 @@ where
             caller,
         } = *self;
         ctx.set_caller(Some(caller));
-        Box::pin(async move {
-            let result = AssertUnwindSafe(async { handler(state, &mut *ctx, params).await })
-                .catch_unwind()
-                .await;
-            settle(name, reply, result, ctx)
-        })
+        match handler {
+            FnHandler::Sync(handler) => {
+                let result =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| handler(state, ctx, params)));
+                Ran::Now(settle(name, reply, result, ctx))
+            }
+            FnHandler::Async(handler) => Ran::Later(Box::pin(async move {
+                let result = AssertUnwindSafe(async { handler(state, &mut *ctx, params).await })
+                    .catch_unwind()
+                    .await;
+                settle(name, reply, result, ctx)
+            })),
+        }
     }
 
     fn reject(self: Box<Self>, err: CallError) -> bool {
@@ -248,10 +263,10 @@ impl<F: crate::instance::factory::Factory> Envelope<F> for EffectLetter {
         "__effect"
     }
 
-    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> Ran<'a> {
         // Nobody sent it: the effect acts with the instance's own authority.
         ctx.set_caller(None);
-        Box::pin(async move {
+        Ran::Now({
             let effect = self.effect;
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 effect.run_in_turn(|body| {
@@ -305,16 +320,16 @@ where
         M::READ_ONLY
     }
 
-    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> BoxFuture<'a, Turn> {
+    fn run<'a>(self: Box<Self>, state: &'a mut F, ctx: &'a mut Context) -> Ran<'a> {
         let Letter { msg, reply, caller } = *self;
         ctx.set_caller(Some(caller));
-        Box::pin(async move {
+        Ran::Later(Box::pin(async move {
             // The async block makes even a panic before the first await land in catch_unwind.
             let result = AssertUnwindSafe(async { state.handle(msg, &mut *ctx).await })
                 .catch_unwind()
                 .await;
             settle(M::NAME, reply, result, ctx)
-        })
+        }))
     }
 
     fn reject(self: Box<Self>, err: CallError) -> bool {

@@ -13,8 +13,9 @@ pub(crate) mod handlers;
 pub(crate) mod host;
 pub(crate) mod mailbox;
 pub(crate) mod runner;
+mod unknown_fields;
 
 pub use cell::{AnyInstance, InstanceHandle, KeepAlive};
 pub use context::Context;
 pub use factory::{Factory, Handler, Message};
-pub use handlers::{HandlerFn, HandlerInfo, Handlers};
+pub use handlers::{HandlerFn, HandlerInfo, Handlers, SyncHandlerFn};

@@ -15,7 +15,7 @@ use super::{ManagerCore, PartitionDir, Slot};
 use crate::failure::Failure;
 use crate::instance::cell::{Cell, Mail};
 use crate::instance::context::Context;
-use crate::instance::envelope::{EffectLetter, Envelope, Turn, panic_message};
+use crate::instance::envelope::{EffectLetter, Envelope, Ran, Turn, panic_message};
 use crate::instance::factory::Factory;
 use crate::instance::mailbox::Door;
 use crate::instance::runner::Runner;
@@ -424,10 +424,11 @@ impl<F: Factory> Actor<F> {
         );
         let started = Instant::now();
         self.begin_turn();
-        let turn = letter
-            .run(&mut self.state, &mut self.ctx)
-            .instrument(span)
-            .await;
+        let (state, ctx) = (&mut self.state, &mut self.ctx);
+        let turn = match span.in_scope(move || letter.run(state, ctx)) {
+            Ran::Now(turn) => turn,
+            Ran::Later(rest) => rest.instrument(span).await,
+        };
         // The sender's authority ends with its letter: hooks that follow act as the
         // instance itself.
         self.ctx.set_caller(None);

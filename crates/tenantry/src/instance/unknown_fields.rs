@@ -1,0 +1,408 @@
+//! The fast path of strict params: decode from a JSON value and notice any field the
+//! params type skips, without allocating.
+//!
+//! [`decode_ignoring_nothing`] walks a `serde_json::Value` the way serde_json's own
+//! deserializer for `&Value` does and notes every value a type skips
+//! (`deserialize_ignored_any`, which is how derived types pass over unknown fields). It
+//! answers only "decoded, and nothing was ignored"; anything else, including the few
+//! shapes it does not mirror (tuple and struct enum variants, map keys that are not
+//! strings), is `None`, and the caller decodes again with serde_json's deserializer and
+//! path tracking to name the field. So a `Some` here is exactly what serde_json would
+//! have decoded.
+
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
+use serde_json::Value;
+use std::cell::Cell;
+use std::fmt;
+
+/// Decodes `T` from `value` if that ignores no field at any depth.
+pub(crate) fn decode_ignoring_nothing<T: DeserializeOwned>(value: &Value) -> Option<T> {
+    let ignored = Cell::new(false);
+    let decoded = T::deserialize(Watched {
+        value,
+        ignored: &ignored,
+    })
+    .ok()?;
+    (!ignored.get()).then_some(decoded)
+}
+
+/// Any failure of the fast path; what failed is for the slow path to say.
+#[derive(Debug)]
+struct Fallback;
+
+impl fmt::Display for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("decode again with paths")
+    }
+}
+
+impl std::error::Error for Fallback {}
+
+impl de::Error for Fallback {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Fallback
+    }
+}
+
+type Key<'a> = BorrowedStrDeserializer<'a, Fallback>;
+
+/// One value of the walk, with the flag every skipped value sets.
+#[derive(Clone, Copy)]
+struct Watched<'a> {
+    value: &'a Value,
+    ignored: &'a Cell<bool>,
+}
+
+impl<'a> Watched<'a> {
+    fn at(self, value: &'a Value) -> Self {
+        Self { value, ..self }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Watched<'de> {
+    type Error = Fallback;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fallback> {
+        match self.value {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => visitor.visit_u64(u),
+                (None, Some(i), _) => visitor.visit_i64(i),
+                (None, None, Some(f)) => visitor.visit_f64(f),
+                (None, None, None) => Err(Fallback),
+            },
+            Value::String(s) => visitor.visit_borrowed_str(s),
+            Value::Array(items) => {
+                let mut seq = Items {
+                    items: items.iter(),
+                    at: self,
+                };
+                let out = visitor.visit_seq(&mut seq)?;
+                // serde_json refuses a sequence the visitor left unfinished.
+                if seq.items.len() == 0 {
+                    Ok(out)
+                } else {
+                    Err(Fallback)
+                }
+            }
+            Value::Object(map) => {
+                let mut entries = Entries {
+                    entries: map.iter(),
+                    value: None,
+                    at: self,
+                };
+                let out = visitor.visit_map(&mut entries)?;
+                if entries.entries.len() == 0 {
+                    Ok(out)
+                } else {
+                    Err(Fallback)
+                }
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fallback> {
+        match self.value {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        let (variant, value) = match self.value {
+            Value::String(variant) => (variant, None),
+            Value::Object(map) if map.len() == 1 => match map.iter().next() {
+                Some((variant, value)) => (variant, Some(value)),
+                None => return Err(Fallback),
+            },
+            _ => return Err(Fallback),
+        };
+        visitor.visit_enum(Variant {
+            variant,
+            value,
+            at: self,
+        })
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fallback> {
+        self.ignored.set(true);
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+    }
+}
+
+struct Items<'a> {
+    items: std::slice::Iter<'a, Value>,
+    at: Watched<'a>,
+}
+
+impl<'de> de::SeqAccess<'de> for Items<'de> {
+    type Error = Fallback;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Fallback> {
+        match self.items.next() {
+            Some(item) => seed.deserialize(self.at.at(item)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Entries<'a> {
+    entries: serde_json::map::Iter<'a>,
+    value: Option<&'a Value>,
+    at: Watched<'a>,
+}
+
+impl<'de> de::MapAccess<'de> for Entries<'de> {
+    type Error = Fallback;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Fallback> {
+        match self.entries.next() {
+            Some((key, value)) => {
+                self.value = Some(value);
+                seed.deserialize(Key::new(key)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Fallback> {
+        let value = self.value.take().ok_or(Fallback)?;
+        seed.deserialize(self.at.at(value))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+struct Variant<'a> {
+    variant: &'a str,
+    value: Option<&'a Value>,
+    at: Watched<'a>,
+}
+
+impl<'de> de::EnumAccess<'de> for Variant<'de> {
+    type Error = Fallback;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Fallback> {
+        let variant = seed.deserialize(Key::new(self.variant))?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Variant<'de> {
+    type Error = Fallback;
+
+    fn unit_variant(self) -> Result<(), Fallback> {
+        match self.value {
+            None | Some(Value::Null) => Ok(()),
+            Some(_) => Err(Fallback),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Fallback> {
+        match self.value {
+            Some(value) => seed.deserialize(self.at.at(value)),
+            None => Err(Fallback),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        _visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        Err(Fallback)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        Err(Fallback)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_ignoring_nothing;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Plain,
+        Tagged(u8),
+        Pair(u8, u8),
+        Named { n: i32 },
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Inner {
+        name: String,
+        #[serde(default)]
+        weight: Option<f64>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Params {
+        #[serde(default)]
+        limit: u16,
+        #[serde(default)]
+        offset: i64,
+        #[serde(default)]
+        inner: Option<Inner>,
+        #[serde(default)]
+        list: Vec<Inner>,
+        #[serde(default)]
+        kind: Option<Kind>,
+        #[serde(default)]
+        tags: BTreeMap<String, bool>,
+        #[serde(default)]
+        any: Value,
+        #[serde(default)]
+        letter: Option<char>,
+    }
+
+    /// What serde_json's deserializer decodes, and whether it ignored a field.
+    fn reference(value: &Value) -> (Option<Params>, bool) {
+        let mut ignored = false;
+        let decoded = serde_ignored::deserialize(value, |_| ignored = true).ok();
+        (decoded, ignored)
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u16>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-z]{0,2}".prop_map(Value::from),
+            prop_oneof![
+                Just("plain"),
+                Just("tagged"),
+                Just("pair"),
+                Just("named"),
+                Just("x")
+            ]
+            .prop_map(Value::from),
+        ];
+        let keys = prop_oneof![
+            Just("limit"),
+            Just("offset"),
+            Just("inner"),
+            Just("list"),
+            Just("kind"),
+            Just("tags"),
+            Just("any"),
+            Just("letter"),
+            Just("name"),
+            Just("weight"),
+            Just("plain"),
+            Just("tagged"),
+            Just("pair"),
+            Just("named"),
+            Just("n"),
+            Just("extra"),
+        ];
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys.clone(), inner, 0..5).prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The fast path never accepts what serde_json refuses or what ignores a field,
+        /// and when it accepts, it decodes exactly serde_json's value.
+        #[test]
+        fn fast_path_agrees_with_serde_json(value in json_value()) {
+            let fast: Option<Params> = decode_ignoring_nothing(&value);
+            let (slow, ignored) = reference(&value);
+            if let Some(fast) = fast {
+                prop_assert!(!ignored, "accepted params that ignore a field: {value}");
+                prop_assert_eq!(Some(fast), slow);
+            }
+        }
+    }
+
+    #[test]
+    fn valid_params_take_the_fast_path() {
+        let value = json!({
+            "limit": 3,
+            "offset": -4,
+            "inner": {"name": "a", "weight": 1.5},
+            "list": [{"name": "b"}],
+            "kind": {"tagged": 7},
+            "tags": {"x": true},
+            "any": {"free": ["form"]},
+            "letter": "z",
+        });
+        let decoded: Params = decode_ignoring_nothing(&value).expect("fast path");
+        assert_eq!(decoded.kind, Some(Kind::Tagged(7)));
+        assert_eq!(decoded.any, json!({"free": ["form"]}));
+        let unit: Params = decode_ignoring_nothing(&json!({"kind": "plain"})).expect("unit");
+        assert_eq!(unit.kind, Some(Kind::Plain));
+    }
+
+    #[test]
+    fn an_unknown_field_at_any_depth_leaves_the_fast_path() {
+        for value in [
+            json!({"extra": 1}),
+            json!({"inner": {"name": "a", "extra": null}}),
+            json!({"list": [{"name": "a"}, {"name": "b", "extra": []}]}),
+        ] {
+            assert_eq!(decode_ignoring_nothing::<Params>(&value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn shapes_it_does_not_mirror_leave_the_fast_path() {
+        for value in [
+            json!({"kind": {"pair": [1, 2]}}),
+            json!({"kind": {"named": {"n": 1}}}),
+        ] {
+            assert_eq!(decode_ignoring_nothing::<Params>(&value), None, "{value}");
+            assert!(reference(&value).0.is_some(), "serde_json decodes {value}");
+        }
+    }
+}
