@@ -47,7 +47,7 @@ struct Layers {
 #[derive(Default)]
 struct KeyNode {
     trigger: Option<Arc<Trigger>>,
-    children: HashMap<String, KeyNode>,
+    children: HashMap<String, KeyNode, foldhash::fast::RandomState>,
 }
 
 impl KeyNode {
@@ -94,15 +94,39 @@ fn env_key(name: &str) -> String {
     parts.join(".")
 }
 
-/// The segments of a dotted key (at least one), refusing empty ones.
-type Segments<'k> = std::str::Split<'k, char>;
+/// The segments of a checked dotted key (see [`segments`]), found byte by byte: keys are
+/// short, and every read and write walks them several times.
+#[derive(Clone, Copy)]
+struct Segments<'k> {
+    rest: Option<&'k str>,
+}
+
+impl<'k> Iterator for Segments<'k> {
+    type Item = &'k str;
+
+    fn next(&mut self) -> Option<&'k str> {
+        let rest = self.rest?;
+        match rest.bytes().position(|b| b == b'.') {
+            // '.' is ASCII: both slices end and start on character boundaries.
+            Some(dot) => {
+                self.rest = Some(&rest[dot + 1..]);
+                Some(&rest[..dot])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
 
 /// Splits a dotted key, refusing an empty key or an empty segment.
 fn segments(key: &str) -> Result<Segments<'_>, ConfigError> {
-    if key.is_empty() || key.split('.').any(str::is_empty) {
+    let parts = Segments { rest: Some(key) };
+    if key.is_empty() || { parts }.any(str::is_empty) {
         return Err(ConfigError::InvalidKey(key.to_owned()));
     }
-    Ok(key.split('.'))
+    Ok(parts)
 }
 
 fn lookup<'v>(root: &'v Value, mut parts: Segments<'_>) -> Option<&'v Value> {
@@ -342,7 +366,7 @@ impl ConfigStore {
         let parts = segments(key)?;
         if crate::reactive::is_tracking() {
             // Track before reading: a racing write re-validates, never goes unseen.
-            self.trigger(parts.clone()).read();
+            self.trigger(parts).read();
         }
         let layers = self.layers.read().unwrap_or_else(|e| e.into_inner());
         Ok(lookup(&layers.merged, parts).cloned())
@@ -353,7 +377,7 @@ impl ConfigStore {
         let parts = segments(key)?;
         let triggers = {
             let mut layers = self.layers.write().unwrap_or_else(|e| e.into_inner());
-            if lookup(&layers.merged, parts.clone()) == Some(&value) {
+            if lookup(&layers.merged, parts) == Some(&value) {
                 return Ok(());
             }
             layers.writes_below(key).for_each(|k| {
@@ -365,8 +389,8 @@ impl ConfigStore {
                     layers.writes.insert(key.to_owned(), value.clone());
                 }
             }
-            let old = assign(&mut layers.merged, parts.clone(), value);
-            let new = lookup(&layers.merged, parts.clone());
+            let old = assign(&mut layers.merged, parts, value);
+            let new = lookup(&layers.merged, parts);
             self.affected(parts, old.as_ref(), new)
         };
         Self::fire(triggers);

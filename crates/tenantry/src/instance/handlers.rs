@@ -312,7 +312,7 @@ fn make_json_envelope<F: Handler<M>, M: Message>(
 /// The frozen table a manager serves from.
 pub(crate) struct HandlerTable<F> {
     entries: Vec<Entry<F>>,
-    index: HashMap<&'static str, usize>,
+    index: HashMap<&'static str, usize, foldhash::fast::RandomState>,
     /// The largest JSON reply a call may produce.
     pub(crate) max_reply_bytes: usize,
 }

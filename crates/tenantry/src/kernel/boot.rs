@@ -10,8 +10,8 @@ impl Kernel {
     /// What `name` waits for: instances of its `depends` factories and providers of its
     /// required contracts, visible from its partition. `Err` lists what does not exist.
     pub(super) fn prerequisites(&self, name: &str) -> Result<Vec<String>, Vec<Dependency>> {
-        let factories = read(&self.state().factories);
-        let instances = read(&self.state().instances);
+        let factories = self.state().factories.read();
+        let instances = self.state().instances.read();
         let Some(record) = instances.get(name) else {
             return Err(vec![Dependency::Instance(name.to_owned())]);
         };
@@ -61,7 +61,10 @@ impl Kernel {
     /// not started; the rest runs. Boot again to retry.
     pub async fn boot(&self) -> Result<BootReport, Error> {
         // Instances backing off are restarted by their recovery, not by boot.
-        let pending: Vec<String> = read(&self.state().instances)
+        let pending: Vec<String> = self
+            .state()
+            .instances
+            .read()
             .values()
             .filter(|r| {
                 !matches!(
@@ -131,9 +134,9 @@ impl Kernel {
     /// with the number of factories, not of instances): an active visible instance of each
     /// `depends` factory and an active visible provider of each required contract.
     pub(super) fn missing_active(&self, name: &str) -> Vec<Dependency> {
-        let factories = read(&self.state().factories);
-        let instances = read(&self.state().instances);
-        let routes = read(&self.state().routes);
+        let factories = self.state().factories.read();
+        let instances = self.state().instances.read();
+        let routes = self.state().routes.read();
         let Some(record) = instances.get(name) else {
             return vec![Dependency::Instance(name.to_owned())];
         };

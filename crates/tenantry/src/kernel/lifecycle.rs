@@ -19,12 +19,14 @@ impl Kernel {
                 Some(serde_json::Value::Object((*properties).clone())),
             )
             .await?;
-        let recorded = match write(&self.state().instances).get_mut(name) {
+        let recorded = match self.state().instances.write().get_mut(name) {
             // The record may have been removed (a hot_remove racing this activation).
             Some(r) if Arc::ptr_eq(&r.properties, &properties) => {
                 r.status = InstanceStatus::Active;
                 r.handle = Some(handle.clone());
-                write(&self.state().routes)
+                self.state()
+                    .routes
+                    .write()
                     .entry((r.factory, r.partition.clone()))
                     .or_default()
                     .insert(r.seq, r.name.clone());
@@ -87,10 +89,10 @@ impl Kernel {
             ..
         } = self.placed(name)?;
         let identity = Identity::new(partition, manager.name(), Key::new(name)?);
-        if let Some(r) = write(&self.state().instances).get_mut(name) {
+        if let Some(r) = self.state().instances.write().get_mut(name) {
             r.status = status;
             r.handle = None;
-            let mut routes = write(&self.state().routes);
+            let mut routes = self.state().routes.write();
             let slot = (r.factory, r.partition.clone());
             if let Some(by_seq) = routes.get_mut(&slot) {
                 by_seq.remove(&r.seq);
@@ -139,7 +141,7 @@ impl Kernel {
             })
         };
         if outcome.is_err() {
-            write(&self.state().instances).remove(name);
+            self.state().instances.write().remove(name);
         }
         outcome
     }
@@ -149,13 +151,13 @@ impl Kernel {
     /// services it provided (consumers resolve to the next provider, or are told it is
     /// gone). The factory stays registered.
     pub async fn hot_remove(&self, name: &str) -> Result<(), Error> {
-        if !read(&self.state().instances).contains_key(name) {
+        if !self.state().instances.read().contains_key(name) {
             return Err(Error::UnknownInstance(name.to_owned()));
         }
         if self.is_active(name) {
             self.deactivate(name).await?;
         }
-        write(&self.state().instances).remove(name);
+        self.state().instances.write().remove(name);
         Ok(())
     }
 }

@@ -22,10 +22,13 @@ mod recovery;
 mod registry;
 mod routes;
 mod services;
+mod table;
 
+use routes::RouteCache;
 pub(crate) use routes::{Named, Reachable};
 pub(crate) use services::providers;
 pub use services::{ServiceRef, ServiceRegistry};
+use table::Table;
 
 use crate::component::Properties;
 use crate::config::ConfigStore;
@@ -38,7 +41,7 @@ use crate::{Error, Identity, Key, Partition};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// What the kernel knows of a factory.
 #[derive(Clone)]
@@ -164,13 +167,15 @@ pub(crate) type RouteIndex = BTreeMap<(&'static str, Partition), BTreeMap<u64, S
 /// The kernel's state, one per runtime.
 #[derive(Default)]
 pub(crate) struct KernelState {
-    pub(crate) factories: RwLock<BTreeMap<String, FactoryEntry>>,
-    pub(crate) instances: RwLock<BTreeMap<String, Record>>,
+    pub(crate) factories: Table<BTreeMap<String, FactoryEntry>>,
+    pub(crate) instances: Table<BTreeMap<String, Record>>,
     seq: AtomicU64,
     activation_order: Mutex<Vec<String>>,
     pub(crate) services: ServiceRegistry,
     /// Active instances by (factory, partition), oldest first: the factory + target route.
-    pub(crate) routes: RwLock<RouteIndex>,
+    pub(crate) routes: Table<RouteIndex>,
+    /// Routes the bus resolved to active instances, while the tables above are unchanged.
+    pub(crate) resolved: RouteCache,
     pub(crate) credentials: Arc<CredentialVault>,
     pub(crate) config: Arc<ConfigStore>,
 }
@@ -211,14 +216,6 @@ pub struct Kernel {
     core: Arc<KernelCore>,
 }
 
-pub(super) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(super) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Whether an instance in `provider` is visible to a consumer in `consumer`.
 pub(crate) fn visible(provider: &Partition, consumer: &Partition) -> bool {
     provider == consumer || provider.is_unpartitioned()
@@ -234,19 +231,23 @@ impl Kernel {
     }
 
     pub(super) fn seq_of(&self, name: &str) -> u64 {
-        read(&self.state().instances)
+        self.state()
+            .instances
+            .read()
             .get(name)
             .map_or(u64::MAX, |r| r.seq)
     }
 
     pub(super) fn is_active(&self, name: &str) -> bool {
-        read(&self.state().instances)
+        self.state()
+            .instances
+            .read()
             .get(name)
             .is_some_and(|r| r.status == InstanceStatus::Active)
     }
 
     pub(crate) fn set_status(&self, name: &str, status: InstanceStatus) {
-        if let Some(r) = write(&self.state().instances).get_mut(name) {
+        if let Some(r) = self.state().instances.write().get_mut(name) {
             r.status = status;
         }
     }
@@ -254,8 +255,8 @@ impl Kernel {
     /// Where instance `name` lives: its factory's manager, its partition, its properties
     /// and the contracts it provides.
     pub(crate) fn placed(&self, name: &str) -> Result<Placed, Error> {
-        let factories = read(&self.state().factories);
-        let instances = read(&self.state().instances);
+        let factories = self.state().factories.read();
+        let instances = self.state().instances.read();
         let record = instances
             .get(name)
             .ok_or_else(|| Error::UnknownInstance(name.to_owned()))?;

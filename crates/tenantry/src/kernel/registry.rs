@@ -10,7 +10,7 @@ impl Kernel {
     /// Registers component factory `C` (its manager is named after it). A duplicate
     /// factory (or a manager of that name) is an error.
     pub fn register<C: Component>(&self) -> Result<(), Error> {
-        if read(&self.state().factories).contains_key(C::FACTORY) {
+        if self.state().factories.read().contains_key(C::FACTORY) {
             return Err(Error::DuplicateFactory(C::FACTORY.to_owned()));
         }
         let manager = self
@@ -27,7 +27,7 @@ impl Kernel {
                 other => other,
             })?;
         manager.on_give_up(recovery::hook(Arc::downgrade(&self.core)));
-        write(&self.state().factories).insert(
+        self.state().factories.write().insert(
             C::FACTORY.to_owned(),
             FactoryEntry {
                 name: C::FACTORY,
@@ -44,7 +44,9 @@ impl Kernel {
 
     /// The registered factories.
     pub fn factories(&self) -> Vec<FactoryInfo> {
-        read(&self.state().factories)
+        self.state()
+            .factories
+            .read()
             .values()
             .map(|f| FactoryInfo {
                 name: f.name.to_owned(),
@@ -107,11 +109,11 @@ impl Kernel {
                 ))
             })?,
         };
-        let factories = read(&self.state().factories);
+        let factories = self.state().factories.read();
         let entry = factories
             .get(factory)
             .ok_or_else(|| Error::UnknownFactory(factory.to_owned()))?;
-        let mut instances = write(&self.state().instances);
+        let mut instances = self.state().instances.write();
         // One namespace for route prefixes; an instance may share its own factory's name
         // (exact instance routes resolve first).
         if instances.contains_key(name)
@@ -139,19 +141,19 @@ impl Kernel {
 
     /// Every instance, by name.
     pub fn instances(&self) -> Vec<InstanceInfo> {
-        read(&self.state().instances).values().map(info).collect()
+        self.state().instances.read().values().map(info).collect()
     }
 
     /// One instance.
     pub fn instance(&self, name: &str) -> Option<InstanceInfo> {
-        read(&self.state().instances).get(name).map(info)
+        self.state().instances.read().get(name).map(info)
     }
 
     /// Changes a provider's ranking; consumers re-resolve.
     pub fn set_ranking(&self, name: &str, ranking: i64) -> Result<(), Error> {
         let (provides, identity) = {
-            let factories = read(&self.state().factories);
-            let mut instances = write(&self.state().instances);
+            let factories = self.state().factories.read();
+            let mut instances = self.state().instances.write();
             let record = instances
                 .get_mut(name)
                 .ok_or_else(|| Error::UnknownInstance(name.to_owned()))?;

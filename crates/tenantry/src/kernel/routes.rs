@@ -5,11 +5,12 @@
 //! briefly, copy out handles, and hand them back, so routing policy (confinement, audit)
 //! stays the bus's and table layout stays the kernel's.
 
-use super::{InstanceStatus, KernelCore, Record, read};
+use super::{InstanceStatus, KernelCore, Record};
 use crate::instance::cell::AnyInstance;
 use crate::manager::AnyManager;
 use crate::{Error, Identity, Key, Partition};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// What a route prefix names in the kernel.
@@ -30,6 +31,83 @@ pub(crate) enum Reachable {
     Inactive(Option<Error>),
 }
 
+/// Routes that led to an active instance, kept while the kernel's tables have seen no
+/// write since: a hot call then finds its instance with one hash lookup instead of three
+/// ordered-map searches under three locks. Only active answers are kept (an inactive
+/// one's error depends on the time), so the cache holds no more routes than there are
+/// active instances, times the targets callers named for them.
+#[derive(Default)]
+pub(crate) struct RouteCache {
+    inner: RwLock<Resolved>,
+}
+
+#[derive(Default)]
+struct Resolved {
+    /// The tables' write count the routes were resolved at.
+    writes: u64,
+    by_prefix: HashMap<Box<str>, HashMap<Option<Partition>, Hit, Hasher>, Hasher>,
+}
+
+type Hasher = foldhash::fast::RandomState;
+
+/// A route that reached an active instance.
+#[derive(Clone)]
+enum Hit {
+    Instance(Partition, Arc<dyn AnyInstance>),
+    Factory(Arc<dyn AnyInstance>),
+}
+
+impl Hit {
+    fn of(named: &Named) -> Option<Self> {
+        match named {
+            Named::Instance(p, Reachable::Active(h)) => Some(Self::Instance(p.clone(), h.clone())),
+            Named::Factory(Reachable::Active(h)) => Some(Self::Factory(h.clone())),
+            _ => None,
+        }
+    }
+
+    fn named(self) -> Named {
+        match self {
+            Self::Instance(p, h) => Named::Instance(p, Reachable::Active(h)),
+            Self::Factory(h) => Named::Factory(Reachable::Active(h)),
+        }
+    }
+}
+
+impl RouteCache {
+    fn get(&self, writes: u64, prefix: &str, target: Option<&Partition>) -> Option<Hit> {
+        let resolved = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if resolved.writes != writes {
+            return None;
+        }
+        resolved
+            .by_prefix
+            .get(prefix)?
+            .get(&target.cloned())
+            .cloned()
+    }
+
+    /// Keeps `hit`, resolved from tables at `writes` (read before resolving). Routes of
+    /// older tables are dropped; a hit from tables older than those kept is not kept.
+    fn put(&self, writes: u64, prefix: &str, target: Option<&Partition>, hit: Hit) {
+        let mut resolved = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if writes < resolved.writes {
+            return;
+        }
+        if writes > resolved.writes {
+            *resolved = Resolved {
+                writes,
+                by_prefix: HashMap::default(),
+            };
+        }
+        resolved
+            .by_prefix
+            .entry(prefix.into())
+            .or_default()
+            .insert(target.cloned(), hit);
+    }
+}
+
 /// A component route a caller may list: its prefix and the manager of its handlers.
 pub(crate) struct Listed {
     pub(crate) prefix: String,
@@ -41,25 +119,47 @@ impl KernelCore {
     /// it merely shares its factory's name and the call targets another partition: then
     /// the factory route decides.
     pub(crate) fn named(&self, prefix: &str, target: Option<&Partition>) -> Named {
-        let instances = read(&self.state.instances);
-        let is_factory = read(&self.state.factories).contains_key(prefix);
-        let exact = instances
-            .get(prefix)
-            .filter(|r| !(is_factory && target.is_some_and(|t| t != &r.partition)));
-        if let Some(record) = exact {
-            return Named::Instance(record.partition.clone(), reachable(record));
+        let writes = self.table_writes();
+        if let Some(hit) = self.state.resolved.get(writes, prefix, target) {
+            return hit.named();
         }
-        if !is_factory {
+        let named = self.resolve_named(prefix, target);
+        if let Some(hit) = Hit::of(&named) {
+            self.state.resolved.put(writes, prefix, target, hit);
+        }
+        named
+    }
+
+    /// Writes to the tables a route depends on, so far (they only grow, so the sum moves
+    /// on with any of them).
+    fn table_writes(&self) -> u64 {
+        let s = &self.state;
+        s.instances.writes() + s.factories.writes() + s.routes.writes()
+    }
+
+    /// [`KernelCore::named`] from the tables.
+    fn resolve_named(&self, prefix: &str, target: Option<&Partition>) -> Named {
+        let instances = self.state.instances.read();
+        let exact = instances.get(prefix);
+        // The factory table is asked only when an exact name does not settle it.
+        let is_factory = || self.state.factories.read().contains_key(prefix);
+        if let Some(record) = exact {
+            let elsewhere = target.is_some_and(|t| t != &record.partition);
+            if !elsewhere || !is_factory() {
+                return Named::Instance(record.partition.clone(), reachable(record));
+            }
+        } else if !is_factory() {
             return Named::Nothing;
         }
         let Some(target) = target else {
             return Named::Factory(Reachable::Inactive(None));
         };
-        let oldest = read(&self.state.routes)
+        let routes = self.state.routes.read();
+        let oldest = routes
             .get(&(prefix, target.clone()))
-            .and_then(|by_seq| by_seq.values().next().cloned());
+            .and_then(|by_seq| by_seq.values().next());
         let found = oldest
-            .and_then(|name| instances.get(&name))
+            .and_then(|name| instances.get(name))
             .filter(|r| r.status == InstanceStatus::Active)
             .and_then(|r| r.handle.clone());
         Named::Factory(match found {
@@ -77,8 +177,8 @@ impl KernelCore {
     /// The component routes whose instances `reach` accepts: active instances by name,
     /// then factories with an active partitioned instance in reach.
     pub(crate) fn listed(&self, reach: impl Fn(&Partition) -> bool) -> (Vec<Listed>, Vec<Listed>) {
-        let factories = read(&self.state.factories);
-        let instances = read(&self.state.instances);
+        let factories = self.state.factories.read();
+        let instances = self.state.instances.read();
         let active = || {
             instances
                 .values()
@@ -111,8 +211,10 @@ impl KernelCore {
         partition: &Partition,
         matches: impl Fn(&str) -> bool,
     ) -> Vec<Arc<dyn AnyInstance>> {
-        let factories = read(&self.state.factories);
-        read(&self.state.instances)
+        let factories = self.state.factories.read();
+        self.state
+            .instances
+            .read()
             .values()
             .filter(|r| r.status == InstanceStatus::Active && &r.partition == partition)
             .filter(|r| {
@@ -126,8 +228,10 @@ impl KernelCore {
 
     /// How many subscriptions the active instances hold (a pattern each), all partitions.
     pub(crate) fn subscription_count(&self) -> usize {
-        let factories = read(&self.state.factories);
-        read(&self.state.instances)
+        let factories = self.state.factories.read();
+        self.state
+            .instances
+            .read()
             .values()
             .filter(|r| r.status == InstanceStatus::Active && r.handle.is_some())
             .filter_map(|r| factories.get(r.factory))
@@ -137,7 +241,9 @@ impl KernelCore {
 
     /// The factory of instance `name`, if it lives in `partition`.
     pub(crate) fn factory_of(&self, name: &str, partition: &Partition) -> Option<&'static str> {
-        read(&self.state.instances)
+        self.state
+            .instances
+            .read()
             .get(name)
             .filter(|r| &r.partition == partition)
             .map(|r| r.factory)
@@ -145,7 +251,9 @@ impl KernelCore {
 
     /// Whether the component instance `identity` was instantiated with the admin grant.
     pub(crate) fn holds_admin_grant(&self, identity: &Identity) -> bool {
-        read(&self.state.instances)
+        self.state
+            .instances
+            .read()
             .get(identity.key.encoded())
             .is_some_and(|r| {
                 r.grant == super::Grant::Admin

@@ -5,7 +5,7 @@
 //! providers change (activation, removal, ranking), so consumers can tell when to
 //! re-resolve. A [`ServiceRef`] resolves on every call and so never holds a stale provider.
 
-use super::{InstanceStatus, Kernel, KernelCore, KernelState, Record, read, visible};
+use super::{InstanceStatus, Kernel, KernelCore, KernelState, Record, visible};
 use crate::caller::{CallAs, Caller};
 use crate::instance::cell::AnyInstance;
 use crate::instance::context::Context;
@@ -177,8 +177,8 @@ pub(crate) fn providers(
     contract: &str,
     partition: &Partition,
 ) -> Vec<(String, Arc<dyn AnyInstance>)> {
-    let factories = read(&state.factories);
-    let instances = read(&state.instances);
+    let factories = state.factories.read();
+    let instances = state.instances.read();
     let mut found: Vec<&Record> = instances
         .values()
         .filter(|r| {
