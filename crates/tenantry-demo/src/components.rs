@@ -9,6 +9,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::Arc;
 use tenantry::component::{Component, NoParams, Runnables};
 use tenantry::params::{Bounded, BoundedText};
 use tenantry::providers::{
@@ -48,8 +49,9 @@ pub struct QueryResult {
     pub instance: String,
     /// The tenant (its partition).
     pub tenant: String,
-    /// The database URL it used, from the tenant's config.
-    pub db_url: String,
+    /// The database URL it used, from the tenant's config (shared with the instance's
+    /// computed value, not copied per query).
+    pub db_url: Arc<str>,
     /// The SQL.
     pub sql: String,
     /// The rows (the tenant's own).
@@ -77,7 +79,7 @@ pub struct Status {
 struct Db {
     engine: &'static str,
     queries: u64,
-    db_url: Computed<String>,
+    db_url: Computed<Arc<str>>,
 }
 
 impl Db {
@@ -87,7 +89,9 @@ impl Db {
         Ok(Self {
             engine,
             queries: 0,
-            db_url: ctx.computed(move || config.get_str(&key).ok().flatten().unwrap_or_default()),
+            db_url: ctx.computed(move || {
+                Arc::from(config.get_str(&key).ok().flatten().unwrap_or_default())
+            }),
         })
     }
 
@@ -103,12 +107,12 @@ impl Db {
         self.queries += 1;
         // `engine:tenant-row-N`, built without the formatting machinery (this is the
         // demo's hot path).
-        let prefix = [self.engine, ":", &tenant, "-row-"].concat();
         let rows = (1..=q.limit.get())
             .map(|i| {
-                let mut row = String::with_capacity(prefix.len() + 3);
-                row.push_str(&prefix);
-                row.push_str(itoa(i, &mut [0; 20]));
+                let mut digits = [0; 20];
+                let parts = [self.engine, ":", &tenant, "-row-", itoa(i, &mut digits)];
+                let mut row = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+                parts.iter().for_each(|p| row.push_str(p));
                 row
             })
             .collect();
@@ -177,10 +181,10 @@ impl Component for TenantDb {
         let url = self.db.db_url.clone();
         ctx.effect(move |this: &mut TenantDb, _| {
             let next = url.get();
-            if !this.connected_to.is_empty() && this.connected_to != next {
+            if !this.connected_to.is_empty() && *this.connected_to != *next {
                 this.reconnects += 1;
             }
-            this.connected_to = next;
+            this.connected_to = next.to_string();
             Ok(())
         });
         Ok(())

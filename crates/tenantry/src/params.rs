@@ -139,7 +139,13 @@ impl<const MAX_CHARS: usize> BoundedText<MAX_CHARS> {
     /// `text` if it is short enough.
     pub fn new(text: impl Into<String>) -> Option<Self> {
         let text = text.into();
-        (text.chars().count() <= MAX_CHARS).then_some(Self(text))
+        Self::fits(&text).then_some(Self(text))
+    }
+
+    /// Whether `text` is short enough; characters are counted only when its bytes are
+    /// too many to tell (a character is at least one byte).
+    fn fits(text: &str) -> bool {
+        text.len() <= MAX_CHARS || text.chars().count() <= MAX_CHARS
     }
 
     /// The text.
@@ -168,12 +174,13 @@ impl<const MAX_CHARS: usize> Serialize for BoundedText<MAX_CHARS> {
 impl<'de, const MAX_CHARS: usize> Deserialize<'de> for BoundedText<MAX_CHARS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let len = text.chars().count();
-        Self::new(text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "{len} characters is longer than the {MAX_CHARS}-character limit"
-            ))
-        })
+        if !Self::fits(&text) {
+            return Err(serde::de::Error::custom(format!(
+                "{} characters is longer than the {MAX_CHARS}-character limit",
+                text.chars().count()
+            )));
+        }
+        Ok(Self(text))
     }
 }
 

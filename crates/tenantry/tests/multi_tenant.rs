@@ -38,7 +38,7 @@ async fn tenant_db_routes_by_target_and_by_name_and_survives_hot_remove() {
         ("initech", "postgres://db3.prod/initech"),
     ] {
         let routed = query(&rt, "tenant-db.query", Some(tenant)).await.unwrap();
-        assert_eq!(routed.db_url, url);
+        assert_eq!(&*routed.db_url, url);
         assert_eq!(routed.tenant, tenant);
         assert_eq!(routed.instance, format!("tenant-db-{tenant}"));
         assert!(
@@ -50,7 +50,7 @@ async fn tenant_db_routes_by_target_and_by_name_and_survives_hot_remove() {
         let direct = query(&rt, &format!("tenant-db-{tenant}.query"), None)
             .await
             .unwrap();
-        assert_eq!(direct.db_url, url);
+        assert_eq!(&*direct.db_url, url);
     }
     // acme: two more queries; status counts each tenant's own.
     query(&rt, "tenant-db.query", Some("acme")).await.unwrap();
