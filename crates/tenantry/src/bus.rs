@@ -29,9 +29,10 @@ use crate::instance::context::Context;
 use crate::kernel::{KernelCore, Named, Reachable};
 use crate::manager::{AnyManager, Managers, Role, Shared};
 use crate::telemetry::EventKind;
-use crate::{Error, Key, Partition};
+use crate::{CallError, Error, Key, Partition};
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -99,6 +100,16 @@ pub trait Transport: Send + Sync + 'static {
         call: &'a RemoteCall,
     ) -> BoxFuture<'a, Option<Result<serde_json::Value, Error>>>;
 }
+
+/// A call to a resolved instance, for one reply form (see [`Bus::invoke`] and
+/// [`Bus::invoke_raw`]).
+type LocalCall<O> = for<'a> fn(
+    &'a dyn AnyInstance,
+    &'a str,
+    serde_json::Value,
+    &'a Invoke,
+    CallAs,
+) -> BoxFuture<'static, Result<O, CallError>>;
 
 /// How a route resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -364,16 +375,52 @@ impl Bus {
         params: serde_json::Value,
         opts: Invoke,
     ) -> Result<serde_json::Value, Error> {
+        let local: LocalCall<serde_json::Value> = |h, runnable, params, opts, caller| {
+            h.call_json_as(runnable, params, opts.timeout, caller, opts.queued)
+        };
+        self.route(handler, params, opts, local, Ok).await
+    }
+
+    /// [`Bus::invoke`], with the reply as JSON text: an instance's reply is encoded once
+    /// and never built as a JSON value. For callers that send the reply on (a gateway
+    /// writing a response body).
+    pub async fn invoke_raw(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: Invoke,
+    ) -> Result<Box<RawValue>, Error> {
+        let local: LocalCall<Box<RawValue>> = |h, runnable, params, opts, caller| {
+            h.call_text_as(runnable, params, opts.timeout, caller, opts.queued)
+        };
+        let remote = |reply: serde_json::Value| {
+            serde_json::value::to_raw_value(&reply).map_err(|e| {
+                Error::Call(CallError::ReplyEncoding {
+                    handler: handler.to_owned(),
+                    message: e.to_string(),
+                })
+            })
+        };
+        self.route(handler, params, opts, local, remote).await
+    }
+
+    /// Resolves `handler` and calls it: `local` on an instance of this runtime, else
+    /// through the transports, whose JSON reply `remote` converts.
+    async fn route<O>(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: Invoke,
+        local: LocalCall<O>,
+        remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
+    ) -> Result<O, Error> {
         match self.resolve(handler, &opts)? {
-            Some((Route::Instance(h), runnable)) => Ok(h
-                .call_json_as(runnable, params, opts.timeout, self.stamp(), opts.queued)
-                .await?),
+            Some((Route::Instance(h), runnable)) => {
+                Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)
+            }
             Some((Route::Keyed(manager, key, partition), runnable)) => {
                 let h = manager.get_dyn(key, &partition).await?;
-                Ok(
-                    h.call_json_as(runnable, params, opts.timeout, self.stamp(), opts.queued)
-                        .await?,
-                )
+                Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)
             }
             None => {
                 let call = RemoteCall {
@@ -393,7 +440,7 @@ impl Bus {
                     .clone();
                 for t in transports {
                     if let Some(result) = t.invoke(&call).await {
-                        return result;
+                        return remote(result?);
                     }
                 }
                 Err(Error::RouteNotFound(handler.to_owned()))

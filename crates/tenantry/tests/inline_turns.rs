@@ -296,12 +296,23 @@ async fn a_dropped_call_future_that_ran_in_place_still_answered_nobody_and_lost_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_that_panics_while_encoding_is_an_error_and_the_instance_goes_on() {
     quiet_panics();
-    let (_rt, m) = probes(Durability::OnHibernate);
+    let (rt, m) = probes(Durability::OnHibernate);
     let h = m.get("grenade", &p("acme")).await.unwrap();
     for _ in 0..3 {
         let r = h.call_json("unencodable", serde_json::json!(null)).await;
         assert!(
             matches!(&r, Err(CallError::ReplyEncoding { message, .. }) if message.contains("boom")),
+            "{r:?}"
+        );
+        assert!(h.call(WhereAmI).await.is_ok(), "the instance still answers");
+        // The same as JSON text (what the gateway asks for).
+        let opts = tenantry::Invoke::target(&p("acme")).key(tenantry::Key::new("grenade").unwrap());
+        let r = rt
+            .bus()
+            .invoke_raw("probes.unencodable", serde_json::json!(null), opts)
+            .await;
+        assert!(
+            matches!(&r, Err(tenantry::Error::Call(CallError::ReplyEncoding { message, .. })) if message.contains("boom")),
             "{r:?}"
         );
         assert!(h.call(WhereAmI).await.is_ok(), "the instance still answers");

@@ -6,8 +6,8 @@ use serde_json::json;
 use tenantry::params::{Bounded, BoundedText};
 use tenantry::schemars::JsonSchema;
 use tenantry::{
-    CallError, Context, Factory, Handler, HandlerError, Handlers, Identity, ManagerConfig, Message,
-    Partition, Runtime,
+    CallError, Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Invoke,
+    ManagerConfig, Message, Partition, Runtime,
 };
 
 #[derive(Serialize, Deserialize, Default)]
@@ -115,4 +115,47 @@ async fn a_reply_over_the_managers_limit_is_refused_and_the_instance_lives_on() 
     assert_eq!(typed.len(), 8000);
     // The default is 1 MiB.
     assert_eq!(ManagerConfig::default().max_reply_bytes, 1 << 20);
+}
+
+#[tokio::test]
+async fn a_reply_as_json_text_is_the_same_json_under_the_same_limit() {
+    let rt = Runtime::in_memory();
+    rt.register::<Echo>("echoes", ManagerConfig::default().max_reply_bytes(100))
+        .unwrap();
+    let acme = Partition::new("acme").unwrap();
+    let bus = rt.bus();
+    let opts = || Invoke::target(&acme).key(tenantry::Key::new("a").unwrap());
+    for times in [1, 49] {
+        let params = json!({"text": "a\"é", "times": times});
+        let value = bus.invoke("echoes.repeat", params.clone(), opts()).await;
+        let text = bus.invoke_raw("echoes.repeat", params, opts()).await;
+        let (value, text) = match (value, text) {
+            (Ok(v), Ok(t)) => (v, t),
+            // 49 times three characters is over the limit either way.
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string());
+                continue;
+            }
+            other => panic!("the two forms disagree: {other:?}"),
+        };
+        assert_eq!(text.get(), serde_json::to_string(&value).unwrap());
+    }
+    // Exactly at the limit passes, one byte over is refused, as for values.
+    let at_limit = bus
+        .invoke_raw("echoes.repeat", json!({"text": "ab", "times": 49}), opts())
+        .await
+        .unwrap();
+    assert_eq!(at_limit.get().len(), 100);
+    let e = bus
+        .invoke_raw(
+            "echoes.repeat",
+            json!({"text": "abcdefgh", "times": 1000}),
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Call(CallError::ReplyTooLarge { limit: 100, .. })),
+        "{e}"
+    );
 }

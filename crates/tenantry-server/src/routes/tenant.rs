@@ -39,12 +39,13 @@ pub async fn invoke(
         }
         opts = opts.key(key);
     }
+    // The reply goes out as the instance encoded it: never built as a JSON value here.
     let result = app
         .runtime
         .bus_for(&p)
-        .invoke(&handler, params, opts)
+        .invoke_raw(&handler, params, opts)
         .await?;
-    Ok(ok(result))
+    Ok(ok(&*result))
 }
 
 /// `GET /v1/partitions/{partition}/handlers`.

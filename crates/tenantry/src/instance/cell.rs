@@ -3,7 +3,7 @@
 //! Calls go through [`Cell::call`]: when the instance is idle the caller runs the turn
 //! itself (see [`super::runner`]); tells and control mail only queue.
 
-use super::envelope::{Envelope, JsonReply, Letter};
+use super::envelope::{Envelope, JsonReceiver, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
 use super::mailbox::{Delivered, Mailbox, Queued, SendError};
@@ -12,6 +12,7 @@ use crate::caller::{CallAs, Caller};
 use crate::telemetry::StopReason;
 use crate::{CallError, Error, Identity};
 use futures::future::BoxFuture;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -299,25 +300,29 @@ impl<F: Factory> InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
-        self.call_json_stamped(handler, params, timeout, self.caller.clone(), false)
-            .await
+        self.call_json_stamped(
+            handler,
+            params,
+            timeout,
+            self.caller.clone(),
+            false,
+            JsonReply::value,
+        )
+        .await
     }
 
-    /// A JSON call as `caller`: the params are checked now, the letter goes in when the
-    /// future is first polled.
-    fn call_json_stamped(
+    /// A JSON call as `caller`, its reply in the form `slot` makes: the params are
+    /// checked now, the letter goes in when the future is first polled.
+    fn call_json_stamped<O: Send + 'static>(
         &self,
         handler: &str,
         params: serde_json::Value,
         timeout: Duration,
         caller: Caller,
         queued: bool,
-    ) -> impl Future<Output = Result<serde_json::Value, CallError>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        let reply = JsonReply {
-            tx,
-            limit: self.cell.table.max_reply_bytes,
-        };
+        slot: fn(usize) -> (JsonReply, JsonReceiver<O>),
+    ) -> impl Future<Output = Result<O, CallError>> + Send + 'static {
+        let (reply, rx) = slot(self.cell.table.max_reply_bytes);
         let letter = self
             .cell
             .table
@@ -406,6 +411,17 @@ pub trait AnyInstance: Send + Sync {
         caller: CallAs,
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
+    /// [`AnyInstance::call_json_as`] with the reply as JSON text (never built as a
+    /// value), for callers that send it on.
+    #[doc(hidden)]
+    fn call_text_as(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: CallAs,
+        queued: bool,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>>;
     /// The same instance, calling as the caller the runtime proved (service resolution).
     #[doc(hidden)]
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance>;
@@ -436,7 +452,14 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, self.caller.clone(), false))
+        Box::pin(self.call_json_stamped(
+            handler,
+            params,
+            timeout,
+            self.caller.clone(),
+            false,
+            JsonReply::value,
+        ))
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
@@ -460,7 +483,33 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0, queued))
+        Box::pin(self.call_json_stamped(
+            handler,
+            params,
+            timeout,
+            caller.0,
+            queued,
+            JsonReply::value,
+        ))
+    }
+
+    fn call_text_as(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: CallAs,
+        queued: bool,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>> {
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
+        Box::pin(self.call_json_stamped(
+            handler,
+            params,
+            timeout,
+            caller.0,
+            queued,
+            JsonReply::text,
+        ))
     }
 
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {

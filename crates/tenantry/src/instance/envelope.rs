@@ -14,6 +14,7 @@ use crate::{CallError, Context};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -59,27 +60,89 @@ impl<T: Send + 'static> ReplySlot<T> for oneshot::Sender<Result<T, CallError>> {
     }
 }
 
-/// A reply slot that encodes the reply as JSON, refusing one over the size limit.
-pub(crate) struct JsonReply {
-    pub(crate) tx: oneshot::Sender<Result<serde_json::Value, CallError>>,
-    /// The largest encoded reply allowed, in bytes.
-    pub(crate) limit: usize,
+/// A reply slot that encodes the reply as JSON, refusing one over the size limit: as a
+/// JSON value (for callers that read it), or as JSON text (for callers that send it on,
+/// such as a gateway, which then never build the value).
+pub(crate) enum JsonReply {
+    Value {
+        tx: oneshot::Sender<Result<serde_json::Value, CallError>>,
+        /// The largest encoded reply allowed, in bytes.
+        limit: usize,
+    },
+    Text {
+        tx: oneshot::Sender<Result<Box<RawValue>, CallError>>,
+        limit: usize,
+    },
+}
+
+/// The receiving end of a [`JsonReply`].
+pub(crate) type JsonReceiver<O> = oneshot::Receiver<Result<O, CallError>>;
+
+impl JsonReply {
+    /// A slot for the reply as a JSON value.
+    pub(crate) fn value(limit: usize) -> (Self, JsonReceiver<serde_json::Value>) {
+        let (tx, rx) = oneshot::channel();
+        (Self::Value { tx, limit }, rx)
+    }
+
+    /// A slot for the reply as JSON text.
+    pub(crate) fn text(limit: usize) -> (Self, JsonReceiver<Box<RawValue>>) {
+        let (tx, rx) = oneshot::channel();
+        (Self::Text { tx, limit }, rx)
+    }
 }
 
 impl<T: Serialize> ReplySlot<T> for JsonReply {
     fn answer(self, handler: &'static str, result: Result<T, CallError>) {
-        let encoded = result.and_then(|r| {
-            // A reply's `Serialize` is user code: its panic is this call's error.
-            std::panic::catch_unwind(AssertUnwindSafe(|| encode_bounded(handler, &r, self.limit)))
-                .unwrap_or_else(|payload| {
-                    Err(CallError::ReplyEncoding {
-                        handler: handler.to_owned(),
-                        message: format!("encoding panicked: {}", panic_message(&*payload)),
-                    })
-                })
-        });
-        let _ = self.tx.send(encoded);
+        match self {
+            Self::Value { tx, limit } => {
+                let _ = tx.send(encode_caught(handler, result, |r| {
+                    encode_bounded(handler, r, limit)
+                }));
+            }
+            Self::Text { tx, limit } => {
+                let _ = tx.send(encode_caught(handler, result, |r| {
+                    encode_text(handler, r, limit)
+                }));
+            }
+        }
     }
+}
+
+/// Encodes a handler's reply. A reply's `Serialize` is user code: its panic is this
+/// call's error.
+fn encode_caught<T, O>(
+    handler: &'static str,
+    result: Result<T, CallError>,
+    encode: impl FnOnce(&T) -> Result<O, CallError>,
+) -> Result<O, CallError> {
+    let reply = result?;
+    std::panic::catch_unwind(AssertUnwindSafe(|| encode(&reply))).unwrap_or_else(|payload| {
+        Err(CallError::ReplyEncoding {
+            handler: handler.to_owned(),
+            message: format!("encoding panicked: {}", panic_message(&*payload)),
+        })
+    })
+}
+
+/// Encodes a reply as JSON text if it fits in `limit` bytes (a refused one was written
+/// whole first, like a refused value).
+fn encode_text<T: Serialize>(
+    handler: &'static str,
+    reply: &T,
+    limit: usize,
+) -> Result<Box<RawValue>, CallError> {
+    let text = serde_json::value::to_raw_value(reply).map_err(|e| CallError::ReplyEncoding {
+        handler: handler.to_owned(),
+        message: e.to_string(),
+    })?;
+    if text.get().len() > limit {
+        return Err(CallError::ReplyTooLarge {
+            handler: handler.to_owned(),
+            limit,
+        });
+    }
+    Ok(text)
 }
 
 /// Counts encoded bytes and fails as soon as they pass the budget.
