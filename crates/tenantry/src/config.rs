@@ -133,31 +133,33 @@ fn lookup<'v>(root: &'v Value, mut parts: Segments<'_>) -> Option<&'v Value> {
     parts.try_fold(root, |v, p| v.get(p))
 }
 
-/// Writes `value` at `parts`, turning whatever is in the way into objects; returns the
-/// value it replaced. Segments that exist are not copied.
-fn assign(root: &mut Value, parts: Segments<'_>, value: Value) -> Option<Value> {
+/// Writes `value` at `parts`, turning whatever is in the way into objects: the value it
+/// replaced, and where it is now. Segments that exist are not copied.
+fn assign<'v>(
+    root: &'v mut Value,
+    parts: Segments<'_>,
+    value: Value,
+) -> (Option<Value>, &'v mut Value) {
     let mut node = root;
-    let mut parts = parts.peekable();
-    while let Some(part) = parts.next() {
+    let mut existed = false;
+    for part in parts {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
-        // Checked just above: `node` is an object here.
         let Value::Object(map) = node else {
-            return None;
+            unreachable!("made an object just above")
         };
-        if parts.peek().is_none() {
-            return match map.get_mut(part) {
-                Some(slot) => Some(std::mem::replace(slot, value)),
-                None => map.insert(part.to_owned(), value),
-            };
+        existed = map.contains_key(part);
+        if !existed {
+            map.insert(part.to_owned(), Value::Null);
         }
-        if !map.contains_key(part) {
-            map.insert(part.to_owned(), Value::Object(Map::new()));
-        }
-        node = map.get_mut(part)?;
+        let Some(child) = map.get_mut(part) else {
+            unreachable!("present or inserted just above")
+        };
+        node = child;
     }
-    None
+    let replaced = std::mem::replace(node, value);
+    (existed.then_some(replaced), node)
 }
 
 fn merge(base: &mut Value, over: &Value) {
@@ -217,7 +219,13 @@ impl ConfigStore {
 
     /// The trigger of readers of `parts`, created on first use.
     fn trigger(&self, parts: Segments<'_>) -> Arc<Trigger> {
-        let mut node = &mut *self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        // Every read after the first finds its trigger without changing the trie.
+        let known = { parts }.try_fold(&*keys, |node, p| node.children.get(p));
+        if let Some(trigger) = known.and_then(|node| node.trigger.clone()) {
+            return trigger;
+        }
+        let mut node = &mut *keys;
         for p in parts {
             // Known keys (every read after the first) copy nothing.
             if !node.children.contains_key(p) {
@@ -389,9 +397,8 @@ impl ConfigStore {
                     layers.writes.insert(key.to_owned(), value.clone());
                 }
             }
-            let old = assign(&mut layers.merged, parts, value);
-            let new = lookup(&layers.merged, parts);
-            self.affected(parts, old.as_ref(), new)
+            let (old, new) = assign(&mut layers.merged, parts, value);
+            self.affected(parts, old.as_ref(), Some(new))
         };
         Self::fire(triggers);
         Ok(())
