@@ -40,6 +40,7 @@
 pub mod bus;
 mod caller;
 pub mod checkpoint;
+pub mod cluster;
 pub mod component;
 pub mod config;
 mod cycles;

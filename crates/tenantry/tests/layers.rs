@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "caller",
             "checkpoint",
+            "cluster",
             "cycles",
             "error",
             "failure",
