@@ -16,6 +16,7 @@
 
 use crate::conn::{Shared, on_connection, read_with_retry};
 use crate::error::{Failure, classify, version_from_db};
+use crate::fence::Fence;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub(crate) struct PutRequest {
     pub(crate) expected: Option<u64>,
     /// Written in the same statement as the put, and only if its compare-and-set holds.
     pub(crate) side: Vec<SideWrite>,
+    /// The shard fence the put must pass (a fenced store handle's), if any.
+    pub(crate) fence: Option<Fence>,
     pub(crate) reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
@@ -188,8 +191,8 @@ async fn write_batch(shared: &Shared, batch: Vec<PutRequest>) -> Vec<PutRequest>
             _ => break,
         }
     }
-    let won = match outcome {
-        Ok(won) => won,
+    let (won, fenced) = match outcome {
+        Ok(outcome) => outcome,
         Err(failure) => {
             for put in batch {
                 let _ = put.reply.send(Err(failure.error.clone()));
@@ -197,7 +200,9 @@ async fn write_batch(shared: &Shared, batch: Vec<PutRequest>) -> Vec<PutRequest>
             return Vec::new();
         }
     };
-    let lost: Vec<usize> = (0..batch.len()).filter(|i| !won.contains_key(i)).collect();
+    let lost: Vec<usize> = (0..batch.len())
+        .filter(|i| !won.contains_key(i) && !fenced.contains(i))
+        .collect();
     let actual: Result<HashMap<usize, Option<u64>>, StoreError> = if lost.is_empty() {
         Ok(HashMap::new())
     } else {
@@ -208,6 +213,11 @@ async fn write_batch(shared: &Shared, batch: Vec<PutRequest>) -> Vec<PutRequest>
     };
     let mut again = Vec::new();
     for (i, put) in batch.into_iter().enumerate() {
+        if fenced.contains(&i) {
+            let shard = put.fence.as_ref().map_or(0, |f| f.shard);
+            let _ = put.reply.send(Err(StoreError::Fenced { shard }));
+            continue;
+        }
         let result = match (won.get(&i), &actual) {
             (Some(version), _) => Ok(*version),
             (None, Err(e)) => Err(e.clone()),
@@ -240,19 +250,28 @@ struct SideColumns<'a> {
     owners: Vec<i64>,
 }
 
-/// The batch statement: returns, by position in the batch, the new version of every put
-/// whose compare-and-set held.
-async fn run_put_statement(
-    shared: &Shared,
-    batch: &[PutRequest],
-) -> Result<HashMap<usize, u64>, Failure> {
+/// What a batch statement did, by position in the batch: the new version of every put
+/// whose compare-and-set held, and the puts their fence kept out.
+type Outcome = (HashMap<usize, u64>, HashSet<usize>);
+
+/// The batch statement (see [`Outcome`]).
+async fn run_put_statement(shared: &Shared, batch: &[PutRequest]) -> Result<Outcome, Failure> {
     let mut partitions = Vec::with_capacity(batch.len());
     let mut managers = Vec::with_capacity(batch.len());
     let mut keys = Vec::with_capacity(batch.len());
     let mut expected = Vec::with_capacity(batch.len());
     let mut bytes = Vec::with_capacity(batch.len());
     let mut side = SideColumns::default();
+    let mut fences = FenceColumns::default();
     for (ord, put) in (1i64..).zip(batch) {
+        fences
+            .clusters
+            .push(put.fence.as_ref().map(|f| &*f.cluster));
+        // Shards are below `ShardCount::MAX`, so they fit an int4.
+        fences
+            .shards
+            .push(put.fence.as_ref().map(|f| f.shard as i32));
+        fences.epochs.push(put.fence.as_ref().map(|f| f.epoch));
         partitions.push(put.key.partition.as_storage_str());
         managers.push(&*put.key.manager);
         keys.push(put.key.key.encoded());
@@ -279,26 +298,43 @@ async fn run_put_statement(
             .bind(&side.keys)
             .bind(&side.bytes)
             .bind(&side.owners)
+            .bind(&fences.clusters)
+            .bind(&fences.shards)
+            .bind(&fences.epochs)
             .fetch_all(&mut *conn)
             .await
     })?;
     let mut won = HashMap::with_capacity(rows.len());
+    let mut fenced = HashSet::new();
     for row in rows {
         let decoded = row
             .try_get::<i64, _>(0)
             .and_then(|ord| Ok((ord, row.try_get::<i64, _>(1)?)));
         let (ord, version) = decoded.map_err(classify)?;
+        // Ordinals count from 1 in the order the puts were bound.
+        let Some(i) = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1)) else {
+            continue;
+        };
+        if version == 0 {
+            fenced.insert(i);
+            continue;
+        }
         let version = version_from_db(version).map_err(|error| Failure {
             error,
             broken: false,
             retry: false,
         })?;
-        // Ordinals count from 1 in the order the puts were bound.
-        if let Some(i) = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1)) {
-            won.insert(i, version);
-        }
+        won.insert(i, version);
     }
-    Ok(won)
+    Ok((won, fenced))
+}
+
+/// The fences of a batch's puts, as the statement's array parameters (`None`: unfenced).
+#[derive(Default)]
+struct FenceColumns<'a> {
+    clusters: Vec<Option<&'a str>>,
+    shards: Vec<Option<i32>>,
+    epochs: Vec<Option<i64>>,
 }
 
 /// The current versions of the given records, in the same order (`None`: no record).

@@ -90,11 +90,13 @@
 mod batch;
 mod conn;
 mod error;
+mod fence;
 mod options;
 mod schema;
 mod store;
 
 pub use error::PgError;
+pub use fence::ShardOf;
 pub use options::PgOptions;
 pub use schema::SCHEMA_VERSION;
 /// Connection settings (host, port, user, password, database, ...), for

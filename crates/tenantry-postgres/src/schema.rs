@@ -21,10 +21,11 @@ struct Migration {
 /// Every migration, in order. Text columns use the "C" collation so that the primary key
 /// orders keys by bytes, which is the order `list` promises, whatever the database's
 /// default collation.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "checkpoints table keyed by (partition, manager, key)",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "checkpoints table keyed by (partition, manager, key)",
+        sql: r#"
         CREATE TABLE {schema}.checkpoints (
             partition TEXT COLLATE "C" NOT NULL,
             manager   TEXT COLLATE "C" NOT NULL,
@@ -34,10 +35,24 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (partition, manager, key)
         );
     "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "shard fences of cluster mode: (cluster, shard) -> epoch, holder",
+        sql: r#"
+        CREATE TABLE {schema}.shard_fences (
+            cluster TEXT COLLATE "C" NOT NULL,
+            shard   INTEGER NOT NULL CHECK (shard >= 0),
+            epoch   BIGINT NOT NULL CHECK (epoch > 0),
+            holder  TEXT NOT NULL,
+            PRIMARY KEY (cluster, shard)
+        );
+    "#,
+    },
+];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `"name"`: the schema name as a quoted identifier. Names are checked by
 /// `PgOptions::validate` to hold no quote.
@@ -131,11 +146,14 @@ pub(crate) struct Statements {
     pub(crate) delete: String,
     pub(crate) list: String,
     pub(crate) purge: String,
+    pub(crate) take_shard: String,
+    pub(crate) shard_fence: String,
 }
 
 impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("{}.checkpoints", quoted(schema));
+        let f = format!("{}.shard_fences", quoted(schema));
         // The keys of a batch, numbered from 1 in the order given.
         let keys = "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
                     AS i(partition, manager, key, ord)";
@@ -152,27 +170,41 @@ impl Statements {
             // once): new records are inserted unless they exist, the others updated only
             // where the version is the one expected. The side writes of the puts that
             // took effect are applied in the same statement (so atomically with them);
-            // those of the others are not. Returns the number and new version of every
-            // put that took effect; the rest lost their compare-and-set.
+            // those of the others are not. A put with a fence (cluster, shard, epoch) is
+            // admitted only if its shard's epoch is still that one, with the fence row
+            // locked FOR SHARE: a node taking the shard waits for this statement's commit,
+            // or this statement sees the new epoch and leaves the put out. Returns the
+            // number and new version of every put that took effect, and version 0 for
+            // every put its fence kept out; the rest lost their compare-and-set.
             put_batch: format!(
                 "WITH input AS (
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
-                         WITH ORDINALITY AS i(partition, manager, key, expected, bytes, ord)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[],
+                                          $11::text[], $12::int4[], $13::int8[])
+                         WITH ORDINALITY AS i(partition, manager, key, expected, bytes,
+                                              cluster, shard, epoch, ord)
+                 ),
+                 held AS (
+                     SELECT i.ord FROM input AS i JOIN {f} AS f
+                         ON f.cluster = i.cluster AND f.shard = i.shard AND f.epoch = i.epoch
+                     FOR SHARE OF f
+                 ),
+                 admitted AS (
+                     SELECT * FROM input WHERE cluster IS NULL OR ord IN (SELECT ord FROM held)
                  ),
                  inserted AS (
                      INSERT INTO {t} AS c (partition, manager, key, version, bytes)
-                     SELECT partition, manager, key, 1, bytes FROM input WHERE expected IS NULL
+                     SELECT partition, manager, key, 1, bytes FROM admitted WHERE expected IS NULL
                      ON CONFLICT (partition, manager, key) DO NOTHING
                      RETURNING c.partition, c.manager, c.key, c.version
                  ),
                  updated AS (
                      UPDATE {t} AS c SET version = c.version + 1, bytes = i.bytes
-                     FROM input AS i
+                     FROM admitted AS i
                      WHERE i.expected IS NOT NULL AND {join} AND c.version = i.expected
                      RETURNING i.ord, c.version
                  ),
                  won AS (
-                     SELECT i.ord, c.version FROM inserted AS c JOIN input AS i ON {join}
+                     SELECT i.ord, c.version FROM inserted AS c JOIN admitted AS i ON {join}
                      UNION ALL
                      SELECT ord, version FROM updated
                  ),
@@ -192,12 +224,29 @@ impl Statements {
                      WHERE s.bytes IS NULL AND c.partition = s.partition
                        AND c.manager = s.manager AND c.key = s.key
                  )
-                 SELECT ord, version FROM won"
+                 SELECT ord, version FROM won
+                 UNION ALL
+                 SELECT ord, 0 FROM input WHERE ord NOT IN (SELECT ord FROM admitted)"
             ),
+            // A fenced delete ($5 the cluster, $6 the shard, $7 the epoch) passes the same
+            // check as a fenced put.
             delete: format!(
-                "DELETE FROM {t} WHERE partition = $1 AND manager = $2 AND key = $3 \
-                 AND ($4::int8 IS NULL OR version = $4) RETURNING version"
+                "WITH held AS (
+                     SELECT 1 FROM {f} WHERE cluster = $5 AND shard = $6 AND epoch = $7
+                     FOR SHARE
+                 )
+                 DELETE FROM {t} WHERE partition = $1 AND manager = $2 AND key = $3
+                 AND ($4::int8 IS NULL OR version = $4)
+                 AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM held)) RETURNING version"
             ),
+            // Raises a shard's epoch (1 for a shard nobody took yet) and names the taker.
+            take_shard: format!(
+                "INSERT INTO {f} AS f (cluster, shard, epoch, holder) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (cluster, shard)
+                 DO UPDATE SET epoch = f.epoch + 1, holder = EXCLUDED.holder
+                 RETURNING epoch"
+            ),
+            shard_fence: format!("SELECT epoch, holder FROM {f} WHERE cluster = $1 AND shard = $2"),
             list: format!(
                 "SELECT key, version FROM {t} WHERE partition = $1 AND manager = $2 ORDER BY key"
             ),

@@ -4,6 +4,7 @@
 use crate::batch::{self, GetRequest, PutRequest};
 use crate::conn::{Shared, on_connection, read_with_retry};
 use crate::error::{classify, version_from_db};
+use crate::fence::{Fence, Fencing, ShardOf};
 use crate::schema::{Statements, migrate, quoted};
 use crate::{PgError, PgOptions};
 use futures::future::{BoxFuture, FutureExt};
@@ -11,6 +12,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
+use tenantry::cluster::{ShardCount, ShardId};
 use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey, TurnCommit};
 use tenantry::{Key, Partition};
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// Set on a fenced handle (cluster mode): its writes pass the shard fences.
+    fencing: Option<Arc<Fencing>>,
 }
 
 struct Inner {
@@ -92,7 +96,80 @@ impl PgStore {
         tokio::spawn(batch::reader(shared.clone(), get_rx));
         Ok(Self {
             inner: Arc::new(Inner { shared, puts, gets }),
+            fencing: None,
         })
+    }
+
+    /// A handle to the same store whose writes pass the shard fences of `cluster` as
+    /// node `node` (see the `fence` module): a record, mapped to its shard by `shard_of`,
+    /// is written only while this node holds that shard's current epoch. It holds none
+    /// until it takes them ([`PgStore::take_shard`]). Reads are not fenced.
+    pub fn fenced(&self, cluster: &str, node: &str, shard_of: ShardOf) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            fencing: Some(Arc::new(Fencing::new(cluster, node, shard_of))),
+        }
+    }
+
+    /// Takes `shard` for this fenced handle's node: raises the shard's epoch in the
+    /// database (so every earlier holder's writes fail from now on) and writes under
+    /// the new one. Returns the new epoch.
+    pub async fn take_shard(&self, shard: ShardId) -> Result<u64, StoreError> {
+        let fencing = self.fencing()?;
+        let shard_db = shard_param(shard)?;
+        let shared = &*self.inner.shared;
+        let epoch: i64 = on_connection!(shared, conn => {
+            sqlx::query_scalar(&shared.sql.take_shard)
+                .bind(&*fencing.cluster)
+                .bind(shard_db)
+                .bind(&fencing.node)
+                .fetch_one(&mut *conn)
+                .await
+        })
+        .map_err(|f| f.error)?;
+        fencing.hold(shard.0, epoch);
+        version_from_db(epoch)
+    }
+
+    /// Stops writing `shard` (its records fail with `Fenced` from now on), for a
+    /// handoff. Its epoch stays for the next taker to raise.
+    pub fn release_shard(&self, shard: ShardId) -> Result<(), StoreError> {
+        self.fencing()?.release(shard.0);
+        Ok(())
+    }
+
+    /// The current epoch of `shard` in this handle's cluster and the node that raised
+    /// it, if anyone took it.
+    pub async fn shard_fence(&self, shard: ShardId) -> Result<Option<(u64, String)>, StoreError> {
+        let fencing = self.fencing()?;
+        let shard_db = shard_param(shard)?;
+        let shared = &*self.inner.shared;
+        let rows = read_with_retry!(shared, conn => {
+            sqlx::query(&shared.sql.shard_fence)
+                .bind(&*fencing.cluster)
+                .bind(shard_db)
+                .fetch_all(&mut *conn)
+                .await
+        })?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => {
+                let epoch: i64 = row.try_get(0).map_err(|e| classify(e).error)?;
+                let holder: String = row.try_get(1).map_err(|e| classify(e).error)?;
+                Ok(Some((version_from_db(epoch)?, holder)))
+            }
+        }
+    }
+
+    fn fencing(&self) -> Result<&Fencing, StoreError> {
+        self.fencing.as_deref().ok_or_else(|| {
+            StoreError::Unavailable("shard fences need a fenced store handle".into())
+        })
+    }
+
+    /// The fence a write of `key` passes, on a fenced handle.
+    fn fence_for(&self, key: &StoreKey) -> Result<Option<Fence>, StoreError> {
+        self.fencing.as_ref().map(|f| f.for_key(key)).transpose()
     }
 
     /// The schema the store lives in.
@@ -128,6 +205,7 @@ impl PgStore {
         expected: Option<u64>,
     ) -> Result<bool, StoreError> {
         let shared = &*self.inner.shared;
+        let fence = self.fence_for(key)?;
         // A delete that misses because the record changed in between is tried again.
         for _ in 0..3 {
             let expected_db = match expected.map(i64::try_from).transpose() {
@@ -141,12 +219,18 @@ impl PgStore {
                     .bind(&*key.manager)
                     .bind(key.key.encoded())
                     .bind(expected_db)
+                    .bind(fence.as_ref().map(|f| &*f.cluster))
+                    .bind(fence.as_ref().map(|f| f.shard as i32))
+                    .bind(fence.as_ref().map(|f| f.epoch))
                     .fetch_all(&mut *conn)
                     .await
             })
             .map_err(|f| f.error)?;
             if !rows.is_empty() {
                 return Ok(true);
+            }
+            if let Some(fence) = &fence {
+                self.check_still_held(fence).await?;
             }
             if expected.is_none() {
                 return Ok(false);
@@ -159,6 +243,15 @@ impl PgStore {
         Err(StoreError::Unavailable(format!(
             "the record {key} kept changing during its delete"
         )))
+    }
+
+    /// After a fenced write missed: `Fenced` unless `fence` still holds.
+    async fn check_still_held(&self, fence: &Fence) -> Result<(), StoreError> {
+        let current = self.shard_fence(ShardId(fence.shard)).await?;
+        match current {
+            Some((epoch, _)) if i64::try_from(epoch).ok() == Some(fence.epoch) => Ok(()),
+            _ => Err(StoreError::Fenced { shard: fence.shard }),
+        }
     }
 
     /// After a conditional write missed: `Ok(false)` if there is no record, else a
@@ -267,6 +360,7 @@ impl CheckpointStore for PgStore {
                 expected,
                 side,
             } = turn;
+            let fence = self.fence_for(&key)?;
             if expected.is_some_and(|e| i64::try_from(e).is_err()) {
                 // No stored version is that large: the compare-and-set cannot hold.
                 let actual = version_of(&self.inner.shared, &key).await?;
@@ -280,6 +374,7 @@ impl CheckpointStore for PgStore {
                     bytes,
                     expected,
                     side,
+                    fence,
                     reply,
                 })
                 .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
@@ -310,4 +405,14 @@ impl CheckpointStore for PgStore {
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         self.purge_inner(partition).boxed()
     }
+}
+
+/// A shard as the fence table stores it (an int4: shard counts are far below its range).
+fn shard_param(shard: ShardId) -> Result<i32, StoreError> {
+    if shard.0 >= ShardCount::MAX {
+        return Err(StoreError::Unavailable(format!(
+            "shard {shard} is beyond any cluster's shard count"
+        )));
+    }
+    Ok(shard.0 as i32)
 }

@@ -151,6 +151,9 @@ impl From<StoreError> for ApiError {
                 message,
             ),
             StoreError::Corrupt(_) => Self::internal(message),
+            StoreError::Fenced { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_fenced", message)
+            }
         }
     }
 }

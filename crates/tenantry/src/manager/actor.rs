@@ -353,7 +353,7 @@ impl<F: Factory> Actor<F> {
     async fn commit_failed(&mut self, err: Error) -> bool {
         let id = self.cell.identity.clone();
         tracing::warn!(partition = %id.partition, manager = %id.manager, key = %id.key, error = %err, "a durable turn's commit failed");
-        if let Error::Store(StoreError::Conflict { .. }) = err {
+        if matches!(&err, Error::Store(e) if e.is_fence()) {
             let (gate, _) = watch::channel(());
             self.finish(StopReason::Fenced, None, gate, Vec::new(), Ok(()));
             return false;
@@ -728,10 +728,9 @@ impl<F: Factory> Actor<F> {
                 self.finish(reason, idle_for, gate, waiters, Ok(()));
                 true
             }
-            Err(Error::Store(StoreError::Conflict { expected, actual })) => {
-                // Someone else wrote a newer checkpoint: we are fenced out and must not
-                // keep serving a stale state.
-                let err = StoreError::Conflict { expected, actual };
+            Err(Error::Store(err)) if err.is_fence() => {
+                // Someone else wrote a newer checkpoint, or owns the shard now: we are
+                // fenced out and must not keep serving a stale state.
                 telemetry.count(metric::HIBERNATIONS, &id, ("outcome", "conflict"));
                 telemetry.emit(
                     &id,

@@ -130,7 +130,9 @@ impl FinalCommit {
             Committed::RolledBack => Self::Failed(Error::Store(StoreError::Unavailable(
                 "the final commit failed; the state is back to the last committed one".into(),
             ))),
-            Committed::Failed(err @ Error::Store(StoreError::Conflict { .. })) => Self::Failed(err),
+            Committed::Failed(Error::Store(err)) if err.is_fence() => {
+                Self::Failed(Error::Store(err))
+            }
             Committed::Failed(err) => Self::Broken(err.to_string()),
         }
     }

@@ -82,6 +82,22 @@ pub enum StoreError {
     /// The store answered with something it should not hold.
     #[error("store data corrupt: {0}")]
     Corrupt(String),
+    /// The write's shard is held by another writer now (its fence epoch moved on, or
+    /// this writer never took it): nothing was changed, and this writer must stop
+    /// serving what lives there (cluster mode).
+    #[error("fenced out of shard {shard}: another node owns it now")]
+    Fenced {
+        /// The shard.
+        shard: u32,
+    },
+}
+
+impl StoreError {
+    /// Whether another writer owns the record (a version conflict) or its shard (a
+    /// fence): the writer must stop serving it rather than retry.
+    pub fn is_fence(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::Fenced { .. })
+    }
 }
 
 /// A checkpoint store. Every method is scoped by partition; none lists across partitions.
