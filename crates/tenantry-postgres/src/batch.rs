@@ -315,7 +315,8 @@ async fn run_put_statement(shared: &Shared, batch: &[PutRequest]) -> Result<Outc
         let Some(i) = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1)) else {
             continue;
         };
-        if version == 0 {
+        // Version 0 marks a put its fence kept out (stored versions start at 1).
+        if version == 0 && batch.get(i).is_some_and(|p| p.fence.is_some()) {
             fenced.insert(i);
             continue;
         }

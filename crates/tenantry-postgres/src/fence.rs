@@ -63,11 +63,12 @@ impl Fencing {
         })
     }
 
+    /// Writes under `epoch` from now on; of two takes racing on one handle, the later
+    /// epoch stays.
     pub(crate) fn hold(&self, shard: u32, epoch: i64) {
-        self.held
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(shard, epoch);
+        let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
+        let slot = held.entry(shard).or_insert(epoch);
+        *slot = (*slot).max(epoch);
     }
 
     pub(crate) fn release(&self, shard: u32) {

@@ -193,3 +193,45 @@ async fn writes_racing_a_take_either_land_before_it_or_not_at_all() {
     assert_eq!(next, Ok(current.version + 1));
     drop_schema(&db.url, &db.schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_commit_is_fenced_out_leaves_and_its_caller_is_told() {
+    let Some(db) = TestDb::new("fence_actor") else {
+        return;
+    };
+    let (plain, a, b) = nodes(&db, "c1").await;
+    let rt = tenantry::Runtime::builder().store(a.clone()).build();
+    let config = tenantry::ManagerConfig::default().durability(tenantry::Durability::EveryTurn);
+    let counters = rt.register::<Counter>("counters", config).unwrap();
+    let acme = Partition::new("acme").unwrap();
+    a.take_shard(shard("k1")).await.unwrap();
+    let h = counters.get("k1", &acme).await.unwrap();
+    assert_eq!(h.call(Increment).await.unwrap(), 1);
+
+    // Node B takes the shard: A's next durable turn cannot commit, so A's instance is
+    // not served any more and its caller hears why.
+    b.take_shard(shard("k1")).await.unwrap();
+    let e = h.call(Increment).await.unwrap_err();
+    assert!(
+        matches!(&e, tenantry::CallError::NotDurable { reason } if reason.contains("fenced")),
+        "{e}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.is_alive() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fenced instance left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // What B finds is A's last committed state, nothing after.
+    let key = Identity::new(acme, "counters", Key::new("k1").unwrap());
+    let stored = plain.get(&key).await.unwrap().unwrap();
+    let committed = stored.version;
+    assert!(
+        b.put(&key, stored.bytes.clone(), Some(committed))
+            .await
+            .is_ok()
+    );
+    rt.shutdown().await;
+}

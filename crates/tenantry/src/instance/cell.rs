@@ -411,8 +411,9 @@ pub trait AnyInstance: Send + Sync {
         caller: CallAs,
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
-    /// [`AnyInstance::call_json_as`] with the reply as JSON text (never built as a
-    /// value), for callers that send it on.
+    /// [`AnyInstance::call_json_as`] with the reply as JSON text, for callers that send
+    /// it on. The runtime's instances encode it once, never building a JSON value; the
+    /// default encodes the value.
     #[doc(hidden)]
     fn call_text_as(
         &self,
@@ -421,7 +422,17 @@ pub trait AnyInstance: Send + Sync {
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
-    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>>;
+    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>> {
+        let reply = self.call_json_as(handler, params, timeout, caller, queued);
+        let handler = handler.to_owned();
+        Box::pin(async move {
+            let value = reply.await?;
+            serde_json::value::to_raw_value(&value).map_err(|e| CallError::ReplyEncoding {
+                handler,
+                message: e.to_string(),
+            })
+        })
+    }
     /// The same instance, calling as the caller the runtime proved (service resolution).
     #[doc(hidden)]
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance>;

@@ -47,6 +47,22 @@ impl de::Error for Fallback {
 
 type Key<'a> = BorrowedStrDeserializer<'a, Fallback>;
 
+/// Typed hints accept only the JSON kinds serde_json's `&Value` deserializer accepts for
+/// them (a visitor may accept more through `deserialize_any`: `Map`'s takes a unit),
+/// then visit as `deserialize_any` does; any other kind leaves the fast path.
+macro_rules! hinted {
+    ($($kinds:pat => $($method:ident)+;)+) => {
+        $($(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fallback> {
+                match self.value {
+                    $kinds => self.deserialize_any(visitor),
+                    _ => Err(Fallback),
+                }
+            }
+        )+)+
+    };
+}
+
 /// One value of the walk, with the flag every skipped value sets.
 #[derive(Clone, Copy)]
 struct Watched<'a> {
@@ -144,9 +160,54 @@ impl<'de> de::Deserializer<'de> for Watched<'de> {
         visitor.visit_unit()
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-        byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+    hinted! {
+        Value::Bool(_) => deserialize_bool;
+        Value::Number(_) => deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+            deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+            deserialize_u128 deserialize_f32 deserialize_f64;
+        Value::String(_) => deserialize_char deserialize_str deserialize_string
+            deserialize_identifier;
+        Value::String(_) | Value::Array(_) => deserialize_bytes deserialize_byte_buf;
+        Value::Null => deserialize_unit;
+        Value::Array(_) => deserialize_seq;
+        Value::Object(_) => deserialize_map;
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Fallback> {
+        match self.value {
+            Value::Array(_) | Value::Object(_) => self.deserialize_any(visitor),
+            _ => Err(Fallback),
+        }
     }
 }
 
@@ -297,6 +358,9 @@ mod tests {
         any: Value,
         #[serde(default)]
         letter: Option<char>,
+        /// A visitor that accepts more than its hint (`Map`'s takes a unit).
+        #[serde(default)]
+        free: serde_json::Map<String, Value>,
     }
 
     /// What serde_json's deserializer decodes, and whether it ignored a field.
@@ -332,6 +396,7 @@ mod tests {
             Just("tags"),
             Just("any"),
             Just("letter"),
+            Just("free"),
             Just("name"),
             Just("weight"),
             Just("plain"),
@@ -392,6 +457,19 @@ mod tests {
             json!({"list": [{"name": "a"}, {"name": "b", "extra": []}]}),
         ] {
             assert_eq!(decode_ignoring_nothing::<Params>(&value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_kind_serde_json_refuses_for_a_hint_is_refused_even_if_the_visitor_would_take_it() {
+        // `Map`'s visitor takes a unit, but serde_json's `deserialize_map` wants an object.
+        for value in [
+            json!({"free": null}),
+            json!({"limit": "3"}),
+            json!({"list": {}}),
+        ] {
+            assert_eq!(decode_ignoring_nothing::<Params>(&value), None, "{value}");
+            assert!(reference(&value).0.is_none(), "serde_json refuses {value}");
         }
     }
 

@@ -341,7 +341,7 @@ impl<F: Factory> Actor<F> {
                 Committed::Done
             }
             Err(err) => {
-                let fenced = matches!(err, Error::Store(StoreError::Conflict { .. }));
+                let fenced = matches!(&err, Error::Store(e) if e.is_fence());
                 if fenced {
                     // Out of the directory before anyone hears of it: a caller retrying
                     // on the error must reach a new activation, not this one.

@@ -1,0 +1,25 @@
+//! What cluster operations fail with.
+
+/// A cluster operation's failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// A cluster or node name breaks the naming rule.
+    #[error("invalid {what} name {name:?}: use 1 to {max} of a-z, 0-9, '-' and '_'")]
+    InvalidName {
+        /// `cluster` or `node`.
+        what: &'static str,
+        /// The name refused.
+        name: String,
+        /// The longest name allowed.
+        max: usize,
+    },
+    /// The timing settings cannot keep the lease promise.
+    #[error("invalid membership timing: {0}")]
+    InvalidTiming(String),
+    /// NATS (or its JetStream) could not be reached or refused an operation.
+    #[error("NATS unavailable: {0}")]
+    Unavailable(String),
+    /// Another live node has this node's name.
+    #[error("node {0:?} is already a live member of the cluster")]
+    DuplicateNode(String),
+}

@@ -1,0 +1,401 @@
+//! Membership: which nodes of a cluster are alive, by leases no two clocks must agree on
+//! (see the crate docs for the rule).
+//!
+//! A member runs two tasks: one renews its entry (compare-and-set on the revision it
+//! wrote last), one reads the bucket and notes, on the local monotonic clock, when each
+//! entry last changed. [`Membership::serving`] answers from the renewals, and
+//! [`Membership::live`] from the observations.
+
+use crate::ClusterError;
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The timing of leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// How long a renewal keeps a member alive.
+    pub lease: Duration,
+    /// Taken off a member's own lease and added to what others wait, for the time a
+    /// renewal spends in flight and the drift between two monotonic clocks' rates.
+    pub margin: Duration,
+    /// How often a member renews its entry and reads the others'.
+    pub renew_every: Duration,
+}
+
+impl Default for MembershipConfig {
+    /// A 4 s lease with a 1 s margin, renewed every second: a member that stops renewing
+    /// stops serving within 3 s of its last renewal, and the others count it dead 5 s
+    /// after they last saw it change.
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(4),
+            margin: Duration::from_secs(1),
+            renew_every: Duration::from_secs(1),
+        }
+    }
+}
+
+impl MembershipConfig {
+    /// Checks that two renewals fit in what a member may serve of its lease.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        let serves = self.lease.checked_sub(self.margin);
+        match serves {
+            _ if self.margin.is_zero() || self.renew_every.is_zero() => Err(
+                ClusterError::InvalidTiming("margin and renewal period must be positive".into()),
+            ),
+            Some(serves) if serves >= self.renew_every * 2 => Ok(()),
+            _ => Err(ClusterError::InvalidTiming(format!(
+                "a lease of {:?} less a margin of {:?} must hold two renewals every {:?}",
+                self.lease, self.margin, self.renew_every
+            ))),
+        }
+    }
+}
+
+/// What a member does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    /// It serves its shards.
+    Serving,
+    /// It is handing its shards off before leaving.
+    Draining,
+}
+
+/// A member as its entry describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's name, unique in the cluster.
+    pub node: String,
+    /// Random per process start: a restarted node is a new incarnation.
+    pub incarnation: u64,
+    /// Where other nodes reach it.
+    pub address: String,
+    /// What it does.
+    pub state: MemberState,
+}
+
+/// An entry as this node last saw it.
+struct Seen {
+    revision: u64,
+    /// When this node saw the revision change (or first saw the entry).
+    changed_at: Instant,
+    member: Member,
+}
+
+struct Shared {
+    config: MembershipConfig,
+    store: kv::Store,
+    me: Mutex<Member>,
+    /// The revision of this node's entry that it wrote last.
+    revision: AtomicU64,
+    /// Until when this node may serve (its own clock).
+    serves_until: Mutex<Instant>,
+    /// Someone else wrote this node's entry: it must not serve again.
+    deposed: AtomicBool,
+    seen: RwLock<BTreeMap<String, Seen>>,
+}
+
+/// This node's membership of a cluster. Dropping it stops renewing without removing the
+/// entry (as a crash would: the others count the node dead after a lease); call
+/// [`Membership::leave`] to leave cleanly.
+pub struct Membership {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// `name` if it is 1 to `max` characters of a-z, 0-9, '-' and '_' (valid in bucket
+/// names, keys and subjects alike).
+fn checked_name(what: &'static str, name: &str, max: usize) -> Result<(), ClusterError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClusterError::InvalidName {
+            what,
+            name: name.to_owned(),
+            max,
+        })
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Unavailable(e.to_string())
+}
+
+/// A random number per process start (std's hasher keys are random).
+fn incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+/// The key-value bucket holding `cluster`'s members.
+pub(crate) fn bucket(cluster: &str) -> String {
+    format!("tenantry_{cluster}_members")
+}
+
+impl Membership {
+    /// Joins `cluster` as `node`, reachable at `address`. If an entry for `node` exists
+    /// (an earlier incarnation that crashed), waits a full lease and a margin without
+    /// seeing it change before taking it over; if it changes, another live node has the
+    /// name: [`ClusterError::DuplicateNode`].
+    pub async fn join(
+        client: async_nats::Client,
+        cluster: &str,
+        node: &str,
+        address: &str,
+        config: MembershipConfig,
+    ) -> Result<Self, ClusterError> {
+        checked_name("cluster", cluster, 32)?;
+        checked_name("node", node, 64)?;
+        config.validate()?;
+        let js = jetstream::new(client);
+        let store = js
+            .create_key_value(kv::Config {
+                bucket: bucket(cluster),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let me = Member {
+            node: node.to_owned(),
+            incarnation: incarnation(),
+            address: address.to_owned(),
+            state: MemberState::Serving,
+        };
+        let value = encode(&me)?;
+        let sent = Instant::now();
+        let (revision, sent) = match store.create(node, value.clone()).await {
+            Ok(revision) => (revision, sent),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                take_over(&store, node, value, &config).await?
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            me: Mutex::new(me),
+            revision: AtomicU64::new(revision),
+            serves_until: Mutex::new(sent + config.lease - config.margin),
+            deposed: AtomicBool::new(false),
+            seen: RwLock::default(),
+        });
+        observe(&shared).await;
+        let tasks = vec![
+            tokio::spawn(renew_loop(shared.clone())),
+            tokio::spawn(observe_loop(shared.clone())),
+        ];
+        tracing::info!(cluster, node, revision, "joined the cluster");
+        Ok(Self { shared, tasks })
+    }
+
+    /// This node's entry.
+    pub fn me(&self) -> Member {
+        lock(&self.shared.me).clone()
+    }
+
+    /// Whether this node may serve now: its last renewal's lease (less the margin) has
+    /// not run out on its own clock, and nobody else wrote its entry.
+    pub fn serving(&self) -> bool {
+        !self.shared.deposed.load(Ordering::Acquire)
+            && Instant::now() < *lock(&self.shared.serves_until)
+    }
+
+    /// Whether someone else wrote this node's entry (it will not serve again).
+    pub fn deposed(&self) -> bool {
+        self.shared.deposed.load(Ordering::Acquire)
+    }
+
+    /// The members this node counts alive: those whose entry it saw change within a
+    /// lease and a margin (itself included), by name.
+    pub fn live(&self) -> Vec<Member> {
+        let dead_after = self.shared.config.lease + self.shared.config.margin;
+        let now = Instant::now();
+        read(&self.shared.seen)
+            .values()
+            .filter(|s| now.duration_since(s.changed_at) < dead_after)
+            .map(|s| s.member.clone())
+            .collect()
+    }
+
+    /// Marks this node as draining (written with its next renewal).
+    pub fn drain(&self) {
+        lock(&self.shared.me).state = MemberState::Draining;
+    }
+
+    /// Leaves cleanly: stops renewing and removes this node's entry (if it is still
+    /// this node's), so the others see it gone at their next read.
+    pub async fn leave(mut self) -> Result<(), ClusterError> {
+        self.tasks.drain(..).for_each(|t| t.abort());
+        let revision = self.shared.revision.load(Ordering::Acquire);
+        let node = lock(&self.shared.me).node.clone();
+        self.shared
+            .store
+            .delete_expect_revision(&node, Some(revision))
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn encode(member: &Member) -> Result<bytes::Bytes, ClusterError> {
+    serde_json::to_vec(member)
+        .map(Into::into)
+        .map_err(|e| ClusterError::Unavailable(format!("encoding the member entry: {e}")))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes over an existing entry for `node` once it stayed unchanged for a lease and a
+/// margin; returns the new revision and when the winning write was sent.
+async fn take_over(
+    store: &kv::Store,
+    node: &str,
+    value: bytes::Bytes,
+    config: &MembershipConfig,
+) -> Result<(u64, Instant), ClusterError> {
+    let revision_now = || async {
+        store
+            .entry(node)
+            .await
+            .map_err(unavailable)
+            .map(|e| e.map(|e| e.revision))
+    };
+    let first = revision_now().await?;
+    let quiet_until = Instant::now() + config.lease + config.margin;
+    while Instant::now() < quiet_until {
+        tokio::time::sleep(config.renew_every).await;
+        if revision_now().await? != first {
+            return Err(ClusterError::DuplicateNode(node.to_owned()));
+        }
+    }
+    let sent = Instant::now();
+    let written = match first {
+        Some(revision) => store.update(node, value, revision).await,
+        None => store.update(node, value, 0).await,
+    };
+    match written {
+        Ok(revision) => Ok((revision, sent)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            Err(ClusterError::DuplicateNode(node.to_owned()))
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Renews this node's entry every period. A renewal that fails leaves the lease to run
+/// out; one that finds another revision than this node's deposes it.
+async fn renew_loop(shared: Arc<Shared>) {
+    let config = shared.config;
+    let mut tick = tokio::time::interval(config.renew_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (node, value) = {
+            let me = lock(&shared.me);
+            (me.node.clone(), encode(&me))
+        };
+        let Ok(value) = value else { continue };
+        let last = shared.revision.load(Ordering::Acquire);
+        let sent = Instant::now();
+        let renewed =
+            tokio::time::timeout(config.renew_every, shared.store.update(&node, value, last)).await;
+        match renewed {
+            Ok(Ok(revision)) => {
+                shared.revision.store(revision, Ordering::Release);
+                let mut until = lock(&shared.serves_until);
+                *until = (*until).max(sent + config.lease - config.margin);
+            }
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                shared.deposed.store(true, Ordering::Release);
+                tracing::warn!(node, "another writer took this node's entry: deposed");
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!(node, error = %e, "membership renewal failed"),
+            Err(_) => tracing::warn!(node, "membership renewal timed out"),
+        }
+    }
+}
+
+/// Reads the members every period.
+async fn observe_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.renew_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        observe(&shared).await;
+    }
+}
+
+/// One read of the bucket: an entry whose revision changed is noted as changed now; an
+/// entry that is gone is forgotten. A read that fails changes nothing (members then
+/// age towards dead, which is the safe direction).
+async fn observe(shared: &Shared) {
+    let Ok(mut keys) = shared.store.keys().await else {
+        return;
+    };
+    let mut current = BTreeMap::new();
+    while let Some(key) = keys.next().await {
+        let Ok(key) = key else { return };
+        match shared.store.entry(&key).await {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                if let Ok(member) = serde_json::from_slice::<Member>(&entry.value) {
+                    current.insert(key, (entry.revision, member));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+    let now = Instant::now();
+    let mut seen = shared.seen.write().unwrap_or_else(|e| e.into_inner());
+    seen.retain(|key, _| current.contains_key(key));
+    for (key, (revision, member)) in current {
+        match seen.get_mut(&key) {
+            Some(s) if s.revision == revision => {}
+            Some(s) => {
+                s.revision = revision;
+                s.changed_at = now;
+                s.member = member;
+            }
+            None => {
+                seen.insert(
+                    key,
+                    Seen {
+                        revision,
+                        changed_at: now,
+                        member,
+                    },
+                );
+            }
+        }
+    }
+}
