@@ -227,16 +227,21 @@ impl Membership {
         self.shared.deposed.load(Ordering::Acquire)
     }
 
-    /// The members this node counts alive: those whose entry it saw change within a
-    /// lease and a margin (itself included), by name.
+    /// The members this node counts alive, by name: those whose entry it saw change
+    /// within a lease and a margin, and itself while it serves.
     pub fn live(&self) -> Vec<Member> {
         let dead_after = self.shared.config.lease + self.shared.config.margin;
         let now = Instant::now();
-        read(&self.shared.seen)
-            .values()
-            .filter(|s| now.duration_since(s.changed_at) < dead_after)
-            .map(|s| s.member.clone())
-            .collect()
+        let me = self.me();
+        let mut live: BTreeMap<String, Member> = read(&self.shared.seen)
+            .iter()
+            .filter(|(node, s)| **node != me.node && now.duration_since(s.changed_at) < dead_after)
+            .map(|(node, s)| (node.clone(), s.member.clone()))
+            .collect();
+        if self.serving() {
+            live.insert(me.node.clone(), me);
+        }
+        live.into_values().collect()
     }
 
     /// Marks this node as draining (written with its next renewal).
@@ -356,25 +361,36 @@ async fn observe_loop(shared: Arc<Shared>) {
 }
 
 /// One read of the bucket: an entry whose revision changed is noted as changed now; an
-/// entry that is gone is forgotten. A read that fails changes nothing (members then
-/// age towards dead, which is the safe direction).
+/// entry that is gone is forgotten. A read that fails or takes longer than a period
+/// changes nothing (members then age towards dead, which is the safe direction).
 async fn observe(shared: &Shared) {
-    let Ok(mut keys) = shared.store.keys().await else {
+    let read = tokio::time::timeout(shared.config.renew_every, read_entries(&shared.store));
+    let Ok(Some(current)) = read.await else {
         return;
     };
+    note(shared, current);
+}
+
+/// Every member entry in the bucket, with its revision; `None` if a read failed.
+async fn read_entries(store: &kv::Store) -> Option<BTreeMap<String, (u64, Member)>> {
+    let mut keys = store.keys().await.ok()?;
     let mut current = BTreeMap::new();
     while let Some(key) = keys.next().await {
-        let Ok(key) = key else { return };
-        match shared.store.entry(&key).await {
-            Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+        let key = key.ok()?;
+        match store.entry(&key).await.ok()? {
+            Some(entry) if entry.operation == kv::Operation::Put => {
                 if let Ok(member) = serde_json::from_slice::<Member>(&entry.value) {
                     current.insert(key, (entry.revision, member));
                 }
             }
-            Ok(_) => {}
-            Err(_) => return,
+            _ => {}
         }
     }
+    Some(current)
+}
+
+/// Notes one read's entries (see [`observe`]).
+fn note(shared: &Shared, current: BTreeMap<String, (u64, Member)>) {
     let now = Instant::now();
     let mut seen = shared.seen.write().unwrap_or_else(|e| e.into_inner());
     seen.retain(|key, _| current.contains_key(key));

@@ -33,9 +33,9 @@ fn cluster(tag: &str) -> String {
 /// Short leases, so the tests take seconds.
 fn quick() -> MembershipConfig {
     MembershipConfig {
-        lease: Duration::from_millis(1200),
-        margin: Duration::from_millis(300),
-        renew_every: Duration::from_millis(300),
+        lease: Duration::from_millis(1600),
+        margin: Duration::from_millis(400),
+        renew_every: Duration::from_millis(400),
     }
 }
 
@@ -53,7 +53,10 @@ fn names(m: &Membership) -> Vec<String> {
 async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        assert!(
+            start.elapsed() < limit || check(),
+            "{what}: not within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     start.elapsed()
@@ -231,7 +234,7 @@ async fn bad_names_and_timings_are_refused_before_connecting_to_anything() {
         );
     }
     let tight = MembershipConfig {
-        renew_every: Duration::from_millis(600),
+        renew_every: Duration::from_millis(700),
         ..quick()
     };
     assert!(matches!(
