@@ -19,6 +19,16 @@ pub enum ClusterError {
     /// NATS (or its JetStream) could not be reached or refused an operation.
     #[error("NATS unavailable: {0}")]
     Unavailable(String),
+    /// The cluster was created with another shard count (fixed for its life).
+    #[error("cluster {cluster:?} has {found} shards, not {asked}")]
+    ShardCount {
+        /// The cluster.
+        cluster: String,
+        /// Its shard count.
+        found: usize,
+        /// The count asked for.
+        asked: u32,
+    },
     /// Another live node has this node's name.
     #[error("node {0:?} is already a live member of the cluster")]
     DuplicateNode(String),

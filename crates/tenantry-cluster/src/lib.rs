@@ -1,5 +1,6 @@
 //! Cluster mode for the Tenantry runtime, built on NATS: which nodes are alive
-//! ([`Membership`]), and later which node owns which shard and how calls reach it.
+//! ([`Membership`]) and which node owns which shard ([`Ownership`]); how calls reach
+//! the owner comes next.
 //!
 //! Placement itself is pure and lives in the library ([`tenantry::cluster`]); the fence
 //! that makes a former owner's writes harmless lives in the PostgreSQL store
@@ -24,6 +25,8 @@
 
 mod error;
 mod membership;
+mod ownership;
 
 pub use error::ClusterError;
 pub use membership::{Member, MemberState, Membership, MembershipConfig};
+pub use ownership::{Ownership, Round};

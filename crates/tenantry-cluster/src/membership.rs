@@ -119,7 +119,7 @@ impl Drop for Membership {
 
 /// `name` if it is 1 to `max` characters of a-z, 0-9, '-' and '_' (valid in bucket
 /// names, keys and subjects alike).
-fn checked_name(what: &'static str, name: &str, max: usize) -> Result<(), ClusterError> {
+pub(crate) fn checked_name(what: &'static str, name: &str, max: usize) -> Result<(), ClusterError> {
     let ok = !name.is_empty()
         && name.len() <= max
         && name

@@ -1,0 +1,216 @@
+//! Shard ownership over the NATS server named by TENANTRY_TEST_NATS_URL (skipped,
+//! saying so, when it is not set): rounds give every shard exactly one owner, balanced;
+//! a dead node's shards go to the survivors; a joining node gets shards only after their
+//! owners hand them off; concurrent rounds never give one shard two owners.
+
+use std::collections::BTreeMap;
+use tenantry::cluster::{ShardCount, ShardId};
+use tenantry_cluster::{ClusterError, Ownership};
+
+const URL_VAR: &str = "TENANTRY_TEST_NATS_URL";
+const SHARDS: u32 = 64;
+
+async fn client() -> Option<async_nats::Client> {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        eprintln!("skipped: {URL_VAR} is not set");
+        return None;
+    };
+    Some(
+        async_nats::connect(url)
+            .await
+            .expect("the test NATS server answers"),
+    )
+}
+
+fn cluster(tag: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("o{tag}{:x}", h.finish() & 0xffff_ffff)
+}
+
+async fn drop_bucket(client: &async_nats::Client, cluster: &str) {
+    let js = async_nats::jetstream::new(client.clone());
+    let _ = js
+        .delete_key_value(format!("tenantry_{cluster}_shards"))
+        .await;
+}
+
+fn nodes(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+fn loads(owners: &[Option<String>]) -> BTreeMap<String, usize> {
+    let mut loads = BTreeMap::new();
+    for o in owners.iter().flatten() {
+        *loads.entry(o.clone()).or_default() += 1;
+    }
+    loads
+}
+
+async fn open(client: &async_nats::Client, c: &str) -> Ownership {
+    Ownership::open(client.clone(), c, ShardCount::new(SHARDS).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_give_each_shard_one_owner_and_a_dead_nodes_shards_go_to_the_survivors() {
+    let Some(client) = client().await else { return };
+    let c = cluster("own");
+    let o = open(&client, &c).await;
+    let live = nodes(&["a", "b", "c"]);
+    let mut claimed = 0;
+    for me in &live {
+        let round = o.round(me, &live, usize::MAX).await.unwrap();
+        assert!(round.hand_off.is_empty());
+        claimed += round.claimed.len();
+    }
+    assert_eq!(claimed, SHARDS as usize);
+    let owners = o.owners().await.unwrap();
+    assert!(owners.iter().all(Option::is_some));
+    let l = loads(&owners);
+    assert!(
+        l.values().max().unwrap() - l.values().min().unwrap() <= 1,
+        "{l:?}"
+    );
+    // Rounds with nothing to change change nothing.
+    for me in &live {
+        let round = o.round(me, &live, usize::MAX).await.unwrap();
+        assert!(round.claimed.is_empty() && round.hand_off.is_empty());
+        assert_eq!(round.owned.len(), l[me]);
+    }
+
+    // c dies: a and b, counting only themselves alive, take all of c's shards.
+    let survivors = nodes(&["a", "b"]);
+    let c_shards: Vec<usize> = (0..owners.len())
+        .filter(|&s| owners[s].as_deref() == Some("c"))
+        .collect();
+    let mut taken = Vec::new();
+    for me in &survivors {
+        taken.extend(o.round(me, &survivors, usize::MAX).await.unwrap().claimed);
+    }
+    taken.sort();
+    assert_eq!(
+        taken.iter().map(|s| s.0 as usize).collect::<Vec<_>>(),
+        c_shards
+    );
+    let after = o.owners().await.unwrap();
+    for s in 0..after.len() {
+        if !c_shards.contains(&s) {
+            assert_eq!(after[s], owners[s], "shard {s} of a live owner stayed");
+        }
+    }
+    let l = loads(&after);
+    assert_eq!(l.len(), 2);
+    assert!(
+        l.values().max().unwrap() - l.values().min().unwrap() <= 1,
+        "{l:?}"
+    );
+    drop_bucket(&client, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_gets_shards_only_after_their_owners_hand_them_off() {
+    let Some(client) = client().await else { return };
+    let c = cluster("join");
+    let o = open(&client, &c).await;
+    let old = nodes(&["a", "b"]);
+    for me in &old {
+        o.round(me, &old, usize::MAX).await.unwrap();
+    }
+    let before = o.owners().await.unwrap();
+    let all = nodes(&["a", "b", "d"]);
+    // d's first round: everything has a live owner, d claims nothing.
+    let first = o.round("d", &all, usize::MAX).await.unwrap();
+    assert!(first.claimed.is_empty());
+    assert_eq!(o.owners().await.unwrap(), before);
+    // a and b learn of d, hand off what the plan moves (at most 8 per round), release.
+    let mut handed = Vec::new();
+    for me in &old {
+        let round = o.round(me, &all, 8).await.unwrap();
+        assert!(round.claimed.is_empty());
+        o.release(me, &round.hand_off).await.unwrap();
+        handed.extend(round.hand_off);
+    }
+    assert!(!handed.is_empty() && handed.len() <= 8, "{}", handed.len());
+    let next = o.round("d", &all, 8).await.unwrap();
+    handed.sort();
+    let mut got = next.claimed.clone();
+    got.sort();
+    assert_eq!(got, handed, "d claims exactly what was handed off");
+    // Further rounds converge to a balanced table.
+    for _ in 0..10 {
+        for me in &all {
+            let round = o.round(me, &all, 8).await.unwrap();
+            o.release(me, &round.hand_off).await.unwrap();
+        }
+    }
+    let l = loads(&o.owners().await.unwrap());
+    assert_eq!(l.values().sum::<usize>(), SHARDS as usize);
+    assert!(
+        l.values().max().unwrap() - l.values().min().unwrap() <= 1,
+        "{l:?}"
+    );
+    drop_bucket(&client, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rounds_never_give_a_shard_two_owners() {
+    let Some(client) = client().await else { return };
+    let c = cluster("race");
+    let live = nodes(&["a", "b", "c", "d"]);
+    let mut tasks = Vec::new();
+    for me in live.clone() {
+        let (client, c, live) = (client.clone(), c.clone(), live.clone());
+        tasks.push(tokio::spawn(async move {
+            let o = open(&client, &c).await;
+            o.round(&me, &live, usize::MAX).await.unwrap().claimed
+        }));
+    }
+    let mut claimed: Vec<ShardId> = Vec::new();
+    let mut by_node = Vec::new();
+    for (me, t) in live.iter().zip(tasks) {
+        let mine = t.await.unwrap();
+        by_node.push((me.clone(), mine.clone()));
+        claimed.extend(mine);
+    }
+    // What each node was told it claimed is what the record says: no claim was lost.
+    let owners = open(&client, &c).await.owners().await.unwrap();
+    for (me, mine) in &by_node {
+        for s in mine {
+            assert_eq!(
+                owners[s.0 as usize].as_deref(),
+                Some(me.as_str()),
+                "shard {s}"
+            );
+        }
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "no shard claimed twice");
+    assert_eq!(total, SHARDS as usize);
+    drop_bucket(&client, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shard_count_is_the_clusters_for_life() {
+    let Some(client) = client().await else { return };
+    let c = cluster("count");
+    open(&client, &c).await;
+    let other = Ownership::open(client.clone(), &c, ShardCount::new(SHARDS * 2).unwrap()).await;
+    assert!(
+        matches!(
+            other,
+            Err(ClusterError::ShardCount {
+                found: 64,
+                asked: 128,
+                ..
+            })
+        ),
+        "{:?}",
+        other.err()
+    );
+    drop_bucket(&client, &c).await;
+}
