@@ -25,8 +25,10 @@
 
 mod error;
 mod membership;
+mod node;
 mod ownership;
 
 pub use error::ClusterError;
 pub use membership::{Member, MemberState, Membership, MembershipConfig};
+pub use node::{ClusterNode, HandOff, NodeConfig};
 pub use ownership::{Ownership, Round};
