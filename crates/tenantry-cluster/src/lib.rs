@@ -23,6 +23,7 @@
 //! enabled), each in a cluster of its own whose bucket it deletes, and are skipped,
 //! saying so, when it is not set.
 
+mod bucket;
 mod error;
 mod membership;
 mod node;

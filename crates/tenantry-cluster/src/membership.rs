@@ -7,7 +7,8 @@
 //! [`Membership::live`] from the observations.
 
 use crate::ClusterError;
-use async_nats::jetstream::{self, kv};
+use crate::bucket::{self, checked_name, unavailable};
+use async_nats::jetstream::kv;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -117,40 +118,12 @@ impl Drop for Membership {
     }
 }
 
-/// `name` if it is 1 to `max` characters of a-z, 0-9, '-' and '_' (valid in bucket
-/// names, keys and subjects alike).
-pub(crate) fn checked_name(what: &'static str, name: &str, max: usize) -> Result<(), ClusterError> {
-    let ok = !name.is_empty()
-        && name.len() <= max
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ClusterError::InvalidName {
-            what,
-            name: name.to_owned(),
-            max,
-        })
-    }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Unavailable(e.to_string())
-}
-
 /// A random number per process start (std's hasher keys are random).
 fn incarnation() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id().into());
     h.finish()
-}
-
-/// The key-value bucket holding `cluster`'s members.
-pub(crate) fn bucket(cluster: &str) -> String {
-    format!("tenantry_{cluster}_members")
 }
 
 impl Membership {
@@ -165,18 +138,9 @@ impl Membership {
         address: &str,
         config: MembershipConfig,
     ) -> Result<Self, ClusterError> {
-        checked_name("cluster", cluster, 32)?;
         checked_name("node", node, 64)?;
         config.validate()?;
-        let js = jetstream::new(client);
-        let store = js
-            .create_key_value(kv::Config {
-                bucket: bucket(cluster),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
+        let store = bucket::open(client, cluster, "members").await?;
         let me = Member {
             node: node.to_owned(),
             incarnation: incarnation(),

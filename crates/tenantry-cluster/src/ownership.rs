@@ -13,7 +13,8 @@
 //! makes a former owner that did not notice harmless.
 
 use crate::ClusterError;
-use async_nats::jetstream::{self, kv};
+use crate::bucket::{self, unavailable};
+use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use tenantry::cluster::{ShardCount, ShardId, plan};
 
@@ -48,15 +49,6 @@ pub struct Ownership {
     count: ShardCount,
 }
 
-/// The key-value bucket holding `cluster`'s shard owners.
-pub(crate) fn bucket(cluster: &str) -> String {
-    format!("tenantry_{cluster}_shards")
-}
-
-fn unavailable(e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Unavailable(e.to_string())
-}
-
 impl Ownership {
     /// Opens `cluster`'s record, creating it with `count` shards if the cluster is new.
     /// The shard count is the cluster's for life: another one is refused.
@@ -65,16 +57,7 @@ impl Ownership {
         cluster: &str,
         count: ShardCount,
     ) -> Result<Self, ClusterError> {
-        crate::membership::checked_name("cluster", cluster, 32)?;
-        let js = jetstream::new(client);
-        let store = js
-            .create_key_value(kv::Config {
-                bucket: bucket(cluster),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
+        let store = bucket::open(client, cluster, "shards").await?;
         let fresh = Record {
             owners: vec![None; count.get() as usize],
         };

@@ -4,30 +4,16 @@
 //! live name cannot be taken twice, and a member whose entry someone else wrote is
 //! deposed.
 
+mod common;
+
+use common::*;
 use std::time::Duration;
 use tenantry_cluster::{ClusterError, MemberState, Membership, MembershipConfig};
 use tokio::time::Instant;
 
-const URL_VAR: &str = "TENANTRY_TEST_NATS_URL";
-
-async fn client() -> Option<async_nats::Client> {
-    let Ok(url) = std::env::var(URL_VAR) else {
-        eprintln!("skipped: {URL_VAR} is not set");
-        return None;
-    };
-    Some(
-        async_nats::connect(url)
-            .await
-            .expect("the test NATS server answers"),
-    )
-}
-
 /// A cluster name no other run uses.
 fn cluster(tag: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    format!("t{tag}{:x}", h.finish() & 0xffff_ffff)
+    unique(&format!("t{tag}"))
 }
 
 /// Short leases, so the tests take seconds.
@@ -39,27 +25,8 @@ fn quick() -> MembershipConfig {
     }
 }
 
-async fn drop_bucket(client: &async_nats::Client, cluster: &str) {
-    let js = async_nats::jetstream::new(client.clone());
-    let _ = js
-        .delete_key_value(format!("tenantry_{cluster}_members"))
-        .await;
-}
-
 fn names(m: &Membership) -> Vec<String> {
     m.live().into_iter().map(|m| m.node).collect()
-}
-
-async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < limit || check(),
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    start.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +69,7 @@ async fn members_see_each_other_and_a_silent_one_stops_serving_before_it_is_coun
         "counted dead after {dead_after:?}, before a lease and a margin could pass"
     );
     a.leave().await.unwrap();
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,11 +91,11 @@ async fn a_member_that_cannot_renew_stops_serving_within_its_lease() {
     );
     assert!(!m.deposed());
     drop(m);
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 async fn client_for_one() -> async_nats::Client {
-    async_nats::connect(std::env::var(URL_VAR).unwrap())
+    async_nats::connect(std::env::var(NATS_VAR).unwrap())
         .await
         .unwrap()
 }
@@ -164,7 +131,7 @@ async fn a_clean_leave_is_seen_at_once_and_a_drain_is_published() {
         "a leave is not waited out like a crash: {gone:?}"
     );
     a.leave().await.unwrap();
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +160,7 @@ async fn a_live_name_cannot_join_twice_and_an_overwritten_member_is_deposed() {
     })
     .await;
     drop(first);
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +181,7 @@ async fn a_crashed_members_name_is_taken_over_after_a_quiet_lease() {
     assert!(after.serving());
     assert_ne!(after.me().incarnation, incarnation);
     after.leave().await.unwrap();
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test]

@@ -4,6 +4,9 @@
 //! survivor within a lease, a margin and a few rounds, and its store handle (still
 //! running, as a paused process would be) can no longer write.
 
+mod common;
+
+use common::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenantry::cluster::{RoutingKey, ShardCount, ShardId, shard_of};
@@ -52,12 +55,7 @@ impl Env {
     }
 
     async fn clean(self) {
-        let js = async_nats::jetstream::new(self.client.clone());
-        for kind in ["members", "shards"] {
-            let _ = js
-                .delete_key_value(format!("tenantry_{}_{kind}", self.cluster))
-                .await;
-        }
+        drop_buckets(&self.client, &self.cluster).await;
         let _ = PgStore::drop_schema(&self.pg_url, &self.schema).await;
     }
 }
@@ -110,15 +108,6 @@ async fn node(env: &Env, store: &PgStore, name: &str, hand_off: HandOff) -> (Clu
     .await
     .expect("the node starts");
     (node, fenced)
-}
-
-async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    start.elapsed()
 }
 
 fn id(key: &str) -> Identity {

@@ -3,37 +3,17 @@
 //! a dead node's shards go to the survivors; a joining node gets shards only after their
 //! owners hand them off; concurrent rounds never give one shard two owners.
 
+mod common;
+
+use common::*;
 use std::collections::BTreeMap;
 use tenantry::cluster::{ShardCount, ShardId};
 use tenantry_cluster::{ClusterError, Ownership};
 
-const URL_VAR: &str = "TENANTRY_TEST_NATS_URL";
 const SHARDS: u32 = 64;
 
-async fn client() -> Option<async_nats::Client> {
-    let Ok(url) = std::env::var(URL_VAR) else {
-        eprintln!("skipped: {URL_VAR} is not set");
-        return None;
-    };
-    Some(
-        async_nats::connect(url)
-            .await
-            .expect("the test NATS server answers"),
-    )
-}
-
 fn cluster(tag: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    format!("o{tag}{:x}", h.finish() & 0xffff_ffff)
-}
-
-async fn drop_bucket(client: &async_nats::Client, cluster: &str) {
-    let js = async_nats::jetstream::new(client.clone());
-    let _ = js
-        .delete_key_value(format!("tenantry_{cluster}_shards"))
-        .await;
+    unique(&format!("o{tag}"))
 }
 
 fn nodes(names: &[&str]) -> Vec<String> {
@@ -107,7 +87,7 @@ async fn rounds_give_each_shard_one_owner_and_a_dead_nodes_shards_go_to_the_surv
         l.values().max().unwrap() - l.values().min().unwrap() <= 1,
         "{l:?}"
     );
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +132,7 @@ async fn a_joining_node_gets_shards_only_after_their_owners_hand_them_off() {
         l.values().max().unwrap() - l.values().min().unwrap() <= 1,
         "{l:?}"
     );
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +171,7 @@ async fn concurrent_rounds_never_give_a_shard_two_owners() {
     claimed.dedup();
     assert_eq!(claimed.len(), total, "no shard claimed twice");
     assert_eq!(total, SHARDS as usize);
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,5 +192,5 @@ async fn the_shard_count_is_the_clusters_for_life() {
         "{:?}",
         other.err()
     );
-    drop_bucket(&client, &c).await;
+    drop_buckets(&client, &c).await;
 }
