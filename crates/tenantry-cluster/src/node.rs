@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tenantry::cluster::{ShardCount, ShardId};
-use tenantry_postgres::PgStore;
+use tenantry::{Admission, Identity};
+use tenantry_postgres::{PgStore, ShardOf};
 use tokio::task::JoinHandle;
 
 /// Stops serving the given shards (hibernates what lives there), before the node gives
@@ -113,6 +114,20 @@ impl ClusterNode {
     /// This node's membership.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// What the node's runtime may start (`Runtime::set_admission`): the identities
+    /// whose shard (`shard_of`) this node serves now, and none while its lease has run
+    /// out. Others get `ServedElsewhere`.
+    pub fn admission(&self, shard_of: ShardOf) -> Admission {
+        let (membership, serving) = (self.membership.clone(), self.serving.clone());
+        Arc::new(move |identity: &Identity| {
+            membership.serving()
+                && serving
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&shard_of(identity))
+        })
     }
 }
 

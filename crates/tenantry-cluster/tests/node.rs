@@ -141,6 +141,21 @@ async fn a_joining_node_gets_its_share_after_the_owner_hands_it_off() {
         "a stopped serving what it handed off: {handed:?}"
     );
     assert!(handed.iter().all(|s| b.serves(*s) && !a.serves(*s)));
+    // Each node's runtime may start exactly the identities of the shards it serves.
+    let (admits_a, admits_b) = (a.admission(by_key()), b.admission(by_key()));
+    for i in 0..20 {
+        let key = id(&format!("cart-{i}"));
+        let shard = by_key()(&key);
+        assert_eq!(
+            (admits_a(&key), admits_b(&key)),
+            (a.serves(shard), b.serves(shard))
+        );
+        assert_ne!(
+            admits_a(&key),
+            admits_b(&key),
+            "{key}: exactly one node admits it"
+        );
+    }
     drop((a, b));
     env.clean().await;
 }

@@ -224,6 +224,10 @@ impl From<Error> for ApiError {
                     .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
             }
             Error::NotFailed(_) => Self::conflict(message),
+            Error::ServedElsewhere(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "served_elsewhere", message)
+                    .retry_after(1)
+            }
             Error::ServiceGone(_) | Error::ShutDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }

@@ -73,7 +73,9 @@ pub use instance::{
 };
 pub use kernel::Kernel;
 pub use key::{IntoKey, Key, KeyError, KeyPart, MAX_KEY_LEN};
-pub use manager::{AnyManager, Durability, Manager, ManagerConfig, ManagerStats, RestartPolicy};
+pub use manager::{
+    Admission, AnyManager, Durability, Manager, ManagerConfig, ManagerStats, RestartPolicy,
+};
 pub use partition::{MAX_PARTITION_LEN, Partition, PartitionError};
 pub use pod::{Pod, PodFactory, PodManager};
 pub use runtime::{Runtime, RuntimeBuilder, ShutdownReport};

@@ -321,6 +321,14 @@ impl Runtime {
         self.inner.shared.telemetry.subscribe()
     }
 
+    /// Sets which instances this process may start from now on (cluster mode: those of
+    /// the shards this node serves); `None` admits all (the default). An activation the
+    /// admission refuses fails with [`Error::ServedElsewhere`]; instances already live
+    /// are not asked (hand a shard off by stopping them).
+    pub fn set_admission(&self, admission: Option<crate::Admission>) {
+        self.inner.shared.set_admission(admission);
+    }
+
     /// Hibernates every live instance of one partition, across all managers, and forgets
     /// the partition's parent bindings (offboarding).
     pub async fn stop_partition(&self, partition: &Partition) -> ShutdownReport {

@@ -257,3 +257,37 @@ async fn shutdown_hibernates_everything_and_refuses_new_activations() {
         Err(Error::ShutDown)
     ));
 }
+
+#[tokio::test]
+async fn activations_the_admission_refuses_fail_and_live_instances_are_not_asked() {
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Counter>("admitted", ManagerConfig::default())
+        .unwrap();
+    let acme = p("acme");
+    let not_x: tenantry::Admission =
+        std::sync::Arc::new(|id: &tenantry::Identity| !id.key.encoded().starts_with('x'));
+    rt.set_admission(Some(not_x));
+    match m.get("x1", &acme).await {
+        Err(tenantry::Error::ServedElsewhere(id)) => {
+            assert_eq!(
+                (id.key.encoded(), id.partition.clone()),
+                ("x1", acme.clone())
+            );
+        }
+        other => panic!("expected ServedElsewhere, got {other:?}"),
+    }
+    assert!(m.lookup("x1", &acme).unwrap().is_none(), "nothing started");
+    let y = m.get("y1", &acme).await.unwrap();
+    // A live instance keeps answering whatever the admission says now...
+    rt.set_admission(Some(std::sync::Arc::new(|_: &tenantry::Identity| false)));
+    assert!(m.get("y1", &acme).await.unwrap().same_instance(&y));
+    // ... but once stopped, it is not started again here.
+    m.stop("y1", &acme).await.unwrap();
+    assert!(matches!(
+        m.get("y1", &acme).await,
+        Err(tenantry::Error::ServedElsewhere(_))
+    ));
+    rt.set_admission(None);
+    assert!(m.get("x1", &acme).await.is_ok());
+}

@@ -198,6 +198,10 @@ pub enum Error {
         /// How long until it may start again.
         retry_in: Duration,
     },
+    /// This process does not serve the instance (cluster mode: another node owns its
+    /// shard); it must be reached there.
+    #[error("{0} is served by another node")]
+    ServedElsewhere(Identity),
     /// The instance is not failed or backing off, so there is nothing to restart.
     #[error("instance {0:?} has not failed")]
     NotFailed(String),

@@ -14,6 +14,7 @@ mod registry;
 mod shared;
 
 pub(crate) use registry::{Managers, Role};
+pub use shared::Admission;
 pub(crate) use shared::Shared;
 
 use crate::checkpoint;
@@ -445,6 +446,7 @@ impl<F: Factory> ManagerCore<F> {
             if self.shared.is_closed() || self.is_abandoned() {
                 return Err(Error::ShutDown);
             }
+            self.shared.admit(&self.identity(key.clone(), partition))?;
             let dir = self.dir(partition);
             let (gate, rx) = watch::channel(());
             match dir.entry(key.clone()) {

@@ -28,7 +28,13 @@ pub(crate) struct Shared {
     pub(crate) managers: Weak<Managers>,
     closed: AtomicBool,
     anchor_started: AtomicBool,
+    /// Which instances this process may start (cluster mode); `None`: all.
+    admission: std::sync::RwLock<Option<Admission>>,
 }
+
+/// Decides whether this process may start (activate or thaw) an instance: cluster mode
+/// admits the identities of the shards this node serves. Live instances are not asked.
+pub type Admission = Arc<dyn Fn(&crate::Identity) -> bool + Send + Sync>;
 
 /// Counts live actors and wakes whoever waits for them to end.
 #[derive(Default)]
@@ -86,6 +92,23 @@ impl Shared {
             managers,
             closed: AtomicBool::new(false),
             anchor_started: AtomicBool::new(false),
+            admission: std::sync::RwLock::default(),
+        }
+    }
+
+    /// Sets (or with `None` removes) the admission every activation asks first.
+    pub(crate) fn set_admission(&self, admission: Option<Admission>) {
+        *self.admission.write().unwrap_or_else(|e| e.into_inner()) = admission;
+    }
+
+    /// Whether this process may start `identity`: `ServedElsewhere` if not.
+    pub(crate) fn admit(&self, identity: &crate::Identity) -> Result<(), crate::Error> {
+        let admission = self.admission.read().unwrap_or_else(|e| e.into_inner());
+        match admission.as_ref() {
+            Some(admits) if !admits(identity) => {
+                Err(crate::Error::ServedElsewhere(identity.clone()))
+            }
+            _ => Ok(()),
         }
     }
 
