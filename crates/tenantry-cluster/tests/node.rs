@@ -207,3 +207,121 @@ async fn a_dead_nodes_shards_move_to_the_survivor_and_its_stale_writes_are_fence
     drop(b);
     env.clean().await;
 }
+
+/// A durable counter, for agents that move between nodes.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    count: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, tenantry::schemars::JsonSchema)]
+#[schemars(crate = "tenantry::schemars")]
+struct Add;
+impl tenantry::Message for Add {
+    const NAME: &'static str = "add";
+    type Reply = u64;
+}
+
+impl tenantry::Factory for Tally {
+    const NAME: &'static str = "tally";
+    fn fresh(_: &Identity) -> Self {
+        Self::default()
+    }
+    fn handlers(h: &mut tenantry::Handlers<Self>) {
+        h.add::<Add>();
+    }
+}
+
+impl tenantry::Handler<Add> for Tally {
+    async fn handle(
+        &mut self,
+        _: Add,
+        _: &mut tenantry::Context,
+    ) -> Result<u64, tenantry::HandlerError> {
+        self.count += 1;
+        Ok(self.count)
+    }
+}
+
+/// A node with a runtime of its own: the runtime starts only what the node serves, and a
+/// hand-off hibernates what lives on the shards handed off.
+async fn node_with_runtime(
+    env: &Env,
+    store: &PgStore,
+    name: &str,
+) -> (ClusterNode, tenantry::Manager<Tally>) {
+    let fenced = store.fenced(&env.cluster, name, by_key());
+    let rt = tenantry::Runtime::builder().store(fenced.clone()).build();
+    let durable = tenantry::ManagerConfig::default().durability(tenantry::Durability::EveryTurn);
+    let tallies = rt.register::<Tally>("tallies", durable).unwrap();
+    let hand_off: HandOff = {
+        let rt = rt.clone();
+        Arc::new(move |shards: Vec<ShardId>| {
+            let rt = rt.clone();
+            Box::pin(async move {
+                rt.stop_where(&|id: &Identity| shards.contains(&by_key()(id)))
+                    .await;
+            })
+        })
+    };
+    let node = ClusterNode::start(
+        env.client.clone(),
+        &env.cluster,
+        name,
+        "127.0.0.1:0",
+        count(),
+        fenced,
+        hand_off,
+        config(),
+    )
+    .await
+    .expect("the node starts");
+    rt.set_admission(Some(node.admission(by_key())));
+    (node, tallies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_of_handed_off_shards_thaw_on_the_new_owner_from_their_last_durable_state() {
+    let Some(env) = env("thaw").await else { return };
+    let store = env.store().await;
+    let acme = Partition::new("acme").unwrap();
+    let (a, tallies_a) = node_with_runtime(&env, &store, "a").await;
+    eventually("a serves every shard", Duration::from_secs(5), || {
+        a.served().len() == SHARDS as usize
+    })
+    .await;
+    let keys: Vec<String> = (0..16).map(|i| format!("t{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let h = tallies_a.get(key.as_str(), &acme).await.unwrap();
+        for _ in 0..=i {
+            h.call(Add).await.unwrap();
+        }
+    }
+    let (b, tallies_b) = node_with_runtime(&env, &store, "b").await;
+    eventually("a and b share the shards", Duration::from_secs(8), || {
+        a.served().len() == 4 && b.served().len() == 4
+    })
+    .await;
+    let mut moved = 0;
+    for (i, key) in keys.iter().enumerate() {
+        let shard = by_key()(&Identity::new(
+            acme.clone(),
+            "tallies",
+            Key::new(key.as_str()).unwrap(),
+        ));
+        if !b.serves(shard) {
+            continue;
+        }
+        moved += 1;
+        // a refuses it now; b thaws it with every acknowledged turn.
+        assert!(matches!(
+            tallies_a.get(key.as_str(), &acme).await,
+            Err(tenantry::Error::ServedElsewhere(_))
+        ));
+        let h = tallies_b.get(key.as_str(), &acme).await.unwrap();
+        assert_eq!(h.call(Add).await.unwrap(), i as u64 + 2, "{key}");
+    }
+    assert!(moved > 0, "some agents moved");
+    drop((a, b));
+    env.clean().await;
+}

@@ -344,6 +344,19 @@ impl Runtime {
         report
     }
 
+    /// Hibernates every live instance, across all managers, whose identity `matches`
+    /// (a cluster node handing shards off: refuse their activation first with
+    /// [`Runtime::set_admission`], then stop them here).
+    pub async fn stop_where(&self, matches: &(dyn Fn(&Identity) -> bool + Sync)) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        for manager in self.inner.managers.all() {
+            let (stopped, errors) = manager.stop_where_dyn(matches).await;
+            report.stopped += stopped;
+            report.errors.extend(errors);
+        }
+        report
+    }
+
     /// Refuses new activations, then hibernates every live instance and waits (up to five
     /// seconds) for their actors to end, so the store is released when this returns.
     pub async fn shutdown(&self) -> ShutdownReport {

@@ -291,3 +291,25 @@ async fn activations_the_admission_refuses_fail_and_live_instances_are_not_asked
     rt.set_admission(None);
     assert!(m.get("x1", &acme).await.is_ok());
 }
+
+#[tokio::test]
+async fn stop_where_hibernates_exactly_the_matching_instances_across_partitions() {
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Counter>("picked", ManagerConfig::default())
+        .unwrap();
+    for (key, partition) in [("x1", "acme"), ("x2", "globex"), ("y1", "acme")] {
+        let h = m.get(key, &p(partition)).await.unwrap();
+        h.call(Increment { by: 2 }).await.unwrap();
+    }
+    let report = rt
+        .stop_where(&|id: &tenantry::Identity| id.key.encoded().starts_with('x'))
+        .await;
+    assert_eq!((report.stopped, report.errors.len()), (2, 0));
+    assert!(m.lookup("x1", &p("acme")).unwrap().is_none());
+    assert!(m.lookup("x2", &p("globex")).unwrap().is_none());
+    assert!(m.lookup("y1", &p("acme")).unwrap().is_some());
+    // Hibernated, not lost.
+    let thawed = m.get("x1", &p("acme")).await.unwrap();
+    assert_eq!(thawed.call(Get).await.unwrap(), 2);
+}

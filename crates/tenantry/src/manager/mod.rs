@@ -799,12 +799,23 @@ impl<F: Factory> Manager<F> {
     /// Hibernates and stops every live instance in every partition; returns how many
     /// stopped and the errors of those that could not hibernate.
     pub async fn stop_all(&self) -> (usize, Vec<Error>) {
-        self.stop_matching(None, StopReason::Shutdown).await
+        self.stop_matching(None, StopReason::Shutdown, &|_| true)
+            .await
     }
 
     /// Hibernates and stops every live instance of one partition.
     pub async fn stop_partition(&self, partition: &Partition) -> (usize, Vec<Error>) {
-        self.stop_matching(Some(partition), StopReason::Requested)
+        self.stop_matching(Some(partition), StopReason::Requested, &|_| true)
+            .await
+    }
+
+    /// Hibernates and stops every live instance whose identity `matches` (a cluster
+    /// node handing a shard off).
+    pub async fn stop_where(
+        &self,
+        matches: &(dyn Fn(&Identity) -> bool + Sync),
+    ) -> (usize, Vec<Error>) {
+        self.stop_matching(None, StopReason::Requested, matches)
             .await
     }
 
@@ -812,7 +823,9 @@ impl<F: Factory> Manager<F> {
         &self,
         partition: Option<&Partition>,
         reason: StopReason,
+        matches: &(dyn Fn(&Identity) -> bool + Sync),
     ) -> (usize, Vec<Error>) {
+        let matching = |key: &Key, p: &Partition| matches(&self.core.identity(key.clone(), p));
         let mut stopped = 0;
         let mut errors = Vec::new();
         // Instances that gave up have nothing to stop; their failures are forgotten.
@@ -822,7 +835,7 @@ impl<F: Factory> Manager<F> {
         };
         for p in &partitions {
             if let Some(dir) = self.core.dirs.get(p) {
-                dir.retain(|_, slot| !matches!(slot, Slot::Failed(_)));
+                dir.retain(|key, slot| !(matches!(slot, Slot::Failed(_)) && matching(key, p)));
             }
         }
         // Activations in flight when the stop began become live afterwards: wait for them
@@ -837,6 +850,9 @@ impl<F: Factory> Manager<F> {
             let mut pending = Vec::new();
             for p in &partitions {
                 for key in self.core.live_keys(p) {
+                    if !matching(&key, p) {
+                        continue;
+                    }
                     let core = self.core.clone();
                     let p = p.clone();
                     stops.push(async move { core.stop(&key, &p, reason).await });
@@ -901,6 +917,11 @@ pub trait AnyManager: Send + Sync + 'static {
     fn stop_partition_dyn<'a>(
         &'a self,
         partition: &'a Partition,
+    ) -> BoxFuture<'a, (usize, Vec<Error>)>;
+    /// [`Manager::stop_where`].
+    fn stop_where_dyn<'a>(
+        &'a self,
+        matches: &'a (dyn Fn(&Identity) -> bool + Sync),
     ) -> BoxFuture<'a, (usize, Vec<Error>)>;
     /// [`Manager::config`].
     fn config_dyn(&self) -> &ManagerConfig;
@@ -990,6 +1011,13 @@ impl<F: Factory> AnyManager for Manager<F> {
         partition: &'a Partition,
     ) -> BoxFuture<'a, (usize, Vec<Error>)> {
         Box::pin(self.stop_partition(partition))
+    }
+
+    fn stop_where_dyn<'a>(
+        &'a self,
+        matches: &'a (dyn Fn(&Identity) -> bool + Sync),
+    ) -> BoxFuture<'a, (usize, Vec<Error>)> {
+        Box::pin(self.stop_where(matches))
     }
 
     fn config_dyn(&self) -> &ManagerConfig {
