@@ -107,8 +107,7 @@ impl ClusterNode {
         if !self.membership.serving() {
             return Vec::new();
         }
-        let serving = self.serving.read().unwrap_or_else(|e| e.into_inner());
-        serving.iter().copied().collect()
+        snapshot(&self.serving)
     }
 
     /// This node's membership.
@@ -198,8 +197,7 @@ impl Rounds {
     }
 
     fn served(&self) -> Vec<ShardId> {
-        let serving = self.serving.read().unwrap_or_else(|e| e.into_inner());
-        serving.iter().copied().collect()
+        snapshot(&self.serving)
     }
 
     /// Hands `shards` off: the application stops serving them, then their fences go.
@@ -214,4 +212,10 @@ impl Rounds {
             let _ = self.store.release_shard(shard);
         }
     }
+}
+
+/// The shards in `serving` now.
+fn snapshot(serving: &RwLock<BTreeSet<ShardId>>) -> Vec<ShardId> {
+    let serving = serving.read().unwrap_or_else(|e| e.into_inner());
+    serving.iter().copied().collect()
 }

@@ -95,7 +95,12 @@ fn recorder() -> (HandOff, Arc<Mutex<Vec<ShardId>>>) {
 /// epochs the node takes).
 async fn node(env: &Env, store: &PgStore, name: &str, hand_off: HandOff) -> (ClusterNode, PgStore) {
     let fenced = store.fenced(&env.cluster, name, by_key());
-    let node = ClusterNode::start(
+    (start(env, &fenced, name, hand_off).await, fenced)
+}
+
+/// Starts node `name` writing through `fenced`.
+async fn start(env: &Env, fenced: &PgStore, name: &str, hand_off: HandOff) -> ClusterNode {
+    ClusterNode::start(
         env.client.clone(),
         &env.cluster,
         name,
@@ -106,8 +111,7 @@ async fn node(env: &Env, store: &PgStore, name: &str, hand_off: HandOff) -> (Clu
         config(),
     )
     .await
-    .expect("the node starts");
-    (node, fenced)
+    .expect("the node starts")
 }
 
 fn id(key: &str) -> Identity {
@@ -264,18 +268,7 @@ async fn node_with_runtime(
             })
         })
     };
-    let node = ClusterNode::start(
-        env.client.clone(),
-        &env.cluster,
-        name,
-        "127.0.0.1:0",
-        count(),
-        fenced,
-        hand_off,
-        config(),
-    )
-    .await
-    .expect("the node starts");
+    let node = start(env, &fenced, name, hand_off).await;
     rt.set_admission(Some(node.admission(by_key())));
     (node, tallies)
 }

@@ -180,18 +180,21 @@ fn merge(base: &mut Value, over: &Value) {
 }
 
 impl Layers {
-    /// The runtime writes strictly below `key` (which a write of `key` replaces). They
-    /// sort together, right after `key`, so this looks at no other write.
-    fn writes_below(&self, key: &str) -> std::vec::IntoIter<String> {
+    /// Drops the runtime writes strictly below `key` (a write of `key` replaces them).
+    /// They sort together, right after `key`, so this looks at no other write.
+    fn drop_writes_below(&mut self, key: &str) {
         use std::ops::Bound;
-        self.writes
+        let below: Vec<String> = self
+            .writes
             .range::<str, _>((Bound::Excluded(key), Bound::Unbounded))
             .map(|(k, _)| k)
             .take_while(|k| k.starts_with(key))
             .filter(|k| k[key.len()..].starts_with('.'))
             .cloned()
-            .collect::<Vec<_>>()
-            .into_iter()
+            .collect();
+        for k in below {
+            self.writes.remove(&k);
+        }
     }
 
     fn remerge(&mut self) {
@@ -388,9 +391,7 @@ impl ConfigStore {
             if lookup(&layers.merged, parts) == Some(&value) {
                 return Ok(());
             }
-            layers.writes_below(key).for_each(|k| {
-                layers.writes.remove(&k);
-            });
+            layers.drop_writes_below(key);
             match layers.writes.get_mut(key) {
                 Some(slot) => *slot = value.clone(),
                 None => {

@@ -118,11 +118,19 @@ fn encode_caught<T, O>(
 ) -> Result<O, CallError> {
     let reply = result?;
     std::panic::catch_unwind(AssertUnwindSafe(|| encode(&reply))).unwrap_or_else(|payload| {
-        Err(CallError::ReplyEncoding {
-            handler: handler.to_owned(),
-            message: format!("encoding panicked: {}", panic_message(&*payload)),
-        })
+        Err(encoding_failed(
+            handler,
+            format!("encoding panicked: {}", panic_message(&*payload)),
+        ))
     })
+}
+
+/// A reply that could not be encoded.
+fn encoding_failed(handler: &str, why: impl std::fmt::Display) -> CallError {
+    CallError::ReplyEncoding {
+        handler: handler.to_owned(),
+        message: why.to_string(),
+    }
 }
 
 /// Encodes a reply as JSON text if it fits in `limit` bytes (a refused one was written
@@ -132,10 +140,7 @@ fn encode_text<T: Serialize>(
     reply: &T,
     limit: usize,
 ) -> Result<Box<RawValue>, CallError> {
-    let text = serde_json::value::to_raw_value(reply).map_err(|e| CallError::ReplyEncoding {
-        handler: handler.to_owned(),
-        message: e.to_string(),
-    })?;
+    let text = serde_json::value::to_raw_value(reply).map_err(|e| encoding_failed(handler, e))?;
     if text.get().len() > limit {
         return Err(CallError::ReplyTooLarge {
             handler: handler.to_owned(),
@@ -199,10 +204,7 @@ fn encode_bounded<T: Serialize>(
     reply: &T,
     limit: usize,
 ) -> Result<serde_json::Value, CallError> {
-    let value = serde_json::to_value(reply).map_err(|e| CallError::ReplyEncoding {
-        handler: handler.to_owned(),
-        message: e.to_string(),
-    })?;
+    let value = serde_json::to_value(reply).map_err(|e| encoding_failed(handler, e))?;
     if encoded_bound(&value, limit, 0) > limit
         && serde_json::to_writer(&mut Budget { left: limit }, &value).is_err()
     {

@@ -446,7 +446,8 @@ impl<F: Factory> ManagerCore<F> {
             if self.shared.is_closed() || self.is_abandoned() {
                 return Err(Error::ShutDown);
             }
-            self.shared.admit(&self.identity(key.clone(), partition))?;
+            self.shared
+                .admit(|| self.identity(key.clone(), partition))?;
             let dir = self.dir(partition);
             let (gate, rx) = watch::channel(());
             match dir.entry(key.clone()) {
@@ -799,13 +800,12 @@ impl<F: Factory> Manager<F> {
     /// Hibernates and stops every live instance in every partition; returns how many
     /// stopped and the errors of those that could not hibernate.
     pub async fn stop_all(&self) -> (usize, Vec<Error>) {
-        self.stop_matching(None, StopReason::Shutdown, &|_| true)
-            .await
+        self.stop_matching(None, StopReason::Shutdown, None).await
     }
 
     /// Hibernates and stops every live instance of one partition.
     pub async fn stop_partition(&self, partition: &Partition) -> (usize, Vec<Error>) {
-        self.stop_matching(Some(partition), StopReason::Requested, &|_| true)
+        self.stop_matching(Some(partition), StopReason::Requested, None)
             .await
     }
 
@@ -815,7 +815,7 @@ impl<F: Factory> Manager<F> {
         &self,
         matches: &(dyn Fn(&Identity) -> bool + Sync),
     ) -> (usize, Vec<Error>) {
-        self.stop_matching(None, StopReason::Requested, matches)
+        self.stop_matching(None, StopReason::Requested, Some(matches))
             .await
     }
 
@@ -823,9 +823,12 @@ impl<F: Factory> Manager<F> {
         &self,
         partition: Option<&Partition>,
         reason: StopReason,
-        matches: &(dyn Fn(&Identity) -> bool + Sync),
+        matches: Option<&(dyn Fn(&Identity) -> bool + Sync)>,
     ) -> (usize, Vec<Error>) {
-        let matching = |key: &Key, p: &Partition| matches(&self.core.identity(key.clone(), p));
+        // Without a filter every instance matches, and no identity is built.
+        let matching = |key: &Key, p: &Partition| {
+            matches.is_none_or(|m| m(&self.core.identity(key.clone(), p)))
+        };
         let mut stopped = 0;
         let mut errors = Vec::new();
         // Instances that gave up have nothing to stop; their failures are forgotten.

@@ -101,14 +101,22 @@ impl Shared {
         *self.admission.write().unwrap_or_else(|e| e.into_inner()) = admission;
     }
 
-    /// Whether this process may start `identity`: `ServedElsewhere` if not.
-    pub(crate) fn admit(&self, identity: &crate::Identity) -> Result<(), crate::Error> {
+    /// Whether this process may start the instance `identity` names: `ServedElsewhere`
+    /// if not. The identity is built only when an admission is set (activations are a
+    /// hot path).
+    pub(crate) fn admit(
+        &self,
+        identity: impl FnOnce() -> crate::Identity,
+    ) -> Result<(), crate::Error> {
         let admission = self.admission.read().unwrap_or_else(|e| e.into_inner());
-        match admission.as_ref() {
-            Some(admits) if !admits(identity) => {
-                Err(crate::Error::ServedElsewhere(identity.clone()))
-            }
-            _ => Ok(()),
+        let Some(admits) = admission.as_ref() else {
+            return Ok(());
+        };
+        let identity = identity();
+        if admits(&identity) {
+            Ok(())
+        } else {
+            Err(crate::Error::ServedElsewhere(identity))
         }
     }
 
