@@ -1,6 +1,6 @@
 //! Cluster mode for the Tenantry runtime, built on NATS: which nodes are alive
-//! ([`Membership`]) and which node owns which shard ([`Ownership`]); how calls reach
-//! the owner comes next.
+//! ([`Membership`]), which node owns which shard ([`Ownership`]), and how calls reach
+//! the owner ([`Forwarder`]). [`ClusterNode::serve`] runs a runtime as a node.
 //!
 //! Placement itself is pure and lives in the library ([`tenantry::cluster`]); the fence
 //! that makes a former owner's writes harmless lives in the PostgreSQL store
@@ -25,11 +25,14 @@
 
 mod bucket;
 mod error;
+mod forward;
 mod membership;
 mod node;
 mod ownership;
+mod wire;
 
 pub use error::ClusterError;
+pub use forward::{DEFAULT_DEADLINE, Forwarder, call_subject};
 pub use membership::{Member, MemberState, Membership, MembershipConfig};
-pub use node::{ClusterNode, HandOff, NodeConfig};
+pub use node::{ClusterNode, HandOff, NodeConfig, NodeStatus};
 pub use ownership::{Ownership, Round};

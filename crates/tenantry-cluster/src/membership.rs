@@ -109,12 +109,12 @@ struct Shared {
 /// [`Membership::leave`] to leave cleanly.
 pub struct Membership {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
+        lock(&self.tasks).iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -171,7 +171,10 @@ impl Membership {
             tokio::spawn(observe_loop(shared.clone())),
         ];
         tracing::info!(cluster, node, revision, "joined the cluster");
-        Ok(Self { shared, tasks })
+        Ok(Self {
+            shared,
+            tasks: Mutex::new(tasks),
+        })
     }
 
     /// This node's entry.
@@ -213,10 +216,12 @@ impl Membership {
         lock(&self.shared.me).state = MemberState::Draining;
     }
 
-    /// Leaves cleanly: stops renewing and removes this node's entry (if it is still
-    /// this node's), so the others see it gone at their next read.
-    pub async fn leave(mut self) -> Result<(), ClusterError> {
-        self.tasks.drain(..).for_each(|t| t.abort());
+    /// Leaves cleanly: stops renewing and serving, and removes this node's entry (if it
+    /// is still this node's), so the others see it gone at their next read.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        lock(&self.tasks).drain(..).for_each(|t| t.abort());
+        // Serving ends with the renewals.
+        *lock(&self.shared.serves_until) = Instant::now();
         let revision = self.shared.revision.load(Ordering::Acquire);
         let node = lock(&self.shared.me).node.clone();
         self.shared

@@ -1,20 +1,27 @@
 //! A node's part in the cluster: its membership, the ownership rounds, and the fences of
 //! the shards it serves.
 //!
-//! Every round period the node runs an ownership round over the members it counts alive.
-//! It raises the fence epoch of every shard it claimed before serving it (so a former
-//! owner's writes fail from then on), hands off the shards the plan moves away (the
-//! application's hand-off stops serving them first, then the fence and the ownership
-//! are released), and serves nothing while its own lease has run out.
+//! Every round period the node runs an ownership round over the members it counts alive
+//! and serving (a draining member gets nothing). It raises the fence epoch of every
+//! shard it claimed before serving it (so a former owner's writes fail from then on),
+//! hands off the shards the plan moves away (it stops admitting and answering calls for
+//! them, the application's hand-off hibernates what lives there, then the fence and the
+//! ownership are released), and serves nothing while its own lease has run out.
+//!
+//! [`ClusterNode::serve`] runs a [`Runtime`] as the node: the runtime admits only the
+//! identities of the served shards, forwards the others' calls to their owners, answers
+//! the calls forwarded here, and hibernates a shard's instances when it is handed off.
 
-use crate::{ClusterError, Membership, MembershipConfig, Ownership};
+use crate::forward::{CallServer, Forwarder};
+use crate::{ClusterError, MemberState, Membership, MembershipConfig, Ownership};
 use futures::future::BoxFuture;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tenantry::cluster::{ShardCount, ShardId};
-use tenantry::{Admission, Identity};
+use tenantry::{Admission, Identity, Runtime};
 use tenantry_postgres::{PgStore, ShardOf};
+
 use tokio::task::JoinHandle;
 
 /// Stops serving the given shards (hibernates what lives there), before the node gives
@@ -43,10 +50,13 @@ impl Default for NodeConfig {
     }
 }
 
+/// The shards a node serves, with the fence epoch it took for each.
+type Served = Arc<RwLock<BTreeMap<ShardId, u64>>>;
+
 /// This process as a node of a cluster.
 pub struct ClusterNode {
-    membership: Arc<Membership>,
-    serving: Arc<RwLock<BTreeSet<ShardId>>>,
+    me: String,
+    rounds: Arc<Rounds>,
     task: JoinHandle<()>,
 }
 
@@ -56,9 +66,25 @@ impl Drop for ClusterNode {
     }
 }
 
+/// Where a node is and what it holds, for an admin view.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    /// This node's name.
+    pub node: String,
+    /// Whether its lease holds (it may serve).
+    pub serving: bool,
+    /// The members it counts alive.
+    pub members: Vec<crate::Member>,
+    /// The shards it serves and the fence epoch it took for each.
+    pub shards: BTreeMap<u32, u64>,
+    /// The owner of every shard, as the ownership record names it (shard number order).
+    pub owners: Vec<Option<String>>,
+}
+
 impl ClusterNode {
     /// Joins `cluster` as `node` and starts the rounds. `store` is a fenced handle of the
-    /// cluster's PostgreSQL store for this node (`PgStore::fenced`).
+    /// cluster's PostgreSQL store for this node (`PgStore::fenced`); `hand_off` stops
+    /// serving shards before the node gives them up.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         client: async_nats::Client,
@@ -73,61 +99,142 @@ impl ClusterNode {
         let ownership = Ownership::open(client.clone(), cluster, count).await?;
         let membership =
             Arc::new(Membership::join(client, cluster, node, address, config.membership).await?);
-        let serving = Arc::new(RwLock::new(BTreeSet::new()));
-        let rounds = Rounds {
+        let rounds = Arc::new(Rounds {
             me: node.to_owned(),
             membership: membership.clone(),
             ownership,
             store,
             hand_off,
-            serving: serving.clone(),
+            calls: None,
+            serving: Arc::default(),
             config,
+        });
+        Ok(Self::run(rounds))
+    }
+
+    /// Runs `runtime` as node `node` of `cluster`: joins as [`ClusterNode::start`] does,
+    /// then the runtime admits only the identities of the shards this node serves
+    /// (`shard_of`, the function `store`'s fences use), forwards calls for the others to
+    /// their owners over NATS, answers the calls forwarded here, and hibernates the
+    /// instances of a shard when it is handed off. `store` must be the runtime's store.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn serve(
+        client: async_nats::Client,
+        cluster: &str,
+        node: &str,
+        address: &str,
+        count: ShardCount,
+        store: PgStore,
+        runtime: &Runtime,
+        shard_of: ShardOf,
+        config: NodeConfig,
+    ) -> Result<Self, ClusterError> {
+        let hand_off: HandOff = {
+            let (runtime, shard_of) = (runtime.clone(), shard_of.clone());
+            Arc::new(move |shards: Vec<ShardId>| {
+                let (runtime, shard_of) = (runtime.clone(), shard_of.clone());
+                Box::pin(async move {
+                    let report = runtime
+                        .stop_where(&|id: &Identity| shards.contains(&shard_of(id)))
+                        .await;
+                    for e in report.errors {
+                        tracing::warn!(error = %e, "hibernating a handed-off instance failed");
+                    }
+                })
+            })
         };
-        let task = tokio::spawn(rounds.run());
-        Ok(Self {
-            membership,
-            serving,
+        let ownership = Ownership::open(client.clone(), cluster, count).await?;
+        let membership = Arc::new(
+            Membership::join(client.clone(), cluster, node, address, config.membership).await?,
+        );
+        let rounds = Arc::new(Rounds {
+            me: node.to_owned(),
+            membership: membership.clone(),
+            ownership,
+            store,
+            hand_off,
+            calls: Some(Arc::new(CallServer::new(
+                client.clone(),
+                cluster,
+                runtime.clone(),
+            ))),
+            serving: Arc::default(),
+            config,
+        });
+        runtime.set_admission(Some(admission(&rounds, shard_of.clone())));
+        runtime.add_transport(Forwarder::new(client, cluster, shard_of));
+        Ok(Self::run(rounds))
+    }
+
+    fn run(rounds: Arc<Rounds>) -> Self {
+        let task = tokio::spawn(rounds.clone().run());
+        Self {
+            me: rounds.me.clone(),
+            rounds,
             task,
-        })
+        }
     }
 
     /// Whether this node serves `shard` now: it owns it, took its fence, and its lease
     /// holds.
     pub fn serves(&self, shard: ShardId) -> bool {
-        self.membership.serving()
-            && self
-                .serving
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&shard)
+        self.rounds.membership.serving() && read(&self.rounds.serving).contains_key(&shard)
     }
 
     /// The shards this node serves now.
     pub fn served(&self) -> Vec<ShardId> {
-        if !self.membership.serving() {
+        if !self.rounds.membership.serving() {
             return Vec::new();
         }
-        snapshot(&self.serving)
+        self.rounds.served()
     }
 
     /// This node's membership.
     pub fn membership(&self) -> &Membership {
-        &self.membership
+        &self.rounds.membership
     }
 
-    /// What the node's runtime may start (`Runtime::set_admission`): the identities
+    /// What the node's runtime may serve (`Runtime::set_admission`): the identities
     /// whose shard (`shard_of`) this node serves now, and none while its lease has run
     /// out. Others get `ServedElsewhere`.
     pub fn admission(&self, shard_of: ShardOf) -> Admission {
-        let (membership, serving) = (self.membership.clone(), self.serving.clone());
-        Arc::new(move |identity: &Identity| {
-            membership.serving()
-                && serving
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&shard_of(identity))
+        admission(&self.rounds, shard_of)
+    }
+
+    /// Members, owners and this node's shards with their epochs.
+    pub async fn status(&self) -> Result<NodeStatus, ClusterError> {
+        let shards = read(&self.rounds.serving)
+            .iter()
+            .map(|(s, e)| (s.0, *e))
+            .collect();
+        Ok(NodeStatus {
+            node: self.me.clone(),
+            serving: self.rounds.membership.serving(),
+            members: self.rounds.membership.live(),
+            shards,
+            owners: self.rounds.ownership.owners().await?,
         })
     }
+
+    /// Leaves the cluster cleanly (SIGTERM, a rolling restart): stops the rounds, marks
+    /// the node draining, hands every shard off (calls for them go to the next owner,
+    /// which claims them once this node is gone), and removes its membership.
+    pub async fn leave(self) -> Result<(), ClusterError> {
+        self.task.abort();
+        let rounds = &self.rounds;
+        rounds.membership.drain();
+        rounds.stop_serving(rounds.served()).await;
+        let owned = rounds.ownership.owned(&rounds.me).await?;
+        rounds.ownership.release(&rounds.me, &owned).await?;
+        rounds.membership.leave().await
+    }
+}
+
+fn admission(rounds: &Arc<Rounds>, shard_of: ShardOf) -> Admission {
+    let (membership, serving) = (rounds.membership.clone(), rounds.serving.clone());
+    Arc::new(move |identity: &Identity| {
+        membership.serving() && read(&serving).contains_key(&shard_of(identity))
+    })
 }
 
 struct Rounds {
@@ -136,12 +243,14 @@ struct Rounds {
     ownership: Ownership,
     store: PgStore,
     hand_off: HandOff,
-    serving: Arc<RwLock<BTreeSet<ShardId>>>,
+    /// Answers the calls forwarded to the served shards (nodes that run a runtime).
+    calls: Option<Arc<CallServer>>,
+    serving: Served,
     config: NodeConfig,
 }
 
 impl Rounds {
-    async fn run(self) {
+    async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.round_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -158,7 +267,14 @@ impl Rounds {
             self.stop_serving(self.served()).await;
             return Ok(());
         }
-        let live: Vec<String> = self.membership.live().into_iter().map(|m| m.node).collect();
+        // A draining member is handing its shards off: it gets none.
+        let live: Vec<String> = self
+            .membership
+            .live()
+            .into_iter()
+            .filter(|m| m.state == MemberState::Serving)
+            .map(|m| m.node)
+            .collect();
         let round = self
             .ownership
             .round(&self.me, &live, self.config.max_moves)
@@ -171,12 +287,7 @@ impl Rounds {
             .filter(|s| !served.contains(s) && !round.hand_off.contains(s));
         for shard in to_take {
             match self.store.take_shard(*shard).await {
-                Ok(_) => {
-                    self.serving
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(*shard);
-                }
+                Ok(epoch) => self.start_serving(*shard, epoch).await,
                 Err(e) => {
                     tracing::warn!(node = %self.me, %shard, error = %e, "taking a shard's fence failed")
                 }
@@ -197,25 +308,48 @@ impl Rounds {
     }
 
     fn served(&self) -> Vec<ShardId> {
-        snapshot(&self.serving)
+        read(&self.serving).keys().copied().collect()
     }
 
-    /// Hands `shards` off: the application stops serving them, then their fences go.
+    /// Serves `shard`, whose fence this node took at `epoch`: admits its identities and
+    /// answers the calls forwarded to it.
+    async fn start_serving(&self, shard: ShardId, epoch: u64) {
+        write(&self.serving).insert(shard, epoch);
+        if let Some(calls) = &self.calls {
+            if let Err(e) = calls.serve(shard).await {
+                // Local calls are served; forwarded ones retry until the next round.
+                tracing::warn!(node = %self.me, %shard, error = %e, "subscribing to a shard's calls failed");
+            }
+        }
+    }
+
+    /// Hands `shards` off: the node stops admitting and answering calls for them, the
+    /// application hibernates what lives there (still under the fence), then the fences
+    /// go.
     async fn stop_serving(&self, shards: Vec<ShardId>) {
         if shards.is_empty() {
             return;
         }
+        {
+            let mut serving = write(&self.serving);
+            for shard in &shards {
+                serving.remove(shard);
+                if let Some(calls) = &self.calls {
+                    calls.stop(*shard);
+                }
+            }
+        }
         (self.hand_off)(shards.clone()).await;
-        let mut serving = self.serving.write().unwrap_or_else(|e| e.into_inner());
         for shard in shards {
-            serving.remove(&shard);
             let _ = self.store.release_shard(shard);
         }
     }
 }
 
-/// The shards in `serving` now.
-fn snapshot(serving: &RwLock<BTreeSet<ShardId>>) -> Vec<ShardId> {
-    let serving = serving.read().unwrap_or_else(|e| e.into_inner());
-    serving.iter().copied().collect()
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -114,13 +114,7 @@ impl Ownership {
                     _ => {}
                 }
             }
-            round.owned = record
-                .owners
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.as_deref() == Some(me))
-                .map(|(s, _)| ShardId(s as u32))
-                .collect();
+            round.owned = owned_by(&record, me);
             if round.claimed.is_empty() {
                 return Ok(round);
             }
@@ -163,6 +157,11 @@ impl Ownership {
         ))
     }
 
+    /// The shards the record gives `me`.
+    pub async fn owned(&self, me: &str) -> Result<Vec<ShardId>, ClusterError> {
+        Ok(owned_by(&self.read().await?.0, me))
+    }
+
     /// The cluster's shard count.
     pub fn count(&self) -> ShardCount {
         self.count
@@ -180,6 +179,16 @@ impl Ownership {
             .map_err(|e| ClusterError::Unavailable(format!("the shard owners record: {e}")))?;
         Ok((record, entry.revision))
     }
+}
+
+fn owned_by(record: &Record, me: &str) -> Vec<ShardId> {
+    record
+        .owners
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.as_deref() == Some(me))
+        .map(|(s, _)| ShardId(s as u32))
+        .collect()
 }
 
 fn encode(record: &Record) -> Result<bytes::Bytes, ClusterError> {

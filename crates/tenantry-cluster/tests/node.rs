@@ -247,30 +247,44 @@ impl tenantry::Handler<Add> for Tally {
     }
 }
 
-/// A node with a runtime of its own: the runtime starts only what the node serves, and a
-/// hand-off hibernates what lives on the shards handed off.
+/// A node running a runtime of its own (`ClusterNode::serve`): the runtime starts only
+/// what the node serves, forwards the rest, and a hand-off hibernates what lives on the
+/// shards handed off.
 async fn node_with_runtime(
     env: &Env,
     store: &PgStore,
     name: &str,
-) -> (ClusterNode, tenantry::Manager<Tally>) {
+) -> (ClusterNode, tenantry::Manager<Tally>, tenantry::Runtime) {
     let fenced = store.fenced(&env.cluster, name, by_key());
     let rt = tenantry::Runtime::builder().store(fenced.clone()).build();
     let durable = tenantry::ManagerConfig::default().durability(tenantry::Durability::EveryTurn);
     let tallies = rt.register::<Tally>("tallies", durable).unwrap();
-    let hand_off: HandOff = {
-        let rt = rt.clone();
-        Arc::new(move |shards: Vec<ShardId>| {
-            let rt = rt.clone();
-            Box::pin(async move {
-                rt.stop_where(&|id: &Identity| shards.contains(&by_key()(id)))
-                    .await;
-            })
-        })
-    };
-    let node = start(env, &fenced, name, hand_off).await;
-    rt.set_admission(Some(node.admission(by_key())));
-    (node, tallies)
+    let node = ClusterNode::serve(
+        env.client.clone(),
+        &env.cluster,
+        name,
+        "127.0.0.1:0",
+        count(),
+        fenced,
+        &rt,
+        by_key(),
+        config(),
+    )
+    .await
+    .expect("the node starts");
+    (node, tallies, rt)
+}
+
+/// `tallies.add` on `key` through `bus`.
+async fn add(bus: &tenantry::Bus, key: &str) -> Result<u64, tenantry::Error> {
+    let reply = bus
+        .invoke(
+            "tallies.add",
+            serde_json::Value::Null,
+            tenantry::Invoke::default().key(Key::new(key).unwrap()),
+        )
+        .await?;
+    Ok(reply.as_u64().expect("a count"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +292,7 @@ async fn agents_of_handed_off_shards_thaw_on_the_new_owner_from_their_last_durab
     let Some(env) = env("thaw").await else { return };
     let store = env.store().await;
     let acme = Partition::new("acme").unwrap();
-    let (a, tallies_a) = node_with_runtime(&env, &store, "a").await;
+    let (a, tallies_a, _rt_a) = node_with_runtime(&env, &store, "a").await;
     eventually("a serves every shard", Duration::from_secs(5), || {
         a.served().len() == SHARDS as usize
     })
@@ -290,7 +304,7 @@ async fn agents_of_handed_off_shards_thaw_on_the_new_owner_from_their_last_durab
             h.call(Add).await.unwrap();
         }
     }
-    let (b, tallies_b) = node_with_runtime(&env, &store, "b").await;
+    let (b, tallies_b, _rt_b) = node_with_runtime(&env, &store, "b").await;
     eventually("a and b share the shards", Duration::from_secs(8), || {
         a.served().len() == 4 && b.served().len() == 4
     })
@@ -316,5 +330,91 @@ async fn agents_of_handed_off_shards_thaw_on_the_new_owner_from_their_last_durab
     }
     assert!(moved > 0, "some agents moved");
     drop((a, b));
+    env.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() {
+    let Some(env) = env("fwd").await else { return };
+    let store = env.store().await;
+    let (acme, globex) = (
+        Partition::new("acme").unwrap(),
+        Partition::new("globex").unwrap(),
+    );
+    let (a, tallies_a, rt_a) = node_with_runtime(&env, &store, "a").await;
+    let (b, tallies_b, rt_b) = node_with_runtime(&env, &store, "b").await;
+    eventually("a and b share the shards", Duration::from_secs(10), || {
+        a.served().len() == 4 && b.served().len() == 4
+    })
+    .await;
+    let keys: Vec<String> = (0..16).map(|i| format!("k{i}")).collect();
+    let (on_a, on_b) = (rt_a.bus_for(&acme), rt_b.bus_for(&acme));
+    for key in &keys {
+        assert_eq!(add(&on_a, key).await.unwrap(), 1, "{key} through a");
+        assert_eq!(add(&on_b, key).await.unwrap(), 2, "{key} through b");
+        // One live instance, on the owner only.
+        let shard = by_key()(&Identity::new(
+            acme.clone(),
+            "tallies",
+            Key::new(key.as_str()).unwrap(),
+        ));
+        let (live_a, live_b) = (
+            tallies_a.lookup(key.as_str(), &acme).unwrap().is_some(),
+            tallies_b.lookup(key.as_str(), &acme).unwrap().is_some(),
+        );
+        assert_eq!(
+            (live_a, live_b),
+            (a.serves(shard), b.serves(shard)),
+            "{key}"
+        );
+    }
+    // Another tenant's caller on either node reaches its own instances only.
+    assert_eq!(add(&rt_b.bus_for(&globex), "k0").await.unwrap(), 1);
+    assert_eq!(add(&rt_a.bus_for(&globex), "k0").await.unwrap(), 2);
+
+    // A caller that names another partition than its subject is refused by the owner.
+    let identity = Identity::new(acme.clone(), "tallies", Key::new("k1").unwrap());
+    let subject = tenantry_cluster::call_subject(&env.cluster, &identity, by_key()(&identity));
+    let forged = serde_json::json!({
+        "id": "forged", "handler": "tallies.add", "params": null,
+        "identity": identity, "caller": {"tenant": "globex"}, "timeout_ms": 1000
+    });
+    let answer = env
+        .client
+        .request(subject, serde_json::to_vec(&forged).unwrap().into())
+        .await
+        .expect("the owner answers");
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["err"]["kind"], "forbidden", "{answer}");
+
+    // b leaves while callers on a keep calling every key: nothing fails, nothing is lost.
+    let caller = tokio::spawn({
+        let (on_a, keys) = (on_a.clone(), keys.clone());
+        async move {
+            let mut last = vec![2u64; keys.len()];
+            for _round in 0..20 {
+                for (i, key) in keys.iter().enumerate() {
+                    let n = add(&on_a, key)
+                        .await
+                        .unwrap_or_else(|e| panic!("{key}: {e}"));
+                    assert_eq!(n, last[i] + 1, "{key}: every acknowledged add counted once");
+                    last[i] = n;
+                }
+            }
+            last
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.leave().await.expect("b leaves cleanly");
+    eventually("a serves every shard", Duration::from_secs(10), || {
+        a.served().len() == SHARDS as usize
+    })
+    .await;
+    let last = caller.await.expect("no call failed");
+    assert!(last.iter().all(|n| *n == 22), "{last:?}");
+    // b's runtime, still up, forwards to a now.
+    assert_eq!(add(&on_b, "k3").await.unwrap(), 23);
+    assert_eq!(tallies_b.lookup("k3", &acme).unwrap().map(|_| ()), None);
+    drop(a);
     env.clean().await;
 }

@@ -6,7 +6,8 @@
 //!    partition;
 //! 3. `manager.handler` plus a target and a key — a keyed instance, activated through its
 //!    manager if needed (virtual-actor style);
-//! 4. remote transports, in the order they were added;
+//! 4. remote transports, in the order they were added: for a handler no local route
+//!    knows, and for a keyed instance another node serves (cluster mode);
 //! 5. otherwise `RouteNotFound`. Unknown targets are never guessed.
 //!
 //! The caller decides what is reachable. A call from inside partition P
@@ -29,7 +30,7 @@ use crate::instance::context::Context;
 use crate::kernel::{KernelCore, Named, Reachable};
 use crate::manager::{AnyManager, Managers, Role, Shared};
 use crate::telemetry::EventKind;
-use crate::{CallError, Error, Key, Partition};
+use crate::{CallError, Error, Identity, Key, Partition};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -53,6 +54,9 @@ pub struct Invoke {
     /// wait behind turns, such as a server's connection tasks: measured on the HTTP
     /// gateway, queueing kept more requests per second than running turns in place.
     pub queued: bool,
+    /// Never hand the call to a transport, even when another node serves its instance:
+    /// for a node answering a call forwarded to it (a forwarded call never travels on).
+    pub local: bool,
 }
 
 impl Invoke {
@@ -77,7 +81,8 @@ impl Invoke {
     }
 }
 
-/// A call that no local route took, handed to remote transports.
+/// A call that no local route took, handed to remote transports: either no route here
+/// knows the handler, or its keyed instance is served by another node (`identity`).
 #[derive(Debug, Clone)]
 pub struct RemoteCall {
     /// The handler (`prefix.name`).
@@ -88,6 +93,13 @@ pub struct RemoteCall {
     pub target: Option<Partition>,
     /// The key, if any.
     pub key: Option<Key>,
+    /// Who is calling: a transport must make the far side act for no one else.
+    pub caller: Caller,
+    /// The call timeout asked for (`None`: the far side's default).
+    pub timeout: Option<Duration>,
+    /// The keyed instance the call is for, when this runtime knows it but another node
+    /// serves it (cluster mode: `Error::ServedElsewhere`).
+    pub served_elsewhere: Option<Identity>,
 }
 
 /// A remote transport: another place calls can go. `None` means "not mine".
@@ -419,33 +431,65 @@ impl Bus {
                 Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)
             }
             Some((Route::Keyed(manager, key, partition), runnable)) => {
-                let h = manager.get_dyn(key, &partition).await?;
-                Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)
-            }
-            None => {
-                let call = RemoteCall {
-                    handler: handler.to_owned(),
-                    params,
-                    target: match self.confined() {
-                        Some(own) => Some(own.clone()),
-                        None => opts.target.clone(),
-                    },
-                    key: opts.key.clone(),
-                };
-                let transports: Vec<Arc<dyn Transport>> = self
-                    .core
-                    .transports
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                for t in transports {
-                    if let Some(result) = t.invoke(&call).await {
-                        return remote(result?);
+                match manager.get_dyn(key, &partition).await {
+                    Ok(h) => Ok(local(&*h, runnable, params, &opts, self.stamp()).await?),
+                    Err(Error::ServedElsewhere(identity)) if !opts.local => {
+                        let why = Error::ServedElsewhere(identity.clone());
+                        let call = self.remote_call(handler, params, &opts, Some(identity));
+                        remote(self.through_transports(&call).await.unwrap_or(Err(why))?)
                     }
+                    Err(e) => Err(e),
                 }
-                Err(Error::RouteNotFound(handler.to_owned()))
+            }
+            None if opts.local => Err(Error::RouteNotFound(handler.to_owned())),
+            None => {
+                let call = self.remote_call(handler, params, &opts, None);
+                match self.through_transports(&call).await {
+                    Some(result) => remote(result?),
+                    None => Err(Error::RouteNotFound(handler.to_owned())),
+                }
             }
         }
+    }
+
+    fn remote_call(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: &Invoke,
+        served_elsewhere: Option<Identity>,
+    ) -> RemoteCall {
+        RemoteCall {
+            handler: handler.to_owned(),
+            params,
+            target: match self.confined() {
+                Some(own) => Some(own.clone()),
+                None => opts.target.clone(),
+            },
+            key: opts.key.clone(),
+            caller: self.caller.clone(),
+            timeout: opts.timeout,
+            served_elsewhere,
+        }
+    }
+
+    /// The first transport's answer to `call`, if one takes it.
+    async fn through_transports(
+        &self,
+        call: &RemoteCall,
+    ) -> Option<Result<serde_json::Value, Error>> {
+        let transports: Vec<Arc<dyn Transport>> = self
+            .core
+            .transports
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for t in transports {
+            if let Some(result) = t.invoke(call).await {
+                return Some(result);
+            }
+        }
+        None
     }
 
     /// Every handler this caller can reach, with descriptions and JSON Schemas.

@@ -311,6 +311,18 @@ impl Runtime {
         Bus::new(self.inner.bus.clone(), Caller::tenant(partition.clone()))
     }
 
+    /// The bus of the admin-granted component instance `identity`, for host code that
+    /// carries on a call that instance made elsewhere (a cluster node answering a
+    /// forwarded call). `None` unless this runtime holds such an instance.
+    pub fn bus_for_granted(&self, identity: &Identity) -> Option<Bus> {
+        self.inner.kernel.holds_admin_grant(identity).then(|| {
+            Bus::new(
+                self.inner.bus.clone(),
+                Caller::admin(Arc::new(identity.clone())),
+            )
+        })
+    }
+
     /// Adds a remote transport, tried after every local route.
     pub fn add_transport(&self, transport: impl Transport) {
         self.inner.bus.add_transport(Arc::new(transport));

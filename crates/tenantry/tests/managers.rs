@@ -259,7 +259,7 @@ async fn shutdown_hibernates_everything_and_refuses_new_activations() {
 }
 
 #[tokio::test]
-async fn activations_the_admission_refuses_fail_and_live_instances_are_not_asked() {
+async fn gets_the_admission_refuses_fail_for_new_and_live_instances_alike() {
     let rt = Runtime::in_memory();
     let m = rt
         .register::<Counter>("admitted", ManagerConfig::default())
@@ -279,15 +279,18 @@ async fn activations_the_admission_refuses_fail_and_live_instances_are_not_asked
     }
     assert!(m.lookup("x1", &acme).unwrap().is_none(), "nothing started");
     let y = m.get("y1", &acme).await.unwrap();
-    // A live instance keeps answering whatever the admission says now...
+    // A live instance is refused too (a node past its lease answers for nothing)...
     rt.set_admission(Some(std::sync::Arc::new(|_: &tenantry::Identity| false)));
-    assert!(m.get("y1", &acme).await.unwrap().same_instance(&y));
-    // ... but once stopped, it is not started again here.
-    m.stop("y1", &acme).await.unwrap();
     assert!(matches!(
         m.get("y1", &acme).await,
         Err(tenantry::Error::ServedElsewhere(_))
     ));
+    // ... though it stays live until the node hands it off, and serves again when
+    // admitted again.
+    assert!(m.lookup("y1", &acme).unwrap().unwrap().same_instance(&y));
+    rt.set_admission(None);
+    assert!(m.get("y1", &acme).await.unwrap().same_instance(&y));
+    m.stop("y1", &acme).await.unwrap();
     rt.set_admission(None);
     assert!(m.get("x1", &acme).await.is_ok());
 }

@@ -335,6 +335,10 @@ pub enum Error {
     /// The runtime is shutting down or gone.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// The node that served a forwarded call failed in a way this process has no
+    /// variant for (cluster mode); the message is the far side's.
+    #[error("the serving node failed: {0}")]
+    Remote(String),
 }
 
 impl From<topology::TopologyError> for Error {

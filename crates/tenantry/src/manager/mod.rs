@@ -428,7 +428,12 @@ impl<F: Factory> ManagerCore<F> {
         loop {
             let mut failures = 0;
             match self.look(&key, partition) {
-                Lookup::Live(h) => return Ok(h),
+                Lookup::Live(h) => {
+                    // A node past its lease answers for nothing it still holds.
+                    self.shared
+                        .admit(|| self.identity(key.clone(), partition))?;
+                    return Ok(h);
+                }
                 Lookup::Wait(mut rx) => {
                     let _ = rx.changed().await;
                     continue;

@@ -28,12 +28,15 @@ pub(crate) struct Shared {
     pub(crate) managers: Weak<Managers>,
     closed: AtomicBool,
     anchor_started: AtomicBool,
-    /// Which instances this process may start (cluster mode); `None`: all.
+    /// Which instances this process may serve (cluster mode); `None`: all.
     admission: std::sync::RwLock<Option<Admission>>,
+    /// Whether `admission` is set: a plain load keeps single-process gets off the lock.
+    admission_set: AtomicBool,
 }
 
-/// Decides whether this process may start (activate or thaw) an instance: cluster mode
-/// admits the identities of the shards this node serves. Live instances are not asked.
+/// Decides whether this process may serve an instance (activate, thaw, or hand out its
+/// live handle): cluster mode admits the identities of the shards this node serves, so
+/// a node whose lease ran out answers for none of them.
 pub type Admission = Arc<dyn Fn(&crate::Identity) -> bool + Send + Sync>;
 
 /// Counts live actors and wakes whoever waits for them to end.
@@ -93,21 +96,28 @@ impl Shared {
             closed: AtomicBool::new(false),
             anchor_started: AtomicBool::new(false),
             admission: std::sync::RwLock::default(),
+            admission_set: AtomicBool::new(false),
         }
     }
 
     /// Sets (or with `None` removes) the admission every activation asks first.
     pub(crate) fn set_admission(&self, admission: Option<Admission>) {
-        *self.admission.write().unwrap_or_else(|e| e.into_inner()) = admission;
+        let mut slot = self.admission.write().unwrap_or_else(|e| e.into_inner());
+        self.admission_set
+            .store(admission.is_some(), Ordering::Release);
+        *slot = admission;
     }
 
-    /// Whether this process may start the instance `identity` names: `ServedElsewhere`
-    /// if not. The identity is built only when an admission is set (activations are a
-    /// hot path).
+    /// Whether this process may serve the instance `identity` names: `ServedElsewhere`
+    /// if not. The identity is built only when an admission is set (gets are a hot
+    /// path).
     pub(crate) fn admit(
         &self,
         identity: impl FnOnce() -> crate::Identity,
     ) -> Result<(), crate::Error> {
+        if !self.admission_set.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let admission = self.admission.read().unwrap_or_else(|e| e.into_inner());
         let Some(admits) = admission.as_ref() else {
             return Ok(());
