@@ -80,7 +80,11 @@ impl Forwarder {
     ) -> Result<serde_json::Value, Error> {
         let deadline_after = call.timeout.unwrap_or(DEFAULT_DEADLINE);
         let deadline = Instant::now() + deadline_after;
-        let subject = call_subject(&self.cluster, identity, (self.shard_of)(identity));
+        let Some(shard) = (self.shard_of)(identity) else {
+            // Served everywhere: refused here only because this node is shutting down.
+            return Err(Error::ServedElsewhere(identity.clone()));
+        };
+        let subject = call_subject(&self.cluster, identity, shard);
         let id = call_id();
         let mut backoff = FIRST_BACKOFF;
         loop {

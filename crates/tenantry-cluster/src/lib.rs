@@ -31,6 +31,7 @@ mod node;
 mod ownership;
 mod wire;
 
+pub use async_nats;
 pub use error::ClusterError;
 pub use forward::{DEFAULT_DEADLINE, Forwarder, call_subject};
 pub use membership::{Member, MemberState, Membership, MembershipConfig};

@@ -102,6 +102,9 @@ struct Shared {
     /// Someone else wrote this node's entry: it must not serve again.
     deposed: AtomicBool,
     seen: RwLock<BTreeMap<String, Seen>>,
+    /// When the last read of the bucket that succeeded began: a member is counted dead
+    /// only on what reads showed, so a node whose reads fail or stall kills nobody.
+    read_at: Mutex<Instant>,
 }
 
 /// This node's membership of a cluster. Dropping it stops renewing without removing the
@@ -164,6 +167,7 @@ impl Membership {
             serves_until: Mutex::new(sent + config.lease - config.margin),
             deposed: AtomicBool::new(false),
             seen: RwLock::default(),
+            read_at: Mutex::new(Instant::now()),
         });
         observe(&shared).await;
         let tasks = vec![
@@ -194,15 +198,18 @@ impl Membership {
         self.shared.deposed.load(Ordering::Acquire)
     }
 
-    /// The members this node counts alive, by name: those whose entry it saw change
-    /// within a lease and a margin, and itself while it serves.
+    /// The members this node counts alive, by name: those whose entry its reads saw
+    /// change within a lease and a margin of its last successful read, and itself while
+    /// it serves.
     pub fn live(&self) -> Vec<Member> {
         let dead_after = self.shared.config.lease + self.shared.config.margin;
-        let now = Instant::now();
+        let read_at = *lock(&self.shared.read_at);
         let me = self.me();
         let mut live: BTreeMap<String, Member> = read(&self.shared.seen)
             .iter()
-            .filter(|(node, s)| **node != me.node && now.duration_since(s.changed_at) < dead_after)
+            .filter(|(node, s)| {
+                **node != me.node && read_at.saturating_duration_since(s.changed_at) < dead_after
+            })
             .map(|(node, s)| (node.clone(), s.member.clone()))
             .collect();
         if self.serving() {
@@ -329,15 +336,20 @@ async fn observe_loop(shared: Arc<Shared>) {
     }
 }
 
-/// One read of the bucket: an entry whose revision changed is noted as changed now; an
-/// entry that is gone is forgotten. A read that fails or takes longer than a period
-/// changes nothing (members then age towards dead, which is the safe direction).
+/// One read of the bucket: an entry whose revision changed is noted as changed when the
+/// read ended; an entry that is gone is forgotten. A read that fails or takes longer
+/// than two periods changes nothing, not even the members' age: unchanged entries count
+/// towards dead only across reads that succeeded.
 async fn observe(shared: &Shared) {
-    let read = tokio::time::timeout(shared.config.renew_every, read_entries(&shared.store));
+    let began = Instant::now();
+    let read = tokio::time::timeout(shared.config.renew_every * 2, read_entries(&shared.store));
     let Ok(Some(current)) = read.await else {
+        tracing::debug!("reading the members failed or timed out");
         return;
     };
     note(shared, current);
+    let mut read_at = lock(&shared.read_at);
+    *read_at = (*read_at).max(began);
 }
 
 /// Every member entry in the bucket, with its revision; `None` if a read failed.

@@ -135,7 +135,9 @@ impl ClusterNode {
                 let (runtime, shard_of) = (runtime.clone(), shard_of.clone());
                 Box::pin(async move {
                     let report = runtime
-                        .stop_where(&|id: &Identity| shards.contains(&shard_of(id)))
+                        .stop_where(&|id: &Identity| {
+                            shard_of(id).is_some_and(|s| shards.contains(&s))
+                        })
                         .await;
                     for e in report.errors {
                         tracing::warn!(error = %e, "hibernating a handed-off instance failed");
@@ -195,8 +197,8 @@ impl ClusterNode {
     }
 
     /// What the node's runtime may serve (`Runtime::set_admission`): the identities
-    /// whose shard (`shard_of`) this node serves now, and none while its lease has run
-    /// out. Others get `ServedElsewhere`.
+    /// whose shard (`shard_of`) this node serves now, and none of those while its lease
+    /// has run out (others get `ServedElsewhere`); identities of no shard always.
     pub fn admission(&self, shard_of: ShardOf) -> Admission {
         admission(&self.rounds, shard_of)
     }
@@ -219,7 +221,7 @@ impl ClusterNode {
     /// Leaves the cluster cleanly (SIGTERM, a rolling restart): stops the rounds, marks
     /// the node draining, hands every shard off (calls for them go to the next owner,
     /// which claims them once this node is gone), and removes its membership.
-    pub async fn leave(self) -> Result<(), ClusterError> {
+    pub async fn leave(&self) -> Result<(), ClusterError> {
         self.task.abort();
         let rounds = &self.rounds;
         rounds.membership.drain();
@@ -232,8 +234,10 @@ impl ClusterNode {
 
 fn admission(rounds: &Arc<Rounds>, shard_of: ShardOf) -> Admission {
     let (membership, serving) = (rounds.membership.clone(), rounds.serving.clone());
-    Arc::new(move |identity: &Identity| {
-        membership.serving() && read(&serving).contains_key(&shard_of(identity))
+    // What no shard owns (components, the host's records) every node serves.
+    Arc::new(move |identity: &Identity| match shard_of(identity) {
+        None => true,
+        Some(shard) => membership.serving() && read(&serving).contains_key(&shard),
     })
 }
 

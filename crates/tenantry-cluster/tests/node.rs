@@ -65,7 +65,11 @@ fn count() -> ShardCount {
 }
 
 fn by_key() -> ShardOf {
-    Arc::new(|k: &StoreKey| shard_of(&k.partition, RoutingKey::Key(k.key.encoded()), count()))
+    Arc::new(|k: &StoreKey| Some(shard(k)))
+}
+
+fn shard(k: &StoreKey) -> ShardId {
+    shard_of(&k.partition, RoutingKey::Key(k.key.encoded()), count())
 }
 
 fn config() -> NodeConfig {
@@ -149,7 +153,7 @@ async fn a_joining_node_gets_its_share_after_the_owner_hands_it_off() {
     let (admits_a, admits_b) = (a.admission(by_key()), b.admission(by_key()));
     for i in 0..20 {
         let key = id(&format!("cart-{i}"));
-        let shard = by_key()(&key);
+        let shard = shard(&key);
         assert_eq!(
             (admits_a(&key), admits_b(&key)),
             (a.serves(shard), b.serves(shard))
@@ -178,9 +182,9 @@ async fn a_dead_nodes_shards_move_to_the_survivor_and_its_stale_writes_are_fence
     // A key on one of a's shards, written through a's fenced handle; b cannot write it.
     let key = (0..100)
         .map(|i| id(&format!("cart-{i}")))
-        .find(|k| a.serves(by_key()(k)))
+        .find(|k| a.serves(shard(k)))
         .unwrap();
-    let shard = by_key()(&key);
+    let shard = shard(&key);
     assert_eq!(a_store.put(&key, Arc::from(&b"a"[..]), None).await, Ok(1));
     assert!(matches!(
         b_store.put(&key, Arc::from(&b"b"[..]), Some(1)).await,
@@ -311,7 +315,7 @@ async fn agents_of_handed_off_shards_thaw_on_the_new_owner_from_their_last_durab
     .await;
     let mut moved = 0;
     for (i, key) in keys.iter().enumerate() {
-        let shard = by_key()(&Identity::new(
+        let shard = shard(&Identity::new(
             acme.clone(),
             "tallies",
             Key::new(key.as_str()).unwrap(),
@@ -353,7 +357,7 @@ async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() 
         assert_eq!(add(&on_a, key).await.unwrap(), 1, "{key} through a");
         assert_eq!(add(&on_b, key).await.unwrap(), 2, "{key} through b");
         // One live instance, on the owner only.
-        let shard = by_key()(&Identity::new(
+        let shard = shard(&Identity::new(
             acme.clone(),
             "tallies",
             Key::new(key.as_str()).unwrap(),
@@ -374,7 +378,7 @@ async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() 
 
     // A caller that names another partition than its subject is refused by the owner.
     let identity = Identity::new(acme.clone(), "tallies", Key::new("k1").unwrap());
-    let subject = tenantry_cluster::call_subject(&env.cluster, &identity, by_key()(&identity));
+    let subject = tenantry_cluster::call_subject(&env.cluster, &identity, shard(&identity));
     let forged = serde_json::json!({
         "id": "forged", "handler": "tallies.add", "params": null,
         "identity": identity, "caller": {"tenant": "globex"}, "timeout_ms": 1000

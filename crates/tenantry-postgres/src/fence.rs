@@ -15,8 +15,9 @@ use std::sync::{Arc, RwLock};
 use tenantry::cluster::ShardId;
 use tenantry::store::{StoreError, StoreKey};
 
-/// Maps a record to the shard it belongs to.
-pub type ShardOf = Arc<dyn Fn(&StoreKey) -> ShardId + Send + Sync>;
+/// Maps a record to the shard it belongs to; `None` for a record no shard owns (every
+/// node may write it: compare-and-set alone orders its writers).
+pub type ShardOf = Arc<dyn Fn(&StoreKey) -> Option<ShardId> + Send + Sync>;
 
 /// What a fenced handle writes under: its cluster, its node, how records map to shards,
 /// and the epochs it took.
@@ -46,9 +47,13 @@ impl Fencing {
     }
 
     /// The fence a write of `key` passes: its shard and the epoch taken for it; a shard
-    /// this node did not take (or released) cannot be written.
-    pub(crate) fn for_key(&self, key: &StoreKey) -> Result<Fence, StoreError> {
-        let shard = (self.shard_of)(key).0;
+    /// this node did not take (or released) cannot be written. `None`: the record
+    /// belongs to no shard and is written without a fence.
+    pub(crate) fn for_key(&self, key: &StoreKey) -> Result<Option<Fence>, StoreError> {
+        let Some(shard) = (self.shard_of)(key) else {
+            return Ok(None);
+        };
+        let shard = shard.0;
         let epoch = self
             .held
             .read()
@@ -56,11 +61,11 @@ impl Fencing {
             .get(&shard)
             .copied()
             .ok_or(StoreError::Fenced { shard })?;
-        Ok(Fence {
+        Ok(Some(Fence {
             cluster: self.cluster.clone(),
             shard,
             epoch,
-        })
+        }))
     }
 
     /// Writes under `epoch` from now on; of two takes racing on one handle, the later

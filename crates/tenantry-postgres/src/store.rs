@@ -169,7 +169,10 @@ impl PgStore {
 
     /// The fence a write of `key` passes, on a fenced handle.
     fn fence_for(&self, key: &StoreKey) -> Result<Option<Fence>, StoreError> {
-        self.fencing.as_ref().map(|f| f.for_key(key)).transpose()
+        match &self.fencing {
+            Some(f) => f.for_key(key),
+            None => Ok(None),
+        }
     }
 
     /// The schema the store lives in.

@@ -24,11 +24,17 @@ fn id(key: &str) -> Identity {
 
 fn by_key() -> ShardOf {
     let count = ShardCount::new(SHARDS).unwrap();
-    Arc::new(move |k: &StoreKey| shard_of(&k.partition, RoutingKey::Key(k.key.encoded()), count))
+    Arc::new(move |k: &StoreKey| {
+        Some(shard_of(
+            &k.partition,
+            RoutingKey::Key(k.key.encoded()),
+            count,
+        ))
+    })
 }
 
 fn shard(key: &str) -> ShardId {
-    by_key()(&id(key))
+    by_key()(&id(key)).expect("every record has a shard")
 }
 
 fn bytes(text: &str) -> Arc<[u8]> {

@@ -6,6 +6,7 @@
 //! the tenants that were active, with their instances, config and key hashes.
 
 use crate::application::Application;
+use crate::cluster::ClusterPart;
 use crate::error::ApiError;
 use crate::keys::{self, KeyRing};
 use crate::registry::{Registry, RegistryDoc};
@@ -111,10 +112,37 @@ pub struct App {
     active: std::sync::RwLock<HashSet<Partition>>,
     ready: AtomicBool,
     component_factories: Vec<String>,
+    /// The node this server runs as (cluster mode).
+    pub cluster: Option<ClusterPart>,
 }
 
 /// Opens the configured checkpoint store.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn CheckpointStore>> {
+    Ok(match open_pg(settings).await? {
+        Some(pg) => Arc::new(pg),
+        None => open_redb(settings)?,
+    })
+}
+
+/// The configured PostgreSQL store, if PostgreSQL is configured.
+async fn open_pg(settings: &Settings) -> anyhow::Result<Option<PgStore>> {
+    let StoreChoice::Postgres { url, schema } = &settings.store else {
+        return Ok(None);
+    };
+    let store = PgStore::connect(
+        url,
+        PgOptions {
+            schema: schema.clone(),
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .context("connecting to PostgreSQL")?;
+    Ok(Some(store))
+}
+
+/// The configured redb store (or PostgreSQL's, if that is configured).
+fn open_redb(settings: &Settings) -> anyhow::Result<Arc<dyn CheckpointStore>> {
     match &settings.store {
         StoreChoice::Redb(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -125,18 +153,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Checkpoin
                 .with_context(|| format!("opening redb store {}", path.display()))?;
             Ok(Arc::new(store))
         }
-        StoreChoice::Postgres { url, schema } => {
-            let store = PgStore::connect(
-                url,
-                PgOptions {
-                    schema: schema.clone(),
-                    ..PgOptions::default()
-                },
-            )
-            .await
-            .context("connecting to PostgreSQL")?;
-            Ok(Arc::new(store))
-        }
+        StoreChoice::Postgres { .. } => bail!("the PostgreSQL store is opened by open_pg"),
     }
 }
 
@@ -214,9 +231,20 @@ impl App {
         settings: Settings,
         store: Option<Arc<dyn CheckpointStore>>,
     ) -> anyhow::Result<Arc<App>> {
-        let store = match store {
-            Some(s) => s,
-            None => open_store(&settings).await?,
+        let (store, cluster) = match (store, &settings.cluster) {
+            (Some(_), Some(_)) => {
+                bail!("cluster mode opens its own PostgreSQL store (its writes are fenced)")
+            }
+            (Some(s), None) => (s, None),
+            (None, None) => (open_store(&settings).await?, None),
+            (None, Some(c)) => {
+                let pg = open_pg(&settings)
+                    .await?
+                    .context("cluster mode needs the PostgreSQL store")?;
+                let part = ClusterPart::new(c.clone(), &pg, application, &settings.managers);
+                let store: Arc<dyn CheckpointStore> = Arc::new(part.store().clone());
+                (store, Some(part))
+            }
         };
         let runtime = Runtime::builder()
             .store_arc(store.clone())
@@ -289,12 +317,13 @@ impl App {
             active: std::sync::RwLock::new(active),
             ready: AtomicBool::new(false),
             component_factories,
+            cluster,
         }))
     }
 
     /// Whether the server takes traffic.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.cluster.as_ref().is_none_or(ClusterPart::serving)
     }
 
     /// Marks the server ready (after it listens) or not (at shutdown).

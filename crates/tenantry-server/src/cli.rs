@@ -44,6 +44,13 @@ pub struct ServeArgs {
     /// Log format (the filter comes from RUST_LOG, default `info`).
     #[arg(long, value_enum, env = "TENANTRY_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Run as a node of the cluster whose NATS server this is (`nats://HOST:4222`;
+    /// needs the PostgreSQL store).
+    #[arg(long, env = "TENANTRY_CLUSTER", value_name = "NATS_URL")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (unique; a-z, 0-9, '-', '_').
+    #[arg(long, env = "TENANTRY_NODE")]
+    pub node: Option<String>,
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -78,6 +85,8 @@ pub fn run_application(application: Application) -> ExitCode {
                 data_dir: args.data_dir,
                 config: args.config,
                 log_format: args.log_format,
+                cluster: args.cluster,
+                node: args.node,
             };
             match Settings::resolve(overrides, |k| std::env::var(k).ok()) {
                 Err(e) => Err(anyhow::Error::from(e)),

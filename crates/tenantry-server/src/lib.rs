@@ -12,11 +12,13 @@
 //!   onboardings.
 //! - [`server`]: start, serve and graceful shutdown; [`cli`]: the command line;
 //!   [`demo`]: the in-process scenarios (the demo application is `tenantry-demo`);
-//!   [`telemetry`]: logs and Prometheus metrics.
+//!   [`telemetry`]: logs and Prometheus metrics; [`cluster`]: the node this process runs
+//!   as in cluster mode.
 
 pub mod app;
 pub mod application;
 pub mod cli;
+pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod keys;

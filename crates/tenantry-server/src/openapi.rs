@@ -322,6 +322,15 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
         }),
     );
     paths.insert(
+        "/v1/admin/cluster".into(),
+        json!({"get": op("This cluster node (admin): the members it counts alive, the owner of every shard, and the shards it serves with their fence epochs. 404 when cluster mode is off.",
+            "admin", vec![], &[401, 403, 404, 500, 503],
+            json!({"type": "object", "properties": {
+                "node": {"type": "string"}, "serving": {"type": "boolean"},
+                "members": {"type": "array"}, "shards": {"type": "object"},
+                "owners": {"type": "array", "items": {"type": ["string", "null"]}}}}))}),
+    );
+    paths.insert(
         "/v1/admin/partitions/{partition}".into(),
         json!({"delete": op("Offboard a tenant (admin). Its data stays (retained) unless `purge=true` deletes its checkpoints, storage, credentials and config; `purge=true` also clears the data an earlier offboarding retained.",
             "admin", vec![param("partition", "path", "The tenant's partition.", true, name_schema()),

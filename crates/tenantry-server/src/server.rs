@@ -58,12 +58,16 @@ pub async fn start_application(
         settings.app = AppSpec::default();
     }
     // Install the recorder before the runtime caches any metric handle.
-    let _ = crate::telemetry::metrics_handle();
+    let node = settings.cluster.as_ref().map(|c| c.node.as_str());
+    let _ = crate::telemetry::install_metrics(node);
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let app = App::open_application(application, settings, store).await?;
+    if let Some(cluster) = &app.cluster {
+        cluster.join(&app.runtime, &addr.to_string()).await?;
+    }
     let router = crate::routes::router(app.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -107,6 +111,10 @@ impl Server {
                 false
             }
         };
+        if let Some(cluster) = &self.app.cluster {
+            // Hand every shard off first: their calls go to the next owners.
+            cluster.leave().await;
+        }
         let report = self.app.runtime.shutdown().await;
         for e in &report.errors {
             tracing::warn!(error = %e, "hibernation at shutdown failed");
@@ -130,6 +138,15 @@ impl Server {
             StoreChoice::Postgres { schema, .. } => format!("postgres (schema {schema})"),
         };
         out.push_str(&format!("store: {store}\n"));
+        if let Some(c) = &s.cluster {
+            out.push_str(&format!(
+                "cluster: {} as node {} ({} shards, NATS {})\n",
+                c.name,
+                c.node,
+                c.shards.get(),
+                c.nats_url
+            ));
+        }
         match &s.admin_key {
             AdminKey::Generated(k) => out.push_str(&format!(
                 "admin key (generated for this run; set TENANTRY_ADMIN_KEY to choose one): {k}\n"

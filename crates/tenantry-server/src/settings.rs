@@ -40,6 +40,8 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     /// `[limits]`.
     pub limits: LimitsSection,
+    /// `[cluster]`: run as a node of a cluster.
+    pub cluster: ClusterSection,
     /// `[managers.<name>]`: per-manager settings.
     pub managers: BTreeMap<String, ManagerSection>,
     /// `[config]`: the shared application config (tenants' subtrees come from `[[tenants]]`).
@@ -99,6 +101,22 @@ pub struct LimitsSection {
     pub max_live_instances_per_partition: Option<usize>,
 }
 
+/// `[cluster]`: cluster mode (needs the PostgreSQL store).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// The NATS server (`nats://host:4222`); setting it turns cluster mode on.
+    pub nats_url: Option<String>,
+    /// This node's name, unique in the cluster (a-z, 0-9, '-', '_').
+    pub node: Option<String>,
+    /// The cluster's name (default `tenantry`): its buckets and subjects.
+    pub name: Option<String>,
+    /// The shard count, fixed when the cluster is first created (default 1,024).
+    pub shards: Option<u32>,
+    /// The membership lease, in milliseconds (default 3,000).
+    pub lease_ms: Option<u64>,
+}
+
 /// `[managers.<name>]`: settings of one keyed manager.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,6 +131,10 @@ pub struct ManagerSection {
     /// the turn is durable) or `on_hibernate` (faster; a crash loses what was not yet
     /// hibernated).
     pub durability: Option<tenantry::Durability>,
+    /// Cluster mode: how its instances map to shards, `pod` (the default: by key, and a
+    /// pod's nodes with their pod), `key`, or `tenant` (the whole partition on one
+    /// shard).
+    pub routing: Option<tenantry::cluster::Routing>,
 }
 
 /// A tenant: its partition name, key hashes, config subtree and component instances.
@@ -195,6 +217,24 @@ impl AdminKey {
     }
 }
 
+/// Cluster mode, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The NATS server.
+    pub nats_url: String,
+    /// This node's name.
+    pub node: String,
+    /// The cluster's name.
+    pub name: String,
+    /// The shard count.
+    pub shards: tenantry::cluster::ShardCount,
+    /// The membership lease.
+    pub lease: Duration,
+}
+
+/// The default shard count of a new cluster.
+pub const DEFAULT_SHARDS: u32 = 1024;
+
 /// Limits enforced by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -266,6 +306,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Checkpoint store.
     pub store: StoreChoice,
+    /// Cluster mode (`None`: a single process).
+    pub cluster: Option<ClusterSettings>,
     /// The admin key.
     pub admin_key: AdminKey,
     /// Whether metrics carry partition labels.
@@ -293,6 +335,68 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--cluster`: the NATS URL.
+    pub cluster: Option<String>,
+    /// `--node`.
+    pub node: Option<String>,
+}
+
+/// Cluster mode from the flags, the environment (`TENANTRY_CLUSTER`, `TENANTRY_NODE`,
+/// `TENANTRY_CLUSTER_NAME`) and `[cluster]`; it needs a node name and PostgreSQL.
+fn cluster_settings(
+    flag_url: &Option<String>,
+    flag_node: &Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+    file: &ClusterSection,
+    store: &StoreChoice,
+) -> Result<Option<ClusterSettings>, SettingsError> {
+    let nats_url = flag_url
+        .clone()
+        .or_else(|| env("TENANTRY_CLUSTER"))
+        .or(file.nats_url.clone())
+        .filter(|u| !u.is_empty());
+    let node = flag_node
+        .clone()
+        .or_else(|| env("TENANTRY_NODE"))
+        .or(file.node.clone());
+    let Some(nats_url) = nats_url else {
+        if node.is_some() {
+            return Err(SettingsError(
+                "--node names a cluster node: give the cluster's NATS URL with --cluster".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(node) = node else {
+        return Err(SettingsError(
+            "cluster mode needs this node's name: --node NAME (or TENANTRY_NODE)".into(),
+        ));
+    };
+    if !matches!(store, StoreChoice::Postgres { .. }) {
+        return Err(SettingsError(
+            "cluster mode needs the PostgreSQL store: set [store] postgres_url (or \
+             TENANTRY_POSTGRES_URL); its shard fences keep a former owner from writing"
+                .into(),
+        ));
+    }
+    let shards = file.shards.unwrap_or(DEFAULT_SHARDS);
+    let shards = tenantry::cluster::ShardCount::new(shards)
+        .ok_or_else(|| SettingsError(format!("cluster.shards: {shards} is not a shard count")))?;
+    let lease_ms = file.lease_ms.unwrap_or(3_000);
+    if !(500..=60_000).contains(&lease_ms) {
+        return Err(SettingsError(format!(
+            "cluster.lease_ms: {lease_ms} is outside 500 to 60,000"
+        )));
+    }
+    Ok(Some(ClusterSettings {
+        nats_url,
+        node,
+        name: env("TENANTRY_CLUSTER_NAME")
+            .or(file.name.clone())
+            .unwrap_or_else(|| "tenantry".to_owned()),
+        shards,
+        lease: Duration::from_millis(lease_ms),
+    }))
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, SettingsError> {
@@ -368,6 +472,7 @@ impl Settings {
                     .unwrap_or_else(|| data_dir.join("checkpoints.redb")),
             ),
         };
+        let cluster = cluster_settings(&cli.cluster, &cli.node, &env, &file.cluster, &store)?;
         let admin_key = match (env("TENANTRY_ADMIN_KEY"), &file.server.admin_key_sha256) {
             (Some(k), _) if !k.is_empty() => AdminKey::Plain(k),
             (_, Some(h)) => AdminKey::Hashed(
@@ -430,6 +535,7 @@ impl Settings {
             listen,
             data_dir,
             store,
+            cluster,
             admin_key,
             metric_partition_labels,
             metrics_token,

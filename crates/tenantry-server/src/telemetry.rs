@@ -26,9 +26,19 @@ static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// The process's Prometheus handle, installing the recorder on first use (`None` if
 /// another recorder was installed first). Histograms are drained every five seconds.
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    install_metrics(None)
+}
+
+/// [`metrics_handle`], labelling every series `node="<node>"` when this call installs
+/// the recorder (a cluster node's server installs it first thing).
+pub fn install_metrics(node: Option<&str>) -> Option<&'static PrometheusHandle> {
     METRICS
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            let mut builder = PrometheusBuilder::new();
+            if let Some(node) = node {
+                builder = builder.add_global_label("node", node);
+            }
+            let handle = builder.install_recorder().ok()?;
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name("metrics-upkeep".into())

@@ -10,6 +10,27 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// `GET /v1/admin/cluster`: this node, the members it counts alive, the owner of every
+/// shard, and the shards it serves with their fence epochs (404 without cluster mode).
+pub async fn cluster(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
+    let Some(cluster) = &app.cluster else {
+        return Err(ApiError::not_found("cluster mode is off on this server"));
+    };
+    match cluster.status().await {
+        Ok(Some(status)) => Ok(ok(status)),
+        Ok(None) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "this node has not joined its cluster yet",
+        )),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            e.to_string(),
+        )),
+    }
+}
+
 /// `GET /v1/admin/partitions`.
 pub async fn list(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
     Ok(ok(app.tenants().await))

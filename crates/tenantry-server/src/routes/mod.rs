@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/partitions/{partition}/pods/{manager}/{key}/nodes/{node}",
             post(pods::ensure_node),
         )
+        .route("/v1/admin/cluster", get(admin::cluster))
         .route(
             "/v1/admin/partitions",
             get(admin::list).post(admin::onboard),

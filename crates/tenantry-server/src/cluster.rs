@@ -1,0 +1,119 @@
+//! Cluster mode in the server: the node this process runs as.
+//!
+//! The runtime writes through a fenced handle of the PostgreSQL store, whose records map
+//! to shards by the application's keyed managers ([`ShardMap`]: each manager routes by
+//! its `[managers.<name>] routing`, `pod` by default); component instances and the
+//! gateway's own records belong to no shard, so every node serves them. Once the server
+//! listens it joins the cluster ([`ClusterPart::join`]): from then on its runtime admits
+//! only the shards it serves and forwards the other calls to their owners. At shutdown
+//! it hands every shard off before the runtime hibernates what is left
+//! ([`ClusterPart::leave`]).
+
+use crate::application::Application;
+use crate::settings::{ClusterSettings, ManagerSection};
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tenantry::Runtime;
+use tenantry::cluster::{Routing, ShardMap};
+use tenantry_cluster::{ClusterNode, MembershipConfig, NodeConfig, NodeStatus};
+use tenantry_postgres::{PgStore, ShardOf};
+
+/// This server as a cluster node.
+pub struct ClusterPart {
+    /// The resolved `[cluster]` settings.
+    pub settings: ClusterSettings,
+    store: PgStore,
+    shard_of: ShardOf,
+    node: OnceLock<ClusterNode>,
+}
+
+impl ClusterPart {
+    /// The fenced store handle of this node over `store`, sharding the application's
+    /// keyed managers as their sections say.
+    pub fn new(
+        settings: ClusterSettings,
+        store: &PgStore,
+        application: &Application,
+        sections: &BTreeMap<String, ManagerSection>,
+    ) -> Self {
+        let mut map = ShardMap::new(settings.shards);
+        for manager in application.keyed_managers() {
+            let routing = sections
+                .get(manager)
+                .and_then(|s| s.routing)
+                .unwrap_or(Routing::Pod);
+            map = map.route(manager, routing);
+        }
+        let map = Arc::new(map);
+        let shard_of: ShardOf = Arc::new(move |id| map.shard(id));
+        let store = store.fenced(&settings.name, &settings.node, shard_of.clone());
+        Self {
+            settings,
+            store,
+            shard_of,
+            node: OnceLock::new(),
+        }
+    }
+
+    /// The store the runtime writes through.
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+
+    /// Joins the cluster, reachable at `address`, and runs `runtime` as the node.
+    pub async fn join(&self, runtime: &Runtime, address: &str) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let client = tenantry_cluster::async_nats::connect(&s.nats_url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", s.nats_url))?;
+        let quarter = s.lease / 4;
+        let config = NodeConfig {
+            membership: MembershipConfig {
+                lease: s.lease,
+                margin: quarter,
+                renew_every: quarter,
+            },
+            round_every: quarter.max(Duration::from_millis(100)),
+            ..NodeConfig::default()
+        };
+        let node = ClusterNode::serve(
+            client,
+            &s.name,
+            &s.node,
+            address,
+            s.shards,
+            self.store.clone(),
+            runtime,
+            self.shard_of.clone(),
+            config,
+        )
+        .await
+        .with_context(|| format!("joining cluster {:?} as {:?}", s.name, s.node))?;
+        let _ = self.node.set(node);
+        Ok(())
+    }
+
+    /// Whether the node's lease holds (it may serve); false before it joined.
+    pub fn serving(&self) -> bool {
+        self.node.get().is_some_and(|n| n.membership().serving())
+    }
+
+    /// Members, shard owners and this node's shards with their epochs.
+    pub async fn status(&self) -> anyhow::Result<Option<NodeStatus>> {
+        match self.node.get() {
+            Some(node) => Ok(Some(node.status().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Hands every shard off and leaves the cluster (shutdown).
+    pub async fn leave(&self) {
+        if let Some(node) = self.node.get() {
+            if let Err(e) = node.leave().await {
+                tracing::warn!(error = %e, "leaving the cluster cleanly failed; the others take over after a lease");
+            }
+        }
+    }
+}
