@@ -1,29 +1,32 @@
 //! Calls between nodes: a call for a keyed instance another node serves travels to it
 //! over NATS request-reply, and comes back with its answer.
 //!
-//! A node subscribes to `tenantry.<cluster>.call.*.<shard>` for each shard it serves
-//! (one queue group, so a request reaches one subscriber even while a shard changes
-//! hands) and answers there ([`CallServer`]). A node whose runtime refuses a call with
-//! `ServedElsewhere` hands it to the [`Forwarder`], which sends it to
-//! `tenantry.<cluster>.call.<partition>.<shard>`: the subject names the partition, so
-//! NATS permissions can confine a tenant-scoped gateway to its own subjects. The call
-//! carries its caller, checked again by the receiver against the subject and the
-//! identity; what is left of its deadline; and an id that names it in both nodes' logs.
+//! Each node answers on `tenantry.<cluster>.node.<node>.<partition>` ([`CallServer`]),
+//! one subscription for its life. A node whose runtime refuses a call with
+//! `ServedElsewhere` hands it to the [`Forwarder`], which looks up the shard's owner in
+//! its view of the ownership record and sends the call to that node's subject: the
+//! subject names the partition, so NATS permissions can confine a tenant-scoped gateway
+//! to its own subjects. The call carries its caller, checked again by the receiver
+//! against the subject and the identity; what is left of its deadline; and an id that
+//! names it in both nodes' logs.
 //!
 //! The forwarder retries, within the deadline, only the answers that prove the call did
-//! not run: nobody subscribed (a hand-off is under way), or the receiver does not serve
-//! the identity (`NotServed`). A call therefore runs at most once, and a call made during
-//! a hand-off waits for the new owner instead of failing.
+//! not run: nobody listens on the owner's subject (it died or is restarting), the
+//! receiver does not serve the identity (`NotServed`: a hand-off is under way, or the
+//! view was stale), or the instance stopped before it took the call. It reads the
+//! ownership record again before retrying. A call therefore runs at most once, and a call
+//! made during a hand-off waits for the new owner instead of failing. A node that leaves
+//! keeps answering `NotServed` for a grace period after it gave its shards up, so the
+//! calls on their way to it are turned back rather than dropped.
 
+use crate::Ownership;
 use crate::wire::{WireCall, WireCaller, WireError, WireReply, WireReplyOut};
 use async_nats::client::RequestErrorKind;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tenantry::bus::{RemoteCall, Transport};
-use tenantry::cluster::ShardId;
 use tenantry::{Bus, CallError, Error, Identity, Invoke, Partition, Runtime};
 use tenantry_postgres::ShardOf;
 use tokio::task::JoinHandle;
@@ -38,21 +41,16 @@ const MAX_BACKOFF: Duration = Duration::from_millis(200);
 /// Extra time the request waits beyond the call's deadline, for the answer of a call
 /// that timed out on the far side to arrive.
 const ANSWER_SLACK: Duration = Duration::from_millis(250);
-/// The queue group every call subscriber joins.
-const QUEUE: &str = "owners";
 
 /// The subject token of a partition: its name, or `_` (no name starts with `_`).
 fn token(partition: &Partition) -> &str {
     partition.name().unwrap_or("_")
 }
 
-/// `tenantry.<cluster>.call.<partition>.<shard>`: where calls for `identity` go.
-pub fn call_subject(cluster: &str, identity: &Identity, shard: ShardId) -> String {
-    format!(
-        "tenantry.{cluster}.call.{}.{}",
-        token(&identity.partition),
-        shard.0
-    )
+/// `tenantry.<cluster>.node.<node>.<partition>`: where `node` takes the calls for
+/// instances of `partition`.
+pub fn call_subject(cluster: &str, node: &str, partition: &Partition) -> String {
+    format!("tenantry.{cluster}.node.{node}.{}", token(partition))
 }
 
 /// Sends calls for instances another node serves to that node (a [`Transport`]).
@@ -60,17 +58,52 @@ pub struct Forwarder {
     client: async_nats::Client,
     cluster: Arc<str>,
     shard_of: ShardOf,
+    ownership: Ownership,
+    /// The owners as last read (shard number order); `None` until the first read.
+    owners: RwLock<Option<Arc<Vec<Option<String>>>>>,
 }
 
 impl Forwarder {
     /// A forwarder over `client` for `cluster`, mapping identities to shards by
-    /// `shard_of` (the same function the nodes' admission and fences use).
-    pub fn new(client: async_nats::Client, cluster: &str, shard_of: ShardOf) -> Self {
+    /// `shard_of` (the same function the nodes' admission and fences use) and shards to
+    /// nodes by `ownership`.
+    pub fn new(
+        client: async_nats::Client,
+        cluster: &str,
+        shard_of: ShardOf,
+        ownership: Ownership,
+    ) -> Self {
         Self {
             client,
             cluster: cluster.into(),
             shard_of,
+            ownership,
+            owners: RwLock::new(None),
         }
+    }
+
+    /// The owner of `shard` in the view, read again first when `fresh` (or never read).
+    async fn owner(&self, shard: usize, fresh: bool) -> Option<String> {
+        let cached = self
+            .owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let owners = match cached {
+            Some(owners) if !fresh => owners,
+            _ => match self.ownership.owners().await {
+                Ok(owners) => {
+                    let owners = Arc::new(owners);
+                    *self.owners.write().unwrap_or_else(|e| e.into_inner()) = Some(owners.clone());
+                    owners
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the shard owners failed");
+                    return None;
+                }
+            },
+        };
+        owners.get(shard).cloned().flatten()
     }
 
     async fn forward(
@@ -84,46 +117,57 @@ impl Forwarder {
             // Served everywhere: refused here only because this node is shutting down.
             return Err(Error::ServedElsewhere(identity.clone()));
         };
-        let subject = call_subject(&self.cluster, identity, shard);
         let id = call_id();
         let mut backoff = FIRST_BACKOFF;
+        let mut fresh = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 // Nobody took the call in time: the shard is still changing hands.
                 return Err(Error::ServedElsewhere(identity.clone()));
             }
-            let body = serde_json::to_vec(&WireCall {
-                id: id.clone(),
-                handler: call.handler.clone(),
-                params: call.params.clone(),
-                identity: identity.clone(),
-                caller: WireCaller::from(&call.caller),
-                timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
-            })
-            .map_err(|e| Error::Remote(format!("encoding the forwarded call: {e}")))?;
-            let request = async_nats::Request::new()
-                .payload(body.into())
-                .timeout(Some(left + ANSWER_SLACK));
-            match self.client.send_request(subject.clone(), request).await {
-                Ok(message) => match serde_json::from_slice::<WireReply>(&message.payload) {
-                    Ok(WireReply::Ok(reply)) => return Ok(reply),
-                    Ok(WireReply::Err(WireError::NotServed)) => {}
-                    Ok(WireReply::Err(e)) => return Err(e.into_error(identity)),
-                    Err(e) => {
-                        return Err(Error::Remote(format!(
-                            "the serving node's answer does not decode: {e}"
-                        )));
+            if let Some(node) = self.owner(shard.0 as usize, fresh).await {
+                let subject = call_subject(&self.cluster, &node, &identity.partition);
+                let body = serde_json::to_vec(&WireCall {
+                    id: id.clone(),
+                    handler: call.handler.clone(),
+                    params: call.params.clone(),
+                    identity: identity.clone(),
+                    caller: WireCaller::from(&call.caller),
+                    timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
+                })
+                .map_err(|e| Error::Remote(format!("encoding the forwarded call: {e}")))?;
+                let request = async_nats::Request::new()
+                    .payload(body.into())
+                    .timeout(Some(left + ANSWER_SLACK));
+                match self.client.send_request(subject.clone(), request).await {
+                    Ok(message) => match serde_json::from_slice::<WireReply>(&message.payload) {
+                        Ok(WireReply::Ok(reply)) => return Ok(reply),
+                        // Neither ran the call: the receiver does not serve it, or its
+                        // instance stopped first (a hand-off).
+                        Ok(WireReply::Err(WireError::NotServed | WireError::Stopped)) => {
+                            tracing::debug!(call = %id, %subject, "not served there; retrying");
+                        }
+                        Ok(WireReply::Err(e)) => return Err(e.into_error(identity)),
+                        Err(e) => {
+                            return Err(Error::Remote(format!(
+                                "the serving node's answer does not decode: {e}"
+                            )));
+                        }
+                    },
+                    Err(e) if e.kind() == RequestErrorKind::TimedOut => {
+                        tracing::warn!(call = %id, %subject, "a forwarded call got no answer in time");
+                        return Err(Error::Call(CallError::Timeout(deadline_after)));
                     }
-                },
-                Err(e) if e.kind() == RequestErrorKind::TimedOut => {
-                    return Err(Error::Call(CallError::Timeout(deadline_after)));
-                }
-                Err(e) if e.kind() == RequestErrorKind::NoResponders => {}
-                Err(e) => {
-                    tracing::warn!(call = %id, %subject, error = %e, "forwarding a call failed; retrying")
+                    Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                        tracing::debug!(call = %id, %subject, "no responder; retrying");
+                    }
+                    Err(e) => {
+                        tracing::warn!(call = %id, %subject, error = %e, "forwarding a call failed; retrying")
+                    }
                 }
             }
+            fresh = true;
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(backoff.min(left)).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -158,21 +202,55 @@ fn call_id() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Answers the calls forwarded to the shards this node serves, on its runtime.
+/// Answers the calls forwarded to this node, on its runtime.
 pub(crate) struct CallServer {
     client: async_nats::Client,
-    cluster: Arc<str>,
     runtime: Runtime,
-    subscribed: Mutex<HashMap<ShardId, JoinHandle<()>>>,
+    /// The subscription's task, until the node leaves.
+    task: Mutex<Option<JoinHandle<()>>>,
+    /// Calls being answered now.
+    answering: Arc<Answering>,
+}
+
+/// Counts the calls being answered, and wakes whoever waits for none.
+#[derive(Default)]
+struct Answering {
+    count: std::sync::atomic::AtomicUsize,
+    none: tokio::sync::Notify,
+}
+
+/// One call being answered (dropped when its answer is sent).
+struct AnsweringGuard(Arc<Answering>);
+
+impl AnsweringGuard {
+    fn new(answering: &Arc<Answering>) -> Self {
+        answering
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(answering.clone())
+    }
+}
+
+impl Drop for AnsweringGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.none.notify_waiters();
+        }
+    }
 }
 
 impl Drop for CallServer {
     fn drop(&mut self) {
-        for (_, task) in self
-            .subscribed
+        if let Some(task) = self
+            .task
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
-            .drain()
+            .take()
         {
             task.abort();
         }
@@ -180,52 +258,68 @@ impl Drop for CallServer {
 }
 
 impl CallServer {
-    pub(crate) fn new(client: async_nats::Client, cluster: &str, runtime: Runtime) -> Self {
-        Self {
-            client,
-            cluster: cluster.into(),
-            runtime,
-            subscribed: Mutex::default(),
-        }
-    }
-
-    /// Starts answering the calls for `shard`.
-    pub(crate) async fn serve(self: &Arc<Self>, shard: ShardId) -> Result<(), crate::ClusterError> {
-        let subject = format!("tenantry.{}.call.*.{}", self.cluster, shard.0);
-        let mut subscriber = self
-            .client
-            .queue_subscribe(subject, QUEUE.to_owned())
+    /// Subscribes to node `node`'s calls in `cluster` and answers them on `runtime`.
+    pub(crate) async fn start(
+        client: async_nats::Client,
+        cluster: &str,
+        node: &str,
+        runtime: Runtime,
+    ) -> Result<Arc<Self>, crate::ClusterError> {
+        let subject = format!("tenantry.{cluster}.node.{node}.*");
+        let mut subscriber = client
+            .subscribe(subject)
             .await
             .map_err(crate::bucket::unavailable)?;
-        let server = Arc::downgrade(self);
+        let server = Arc::new(Self {
+            client,
+            runtime,
+            task: Mutex::new(None),
+            answering: Arc::default(),
+        });
+        let weak = Arc::downgrade(&server);
         let task = tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
-                let Some(server) = server.upgrade() else {
-                    return;
-                };
-                tokio::spawn(async move { server.answer(message).await });
+                let Some(server) = weak.upgrade() else { return };
+                let guard = AnsweringGuard::new(&server.answering);
+                tokio::spawn(async move {
+                    server.answer(message).await;
+                    drop(guard);
+                });
             }
         });
-        let old = self
-            .subscribed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(shard, task);
-        if let Some(old) = old {
-            old.abort();
-        }
-        Ok(())
+        *server.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(server)
     }
 
-    /// Stops answering the calls for `shard` (dropping the subscription unsubscribes).
-    pub(crate) fn stop(&self, shard: ShardId) {
-        let task = self
-            .subscribed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&shard);
+    /// Stops taking calls, for a node that leaves: keeps answering for `grace` (the
+    /// node serves nothing by then, so every call is turned back with `NotServed` and
+    /// its caller asks the new owner), then unsubscribes, waits (at most `limit`) until
+    /// every call taken has its answer, and flushes the answers to NATS.
+    pub(crate) async fn stop(&self, grace: Duration, limit: Duration) {
+        tokio::time::sleep(grace).await;
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             task.abort();
+            let _ = task.await;
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let none = self.answering.none.notified();
+            if self
+                .answering
+                .count
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 0
+            {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, none).await.is_err() {
+                tracing::warn!("calls forwarded here were still running when the node left");
+                break;
+            }
+        }
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "flushing the last answers failed");
         }
     }
 
@@ -234,7 +328,10 @@ impl CallServer {
             return;
         };
         let body = match serde_json::from_slice::<WireCall>(&message.payload) {
-            Ok(call) => self.run(call, message.subject.as_str()).await,
+            Ok(call) => {
+                tracing::debug!(call = %call.id, subject = %message.subject, "answering");
+                self.run(call, message.subject.as_str()).await
+            }
             Err(e) => encode_error(WireError::Other {
                 message: format!("the forwarded call does not decode: {e}"),
             }),
@@ -277,7 +374,8 @@ impl CallServer {
     /// identity is what the handler names, and the subject names its partition.
     fn bus_for(&self, call: &WireCall, subject: &str) -> Result<Bus, Error> {
         let identity = &call.identity;
-        let subject_partition = subject.split('.').nth(3);
+        // tenantry.<cluster>.node.<node>.<partition>
+        let subject_partition = subject.split('.').nth(4);
         let forbidden = || Error::Forbidden("the call does not match its subject".into());
         if subject_partition != Some(token(&identity.partition)) {
             return Err(forbidden());

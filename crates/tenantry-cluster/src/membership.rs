@@ -86,9 +86,13 @@ pub struct Member {
 /// An entry as this node last saw it.
 struct Seen {
     revision: u64,
-    /// When this node saw the revision change (or first saw the entry).
+    /// When this node saw the revision change (or first saw or heard of the entry).
     changed_at: Instant,
-    member: Member,
+    /// `None` for a node only heard of (it owns shards) and not yet read.
+    member: Option<Member>,
+    /// Whether the last read found the entry (a node that left is kept until it ages
+    /// out, so its name is not taken for dead the moment its entry goes).
+    present: bool,
 }
 
 struct Shared {
@@ -208,14 +212,39 @@ impl Membership {
         let mut live: BTreeMap<String, Member> = read(&self.shared.seen)
             .iter()
             .filter(|(node, s)| {
-                **node != me.node && read_at.saturating_duration_since(s.changed_at) < dead_after
+                **node != me.node
+                    && s.present
+                    && read_at.saturating_duration_since(s.changed_at) < dead_after
             })
-            .map(|(node, s)| (node.clone(), s.member.clone()))
+            .filter_map(|(node, s)| Some((node.clone(), s.member.clone()?)))
             .collect();
         if self.serving() {
             live.insert(me.node.clone(), me);
         }
         live.into_values().collect()
+    }
+
+    /// Whether this node counts `node` dead: its entry has not changed for a lease and a
+    /// margin across this node's successful reads (itself: once it stops serving). A
+    /// node it has never read is alive from now on, until it ages out like any other:
+    /// it may have joined and claimed shards since this node's last read.
+    pub fn counts_dead(&self, node: &str) -> bool {
+        if node == lock(&self.shared.me).node {
+            return !self.serving();
+        }
+        let dead_after = self.shared.config.lease + self.shared.config.margin;
+        let read_at = *lock(&self.shared.read_at);
+        if let Some(s) = read(&self.shared.seen).get(node) {
+            return read_at.saturating_duration_since(s.changed_at) >= dead_after;
+        }
+        let mut seen = self.shared.seen.write().unwrap_or_else(|e| e.into_inner());
+        seen.entry(node.to_owned()).or_insert_with(|| Seen {
+            revision: 0,
+            changed_at: Instant::now(),
+            member: None,
+            present: false,
+        });
+        false
     }
 
     /// Marks this node as draining (written with its next renewal).
@@ -370,18 +399,23 @@ async fn read_entries(store: &kv::Store) -> Option<BTreeMap<String, (u64, Member
     Some(current)
 }
 
-/// Notes one read's entries (see [`observe`]).
+/// Notes one read's entries (see [`observe`]). Entries that are gone are kept, absent,
+/// until they are long dead.
 fn note(shared: &Shared, current: BTreeMap<String, (u64, Member)>) {
     let now = Instant::now();
+    let forget_after = (shared.config.lease + shared.config.margin) * 10;
     let mut seen = shared.seen.write().unwrap_or_else(|e| e.into_inner());
-    seen.retain(|key, _| current.contains_key(key));
+    seen.retain(|key, s| {
+        s.present = current.contains_key(key);
+        s.present || now.duration_since(s.changed_at) < forget_after
+    });
     for (key, (revision, member)) in current {
         match seen.get_mut(&key) {
             Some(s) if s.revision == revision => {}
             Some(s) => {
                 s.revision = revision;
                 s.changed_at = now;
-                s.member = member;
+                s.member = Some(member);
             }
             None => {
                 seen.insert(
@@ -389,7 +423,8 @@ fn note(shared: &Shared, current: BTreeMap<String, (u64, Member)>) {
                     Seen {
                         revision,
                         changed_at: now,
-                        member,
+                        member: Some(member),
+                        present: true,
                     },
                 );
             }

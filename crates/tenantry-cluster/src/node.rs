@@ -50,6 +50,12 @@ impl Default for NodeConfig {
     }
 }
 
+/// How long a leaving node keeps turning calls back after it gave its shards up (the
+/// calls on their way to it then find the new owners).
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
+/// How long a leaving node then waits for the calls it took to be answered.
+const LEAVE_ANSWERS_WAIT: Duration = Duration::from_secs(10);
+
 /// The shards a node serves, with the fence epoch it took for each.
 type Served = Arc<RwLock<BTreeMap<ShardId, u64>>>;
 
@@ -146,25 +152,23 @@ impl ClusterNode {
             })
         };
         let ownership = Ownership::open(client.clone(), cluster, count).await?;
+        let calls = CallServer::start(client.clone(), cluster, node, runtime.clone()).await?;
         let membership = Arc::new(
             Membership::join(client.clone(), cluster, node, address, config.membership).await?,
         );
+        let forwarder = Forwarder::new(client, cluster, shard_of.clone(), ownership.clone());
         let rounds = Arc::new(Rounds {
             me: node.to_owned(),
             membership: membership.clone(),
             ownership,
             store,
             hand_off,
-            calls: Some(Arc::new(CallServer::new(
-                client.clone(),
-                cluster,
-                runtime.clone(),
-            ))),
+            calls: Some(calls),
             serving: Arc::default(),
             config,
         });
-        runtime.set_admission(Some(admission(&rounds, shard_of.clone())));
-        runtime.add_transport(Forwarder::new(client, cluster, shard_of));
+        runtime.set_admission(Some(admission(&rounds, shard_of)));
+        runtime.add_transport(forwarder);
         Ok(Self::run(rounds))
     }
 
@@ -227,8 +231,12 @@ impl ClusterNode {
         rounds.membership.drain();
         rounds.stop_serving(rounds.served()).await;
         let owned = rounds.ownership.owned(&rounds.me).await?;
-        rounds.ownership.release(&rounds.me, &owned).await?;
-        rounds.membership.leave().await
+        let released = rounds.ownership.release(&rounds.me, &owned).await;
+        let left = rounds.membership.leave().await;
+        if let Some(calls) = &rounds.calls {
+            calls.stop(LEAVE_GRACE, LEAVE_ANSWERS_WAIT).await;
+        }
+        released.and(left)
     }
 }
 
@@ -247,7 +255,7 @@ struct Rounds {
     ownership: Ownership,
     store: PgStore,
     hand_off: HandOff,
-    /// Answers the calls forwarded to the served shards (nodes that run a runtime).
+    /// Answers the calls forwarded to this node (nodes that run a runtime).
     calls: Option<Arc<CallServer>>,
     serving: Served,
     config: NodeConfig,
@@ -281,8 +289,16 @@ impl Rounds {
             .collect();
         let round = self
             .ownership
-            .round(&self.me, &live, self.config.max_moves)
+            .round_with(
+                &self.me,
+                &live,
+                |owner| self.membership.counts_dead(owner),
+                self.config.max_moves,
+            )
             .await?;
+        if !round.claimed.is_empty() || !round.hand_off.is_empty() {
+            tracing::debug!(node = %self.me, ?live, claimed = ?round.claimed, hand_off = ?round.hand_off, "ownership round");
+        }
         // Serve what the record gives this node: raise the fence first.
         let served = self.served();
         let to_take = round
@@ -291,7 +307,7 @@ impl Rounds {
             .filter(|s| !served.contains(s) && !round.hand_off.contains(s));
         for shard in to_take {
             match self.store.take_shard(*shard).await {
-                Ok(epoch) => self.start_serving(*shard, epoch).await,
+                Ok(epoch) => self.start_serving(*shard, epoch),
                 Err(e) => {
                     tracing::warn!(node = %self.me, %shard, error = %e, "taking a shard's fence failed")
                 }
@@ -303,6 +319,9 @@ impl Rounds {
             .into_iter()
             .filter(|s| !round.owned.contains(s))
             .collect();
+        if !lost.is_empty() {
+            tracing::warn!(node = %self.me, ?lost, "shards taken while this node was counted dead");
+        }
         self.stop_serving(lost).await;
         if !round.hand_off.is_empty() {
             self.stop_serving(round.hand_off.clone()).await;
@@ -315,21 +334,15 @@ impl Rounds {
         read(&self.serving).keys().copied().collect()
     }
 
-    /// Serves `shard`, whose fence this node took at `epoch`: admits its identities and
-    /// answers the calls forwarded to it.
-    async fn start_serving(&self, shard: ShardId, epoch: u64) {
+    /// Serves `shard`, whose fence this node took at `epoch`: admits its identities (the
+    /// calls forwarded for them are admitted with them).
+    fn start_serving(&self, shard: ShardId, epoch: u64) {
         write(&self.serving).insert(shard, epoch);
-        if let Some(calls) = &self.calls {
-            if let Err(e) = calls.serve(shard).await {
-                // Local calls are served; forwarded ones retry until the next round.
-                tracing::warn!(node = %self.me, %shard, error = %e, "subscribing to a shard's calls failed");
-            }
-        }
     }
 
-    /// Hands `shards` off: the node stops admitting and answering calls for them, the
-    /// application hibernates what lives there (still under the fence), then the fences
-    /// go.
+    /// Hands `shards` off: the node stops admitting calls for them (forwarded ones are
+    /// turned back), the application hibernates what lives there (still under the
+    /// fence), then the fences go.
     async fn stop_serving(&self, shards: Vec<ShardId>) {
         if shards.is_empty() {
             return;
@@ -338,9 +351,6 @@ impl Rounds {
             let mut serving = write(&self.serving);
             for shard in &shards {
                 serving.remove(shard);
-                if let Some(calls) = &self.calls {
-                    calls.stop(*shard);
-                }
             }
         }
         (self.hand_off)(shards.clone()).await;

@@ -43,7 +43,8 @@ pub struct Round {
     pub owned: Vec<ShardId>,
 }
 
-/// A cluster's shard ownership record.
+/// A cluster's shard ownership record (clones share the bucket).
+#[derive(Clone)]
 pub struct Ownership {
     store: kv::Store,
     count: ShardCount,
@@ -92,13 +93,33 @@ impl Ownership {
         live: &[String],
         max_moves: usize,
     ) -> Result<Round, ClusterError> {
+        self.round_with(
+            me,
+            live,
+            |owner| !live.contains(&owner.to_owned()),
+            max_moves,
+        )
+        .await
+    }
+
+    /// [`Ownership::round`], planning over `members` but freeing only the shards of the
+    /// owners `is_dead` names: an owner this node has not heard of yet (it joined since
+    /// this node's last read) keeps its shards.
+    pub async fn round_with(
+        &self,
+        me: &str,
+        members: &[String],
+        is_dead: impl Fn(&str) -> bool,
+        max_moves: usize,
+    ) -> Result<Round, ClusterError> {
+        let live = members;
         for _ in 0..ATTEMPTS {
             let (mut record, revision) = self.read().await?;
             // Owners this node counts dead hold nothing.
             let current: Vec<Option<String>> = record
                 .owners
                 .iter()
-                .map(|o| o.clone().filter(|o| live.contains(o)))
+                .map(|o| o.clone().filter(|o| !is_dead(o)))
                 .collect();
             let placement = plan(&current, live, max_moves);
             let mut round = Round::default();

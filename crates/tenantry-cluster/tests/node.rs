@@ -378,7 +378,8 @@ async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() 
 
     // A caller that names another partition than its subject is refused by the owner.
     let identity = Identity::new(acme.clone(), "tallies", Key::new("k1").unwrap());
-    let subject = tenantry_cluster::call_subject(&env.cluster, &identity, shard(&identity));
+    let owner = if a.serves(shard(&identity)) { "a" } else { "b" };
+    let subject = tenantry_cluster::call_subject(&env.cluster, owner, &acme);
     let forged = serde_json::json!({
         "id": "forged", "handler": "tallies.add", "params": null,
         "identity": identity, "caller": {"tenant": "globex"}, "timeout_ms": 1000

@@ -1,0 +1,459 @@
+//! Three `tenantry serve --cluster` processes on the local NATS and PostgreSQL
+//! (TENANTRY_TEST_NATS_URL and TENANTRY_TEST_POSTGRES_URL; skipped, saying so, without
+//! them), each test in a cluster and schema of its own, removed afterwards.
+//!
+//! Eight writers append unique ids to 1,000 keyed agents through random nodes while a
+//! node is killed with SIGKILL, paused with SIGSTOP past its lease, or every node is
+//! restarted in turn; then every id a node acknowledged must be in its agent exactly
+//! once, in the order of acknowledgement. Two nodes hosting one agent at once would
+//! break that (the second host's appends would start from another list, or be lost).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tenantry_testing::random_below;
+
+const NODES: usize = 3;
+const WRITERS: usize = 8;
+const AGENTS: usize = 1_000;
+
+/// One cluster of test processes.
+struct Cluster {
+    name: String,
+    schema: String,
+    pg_url: String,
+    nats_url: String,
+    dir: tempfile::TempDir,
+    procs: Vec<Option<Proc>>,
+    /// The addresses writers may use now.
+    up: Arc<RwLock<Vec<SocketAddr>>>,
+}
+
+impl Cluster {
+    /// Starts `NODES` nodes and waits until they share the shards; `None` when the
+    /// services are not configured.
+    async fn start(tag: &str) -> Option<Self> {
+        let (Ok(nats_url), Ok(pg_url)) = (
+            std::env::var("TENANTRY_TEST_NATS_URL"),
+            std::env::var("TENANTRY_TEST_POSTGRES_URL"),
+        ) else {
+            eprintln!(
+                "skipped: TENANTRY_TEST_NATS_URL and TENANTRY_TEST_POSTGRES_URL are not both set"
+            );
+            return None;
+        };
+        let id = random_below(u64::MAX) & 0xffff_ffff;
+        let mut cluster = Self {
+            name: format!("t{tag}{id:x}"),
+            schema: format!("tenantry_test_cluster_{tag}_{id:x}"),
+            pg_url,
+            nats_url,
+            dir: tempfile::tempdir().unwrap(),
+            procs: Vec::new(),
+            up: Arc::default(),
+        };
+        for n in 0..NODES {
+            let proc = cluster.spawn(n).await;
+            cluster.procs.push(Some(proc));
+        }
+        cluster.refresh_up();
+        cluster.wait_stable().await;
+        Some(cluster)
+    }
+
+    fn node(n: usize) -> String {
+        format!("n{n}")
+    }
+
+    async fn spawn(&self, n: usize) -> Proc {
+        let node = Self::node(n);
+        let data = self.dir.path().join(&node);
+        spawn_binary(
+            &data,
+            &[
+                ("TENANTRY_POSTGRES_URL", self.pg_url.as_str()),
+                ("TENANTRY_POSTGRES_SCHEMA", self.schema.as_str()),
+                ("TENANTRY_CLUSTER", self.nats_url.as_str()),
+                ("TENANTRY_CLUSTER_NAME", self.name.as_str()),
+                ("TENANTRY_NODE", node.as_str()),
+            ],
+        )
+        .await
+    }
+
+    fn refresh_up(&self) {
+        *self.up.write().unwrap() = self.procs.iter().flatten().map(|p| p.addr).collect();
+    }
+
+    fn addr(&self, n: usize) -> SocketAddr {
+        self.procs[n].as_ref().expect("node is up").addr
+    }
+
+    /// What node `n` says of the cluster.
+    async fn status(&self, n: usize) -> Option<Value> {
+        let r = request(self.addr(n), "GET", "/v1/admin/cluster", Some(ADMIN), None)
+            .await
+            .ok()?;
+        (r.status == 200).then(|| r.json()["result"].clone())
+    }
+
+    /// Waits until every running node counts the same members and every shard has a
+    /// running owner that serves it.
+    async fn wait_stable(&self) {
+        let running: Vec<usize> = (0..NODES).filter(|n| self.procs[*n].is_some()).collect();
+        let names: HashSet<String> = running.iter().map(|n| Self::node(*n)).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut stable = true;
+            let mut served = 0;
+            for n in &running {
+                let Some(s) = self.status(*n).await else {
+                    stable = false;
+                    break;
+                };
+                let members: HashSet<String> = s["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["node"].as_str().unwrap().to_owned())
+                    .collect();
+                let owners = s["owners"].as_array().unwrap();
+                stable &= members == names
+                    && owners
+                        .iter()
+                        .all(|o| o.as_str().is_some_and(|o| names.contains(o)));
+                let shards = s["shards"].as_object().unwrap();
+                served += shards.len();
+                stable &= !shards.is_empty();
+                if !stable {
+                    break;
+                }
+                if n == running.last().unwrap() {
+                    stable &= served == owners.len();
+                }
+            }
+            if stable {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn pid(&self, n: usize) -> String {
+        self.procs[n]
+            .as_ref()
+            .unwrap()
+            .child
+            .id()
+            .unwrap()
+            .to_string()
+    }
+
+    fn signal(&self, n: usize, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.pid(n)])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    async fn kill(&mut self, n: usize) {
+        let mut proc = self.procs[n].take().unwrap();
+        self.up.write().unwrap().retain(|a| *a != proc.addr);
+        proc.child.start_kill().expect("SIGKILL");
+        let _ = proc.child.wait().await;
+    }
+
+    async fn clean(mut self) {
+        for p in self.procs.iter_mut().flatten() {
+            let _ = p.child.start_kill();
+            let _ = p.child.wait().await;
+        }
+        if let Ok(client) = tenantry_cluster::async_nats::connect(&self.nats_url).await {
+            let js = tenantry_cluster::async_nats::jetstream::new(client);
+            for what in ["members", "shards"] {
+                let _ = js
+                    .delete_key_value(format!("tenantry_{}_{what}", self.name))
+                    .await;
+            }
+        }
+        let _ = tenantry_postgres::PgStore::drop_schema(&self.pg_url, &self.schema).await;
+    }
+}
+
+/// One id a writer sent, and when it was acknowledged.
+struct Sent {
+    id: String,
+    agent: usize,
+    sent: Instant,
+    acked: Option<Instant>,
+}
+
+/// What the writers saw.
+#[derive(Default)]
+struct Load {
+    sent: Vec<Sent>,
+    /// Answers other than 200, by status and code.
+    refused: BTreeMap<String, usize>,
+}
+
+/// Writer `w`: appends `w-i` to agent `(i * WRITERS + w) % AGENTS` through a random
+/// running node, until `stop`. A connection that fails is not an answer: the write is
+/// not acknowledged and the writer goes on.
+async fn writer(w: usize, up: Arc<RwLock<Vec<SocketAddr>>>, stop: Arc<AtomicBool>) -> Load {
+    let mut load = Load::default();
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let addr = {
+            let up = up.read().unwrap();
+            up[random_below(up.len() as u64) as usize]
+        };
+        let agent = (i * WRITERS + w) % AGENTS;
+        let id = format!("{w}-{i}");
+        let body = serde_json::to_vec(&json!({ "text": id })).unwrap();
+        let path = format!("/v1/partitions/acme/invoke/workspace_workers.note?key=a{agent}");
+        let sent = Instant::now();
+        let answer = request(addr, "POST", &path, Some(ACME), Some(&body)).await;
+        let acked = match &answer {
+            Ok(r) if r.status == 200 => Some(Instant::now()),
+            Ok(r) => {
+                let code = serde_json::from_slice::<Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                *load
+                    .refused
+                    .entry(format!("{} {code}", r.status))
+                    .or_default() += 1;
+                None
+            }
+            Err(_) => None,
+        };
+        load.sent.push(Sent {
+            id,
+            agent,
+            sent,
+            acked,
+        });
+    }
+    load
+}
+
+/// The writers, running.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Load>>,
+}
+
+impl Writers {
+    /// Starts `WRITERS` writers over the running nodes of `cluster`.
+    fn start(cluster: &Cluster) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..WRITERS)
+            .map(|w| tokio::spawn(writer(w, cluster.up.clone(), stop.clone())))
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops them and gathers what they saw.
+    async fn finish(self) -> Load {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut load = Load::default();
+        for w in self.tasks {
+            let l = w.await.unwrap();
+            load.sent.extend(l.sent);
+            for (k, v) in l.refused {
+                *load.refused.entry(k).or_default() += v;
+            }
+        }
+        load
+    }
+}
+
+/// Every acknowledged id is in its agent exactly once, in acknowledgement order, and the
+/// agents hold nothing nobody sent; asked through node `via`.
+async fn verify(cluster: &Cluster, via: usize, load: &Load) -> usize {
+    let mut by_agent: HashMap<usize, Vec<&Sent>> = HashMap::new();
+    for s in &load.sent {
+        by_agent.entry(s.agent).or_default().push(s);
+    }
+    let checked = Arc::new(AtomicUsize::new(0));
+    let mut agents: Vec<(usize, Vec<&Sent>)> = by_agent.into_iter().collect();
+    agents.sort_by_key(|(a, _)| *a);
+    for (agent, sent) in agents {
+        let path = format!("/v1/partitions/acme/invoke/workspace_workers.notes?key=a{agent}");
+        let r = request(cluster.addr(via), "POST", &path, Some(ACME), Some(b"{}"))
+            .await
+            .expect("the node answers");
+        assert_eq!(r.status, 200, "notes of a{agent}: {}", r.text());
+        let notes: Vec<String> = serde_json::from_value(r.json()["result"].clone()).unwrap();
+        let mut position = HashMap::new();
+        for (i, note) in notes.iter().enumerate() {
+            assert!(
+                position.insert(note.as_str(), i).is_none(),
+                "a{agent} holds {note} twice"
+            );
+        }
+        let sent_here: HashSet<&str> = sent.iter().map(|s| s.id.as_str()).collect();
+        for note in &notes {
+            assert!(
+                sent_here.contains(note.as_str()),
+                "a{agent} holds {note}, which nobody sent it"
+            );
+        }
+        for a in &sent {
+            let Some(acked) = a.acked else { continue };
+            let pa = *position
+                .get(a.id.as_str())
+                .unwrap_or_else(|| panic!("{} was acknowledged by a{agent} and is gone", a.id));
+            checked.fetch_add(1, Ordering::Relaxed);
+            for b in sent.iter().filter(|b| b.sent > acked) {
+                if let Some(&pb) = position.get(b.id.as_str()) {
+                    assert!(
+                        pa < pb,
+                        "a{agent} holds {} after {}, acknowledged before it was sent",
+                        a.id,
+                        b.id
+                    );
+                }
+            }
+        }
+    }
+    checked.load(Ordering::Relaxed)
+}
+
+fn acked(load: &Load) -> usize {
+    load.sent.iter().filter(|s| s.acked.is_some()).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_under_load_loses_no_acknowledged_write_and_its_agents_move() {
+    let Some(mut cluster) = Cluster::start("kill").await else {
+        return;
+    };
+    let victim = random_below(NODES as u64) as usize;
+    let survivor = (victim + 1) % NODES;
+    let writers = Writers::start(&cluster);
+    tokio::time::sleep(Duration::from_millis(1_500 + random_below(1_000))).await;
+    cluster.kill(victim).await;
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let load = writers.finish().await;
+    let after = load
+        .sent
+        .iter()
+        .filter(|s| {
+            s.acked
+                .is_some_and(|a| a > killed_at + Duration::from_secs(8))
+        })
+        .count();
+    eprintln!(
+        "kill: {} sent, {} acknowledged, {after} in the last 2 s, refused {:?}",
+        load.sent.len(),
+        acked(&load),
+        load.refused
+    );
+    assert!(acked(&load) > 1_000, "the load ran");
+    assert!(after > 0, "the survivors answer for every agent again");
+    let checked = verify(&cluster, survivor, &load).await;
+    assert_eq!(checked, acked(&load));
+
+    // A tenant's key is confined on a node that does not own the tenant's agents too.
+    let on = cluster.addr(survivor);
+    let cross = request(
+        on,
+        "POST",
+        "/v1/partitions/globex/invoke/workspace_workers.notes?key=a1",
+        Some(ACME),
+        Some(b"{}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cross.status, 403, "{}", cross.text());
+    let globex = request(
+        on,
+        "POST",
+        "/v1/partitions/globex/invoke/workspace_workers.notes?key=a1",
+        Some(GLOBEX),
+        Some(b"{}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(globex.json()["result"], json!([]), "globex's a1 is its own");
+    cluster.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_lands_no_write_and_loses_none() {
+    let Some(cluster) = Cluster::start("pause").await else {
+        return;
+    };
+    let paused = random_below(NODES as u64) as usize;
+    let survivor = (paused + 1) % NODES;
+    let writers = Writers::start(&cluster);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // Writers still send to it: those requests wait in its socket.
+    cluster.signal(paused, "-STOP");
+    // The default lease is 3 s: well past it, the others have taken its shards.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    cluster.signal(paused, "-CONT");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let load = writers.finish().await;
+    eprintln!(
+        "pause: {} sent, {} acknowledged, refused {:?}",
+        load.sent.len(),
+        acked(&load),
+        load.refused
+    );
+    assert!(acked(&load) > 1_000, "the load ran");
+    let checked = verify(&cluster, survivor, &load).await;
+    assert_eq!(checked, acked(&load));
+    // The paused node rejoins and serves again.
+    cluster.wait_stable().await;
+    cluster.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_answers_every_request_with_success() {
+    let Some(mut cluster) = Cluster::start("roll").await else {
+        return;
+    };
+    let writers = Writers::start(&cluster);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..NODES {
+        // Writers stop choosing it first, as a load balancer draining it would.
+        let proc = cluster.procs[n].take().unwrap();
+        cluster.up.write().unwrap().retain(|a| *a != proc.addr);
+        assert!(proc.terminate().await.success(), "n{n} exits cleanly");
+        cluster.procs[n] = Some(cluster.spawn(n).await);
+        cluster.refresh_up();
+        cluster.wait_stable().await;
+    }
+    let load = writers.finish().await;
+    eprintln!(
+        "rolling restart: {} sent, {} acknowledged, refused {:?}",
+        load.sent.len(),
+        acked(&load),
+        load.refused
+    );
+    assert!(
+        load.refused.is_empty(),
+        "non-2xx answers: {:?}",
+        load.refused
+    );
+    let checked = verify(&cluster, 0, &load).await;
+    assert_eq!(checked, acked(&load));
+    cluster.clean().await;
+}
