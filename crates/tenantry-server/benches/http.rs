@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -31,6 +31,12 @@ const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+// `body` serves the cluster benchmark only.
+#[allow(dead_code)]
+#[path = "support/conn.rs"]
+mod conn;
+use conn::Conn;
 
 async fn spawn(data_dir: &std::path::Path) -> Res<(Child, SocketAddr)> {
     spawn_with(data_dir, None).await
@@ -76,43 +82,6 @@ async fn stop(mut child: Child) -> Res<()> {
     }
     child.wait().await?;
     Ok(())
-}
-
-/// A keep-alive HTTP/1.1 connection that sends one fixed request and reads one response.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn roundtrip(&mut self, request: &[u8]) -> Res<u16> {
-        self.stream.write_all(request).await?;
-        self.buf.clear();
-        loop {
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("connection closed".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = std::str::from_utf8(&self.buf[..end])?;
-            let status: u16 = head.get(9..12).ok_or("short status line")?.parse()?;
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .ok_or("no content-length")?;
-            if self.buf.len() >= end + 4 + len {
-                return Ok(status);
-            }
-        }
-    }
 }
 
 async fn ready(addr: SocketAddr) -> bool {
