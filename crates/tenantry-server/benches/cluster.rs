@@ -301,7 +301,7 @@ async fn settled(procs: &[Proc]) -> Res<()> {
 const AGENTS: usize = 300;
 
 fn note_path(agent: usize, handler: &str) -> String {
-    format!("/v1/partitions/acme/invoke/workspace_workers.{handler}?key=f{agent}&timeout_ms=30000")
+    format!("/v1/partitions/acme/invoke/workspace_workers.{handler}?key=f{agent}")
 }
 
 async fn failover(env: &Env) -> Res<()> {

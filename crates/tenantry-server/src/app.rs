@@ -428,6 +428,7 @@ impl App {
             let properties = with_target(&inst.properties, &name)?;
             instances.push(InstanceSpec { properties, ..inst });
         }
+        self.catch_up().await;
         let mut book = self.book.lock().await;
         if book.tenants.contains_key(&name) {
             return Err(ApiError::conflict(format!(
@@ -443,45 +444,19 @@ impl App {
         }
         let api_key = keys::generate("tk").map_err(|e| ApiError::internal(e.to_string()))?;
         let hash = keys::hash(&api_key);
-        let kernel = self.runtime.kernel();
-        let config_key = tenant_config_key(&name);
-        kernel
-            .config()
-            .set(&config_key, config.clone())
-            .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
-        let mut added: Vec<String> = Vec::new();
-        let rollback = |added: Vec<String>| {
-            let kernel = kernel.clone();
-            let config_key = config_key.clone();
-            async move {
-                for n in added {
-                    let _ = kernel.hot_remove(&n).await;
-                }
-                let _ = kernel.config().set(&config_key, Value::Null);
-            }
-        };
-        for inst in &instances {
-            if let Err(e) = kernel
-                .hot_add(&inst.factory, &inst.name, inst.properties.clone())
-                .await
-            {
-                rollback(added).await;
-                return Err(e.into());
-            }
-            added.push(inst.name.clone());
-        }
         let spec = TenantSpec {
             name: name.clone(),
             api_keys_sha256: vec![keys::hash_hex(&api_key)],
             config,
             instances,
         };
+        let added = self.start_tenant(&spec).await?;
         let mut doc = book.registry.doc.clone();
         doc.onboarded.insert(name.clone(), spec.clone());
         doc.offboarded.remove(&name);
         doc.retained.remove(&name);
         if let Err(e) = book.registry.save(doc).await {
-            rollback(added).await;
+            self.stop_tenant_instances(&name, &added).await;
             return Err(e.into());
         }
         if !self.keys.add(hash, &partition) {
@@ -496,6 +471,8 @@ impl App {
             },
         );
         self.set_active(&partition, true);
+        drop(book);
+        self.announce_registry();
         tracing::info!(partition = %name, instances = ?added, "tenant onboarded");
         Ok(Onboarded {
             partition: name,
@@ -511,6 +488,7 @@ impl App {
     pub async fn offboard(&self, name: &str, purge: bool) -> Result<Offboarded, ApiError> {
         let partition = Partition::new(name)
             .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
+        self.catch_up().await;
         let mut book = self.book.lock().await;
         let active = book.tenants.contains_key(name);
         let retained = book.registry.doc.retained.contains(name);
@@ -536,29 +514,13 @@ impl App {
                 .retain(|k, _| k != &config_key && !k.starts_with(&prefix));
         }
         book.registry.save(doc).await?;
-        let kernel = self.runtime.kernel();
-        let mut removed_instances = Vec::new();
-        let mut hibernated = 0;
-        if active {
+        let (removed_instances, hibernated) = if active {
             book.tenants.remove(name);
-            self.set_active(&partition, false);
-            self.keys.revoke_partition(&partition);
-            for info in kernel.instances() {
-                if info.partition == partition {
-                    match kernel.hot_remove(&info.name).await {
-                        Ok(()) => removed_instances.push(info.name),
-                        Err(e) => {
-                            tracing::warn!(instance = %info.name, error = %e, "remove failed")
-                        }
-                    }
-                }
-            }
-            let report = self.runtime.stop_partition(&partition).await;
-            for e in &report.errors {
-                tracing::warn!(partition = %name, error = %e, "hibernation at offboarding failed");
-            }
-            hibernated = report.stopped;
-        }
+            self.retire_tenant(&partition).await
+        } else {
+            (Vec::new(), 0)
+        };
+        let kernel = self.runtime.kernel();
         let mut purged_records = 0;
         if purge {
             purged_records = self.runtime.store().purge_partition(&partition).await?;
@@ -568,6 +530,8 @@ impl App {
             doc.retained.remove(name);
             book.registry.save(doc).await?;
         }
+        drop(book);
+        self.announce_registry();
         tracing::info!(partition = %name, purge, "tenant offboarded");
         Ok(Offboarded {
             partition: name.to_owned(),
@@ -586,13 +550,129 @@ impl App {
         config
             .get(key)
             .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))?;
+        self.catch_up().await;
         let mut book = self.book.lock().await;
         let mut doc = book.registry.doc.clone();
         doc.config_writes.insert(key.to_owned(), value.clone());
         book.registry.save(doc).await?;
         config
             .set(key, value)
-            .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))
+            .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))?;
+        drop(book);
+        self.announce_registry();
+        Ok(())
+    }
+
+    /// Starts a tenant's part in this process: its config subtree and its component
+    /// instances (all or none). Returns the instances added.
+    async fn start_tenant(&self, spec: &TenantSpec) -> Result<Vec<String>, ApiError> {
+        let kernel = self.runtime.kernel();
+        kernel
+            .config()
+            .set(&tenant_config_key(&spec.name), spec.config.clone())
+            .map_err(|e| ApiError::bad_request("invalid_partition", e.to_string()))?;
+        let mut added: Vec<String> = Vec::new();
+        for inst in &spec.instances {
+            if let Err(e) = kernel
+                .hot_add(&inst.factory, &inst.name, inst.properties.clone())
+                .await
+            {
+                self.stop_tenant_instances(&spec.name, &added).await;
+                return Err(e.into());
+            }
+            added.push(inst.name.clone());
+        }
+        Ok(added)
+    }
+
+    /// Undoes [`App::start_tenant`]: removes `instances` and the tenant's config subtree.
+    async fn stop_tenant_instances(&self, name: &str, instances: &[String]) {
+        let kernel = self.runtime.kernel();
+        for n in instances {
+            let _ = kernel.hot_remove(n).await;
+        }
+        let _ = kernel.config().set(&tenant_config_key(name), Value::Null);
+    }
+
+    /// Ends a tenant's part in this process: no request of it is taken any more, its keys
+    /// are revoked, its component instances removed and its live agents hibernated.
+    /// Returns the instances removed and the agents hibernated.
+    async fn retire_tenant(&self, partition: &Partition) -> (Vec<String>, usize) {
+        self.set_active(partition, false);
+        self.keys.revoke_partition(partition);
+        let kernel = self.runtime.kernel();
+        let mut removed = Vec::new();
+        for info in kernel.instances() {
+            if &info.partition == partition {
+                match kernel.hot_remove(&info.name).await {
+                    Ok(()) => removed.push(info.name),
+                    Err(e) => tracing::warn!(instance = %info.name, error = %e, "remove failed"),
+                }
+            }
+        }
+        let report = self.runtime.stop_partition(partition).await;
+        for e in &report.errors {
+            tracing::warn!(%partition, error = %e, "hibernation at offboarding failed");
+        }
+        (removed, report.stopped)
+    }
+
+    /// In cluster mode, catches up with the registry before changing it, so a change
+    /// made on another node moments ago is neither missed nor refused as a conflict.
+    async fn catch_up(&self) {
+        if self.cluster.is_some() {
+            if let Err(e) = self.sync_registry().await {
+                tracing::warn!(error = %e, "reading the tenant registry failed");
+            }
+        }
+    }
+
+    /// Tells the other nodes of the cluster that the tenant registry changed.
+    fn announce_registry(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.announce_registry();
+        }
+    }
+
+    /// Brings this process up to the tenant registry in the store (cluster mode: another
+    /// node onboarded or offboarded a tenant, or wrote config): starts the tenants added,
+    /// retires those gone, applies the config writes that changed.
+    pub async fn sync_registry(&self) -> anyhow::Result<()> {
+        let mut book = self.book.lock().await;
+        if !book.registry.reload().await? {
+            return Ok(());
+        }
+        let old = std::mem::take(&mut book.tenants);
+        let new = effective(&self.settings.app.tenants, &book.registry.doc);
+        for (name, tenant) in &new {
+            if old.contains_key(name) {
+                continue;
+            }
+            let partition = Partition::new(name).with_context(|| format!("tenant {name:?}"))?;
+            if let Err(e) = self.start_tenant(&tenant.spec).await {
+                tracing::warn!(partition = %name, error = %e.message, "starting an onboarded tenant failed");
+                continue;
+            }
+            for h in &tenant.spec.api_keys_sha256 {
+                if let Ok(hash) = keys::parse_hash_hex(h) {
+                    self.keys.add(hash, &partition);
+                }
+            }
+            self.set_active(&partition, true);
+            tracing::info!(partition = %name, "tenant onboarded on another node");
+        }
+        for name in old.keys().filter(|n| !new.contains_key(*n)) {
+            let partition = Partition::new(name).with_context(|| format!("tenant {name:?}"))?;
+            self.retire_tenant(&partition).await;
+            tracing::info!(partition = %name, "tenant offboarded on another node");
+        }
+        for (key, value) in &book.registry.doc.config_writes {
+            if self.get_config(key).ok().flatten().as_ref() != Some(value) {
+                let _ = self.runtime.kernel().config().set(key, value.clone());
+            }
+        }
+        book.tenants = new;
+        Ok(())
     }
 
     /// Reads a config value.

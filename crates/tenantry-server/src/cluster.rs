@@ -8,6 +8,12 @@
 //! only the shards it serves and forwards the other calls to their owners. At shutdown
 //! it hands every shard off before the runtime hibernates what is left
 //! ([`ClusterPart::leave`]).
+//!
+//! The tenant registry (onboardings, offboardings, admin config writes) is one record in
+//! the store that every node reads at start. A node that changes it announces it on
+//! `tenantry.<cluster>.registry`; every node then reads it again and applies what
+//! changed ([`App::sync_registry`](crate::App::sync_registry)), and reads it every few
+//! seconds anyway, in case an announcement was missed.
 
 use crate::application::Application;
 use crate::settings::{ClusterSettings, ManagerSection};
@@ -27,7 +33,11 @@ pub struct ClusterPart {
     store: PgStore,
     shard_of: ShardOf,
     node: OnceLock<ClusterNode>,
+    client: OnceLock<tenantry_cluster::async_nats::Client>,
 }
+
+/// How often a node reads the tenant registry again without an announcement.
+const REGISTRY_EVERY: Duration = Duration::from_secs(5);
 
 impl ClusterPart {
     /// The fenced store handle of this node over `store`, sharding the application's
@@ -54,6 +64,7 @@ impl ClusterPart {
             store,
             shard_of,
             node: OnceLock::new(),
+            client: OnceLock::new(),
         }
     }
 
@@ -78,6 +89,7 @@ impl ClusterPart {
             round_every: quarter.max(Duration::from_millis(100)),
             ..NodeConfig::default()
         };
+        let _ = self.client.set(client.clone());
         let node = ClusterNode::serve(
             client,
             &s.name,
@@ -92,6 +104,45 @@ impl ClusterPart {
         .await
         .with_context(|| format!("joining cluster {:?} as {:?}", s.name, s.node))?;
         let _ = self.node.set(node);
+        Ok(())
+    }
+
+    fn registry_subject(&self) -> String {
+        format!("tenantry.{}.registry", self.settings.name)
+    }
+
+    /// Tells the other nodes that the tenant registry changed.
+    pub fn announce_registry(&self) {
+        if let Some(client) = self.client.get() {
+            let (client, subject) = (client.clone(), self.registry_subject());
+            tokio::spawn(async move {
+                if let Err(e) = client.publish(subject, Default::default()).await {
+                    tracing::warn!(error = %e, "announcing a registry change failed; the others read it within seconds anyway");
+                }
+            });
+        }
+    }
+
+    /// Keeps `app` up to the tenant registry: on every announcement, and every few
+    /// seconds. Ends with the app.
+    pub async fn follow_registry(&self, app: std::sync::Weak<crate::App>) -> anyhow::Result<()> {
+        let client = self.client.get().context("the node has not joined")?;
+        let mut announced = client.subscribe(self.registry_subject()).await?;
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut every = tokio::time::interval(REGISTRY_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    message = announced.next() => if message.is_none() { return },
+                    _ = every.tick() => {}
+                }
+                let Some(app) = app.upgrade() else { return };
+                if let Err(e) = app.sync_registry().await {
+                    tracing::warn!(error = %e, "reading the tenant registry failed");
+                }
+            }
+        });
         Ok(())
     }
 

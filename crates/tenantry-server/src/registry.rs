@@ -61,6 +61,17 @@ impl Registry {
         })
     }
 
+    /// Reads the registry again; whether it changed since it was read or written here.
+    pub async fn reload(&mut self) -> Result<bool, StoreError> {
+        let fresh = Self::load(self.store.clone()).await?;
+        if fresh.version == self.version {
+            return Ok(false);
+        }
+        self.version = fresh.version;
+        self.doc = fresh.doc;
+        Ok(true)
+    }
+
     /// Writes `doc` (compare-and-set on the version read); on success it becomes the
     /// registry's contents.
     pub async fn save(&mut self, doc: RegistryDoc) -> Result<(), StoreError> {

@@ -67,6 +67,7 @@ pub async fn start_application(
     let app = App::open_application(application, settings, store).await?;
     if let Some(cluster) = &app.cluster {
         cluster.join(&app.runtime, &addr.to_string()).await?;
+        cluster.follow_registry(Arc::downgrade(&app)).await?;
     }
     let router = crate::routes::router(app.clone());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -457,3 +457,105 @@ async fn a_rolling_restart_under_load_answers_every_request_with_success() {
     assert_eq!(checked, acked(&load));
     cluster.clean().await;
 }
+
+/// Retries `check` against the cluster until it holds, at most five seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
+    let Some(cluster) = Cluster::start("reg").await else {
+        return;
+    };
+    let onboarded = request(
+        cluster.addr(0),
+        "POST",
+        "/v1/admin/partitions",
+        Some(ADMIN),
+        Some(br#"{"partition": "hooli"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(onboarded.status, 200, "{}", onboarded.text());
+    let key = onboarded.json()["result"]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let note = "/v1/partitions/hooli/invoke/workspace_workers.note?key=x";
+    for n in 1..NODES {
+        eventually(&format!("n{n} serves the new tenant"), || async {
+            let r = request(
+                cluster.addr(n),
+                "POST",
+                note,
+                Some(&key),
+                Some(br#"{"text": "hi"}"#),
+            )
+            .await
+            .unwrap();
+            r.status == 200
+        })
+        .await;
+    }
+    let set = request(
+        cluster.addr(1),
+        "PUT",
+        "/v1/admin/config/tenants.hooli.plan",
+        Some(ADMIN),
+        Some(br#""gold""#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(set.status, 200, "{}", set.text());
+    eventually("n2 reads the config written on n1", || async {
+        let r = request(
+            cluster.addr(2),
+            "GET",
+            "/v1/admin/config/tenants.hooli.plan",
+            Some(ADMIN),
+            None,
+        )
+        .await
+        .unwrap();
+        r.status == 200 && r.json()["result"]["value"] == json!("gold")
+    })
+    .await;
+    let gone = request(
+        cluster.addr(2),
+        "DELETE",
+        "/v1/admin/partitions/hooli",
+        Some(ADMIN),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(gone.status, 200, "{}", gone.text());
+    for n in 0..2 {
+        eventually(
+            &format!("n{n} refuses the offboarded tenant's key"),
+            || async {
+                let r = request(
+                    cluster.addr(n),
+                    "POST",
+                    note,
+                    Some(&key),
+                    Some(br#"{"text": "late"}"#),
+                )
+                .await
+                .unwrap();
+                r.status == 401
+            },
+        )
+        .await;
+    }
+    cluster.clean().await;
+}
