@@ -1,6 +1,6 @@
 //! Cluster mode for the Tenantry runtime, built on NATS: which nodes are alive
-//! ([`Membership`]), which node owns which shard ([`Ownership`]), and how calls reach
-//! the owner ([`Forwarder`]). [`ClusterNode::serve`] runs a runtime as a node.
+//! ([`Membership`]), which node owns which shard ([`Ownership`]), how calls reach
+//! the owner ([`Forwarder`]), and how bus events reach every node. [`ClusterNode::serve`] runs a runtime as a node.
 //!
 //! Placement itself is pure and lives in the library ([`tenantry::cluster`]); the fence
 //! that makes a former owner's writes harmless lives in the PostgreSQL store
@@ -25,6 +25,7 @@
 
 mod bucket;
 mod error;
+mod events;
 mod forward;
 mod membership;
 mod node;

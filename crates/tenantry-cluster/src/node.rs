@@ -62,6 +62,8 @@ type Served = Arc<RwLock<BTreeMap<ShardId, u64>>>;
 /// This process as a node of a cluster.
 pub struct ClusterNode {
     me: String,
+    /// Relays bus events between the nodes (nodes that run a runtime).
+    _events: Option<crate::events::Relaying>,
     rounds: Arc<Rounds>,
     task: JoinHandle<()>,
 }
@@ -156,6 +158,7 @@ impl ClusterNode {
         let membership = Arc::new(
             Membership::join(client.clone(), cluster, node, address, config.membership).await?,
         );
+        let events = crate::events::relay(client.clone(), cluster, node, runtime).await?;
         let forwarder = Forwarder::new(client, cluster, shard_of.clone(), ownership.clone());
         let rounds = Arc::new(Rounds {
             me: node.to_owned(),
@@ -169,13 +172,16 @@ impl ClusterNode {
         });
         runtime.set_admission(Some(admission(&rounds, shard_of)));
         runtime.add_transport(forwarder);
-        Ok(Self::run(rounds))
+        let mut node = Self::run(rounds);
+        node._events = Some(events);
+        Ok(node)
     }
 
     fn run(rounds: Arc<Rounds>) -> Self {
         let task = tokio::spawn(rounds.clone().run());
         Self {
             me: rounds.me.clone(),
+            _events: None,
             rounds,
             task,
         }

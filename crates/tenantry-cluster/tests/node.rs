@@ -423,3 +423,59 @@ async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() 
     drop(a);
     env.clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_on_one_node_reach_the_partitions_subscribers_on_the_others() {
+    let Some(env) = env("ev").await else { return };
+    let store = env.store().await;
+    let (acme, globex) = (
+        Partition::new("acme").unwrap(),
+        Partition::new("globex").unwrap(),
+    );
+    let (a, _tallies_a, rt_a) = node_with_runtime(&env, &store, "a").await;
+    let (b, _tallies_b, rt_b) = node_with_runtime(&env, &store, "b").await;
+    let mut acme_on_b = rt_b.bus_for(&acme).subscribe("orders.*").unwrap();
+    let mut globex_on_b = rt_b.bus_for(&globex).subscribe("orders.*").unwrap();
+    let mut acme_on_a = rt_a.bus_for(&acme).subscribe("orders.*").unwrap();
+    // The subscriptions of NATS settle in a moment; publish until b hears one.
+    let publisher = rt_a.bus_for(&acme);
+    let mut published = 0;
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            publisher
+                .publish("orders.created", serde_json::json!({"id": 1}))
+                .unwrap();
+            published += 1;
+            if let Ok(Some(e)) =
+                tokio::time::timeout(Duration::from_millis(100), acme_on_b.recv()).await
+            {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("b's acme subscriber hears a's event");
+    assert_eq!(heard.topic, "orders.created");
+    assert_eq!(heard.payload, serde_json::json!({"id": 1}));
+    // The publisher's own node delivers it once, not again from NATS.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut on_a = 0;
+    while acme_on_a.try_recv().is_some() {
+        on_a += 1;
+    }
+    let mut on_b = 1;
+    while acme_on_b.try_recv().is_some() {
+        on_b += 1;
+    }
+    assert_eq!(
+        on_a, published,
+        "the publisher's node delivers each event once"
+    );
+    assert!(on_b <= published, "b delivers each event at most once");
+    assert!(
+        globex_on_b.try_recv().is_none(),
+        "another tenant hears nothing"
+    );
+    drop((a, b));
+    env.clean().await;
+}

@@ -113,6 +113,15 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'a, Option<Result<serde_json::Value, Error>>>;
 }
 
+/// Where a runtime's published events also go, after its own subscribers had them
+/// (cluster mode: the other nodes, which deliver them to theirs with
+/// [`Runtime::deliver_event`](crate::Runtime::deliver_event)). Called in the publisher's
+/// thread: it must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// `payload` was published on `topic` into `partition`.
+    fn published(&self, partition: &Partition, topic: &str, payload: &serde_json::Value);
+}
+
 /// A call to a resolved instance, for one reply form (see [`Bus::invoke`] and
 /// [`Bus::invoke_raw`]).
 type LocalCall<O> = for<'a> fn(
@@ -166,6 +175,7 @@ pub(crate) struct BusCore {
     managers: Arc<Managers>,
     kernel: Arc<KernelCore>,
     transports: RwLock<Vec<Arc<dyn Transport>>>,
+    sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     subs: RwLock<Vec<Sub>>,
     next_id: AtomicU64,
 }
@@ -181,9 +191,17 @@ impl BusCore {
             managers,
             kernel,
             transports: RwLock::default(),
+            sinks: RwLock::default(),
             subs: RwLock::default(),
             next_id: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
     }
 
     pub(crate) fn add_transport(&self, t: Arc<dyn Transport>) {
@@ -526,7 +544,7 @@ impl Bus {
     /// [`Bus::publish_in`]). Returns how many subscribers it reached.
     pub fn publish(&self, topic: &str, payload: serde_json::Value) -> Result<usize, Error> {
         match self.caller.home() {
-            Some(p) => Ok(self.deliver(p, topic, payload)),
+            Some(p) => Ok(self.broadcast(p, topic, payload)),
             None => Err(Error::Forbidden(
                 "host code publishes with publish_in(partition, ...)".into(),
             )),
@@ -546,12 +564,35 @@ impl Bus {
             )),
             _ => {
                 self.audit(&format!("publish {topic}"), partition);
-                Ok(self.deliver(partition, topic, payload))
+                Ok(self.broadcast(partition, topic, payload))
             }
         }
     }
 
-    fn deliver(&self, partition: &Partition, topic: &str, payload: serde_json::Value) -> usize {
+    /// Delivers to this runtime's subscribers, then hands the event to the sinks.
+    fn broadcast(&self, partition: &Partition, topic: &str, payload: serde_json::Value) -> usize {
+        let sinks: Vec<Arc<dyn EventSink>> = self
+            .core
+            .sinks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if sinks.is_empty() {
+            return self.deliver(partition, topic, payload);
+        }
+        for sink in &sinks {
+            sink.published(partition, topic, &payload);
+        }
+        self.deliver(partition, topic, payload)
+    }
+
+    /// Delivers to this runtime's subscribers of `partition` only; how many it reached.
+    pub(crate) fn deliver(
+        &self,
+        partition: &Partition,
+        topic: &str,
+        payload: serde_json::Value,
+    ) -> usize {
         let event = BusEvent {
             topic: topic.to_owned(),
             payload,

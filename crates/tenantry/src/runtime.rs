@@ -8,7 +8,7 @@
 //! Several runtimes in one process share nothing: each has its own store handle,
 //! managers, directories and event stream.
 
-use crate::bus::{Bus, BusCore, Transport};
+use crate::bus::{Bus, BusCore, EventSink, Transport};
 use crate::caller::Caller;
 use crate::config::ConfigStore;
 use crate::instance::cell::AnyInstance;
@@ -321,6 +321,22 @@ impl Runtime {
                 Caller::admin(Arc::new(identity.clone())),
             )
         })
+    }
+
+    /// Adds a sink every published event also goes to (see [`EventSink`]).
+    pub fn add_event_sink(&self, sink: impl EventSink) {
+        self.inner.bus.add_sink(Arc::new(sink));
+    }
+
+    /// Delivers an event published elsewhere (another node of a cluster) to this
+    /// runtime's subscribers of `partition`, and to no sink; how many it reached.
+    pub fn deliver_event(
+        &self,
+        partition: &Partition,
+        topic: &str,
+        payload: serde_json::Value,
+    ) -> usize {
+        self.bus().deliver(partition, topic, payload)
     }
 
     /// Adds a remote transport, tried after every local route.
