@@ -16,11 +16,12 @@ use crate::forward::{CallServer, Forwarder};
 use crate::{ClusterError, MemberState, Membership, MembershipConfig, Ownership};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tenantry::cluster::{ShardCount, ShardId};
 use tenantry::{Admission, Identity, Runtime};
 use tenantry_postgres::{PgStore, ShardOf};
+use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
 
@@ -37,15 +38,21 @@ pub struct NodeConfig {
     pub round_every: Duration,
     /// The most shards a round moves between live members.
     pub max_moves: usize,
+    /// How long the members a node counts alive must stay the same before its rounds
+    /// move shards between them (a flapping member causes no hand-off storm). Shards
+    /// nobody live owns are claimed at once.
+    pub settle: Duration,
 }
 
 impl Default for NodeConfig {
-    /// Rounds every second, moving at most 64 shards (of 1,024) a round.
+    /// Rounds every second, moving at most 64 shards (of 1,024) a round once the members
+    /// stayed the same for two seconds.
     fn default() -> Self {
         Self {
             membership: MembershipConfig::default(),
             round_every: Duration::from_secs(1),
             max_moves: 64,
+            settle: Duration::from_secs(2),
         }
     }
 }
@@ -104,20 +111,52 @@ impl ClusterNode {
         hand_off: HandOff,
         config: NodeConfig,
     ) -> Result<Self, ClusterError> {
+        let rounds = Self::launch(
+            client, cluster, node, address, count, store, hand_off, None, config,
+        );
+        Ok(Self::run(rounds.await?, None))
+    }
+
+    /// Opens the ownership record and joins the membership: the rounds to run, with the
+    /// server of the calls forwarded here if the node runs a runtime.
+    #[allow(clippy::too_many_arguments)]
+    async fn launch(
+        client: async_nats::Client,
+        cluster: &str,
+        node: &str,
+        address: &str,
+        count: ShardCount,
+        store: PgStore,
+        hand_off: HandOff,
+        calls: Option<Arc<CallServer>>,
+        config: NodeConfig,
+    ) -> Result<Arc<Rounds>, ClusterError> {
         let ownership = Ownership::open(client.clone(), cluster, count).await?;
         let membership =
             Arc::new(Membership::join(client, cluster, node, address, config.membership).await?);
         let rounds = Arc::new(Rounds {
             me: node.to_owned(),
-            membership: membership.clone(),
+            membership,
             ownership,
             store,
             hand_off,
-            calls: None,
+            calls,
             serving: Arc::default(),
             config,
+            members: Mutex::new((Vec::new(), Instant::now())),
         });
-        Ok(Self::run(rounds))
+        Ok(rounds)
+    }
+
+    /// Starts the rounds.
+    fn run(rounds: Arc<Rounds>, events: Option<crate::events::Relaying>) -> Self {
+        let task = tokio::spawn(rounds.clone().run());
+        Self {
+            me: rounds.me.clone(),
+            _events: events,
+            rounds,
+            task,
+        }
     }
 
     /// Runs `runtime` as node `node` of `cluster`: joins as [`ClusterNode::start`] does,
@@ -153,38 +192,25 @@ impl ClusterNode {
                 })
             })
         };
-        let ownership = Ownership::open(client.clone(), cluster, count).await?;
         let calls = CallServer::start(client.clone(), cluster, node, runtime.clone()).await?;
-        let membership = Arc::new(
-            Membership::join(client.clone(), cluster, node, address, config.membership).await?,
-        );
-        let events = crate::events::relay(client.clone(), cluster, node, runtime).await?;
-        let forwarder = Forwarder::new(client, cluster, shard_of.clone(), ownership.clone());
-        let rounds = Arc::new(Rounds {
-            me: node.to_owned(),
-            membership: membership.clone(),
-            ownership,
+        let rounds = Self::launch(
+            client.clone(),
+            cluster,
+            node,
+            address,
+            count,
             store,
             hand_off,
-            calls: Some(calls),
-            serving: Arc::default(),
+            Some(calls),
             config,
-        });
-        runtime.set_admission(Some(admission(&rounds, shard_of)));
-        runtime.add_transport(forwarder);
-        let mut node = Self::run(rounds);
-        node._events = Some(events);
-        Ok(node)
-    }
-
-    fn run(rounds: Arc<Rounds>) -> Self {
-        let task = tokio::spawn(rounds.clone().run());
-        Self {
-            me: rounds.me.clone(),
-            _events: None,
-            rounds,
-            task,
-        }
+        )
+        .await?;
+        // Admit only what the node serves before its first round takes anything.
+        runtime.set_admission(Some(admission(&rounds, shard_of.clone())));
+        let ownership = rounds.ownership.clone();
+        runtime.add_transport(Forwarder::new(client.clone(), cluster, shard_of, ownership));
+        let events = crate::events::relay(client, cluster, node, runtime).await?;
+        Ok(Self::run(rounds, Some(events)))
     }
 
     /// Whether this node serves `shard` now: it owns it, took its fence, and its lease
@@ -265,6 +291,8 @@ struct Rounds {
     calls: Option<Arc<CallServer>>,
     serving: Served,
     config: NodeConfig,
+    /// The members the last round planned over, and since when they were the same.
+    members: Mutex<(Vec<String>, Instant)>,
 }
 
 impl Rounds {
@@ -299,7 +327,7 @@ impl Rounds {
                 &self.me,
                 &live,
                 |owner| self.membership.counts_dead(owner),
-                self.config.max_moves,
+                self.moves_now(&live),
             )
             .await?;
         if !round.claimed.is_empty() || !round.hand_off.is_empty() {
@@ -338,6 +366,20 @@ impl Rounds {
 
     fn served(&self) -> Vec<ShardId> {
         read(&self.serving).keys().copied().collect()
+    }
+
+    /// How many shards this round may move between `live` members: none until they
+    /// have stayed the same for the settle time.
+    fn moves_now(&self, live: &[String]) -> usize {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if members.0 != live {
+            *members = (live.to_vec(), Instant::now());
+        }
+        if members.1.elapsed() >= self.config.settle {
+            self.config.max_moves
+        } else {
+            0
+        }
     }
 
     /// Serves `shard`, whose fence this node took at `epoch`: admits its identities (the

@@ -81,6 +81,7 @@ fn config() -> NodeConfig {
         },
         round_every: Duration::from_millis(200),
         max_moves: SHARDS as usize,
+        settle: Duration::from_millis(400),
     }
 }
 

@@ -87,6 +87,7 @@ impl ClusterPart {
                 renew_every: quarter,
             },
             round_every: quarter.max(Duration::from_millis(100)),
+            settle: quarter * 2,
             ..NodeConfig::default()
         };
         let _ = self.client.set(client.clone());
@@ -144,6 +145,14 @@ impl ClusterPart {
             }
         });
         Ok(())
+    }
+
+    /// Whether this node serves `identity` now (what no shard owns, always).
+    pub fn serves(&self, identity: &tenantry::Identity) -> bool {
+        match (self.shard_of)(identity) {
+            None => true,
+            Some(shard) => self.node.get().is_some_and(|n| n.serves(shard)),
+        }
     }
 
     /// Whether the node's lease holds (it may serve); false before it joined.

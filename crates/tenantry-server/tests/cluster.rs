@@ -12,9 +12,9 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tenantry_testing::random_below;
@@ -191,14 +191,6 @@ impl Cluster {
     }
 }
 
-/// One id a writer sent, and when it was acknowledged.
-struct Sent {
-    id: String,
-    agent: usize,
-    sent: Instant,
-    acked: Option<Instant>,
-}
-
 /// What the writers saw.
 #[derive(Default)]
 struct Load {
@@ -220,10 +212,10 @@ async fn writer(w: usize, up: Arc<RwLock<Vec<SocketAddr>>>, stop: Arc<AtomicBool
             let up = up.read().unwrap();
             up[random_below(up.len() as u64) as usize]
         };
-        let agent = (i * WRITERS + w) % AGENTS;
+        let agent = format!("a{}", (i * WRITERS + w) % AGENTS);
         let id = format!("{w}-{i}");
         let body = serde_json::to_vec(&json!({ "text": id })).unwrap();
-        let path = format!("/v1/partitions/acme/invoke/workspace_workers.note?key=a{agent}");
+        let path = format!("/v1/partitions/acme/invoke/workspace_workers.note?key={agent}");
         let sent = Instant::now();
         let answer = request(addr, "POST", &path, Some(ACME), Some(&body)).await;
         let acked = match &answer {
@@ -285,53 +277,7 @@ impl Writers {
 /// Every acknowledged id is in its agent exactly once, in acknowledgement order, and the
 /// agents hold nothing nobody sent; asked through node `via`.
 async fn verify(cluster: &Cluster, via: usize, load: &Load) -> usize {
-    let mut by_agent: HashMap<usize, Vec<&Sent>> = HashMap::new();
-    for s in &load.sent {
-        by_agent.entry(s.agent).or_default().push(s);
-    }
-    let checked = Arc::new(AtomicUsize::new(0));
-    let mut agents: Vec<(usize, Vec<&Sent>)> = by_agent.into_iter().collect();
-    agents.sort_by_key(|(a, _)| *a);
-    for (agent, sent) in agents {
-        let path = format!("/v1/partitions/acme/invoke/workspace_workers.notes?key=a{agent}");
-        let r = request(cluster.addr(via), "POST", &path, Some(ACME), Some(b"{}"))
-            .await
-            .expect("the node answers");
-        assert_eq!(r.status, 200, "notes of a{agent}: {}", r.text());
-        let notes: Vec<String> = serde_json::from_value(r.json()["result"].clone()).unwrap();
-        let mut position = HashMap::new();
-        for (i, note) in notes.iter().enumerate() {
-            assert!(
-                position.insert(note.as_str(), i).is_none(),
-                "a{agent} holds {note} twice"
-            );
-        }
-        let sent_here: HashSet<&str> = sent.iter().map(|s| s.id.as_str()).collect();
-        for note in &notes {
-            assert!(
-                sent_here.contains(note.as_str()),
-                "a{agent} holds {note}, which nobody sent it"
-            );
-        }
-        for a in &sent {
-            let Some(acked) = a.acked else { continue };
-            let pa = *position
-                .get(a.id.as_str())
-                .unwrap_or_else(|| panic!("{} was acknowledged by a{agent} and is gone", a.id));
-            checked.fetch_add(1, Ordering::Relaxed);
-            for b in sent.iter().filter(|b| b.sent > acked) {
-                if let Some(&pb) = position.get(b.id.as_str()) {
-                    assert!(
-                        pa < pb,
-                        "a{agent} holds {} after {}, acknowledged before it was sent",
-                        a.id,
-                        b.id
-                    );
-                }
-            }
-        }
-    }
-    checked.load(Ordering::Relaxed)
+    verify_agents(cluster.addr(via), "cluster", &load.sent).await
 }
 
 fn acked(load: &Load) -> usize {
@@ -529,6 +475,33 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
         r.status == 200 && r.json()["result"]["value"] == json!("gold")
     })
     .await;
+    // Stopping an agent: the node that hosts it does; the others say who can.
+    let shard = tenantry::cluster::shard_of(
+        &tenantry::Partition::new("hooli").unwrap(),
+        tenantry::cluster::RoutingKey::Pod("x"),
+        tenantry::cluster::ShardCount::new(1024).unwrap(),
+    );
+    let owners = cluster.status(0).await.unwrap()["owners"].clone();
+    let owner = owners[shard.0 as usize].as_str().unwrap()[1..]
+        .parse::<usize>()
+        .unwrap();
+    let stop = "/v1/partitions/hooli/instances/workspace_workers/x";
+    let elsewhere = request(
+        cluster.addr((owner + 1) % NODES),
+        "DELETE",
+        stop,
+        Some(&key),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status, 503, "{}", elsewhere.text());
+    assert_eq!(elsewhere.code(), "served_elsewhere");
+    let stopped = request(cluster.addr(owner), "DELETE", stop, Some(&key), None)
+        .await
+        .unwrap();
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+
     let gone = request(
         cluster.addr(2),
         "DELETE",

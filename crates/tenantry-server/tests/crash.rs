@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,14 +16,6 @@ use std::time::{Duration, Instant};
 const WRITERS: usize = 16;
 const AGENTS: usize = 200;
 const ROUNDS: usize = 3;
-
-/// One id a writer sent: to which agent, when, and when it was acknowledged (200).
-struct Sent {
-    id: String,
-    agent: String,
-    sent: Instant,
-    acked: Option<Instant>,
-}
 
 use tenantry_testing::random_below;
 
@@ -64,66 +55,7 @@ async fn writer(
 
 /// Checks every agent written so far against what was sent to it.
 async fn verify(c: Client, sent: &[Sent], round: usize) {
-    let mut by_agent: BTreeMap<&str, Vec<&Sent>> = BTreeMap::new();
-    for s in sent {
-        by_agent.entry(&s.agent).or_default().push(s);
-    }
-    let mut checked = 0usize;
-    for (agent, ids) in by_agent {
-        let r = c
-            .invoke(
-                "acme",
-                "workspace_workers.notes",
-                &format!("?key={agent}"),
-                ACME,
-                &json!({}),
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            200,
-            "round {round}: notes of {agent}: {}",
-            r.text()
-        );
-        let notes: Vec<String> = serde_json::from_value(r.json()["result"].clone()).unwrap();
-        let mut position = HashMap::new();
-        for (i, note) in notes.iter().enumerate() {
-            assert!(
-                position.insert(note.as_str(), i).is_none(),
-                "round {round}: {agent} holds {note} twice"
-            );
-        }
-        let sent_here: HashSet<&str> = ids.iter().map(|s| s.id.as_str()).collect();
-        for note in &notes {
-            assert!(
-                sent_here.contains(note.as_str()),
-                "round {round}: {agent} holds {note}, which nobody sent it"
-            );
-        }
-        for a in &ids {
-            let Some(acked) = a.acked else { continue };
-            let Some(&pa) = position.get(a.id.as_str()) else {
-                panic!(
-                    "round {round}: {} was acknowledged by {agent} and is gone after SIGKILL",
-                    a.id
-                );
-            };
-            checked += 1;
-            for b in ids.iter().filter(|b| b.sent > acked) {
-                if let Some(&pb) = position.get(b.id.as_str()) {
-                    assert!(
-                        pa < pb,
-                        "round {round}: {agent} holds {} after {}, but {} was acknowledged \
-                         before {} was sent",
-                        a.id,
-                        b.id,
-                        a.id,
-                        b.id
-                    );
-                }
-            }
-        }
-    }
+    let checked = verify_agents(c.addr, &format!("round {round}"), sent).await;
     eprintln!("round {round}: {checked} acknowledged ids verified");
 }
 

@@ -118,6 +118,11 @@ pub async fn stop_instance(
 ) -> ApiResult {
     let key = parse_key(&key)?;
     let m = app.keyed_manager(&manager)?;
+    let identity = tenantry::Identity::new(tenant.partition.clone(), m.name(), key.clone());
+    if app.cluster.as_ref().is_some_and(|c| !c.serves(&identity)) {
+        // Another node hosts it: "not live here" would be a wrong 404.
+        return Err(tenantry::Error::ServedElsewhere(identity).into());
+    }
     m.stop_dyn(key.clone(), &tenant.partition).await?;
     Ok(ok(json!({"manager": manager, "key": key, "stopped": true})))
 }

@@ -268,3 +268,75 @@ impl Proc {
             .expect("wait")
     }
 }
+
+/// An id a writer sent to a keyed agent: when, and when it was acknowledged (200).
+pub struct Sent {
+    pub id: String,
+    pub agent: String,
+    pub sent: Instant,
+    pub acked: Option<Instant>,
+}
+
+/// What `agent` holds (`notes`) against what was sent to it: every acknowledged id
+/// exactly once, in acknowledgement order (if A was acknowledged before B was sent, A
+/// comes first), and nothing nobody sent. Returns the acknowledged ids checked.
+pub fn check_notes(context: &str, agent: &str, notes: &[String], sent: &[&Sent]) -> usize {
+    let mut position = std::collections::HashMap::new();
+    for (i, note) in notes.iter().enumerate() {
+        assert!(
+            position.insert(note.as_str(), i).is_none(),
+            "{context}: {agent} holds {note} twice"
+        );
+    }
+    let sent_here: std::collections::HashSet<&str> = sent.iter().map(|s| s.id.as_str()).collect();
+    for note in notes {
+        assert!(
+            sent_here.contains(note.as_str()),
+            "{context}: {agent} holds {note}, which nobody sent it"
+        );
+    }
+    let mut checked = 0;
+    for a in sent {
+        let Some(acked) = a.acked else { continue };
+        let Some(&pa) = position.get(a.id.as_str()) else {
+            panic!(
+                "{context}: {} was acknowledged by {agent} and is gone",
+                a.id
+            );
+        };
+        checked += 1;
+        for b in sent.iter().filter(|b| b.sent > acked) {
+            if let Some(&pb) = position.get(b.id.as_str()) {
+                assert!(
+                    pa < pb,
+                    "{context}: {agent} holds {} after {}, but {} was acknowledged before {} was sent",
+                    a.id,
+                    b.id,
+                    a.id,
+                    b.id
+                );
+            }
+        }
+    }
+    checked
+}
+
+/// Checks every agent written in `sent` through the server at `addr` (see
+/// [`check_notes`]); the acknowledged ids checked.
+pub async fn verify_agents(addr: SocketAddr, context: &str, sent: &[Sent]) -> usize {
+    let mut by_agent: std::collections::BTreeMap<&str, Vec<&Sent>> = Default::default();
+    for s in sent {
+        by_agent.entry(&s.agent).or_default().push(s);
+    }
+    let mut checked = 0;
+    for (agent, ids) in by_agent {
+        let path = format!("/v1/partitions/acme/invoke/workspace_workers.notes?key={agent}");
+        let r = request(addr, "POST", &path, Some(ACME), Some(b"{}"))
+            .await
+            .expect("the server answers");
+        assert_eq!(r.status, 200, "{context}: notes of {agent}: {}", r.text());
+        let notes: Vec<String> = serde_json::from_value(r.json()["result"].clone()).unwrap();
+        checked += check_notes(context, agent, &notes, &ids);
+    }
+    checked
+}
