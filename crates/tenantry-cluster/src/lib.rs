@@ -36,5 +36,5 @@ pub use async_nats;
 pub use error::ClusterError;
 pub use forward::{DEFAULT_DEADLINE, Forwarder, call_subject};
 pub use membership::{Member, MemberState, Membership, MembershipConfig};
-pub use node::{ClusterNode, HandOff, NodeConfig, NodeStatus};
+pub use node::{ClusterNode, HandOff, Join, NodeConfig, NodeStatus};
 pub use ownership::{Ownership, Round};

@@ -96,47 +96,59 @@ pub struct NodeStatus {
     pub owners: Vec<Option<String>>,
 }
 
+/// What a node joins, as whom, and how it runs: what [`ClusterNode::start`] and
+/// [`ClusterNode::serve`] share.
+#[derive(Clone)]
+pub struct Join {
+    /// The NATS connection.
+    pub client: async_nats::Client,
+    /// The cluster's name (its buckets and subjects).
+    pub cluster: String,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Where other nodes and operators reach it (its HTTP address).
+    pub address: String,
+    /// The cluster's shard count, fixed when it is created.
+    pub count: ShardCount,
+    /// Leases and rounds.
+    pub config: NodeConfig,
+}
+
 impl ClusterNode {
-    /// Joins `cluster` as `node` and starts the rounds. `store` is a fenced handle of the
-    /// cluster's PostgreSQL store for this node (`PgStore::fenced`); `hand_off` stops
-    /// serving shards before the node gives them up.
-    #[allow(clippy::too_many_arguments)]
+    /// Joins and starts the rounds. `store` is a fenced handle of the cluster's
+    /// PostgreSQL store for this node (`PgStore::fenced`); `hand_off` stops serving
+    /// shards before the node gives them up.
     pub async fn start(
-        client: async_nats::Client,
-        cluster: &str,
-        node: &str,
-        address: &str,
-        count: ShardCount,
+        join: Join,
         store: PgStore,
         hand_off: HandOff,
-        config: NodeConfig,
     ) -> Result<Self, ClusterError> {
-        let rounds = Self::launch(
-            client, cluster, node, address, count, store, hand_off, None, config,
-        );
-        Ok(Self::run(rounds.await?, None))
+        let rounds = Self::launch(join, store, hand_off, None).await?;
+        Ok(Self::run(rounds, None))
     }
 
     /// Opens the ownership record and joins the membership: the rounds to run, with the
     /// server of the calls forwarded here if the node runs a runtime.
-    #[allow(clippy::too_many_arguments)]
     async fn launch(
-        client: async_nats::Client,
-        cluster: &str,
-        node: &str,
-        address: &str,
-        count: ShardCount,
+        join: Join,
         store: PgStore,
         hand_off: HandOff,
         calls: Option<Arc<CallServer>>,
-        config: NodeConfig,
     ) -> Result<Arc<Rounds>, ClusterError> {
-        let ownership = Ownership::open(client.clone(), cluster, count).await?;
+        let Join {
+            client,
+            cluster,
+            node,
+            address,
+            count,
+            config,
+        } = join;
+        let ownership = Ownership::open(client.clone(), &cluster, count).await?;
         let membership =
-            Arc::new(Membership::join(client, cluster, node, address, config.membership).await?);
-        let rounds = Arc::new(Rounds {
-            me: node.to_owned(),
-            membership,
+            Membership::join(client, &cluster, &node, &address, config.membership).await?;
+        Ok(Arc::new(Rounds {
+            me: node,
+            membership: Arc::new(membership),
             ownership,
             store,
             hand_off,
@@ -144,8 +156,7 @@ impl ClusterNode {
             serving: Arc::default(),
             config,
             members: Mutex::new((Vec::new(), Instant::now())),
-        });
-        Ok(rounds)
+        }))
     }
 
     /// Starts the rounds.
@@ -159,22 +170,17 @@ impl ClusterNode {
         }
     }
 
-    /// Runs `runtime` as node `node` of `cluster`: joins as [`ClusterNode::start`] does,
-    /// then the runtime admits only the identities of the shards this node serves
-    /// (`shard_of`, the function `store`'s fences use), forwards calls for the others to
-    /// their owners over NATS, answers the calls forwarded here, and hibernates the
-    /// instances of a shard when it is handed off. `store` must be the runtime's store.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs `runtime` as a node: joins as [`ClusterNode::start`] does, then the runtime
+    /// admits only the identities of the shards this node serves (`shard_of`, the
+    /// function `store`'s fences use), forwards calls for the others to their owners over
+    /// NATS, answers the calls forwarded here, relays bus events to and from the other
+    /// nodes, and hibernates the instances of a shard when it is handed off. `store` must
+    /// be the runtime's store.
     pub async fn serve(
-        client: async_nats::Client,
-        cluster: &str,
-        node: &str,
-        address: &str,
-        count: ShardCount,
+        join: Join,
         store: PgStore,
         runtime: &Runtime,
         shard_of: ShardOf,
-        config: NodeConfig,
     ) -> Result<Self, ClusterError> {
         let hand_off: HandOff = {
             let (runtime, shard_of) = (runtime.clone(), shard_of.clone());
@@ -192,24 +198,20 @@ impl ClusterNode {
                 })
             })
         };
-        let calls = CallServer::start(client.clone(), cluster, node, runtime.clone()).await?;
-        let rounds = Self::launch(
-            client.clone(),
-            cluster,
-            node,
-            address,
-            count,
-            store,
-            hand_off,
-            Some(calls),
-            config,
-        )
-        .await?;
+        let (client, cluster, node) =
+            (join.client.clone(), join.cluster.clone(), join.node.clone());
+        let calls = CallServer::start(client.clone(), &cluster, &node, runtime.clone()).await?;
+        let rounds = Self::launch(join, store, hand_off, Some(calls)).await?;
         // Admit only what the node serves before its first round takes anything.
         runtime.set_admission(Some(admission(&rounds, shard_of.clone())));
         let ownership = rounds.ownership.clone();
-        runtime.add_transport(Forwarder::new(client.clone(), cluster, shard_of, ownership));
-        let events = crate::events::relay(client, cluster, node, runtime).await?;
+        runtime.add_transport(Forwarder::new(
+            client.clone(),
+            &cluster,
+            shard_of,
+            ownership,
+        ));
+        let events = crate::events::relay(client, &cluster, &node, runtime).await?;
         Ok(Self::run(rounds, Some(events)))
     }
 

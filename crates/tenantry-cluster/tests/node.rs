@@ -12,7 +12,7 @@ use std::time::Duration;
 use tenantry::cluster::{RoutingKey, ShardCount, ShardId, shard_of};
 use tenantry::store::{CheckpointStore, StoreError, StoreKey};
 use tenantry::{Identity, Key, Partition};
-use tenantry_cluster::{ClusterNode, HandOff, MembershipConfig, NodeConfig};
+use tenantry_cluster::{ClusterNode, HandOff, Join, MembershipConfig, NodeConfig};
 use tenantry_postgres::{PgOptions, PgStore, ShardOf};
 use tokio::time::Instant;
 
@@ -103,20 +103,23 @@ async fn node(env: &Env, store: &PgStore, name: &str, hand_off: HandOff) -> (Clu
     (start(env, &fenced, name, hand_off).await, fenced)
 }
 
+/// How node `name` joins the test cluster.
+fn join(env: &Env, name: &str) -> Join {
+    Join {
+        client: env.client.clone(),
+        cluster: env.cluster.clone(),
+        node: name.to_owned(),
+        address: "127.0.0.1:0".to_owned(),
+        count: count(),
+        config: config(),
+    }
+}
+
 /// Starts node `name` writing through `fenced`.
 async fn start(env: &Env, fenced: &PgStore, name: &str, hand_off: HandOff) -> ClusterNode {
-    ClusterNode::start(
-        env.client.clone(),
-        &env.cluster,
-        name,
-        "127.0.0.1:0",
-        count(),
-        fenced.clone(),
-        hand_off,
-        config(),
-    )
-    .await
-    .expect("the node starts")
+    ClusterNode::start(join(env, name), fenced.clone(), hand_off)
+        .await
+        .expect("the node starts")
 }
 
 fn id(key: &str) -> Identity {
@@ -264,19 +267,9 @@ async fn node_with_runtime(
     let rt = tenantry::Runtime::builder().store(fenced.clone()).build();
     let durable = tenantry::ManagerConfig::default().durability(tenantry::Durability::EveryTurn);
     let tallies = rt.register::<Tally>("tallies", durable).unwrap();
-    let node = ClusterNode::serve(
-        env.client.clone(),
-        &env.cluster,
-        name,
-        "127.0.0.1:0",
-        count(),
-        fenced,
-        &rt,
-        by_key(),
-        config(),
-    )
-    .await
-    .expect("the node starts");
+    let node = ClusterNode::serve(join(env, name), fenced, &rt, by_key())
+        .await
+        .expect("the node starts");
     (node, tallies, rt)
 }
 

@@ -28,7 +28,7 @@ use tenantry::{
     Bus, Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Invoke, Key,
     ManagerConfig, Message, Partition, Runtime,
 };
-use tenantry_cluster::{ClusterNode, MembershipConfig, NodeConfig};
+use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig};
 use tenantry_postgres::{PgOptions, PgStore, ShardOf};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -110,18 +110,15 @@ async fn node(env: &Env, store: &PgStore, name: &str) -> Res<(ClusterNode, Runti
         ManagerConfig::default().durability(Durability::EveryTurn),
     )?;
     let client = tenantry_cluster::async_nats::connect(&env.nats).await?;
-    let node = ClusterNode::serve(
+    let join = Join {
         client,
-        &env.cluster,
-        name,
-        "in-process",
-        ShardCount::new(SHARDS).ok_or("count")?,
-        fenced,
-        &rt,
-        shard_of(),
-        node_config(),
-    )
-    .await?;
+        cluster: env.cluster.clone(),
+        node: name.to_owned(),
+        address: "in-process".to_owned(),
+        count: ShardCount::new(SHARDS).ok_or("count")?,
+        config: node_config(),
+    };
+    let node = ClusterNode::serve(join, fenced, &rt, shard_of()).await?;
     Ok((node, rt))
 }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tenantry::Runtime;
 use tenantry::cluster::{Routing, ShardMap};
-use tenantry_cluster::{ClusterNode, MembershipConfig, NodeConfig, NodeStatus};
+use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig, NodeStatus};
 use tenantry_postgres::{PgStore, ShardOf};
 
 /// This server as a cluster node.
@@ -91,19 +91,17 @@ impl ClusterPart {
             ..NodeConfig::default()
         };
         let _ = self.client.set(client.clone());
-        let node = ClusterNode::serve(
+        let join = Join {
             client,
-            &s.name,
-            &s.node,
-            address,
-            s.shards,
-            self.store.clone(),
-            runtime,
-            self.shard_of.clone(),
+            cluster: s.name.clone(),
+            node: s.node.clone(),
+            address: address.to_owned(),
+            count: s.shards,
             config,
-        )
-        .await
-        .with_context(|| format!("joining cluster {:?} as {:?}", s.name, s.node))?;
+        };
+        let node = ClusterNode::serve(join, self.store.clone(), runtime, self.shard_of.clone())
+            .await
+            .with_context(|| format!("joining cluster {:?} as {:?}", s.name, s.node))?;
         let _ = self.node.set(node);
         Ok(())
     }
