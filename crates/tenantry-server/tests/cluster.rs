@@ -532,3 +532,60 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
     }
     cluster.clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_with_the_same_keys_stay_apart_through_every_node() {
+    let Some(cluster) = Cluster::start("iso").await else {
+        return;
+    };
+    let path = |p: &str, handler: &str| {
+        format!("/v1/partitions/{p}/invoke/workspace_workers.{handler}?key=shared")
+    };
+    // Each tenant writes through every node: some of them own its agent, some forward.
+    for n in 0..NODES {
+        for (p, key, text) in [("acme", ACME, "a"), ("globex", GLOBEX, "g")] {
+            let body = serde_json::to_vec(&json!({ "text": format!("{text}{n}") })).unwrap();
+            let r = request(
+                cluster.addr(n),
+                "POST",
+                &path(p, "note"),
+                Some(key),
+                Some(&body),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status, 200, "{p} through n{n}: {}", r.text());
+        }
+    }
+    for n in 0..NODES {
+        for (p, key, expected) in [
+            ("acme", ACME, json!(["a0", "a1", "a2"])),
+            ("globex", GLOBEX, json!(["g0", "g1", "g2"])),
+            ("initech", INITECH, json!([])),
+        ] {
+            let r = request(
+                cluster.addr(n),
+                "POST",
+                &path(p, "notes"),
+                Some(key),
+                Some(b"{}"),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.json()["result"], expected, "{p}'s notes through n{n}");
+        }
+        // A key of one tenant on another's partition: 403 on every node, naming no one.
+        let r = request(
+            cluster.addr(n),
+            "POST",
+            &path("globex", "notes"),
+            Some(ACME),
+            Some(b"{}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 403, "through n{n}: {}", r.text());
+        assert!(!r.text().contains("acme"), "{}", r.text());
+    }
+    cluster.clean().await;
+}
