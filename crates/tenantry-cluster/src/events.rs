@@ -2,7 +2,7 @@
 //! its partition on every node.
 //!
 //! The runtime hands each published event to the [`EventRelay`] (a
-//! [`tenantry::bus::EventSink`]) after its own subscribers had it. The relay queues it
+//! [`tenantry::bus::EventSink`]) as its own subscribers get it. The relay queues it
 //! (bounded: a node that cannot keep up drops events with a warning rather than grow)
 //! and one task publishes the queue in order on `tenantry.<cluster>.events.<partition>`.
 //! Every node subscribes to its cluster's events and delivers those of other nodes to

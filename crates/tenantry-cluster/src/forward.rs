@@ -10,6 +10,12 @@
 //! against the subject and the identity; what is left of its deadline; and an id that
 //! names it in both nodes' logs.
 //!
+//! A call that names no timeout gets 10 s ([`DEFAULT_DEADLINE`]) end to end, not the
+//! owner manager's call timeout. Host code's and admin-granted instances' calls travel on
+//! `tenantry.<cluster>.host.<node>.<partition>`, which only full nodes may be allowed
+//! to publish on; a call that claims more than a tenant's authority on a tenant's subject
+//! is refused.
+//!
 //! The forwarder retries, within the deadline, only the answers that prove the call did
 //! not run: nobody listens on the owner's subject (it died or is restarting), the
 //! receiver does not serve the identity (`NotServed`: a hand-off is under way, or the
@@ -34,6 +40,10 @@ use tokio::time::Instant;
 
 /// The deadline of a forwarded call that names no timeout.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a draining subscription waits for the last calls the server sent it.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+/// The longest deadline a forwarded call keeps (a longer timeout is cut to it).
+const MAX_DEADLINE: Duration = Duration::from_secs(3_600);
 
 /// How long the first retry waits; each doubles, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -47,10 +57,15 @@ fn token(partition: &Partition) -> &str {
     partition.name().unwrap_or("_")
 }
 
-/// `tenantry.<cluster>.node.<node>.<partition>`: where `node` takes the calls for
-/// instances of `partition`.
-pub fn call_subject(cluster: &str, node: &str, partition: &Partition) -> String {
-    format!("tenantry.{cluster}.node.{node}.{}", token(partition))
+/// Where `node` takes the calls for instances of `partition`:
+/// `tenantry.<cluster>.node.<node>.<partition>` for a tenant's calls, and
+/// `tenantry.<cluster>.host.<node>.<partition>` for host code's and admin-granted
+/// instances'. A tenant-scoped gateway may be allowed to publish on the first for its
+/// partition only; only full nodes on the second, so no tenant can claim more authority
+/// than a tenant's.
+pub fn call_subject(cluster: &str, node: &str, partition: &Partition, privileged: bool) -> String {
+    let kind = if privileged { "host" } else { "node" };
+    format!("tenantry.{cluster}.{kind}.{node}.{}", token(partition))
 }
 
 /// Sends calls for instances another node serves to that node (a [`Transport`]).
@@ -111,7 +126,7 @@ impl Forwarder {
         call: &RemoteCall,
         identity: &Identity,
     ) -> Result<serde_json::Value, Error> {
-        let deadline_after = call.timeout.unwrap_or(DEFAULT_DEADLINE);
+        let deadline_after = call.timeout.unwrap_or(DEFAULT_DEADLINE).min(MAX_DEADLINE);
         let deadline = Instant::now() + deadline_after;
         let Some(shard) = (self.shard_of)(identity) else {
             // Served everywhere: refused here only because this node is shutting down.
@@ -127,7 +142,8 @@ impl Forwarder {
                 return Err(Error::ServedElsewhere(identity.clone()));
             }
             if let Some(node) = self.owner(shard.0 as usize, fresh).await {
-                let subject = call_subject(&self.cluster, &node, &identity.partition);
+                let privileged = call.caller.is_privileged();
+                let subject = call_subject(&self.cluster, &node, &identity.partition, privileged);
                 let body = serde_json::to_vec(&WireCall {
                     id: id.clone(),
                     handler: call.handler.clone(),
@@ -162,8 +178,9 @@ impl Forwarder {
                     Err(e) if e.kind() == RequestErrorKind::NoResponders => {
                         tracing::debug!(call = %id, %subject, "no responder; retrying");
                     }
+                    // The request may have gone out: retrying could run it twice.
                     Err(e) => {
-                        tracing::warn!(call = %id, %subject, error = %e, "forwarding a call failed; retrying")
+                        return Err(Error::Remote(format!("forwarding the call failed: {e}")));
                     }
                 }
             }
@@ -206,7 +223,9 @@ fn call_id() -> String {
 pub(crate) struct CallServer {
     client: async_nats::Client,
     runtime: Runtime,
-    /// The subscription's task, until the node leaves.
+    /// Tells the subscriptions' task to drain and end.
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The subscriptions' task, until the node leaves.
     task: Mutex<Option<JoinHandle<()>>>,
     /// Calls being answered now.
     answering: Arc<Answering>,
@@ -259,47 +278,78 @@ impl Drop for CallServer {
 
 impl CallServer {
     /// Subscribes to node `node`'s calls in `cluster` and answers them on `runtime`.
+    /// Start it once the runtime's admission is set: it runs what arrives.
     pub(crate) async fn start(
         client: async_nats::Client,
         cluster: &str,
         node: &str,
         runtime: Runtime,
     ) -> Result<Arc<Self>, crate::ClusterError> {
-        let subject = format!("tenantry.{cluster}.node.{node}.*");
-        let mut subscriber = client
-            .subscribe(subject)
-            .await
-            .map_err(crate::bucket::unavailable)?;
+        let mut subscribers = Vec::with_capacity(2);
+        for kind in ["node", "host"] {
+            let subscriber = client
+                .subscribe(format!("tenantry.{cluster}.{kind}.{node}.*"))
+                .await
+                .map_err(crate::bucket::unavailable)?;
+            subscribers.push(subscriber);
+        }
+        let mut calls = futures::stream::select_all(subscribers);
         let server = Arc::new(Self {
             client,
             runtime,
+            stop: Mutex::new(None),
             task: Mutex::new(None),
             answering: Arc::default(),
         });
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let weak = Arc::downgrade(&server);
         let task = tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                let Some(server) = weak.upgrade() else { return };
-                let guard = AnsweringGuard::new(&server.answering);
-                tokio::spawn(async move {
-                    server.answer(message).await;
-                    drop(guard);
-                });
+            loop {
+                tokio::select! {
+                    message = calls.next() => {
+                        let (Some(message), Some(server)) = (message, weak.upgrade()) else {
+                            return;
+                        };
+                        let guard = AnsweringGuard::new(&server.answering);
+                        tokio::spawn(async move {
+                            server.answer(message).await;
+                            drop(guard);
+                        });
+                    }
+                    _ = &mut stopped => break,
+                }
+            }
+            // Drain: what the server sent before the unsubscriptions is turned back.
+            for subscriber in calls.iter_mut() {
+                let _ = subscriber.drain().await;
+            }
+            let Some(server) = weak.upgrade() else { return };
+            let _ = server.client.flush().await;
+            while let Ok(Some(message)) = tokio::time::timeout(DRAIN_WAIT, calls.next()).await {
+                if let Some(reply_to) = message.reply {
+                    let body = encode_error(WireError::NotServed);
+                    let _ = server.client.publish(reply_to, body.into()).await;
+                }
             }
         });
+        *server.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
         *server.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(server)
     }
 
     /// Stops taking calls, for a node that leaves: keeps answering for `grace` (the
     /// node serves nothing by then, so every call is turned back with `NotServed` and
-    /// its caller asks the new owner), then unsubscribes, waits (at most `limit`) until
-    /// every call taken has its answer, and flushes the answers to NATS.
+    /// its caller asks the new owner), then unsubscribes, turns back what was already
+    /// on its way, waits (at most `limit`) until every call taken has its answer, and
+    /// flushes the answers to NATS.
     pub(crate) async fn stop(&self, grace: Duration, limit: Duration) {
         tokio::time::sleep(grace).await;
+        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
-            task.abort();
             let _ = task.await;
         }
         let deadline = Instant::now() + limit;
@@ -374,10 +424,16 @@ impl CallServer {
     /// identity is what the handler names, and the subject names its partition.
     fn bus_for(&self, call: &WireCall, subject: &str) -> Result<Bus, Error> {
         let identity = &call.identity;
-        // tenantry.<cluster>.node.<node>.<partition>
-        let subject_partition = subject.split('.').nth(4);
+        // tenantry.<cluster>.<node|host>.<node>.<partition>
+        let mut tokens = subject.split('.').skip(2);
+        let privileged = tokens.next() == Some("host");
+        let subject_partition = tokens.nth(1);
         let forbidden = || Error::Forbidden("the call does not match its subject".into());
         if subject_partition != Some(token(&identity.partition)) {
+            return Err(forbidden());
+        }
+        // Host and admin authority only on the subject only full nodes may publish to.
+        if !privileged && !matches!(call.caller, WireCaller::Tenant(_)) {
             return Err(forbidden());
         }
         if call.handler.split_once('.').map(|(prefix, _)| prefix) != Some(&*identity.manager) {

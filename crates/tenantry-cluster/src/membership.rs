@@ -105,6 +105,8 @@ struct Shared {
     serves_until: Mutex<Instant>,
     /// Someone else wrote this node's entry: it must not serve again.
     deposed: AtomicBool,
+    /// How many times this node's lease ran out before a renewal restored it.
+    lapses: AtomicU64,
     seen: RwLock<BTreeMap<String, Seen>>,
     /// When the last read of the bucket that succeeded began: a member is counted dead
     /// only on what reads showed, so a node whose reads fail or stall kills nobody.
@@ -170,6 +172,7 @@ impl Membership {
             revision: AtomicU64::new(revision),
             serves_until: Mutex::new(sent + config.lease - config.margin),
             deposed: AtomicBool::new(false),
+            lapses: AtomicU64::new(0),
             seen: RwLock::default(),
             read_at: Mutex::new(Instant::now()),
         });
@@ -195,6 +198,12 @@ impl Membership {
     pub fn serving(&self) -> bool {
         !self.shared.deposed.load(Ordering::Acquire)
             && Instant::now() < *lock(&self.shared.serves_until)
+    }
+
+    /// How many times this node's lease ran out and was renewed again: what a node
+    /// served under an earlier count must be confirmed before it is served again.
+    pub fn lapses(&self) -> u64 {
+        self.shared.lapses.load(Ordering::Acquire)
     }
 
     /// Whether someone else wrote this node's entry (it will not serve again).
@@ -341,12 +350,32 @@ async fn renew_loop(shared: Arc<Shared>) {
             Ok(Ok(revision)) => {
                 shared.revision.store(revision, Ordering::Release);
                 let mut until = lock(&shared.serves_until);
+                if sent >= *until {
+                    // The lease had run out (a pause, a partition): what was served
+                    // before must be checked again before it is served again.
+                    shared.lapses.fetch_add(1, Ordering::AcqRel);
+                }
                 *until = (*until).max(sent + config.lease - config.margin);
             }
             Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                shared.deposed.store(true, Ordering::Release);
-                tracing::warn!(node, "another writer took this node's entry: deposed");
-                return;
+                // A renewal that timed out here may have landed: then the entry is still
+                // this incarnation's, and the next renewal goes on from its revision.
+                let incarnation = lock(&shared.me).incarnation;
+                match shared.store.entry(&node).await {
+                    Ok(Some(entry))
+                        if entry.operation == kv::Operation::Put
+                            && serde_json::from_slice::<Member>(&entry.value)
+                                .is_ok_and(|m| m.incarnation == incarnation) =>
+                    {
+                        shared.revision.store(entry.revision, Ordering::Release);
+                    }
+                    Ok(_) => {
+                        shared.deposed.store(true, Ordering::Release);
+                        tracing::warn!(node, "another writer took this node's entry: deposed");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(node, error = %e, "reading this node's entry failed"),
+                }
             }
             Ok(Err(e)) => tracing::warn!(node, error = %e, "membership renewal failed"),
             Err(_) => tracing::warn!(node, "membership renewal timed out"),

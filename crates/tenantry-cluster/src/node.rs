@@ -64,7 +64,28 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 const LEAVE_ANSWERS_WAIT: Duration = Duration::from_secs(10);
 
 /// The shards a node serves, with the fence epoch it took for each.
-type Served = Arc<RwLock<BTreeMap<ShardId, u64>>>;
+type Served = Arc<RwLock<BTreeMap<ShardId, Held>>>;
+
+/// A shard a node serves: the fence epoch it took, and the lease it confirmed it under
+/// ([`Membership::lapses`]): once the lease ran out, the shard is not served again until
+/// a round has read the owners afresh.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: u64,
+    lease: u64,
+}
+
+/// Whether `shard` is served now: held, confirmed under the current lease, which holds.
+fn admits(
+    membership: &Membership,
+    serving: &RwLock<BTreeMap<ShardId, Held>>,
+    shard: ShardId,
+) -> bool {
+    membership.serving()
+        && read(serving)
+            .get(&shard)
+            .is_some_and(|h| h.lease == membership.lapses())
+}
 
 /// This process as a node of a cluster.
 pub struct ClusterNode {
@@ -123,17 +144,15 @@ impl ClusterNode {
         store: PgStore,
         hand_off: HandOff,
     ) -> Result<Self, ClusterError> {
-        let rounds = Self::launch(join, store, hand_off, None).await?;
+        let rounds = Self::launch(join, store, hand_off).await?;
         Ok(Self::run(rounds, None))
     }
 
-    /// Opens the ownership record and joins the membership: the rounds to run, with the
-    /// server of the calls forwarded here if the node runs a runtime.
+    /// Opens the ownership record and joins the membership: the rounds to run.
     async fn launch(
         join: Join,
         store: PgStore,
         hand_off: HandOff,
-        calls: Option<Arc<CallServer>>,
     ) -> Result<Arc<Rounds>, ClusterError> {
         let Join {
             client,
@@ -152,7 +171,7 @@ impl ClusterNode {
             ownership,
             store,
             hand_off,
-            calls,
+            calls: std::sync::OnceLock::new(),
             serving: Arc::default(),
             config,
             members: Mutex::new((Vec::new(), Instant::now())),
@@ -200,10 +219,17 @@ impl ClusterNode {
         };
         let (client, cluster, node) =
             (join.client.clone(), join.cluster.clone(), join.node.clone());
-        let calls = CallServer::start(client.clone(), &cluster, &node, runtime.clone()).await?;
-        let rounds = Self::launch(join, store, hand_off, Some(calls)).await?;
-        // Admit only what the node serves before its first round takes anything.
+        // Nothing sharded is served until the node has joined and knows its shards.
+        let refuse_sharded = shard_of.clone();
+        runtime.set_admission(Some(Arc::new(move |id: &Identity| {
+            refuse_sharded(id).is_none()
+        })));
+        let rounds = Self::launch(join, store, hand_off).await?;
         runtime.set_admission(Some(admission(&rounds, shard_of.clone())));
+        // Only then take calls: a process that failed to join (a duplicate name) never
+        // answers another node's calls.
+        let calls = CallServer::start(client.clone(), &cluster, &node, runtime.clone()).await?;
+        let _ = rounds.calls.set(calls);
         let ownership = rounds.ownership.clone();
         runtime.add_transport(Forwarder::new(
             client.clone(),
@@ -218,7 +244,7 @@ impl ClusterNode {
     /// Whether this node serves `shard` now: it owns it, took its fence, and its lease
     /// holds.
     pub fn serves(&self, shard: ShardId) -> bool {
-        self.rounds.membership.serving() && read(&self.rounds.serving).contains_key(&shard)
+        admits(&self.rounds.membership, &self.rounds.serving, shard)
     }
 
     /// The shards this node serves now.
@@ -245,7 +271,7 @@ impl ClusterNode {
     pub async fn status(&self) -> Result<NodeStatus, ClusterError> {
         let shards = read(&self.rounds.serving)
             .iter()
-            .map(|(s, e)| (s.0, *e))
+            .map(|(s, h)| (s.0, h.epoch))
             .collect();
         Ok(NodeStatus {
             node: self.me.clone(),
@@ -263,11 +289,19 @@ impl ClusterNode {
         self.task.abort();
         let rounds = &self.rounds;
         rounds.membership.drain();
-        rounds.stop_serving(rounds.served()).await;
-        let owned = rounds.ownership.owned(&rounds.me).await?;
-        let released = rounds.ownership.release(&rounds.me, &owned).await;
+        let served = rounds.served();
+        rounds.stop_serving(served.clone()).await;
+        // Release what the record gives this node; if it cannot be read, what it served.
+        let released = match rounds.ownership.owned(&rounds.me).await {
+            Ok(owned) => rounds.ownership.release(&rounds.me, &owned).await,
+            Err(e) => rounds
+                .ownership
+                .release(&rounds.me, &served)
+                .await
+                .and(Err(e)),
+        };
         let left = rounds.membership.leave().await;
-        if let Some(calls) = &rounds.calls {
+        if let Some(calls) = rounds.calls.get() {
             calls.stop(LEAVE_GRACE, LEAVE_ANSWERS_WAIT).await;
         }
         released.and(left)
@@ -279,7 +313,7 @@ fn admission(rounds: &Arc<Rounds>, shard_of: ShardOf) -> Admission {
     // What no shard owns (components, the host's records) every node serves.
     Arc::new(move |identity: &Identity| match shard_of(identity) {
         None => true,
-        Some(shard) => membership.serving() && read(&serving).contains_key(&shard),
+        Some(shard) => admits(&membership, &serving, shard),
     })
 }
 
@@ -290,7 +324,7 @@ struct Rounds {
     store: PgStore,
     hand_off: HandOff,
     /// Answers the calls forwarded to this node (nodes that run a runtime).
-    calls: Option<Arc<CallServer>>,
+    calls: std::sync::OnceLock<Arc<CallServer>>,
     serving: Served,
     config: NodeConfig,
     /// The members the last round planned over, and since when they were the same.
@@ -315,6 +349,7 @@ impl Rounds {
             self.stop_serving(self.served()).await;
             return Ok(());
         }
+        let lease = self.membership.lapses();
         // A draining member is handing its shards off: it gets none.
         let live: Vec<String> = self
             .membership
@@ -342,10 +377,23 @@ impl Rounds {
             .iter()
             .filter(|s| !served.contains(s) && !round.hand_off.contains(s));
         for shard in to_take {
+            // A node paused since the round began must not raise an epoch late.
+            if !self.membership.serving() {
+                break;
+            }
             match self.store.take_shard(*shard).await {
-                Ok(epoch) => self.start_serving(*shard, epoch),
+                Ok(epoch) => self.start_serving(*shard, epoch, lease),
                 Err(e) => {
                     tracing::warn!(node = %self.me, %shard, error = %e, "taking a shard's fence failed")
+                }
+            }
+        }
+        // What the record, read under this lease, still gives this node is confirmed.
+        {
+            let mut serving = write(&self.serving);
+            for shard in &round.owned {
+                if let Some(held) = serving.get_mut(shard) {
+                    held.lease = lease;
                 }
             }
         }
@@ -386,8 +434,8 @@ impl Rounds {
 
     /// Serves `shard`, whose fence this node took at `epoch`: admits its identities (the
     /// calls forwarded for them are admitted with them).
-    fn start_serving(&self, shard: ShardId, epoch: u64) {
-        write(&self.serving).insert(shard, epoch);
+    fn start_serving(&self, shard: ShardId, epoch: u64, lease: u64) {
+        write(&self.serving).insert(shard, Held { epoch, lease });
     }
 
     /// Hands `shards` off: the node stops admitting calls for them (forwarded ones are

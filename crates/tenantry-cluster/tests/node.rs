@@ -366,6 +366,17 @@ async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() 
             "{key}"
         );
     }
+    // Host code's calls travel on the host subjects and work from either node.
+    let host_add = |rt: &tenantry::Runtime| {
+        let bus = rt.bus();
+        let opts = tenantry::Invoke::target(&acme).key(Key::new("h0").unwrap());
+        async move {
+            bus.invoke("tallies.add", serde_json::Value::Null, opts)
+                .await
+        }
+    };
+    assert_eq!(host_add(&rt_a).await.unwrap(), 1);
+    assert_eq!(host_add(&rt_b).await.unwrap(), 2);
     // Another tenant's caller on either node reaches its own instances only.
     assert_eq!(add(&rt_b.bus_for(&globex), "k0").await.unwrap(), 1);
     assert_eq!(add(&rt_a.bus_for(&globex), "k0").await.unwrap(), 2);
@@ -373,18 +384,25 @@ async fn calls_reach_the_owner_from_either_node_and_a_leaving_node_loses_none() 
     // A caller that names another partition than its subject is refused by the owner.
     let identity = Identity::new(acme.clone(), "tallies", Key::new("k1").unwrap());
     let owner = if a.serves(shard(&identity)) { "a" } else { "b" };
-    let subject = tenantry_cluster::call_subject(&env.cluster, owner, &acme);
-    let forged = serde_json::json!({
-        "id": "forged", "handler": "tallies.add", "params": null,
-        "identity": identity, "caller": {"tenant": "globex"}, "timeout_ms": 1000
-    });
-    let answer = env
-        .client
-        .request(subject, serde_json::to_vec(&forged).unwrap().into())
-        .await
-        .expect("the owner answers");
-    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
-    assert_eq!(answer["err"]["kind"], "forbidden", "{answer}");
+    // So is one that claims host authority on a tenant's subject (NATS permissions can
+    // confine a tenant gateway to those; only full nodes publish on the host subjects).
+    let subject = tenantry_cluster::call_subject(&env.cluster, owner, &acme, false);
+    for caller in [
+        serde_json::json!({"tenant": "globex"}),
+        serde_json::json!("host"),
+    ] {
+        let forged = serde_json::json!({
+            "id": "forged", "handler": "tallies.add", "params": null,
+            "identity": identity, "caller": caller, "timeout_ms": 1000
+        });
+        let answer = env
+            .client
+            .request(subject.clone(), serde_json::to_vec(&forged).unwrap().into())
+            .await
+            .expect("the owner answers");
+        let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+        assert_eq!(answer["err"]["kind"], "forbidden", "{caller}: {answer}");
+    }
 
     // b leaves while callers on a keep calling every key: nothing fails, nothing is lost.
     let caller = tokio::spawn({

@@ -644,8 +644,16 @@ impl App {
         }
         let old = std::mem::take(&mut book.tenants);
         let new = effective(&self.settings.app.tenants, &book.registry.doc);
+        // A tenant gone, or offboarded and onboarded again since the last read (new keys,
+        // instances, config): its part here ends first.
+        let changed = |name: &String| new.get(name).is_none_or(|t| t.spec != old[name].spec);
+        for name in old.keys().filter(|n| changed(n)) {
+            let partition = Partition::new(name).with_context(|| format!("tenant {name:?}"))?;
+            self.retire_tenant(&partition).await;
+            tracing::info!(partition = %name, "tenant offboarded on another node");
+        }
         for (name, tenant) in &new {
-            if old.contains_key(name) {
+            if old.get(name).is_some_and(|t| t.spec == tenant.spec) {
                 continue;
             }
             let partition = Partition::new(name).with_context(|| format!("tenant {name:?}"))?;
@@ -660,11 +668,6 @@ impl App {
             }
             self.set_active(&partition, true);
             tracing::info!(partition = %name, "tenant onboarded on another node");
-        }
-        for name in old.keys().filter(|n| !new.contains_key(*n)) {
-            let partition = Partition::new(name).with_context(|| format!("tenant {name:?}"))?;
-            self.retire_tenant(&partition).await;
-            tracing::info!(partition = %name, "tenant offboarded on another node");
         }
         for (key, value) in &book.registry.doc.config_writes {
             if self.get_config(key).ok().flatten().as_ref() != Some(value) {

@@ -113,10 +113,10 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'a, Option<Result<serde_json::Value, Error>>>;
 }
 
-/// Where a runtime's published events also go, after its own subscribers had them
-/// (cluster mode: the other nodes, which deliver them to theirs with
+/// Where a runtime's published events also go, besides its own subscribers (cluster
+/// mode: the other nodes, which deliver them to theirs with
 /// [`Runtime::deliver_event`](crate::Runtime::deliver_event)). Called in the publisher's
-/// thread: it must not block.
+/// thread, just before the runtime's own subscribers get the event: it must not block.
 pub trait EventSink: Send + Sync + 'static {
     /// `payload` was published on `topic` into `partition`.
     fn published(&self, partition: &Partition, topic: &str, payload: &serde_json::Value);

@@ -349,10 +349,12 @@ impl Runtime {
         self.inner.shared.telemetry.subscribe()
     }
 
-    /// Sets which instances this process may start from now on (cluster mode: those of
-    /// the shards this node serves); `None` admits all (the default). An activation the
-    /// admission refuses fails with [`Error::ServedElsewhere`]; instances already live
-    /// are not asked (hand a shard off by stopping them).
+    /// Sets which instances this process may serve from now on (cluster mode: those of
+    /// the shards this node serves); `None` admits all (the default). A `get` the
+    /// admission refuses, of a new or a live instance, fails with
+    /// [`Error::ServedElsewhere`] (which the bus hands to its transports); a refused live
+    /// instance stays live until it is stopped (hand a shard off with
+    /// [`Runtime::stop_where`]).
     pub fn set_admission(&self, admission: Option<crate::Admission>) {
         self.inner.shared.set_admission(admission);
     }
