@@ -523,6 +523,14 @@ impl App {
         let kernel = self.runtime.kernel();
         let mut purged_records = 0;
         if purge {
+            if let Some(cluster) = &self.cluster {
+                // Every other node retires the tenant first (the registry saved above
+                // says it is gone), so none writes after the delete.
+                let silent = cluster.sync_everywhere().await;
+                if !silent.is_empty() {
+                    tracing::warn!(partition = %name, ?silent, "members did not confirm the offboarding before the purge");
+                }
+            }
             purged_records = self.runtime.store().purge_partition(&partition).await?;
             kernel.credentials().purge_partition(&partition);
             let _ = kernel.config().set(&config_key, Value::Null);

@@ -13,7 +13,10 @@
 //! the store that every node reads at start. A node that changes it announces it on
 //! `tenantry.<cluster>.registry`; every node then reads it again and applies what
 //! changed ([`App::sync_registry`](crate::App::sync_registry)), and reads it every few
-//! seconds anyway, in case an announcement was missed.
+//! seconds anyway, in case an announcement was missed. Before a purge deletes a tenant's
+//! data, the node asks every other member to apply the registry and waits for their
+//! answers ([`ClusterPart::sync_everywhere`]), so no node still serving the tenant
+//! writes after the delete.
 
 use crate::application::Application;
 use crate::settings::{ClusterSettings, ManagerSection};
@@ -35,6 +38,9 @@ pub struct ClusterPart {
     node: OnceLock<ClusterNode>,
     client: OnceLock<tenantry_cluster::async_nats::Client>,
 }
+
+/// How long a purge waits for the other nodes to apply the registry.
+const SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// How often a node reads the tenant registry again without an announcement.
 const REGISTRY_EVERY: Duration = Duration::from_secs(5);
@@ -125,24 +131,75 @@ impl ClusterPart {
     /// Keeps `app` up to the tenant registry: on every announcement, and every few
     /// seconds. Ends with the app.
     pub async fn follow_registry(&self, app: std::sync::Weak<crate::App>) -> anyhow::Result<()> {
-        let client = self.client.get().context("the node has not joined")?;
+        let client = self
+            .client
+            .get()
+            .context("the node has not joined")?
+            .clone();
         let mut announced = client.subscribe(self.registry_subject()).await?;
+        let mut asked = client
+            .subscribe(self.sync_subject(&self.settings.node))
+            .await?;
         tokio::spawn(async move {
             use futures::StreamExt;
             let mut every = tokio::time::interval(REGISTRY_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    message = announced.next() => if message.is_none() { return },
-                    _ = every.tick() => {}
-                }
+                let reply_to = tokio::select! {
+                    message = announced.next() => match message {
+                        Some(_) => None,
+                        None => return,
+                    },
+                    message = asked.next() => match message {
+                        Some(m) => m.reply,
+                        None => return,
+                    },
+                    _ = every.tick() => None,
+                };
                 let Some(app) = app.upgrade() else { return };
                 if let Err(e) = app.sync_registry().await {
                     tracing::warn!(error = %e, "reading the tenant registry failed");
+                    continue;
+                }
+                if let Some(reply_to) = reply_to {
+                    let _ = client.publish(reply_to, Default::default()).await;
                 }
             }
         });
         Ok(())
+    }
+
+    fn sync_subject(&self, node: &str) -> String {
+        format!("tenantry.{}.registry.sync.{node}", self.settings.name)
+    }
+
+    /// Asks every other live member to apply the tenant registry now, and waits for
+    /// their answers (a few seconds at most): before a purge, so that no node still
+    /// serving the tenant writes after its data is deleted. Returns the members that did
+    /// not answer (dead, or cut off from NATS: their lease runs out).
+    pub async fn sync_everywhere(&self) -> Vec<String> {
+        let (Some(client), Some(node)) = (self.client.get(), self.node.get()) else {
+            return Vec::new();
+        };
+        let others: Vec<String> = node
+            .membership()
+            .live()
+            .into_iter()
+            .map(|m| m.node)
+            .filter(|n| *n != self.settings.node)
+            .collect();
+        let asks = others.iter().map(|other| {
+            let request = tenantry_cluster::async_nats::Request::new().timeout(Some(SYNC_WAIT));
+            let subject = self.sync_subject(other);
+            async move { client.send_request(subject, request).await.is_ok() }
+        });
+        let answered = futures::future::join_all(asks).await;
+        others
+            .into_iter()
+            .zip(answered)
+            .filter(|(_, ok)| !ok)
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Whether this node serves `identity` now (what no shard owns, always).

@@ -502,34 +502,58 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
         .unwrap();
     assert_eq!(stopped.status, 200, "{}", stopped.text());
 
+    // Offboarding with purge on n2: every node has retired the tenant when it answers,
+    // and its data is gone.
     let gone = request(
         cluster.addr(2),
         "DELETE",
-        "/v1/admin/partitions/hooli",
+        "/v1/admin/partitions/hooli?purge=true",
         Some(ADMIN),
         None,
     )
     .await
     .unwrap();
     assert_eq!(gone.status, 200, "{}", gone.text());
-    for n in 0..2 {
-        eventually(
-            &format!("n{n} refuses the offboarded tenant's key"),
-            || async {
-                let r = request(
-                    cluster.addr(n),
-                    "POST",
-                    note,
-                    Some(&key),
-                    Some(br#"{"text": "late"}"#),
-                )
+    for n in 0..NODES {
+        let r = request(
+            cluster.addr(n),
+            "POST",
+            note,
+            Some(&key),
+            Some(br#"{"text": "late"}"#),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.status, 401,
+            "n{n} refuses the purged tenant's key at once"
+        );
+    }
+    let again = request(
+        cluster.addr(1),
+        "POST",
+        "/v1/admin/partitions",
+        Some(ADMIN),
+        Some(br#"{"partition": "hooli"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status, 200, "{}", again.text());
+    let key = again.json()["result"]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let notes = "/v1/partitions/hooli/invoke/workspace_workers.notes?key=x";
+    eventually(
+        "n0 serves the tenant onboarded again, with nothing of the old one",
+        || async {
+            let r = request(cluster.addr(0), "POST", notes, Some(&key), Some(b"{}"))
                 .await
                 .unwrap();
-                r.status == 401
-            },
-        )
-        .await;
-    }
+            r.status == 200 && r.json()["result"] == json!([])
+        },
+    )
+    .await;
     cluster.clean().await;
 }
 
