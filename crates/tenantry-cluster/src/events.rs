@@ -11,6 +11,7 @@
 //! NATS permissions can confine a tenant's publisher to its own.
 
 use crate::ClusterError;
+use crate::wire::{partition_of, token};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tenantry::bus::EventSink;
@@ -31,10 +32,7 @@ struct WireEvent {
 }
 
 fn subject(cluster: &str, partition: &Partition) -> String {
-    format!(
-        "tenantry.{cluster}.events.{}",
-        partition.name().unwrap_or("_")
-    )
+    format!("tenantry.{cluster}.events.{}", token(partition))
 }
 
 /// Sends this node's published events to the other nodes.
@@ -102,15 +100,14 @@ pub(crate) async fn relay(
     let (me, runtime) = (node.to_owned(), runtime.clone());
     let deliverer = tokio::spawn(async move {
         while let Some(message) = incoming.next().await {
-            let Some(token) = message.subject.as_str().rsplit('.').next() else {
+            let partition = message
+                .subject
+                .as_str()
+                .rsplit('.')
+                .next()
+                .and_then(partition_of);
+            let Some(partition) = partition else {
                 continue;
-            };
-            let partition = match token {
-                "_" => Partition::unpartitioned(),
-                name => match Partition::new(name) {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                },
             };
             let Ok(event) = serde_json::from_slice::<WireEvent>(&message.payload) else {
                 continue;

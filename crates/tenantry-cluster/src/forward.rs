@@ -26,7 +26,7 @@
 //! calls on their way to it are turned back rather than dropped.
 
 use crate::Ownership;
-use crate::wire::{WireCall, WireCaller, WireError, WireReply, WireReplyOut};
+use crate::wire::{WireCall, WireCaller, WireError, WireReply, WireReplyOut, token};
 use async_nats::client::RequestErrorKind;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -51,11 +51,6 @@ const MAX_BACKOFF: Duration = Duration::from_millis(200);
 /// Extra time the request waits beyond the call's deadline, for the answer of a call
 /// that timed out on the far side to arrive.
 const ANSWER_SLACK: Duration = Duration::from_millis(250);
-
-/// The subject token of a partition: its name, or `_` (no name starts with `_`).
-fn token(partition: &Partition) -> &str {
-    partition.name().unwrap_or("_")
-}
 
 /// Where `node` takes the calls for instances of `partition`:
 /// `tenantry.<cluster>.node.<node>.<partition>` for a tenant's calls, and

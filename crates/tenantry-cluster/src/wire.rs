@@ -9,6 +9,21 @@ use std::time::Duration;
 use tenantry::store::StoreError;
 use tenantry::{CallError, Caller, CallerKind, Error, HandlerError, Identity, Partition};
 
+/// A partition as a subject token: its name, or `_` for the unpartitioned value (no
+/// partition name starts with `_`).
+pub(crate) fn token(partition: &Partition) -> &str {
+    partition.name().unwrap_or("_")
+}
+
+/// The partition a subject token names (the inverse of [`token`]); `None` for a token
+/// no partition makes.
+pub(crate) fn partition_of(token: &str) -> Option<Partition> {
+    match token {
+        "_" => Some(Partition::unpartitioned()),
+        name => Partition::new(name).ok(),
+    }
+}
+
 /// A call forwarded to the node that serves `identity`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WireCall {

@@ -26,15 +26,7 @@ struct Env {
 }
 
 async fn env(tag: &str) -> Option<Env> {
-    let (Ok(nats), Ok(pg_url)) = (
-        std::env::var("TENANTRY_TEST_NATS_URL"),
-        std::env::var("TENANTRY_TEST_POSTGRES_URL"),
-    ) else {
-        eprintln!(
-            "skipped: TENANTRY_TEST_NATS_URL and TENANTRY_TEST_POSTGRES_URL are not both set"
-        );
-        return None;
-    };
+    let (nats, pg_url) = tenantry_testing::cluster_services()?;
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());

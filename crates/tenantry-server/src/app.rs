@@ -118,43 +118,30 @@ pub struct App {
 
 /// Opens the configured checkpoint store.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn CheckpointStore>> {
-    Ok(match open_pg(settings).await? {
-        Some(pg) => Arc::new(pg),
-        None => open_redb(settings)?,
+    Ok(match &settings.store {
+        StoreChoice::Redb(path) => Arc::new(open_redb(path)?),
+        StoreChoice::Postgres { url, schema } => Arc::new(open_pg(url, schema).await?),
     })
 }
 
-/// The configured PostgreSQL store, if PostgreSQL is configured.
-async fn open_pg(settings: &Settings) -> anyhow::Result<Option<PgStore>> {
-    let StoreChoice::Postgres { url, schema } = &settings.store else {
-        return Ok(None);
+/// The PostgreSQL store at `url`, in `schema`.
+async fn open_pg(url: &str, schema: &str) -> anyhow::Result<PgStore> {
+    let options = PgOptions {
+        schema: schema.to_owned(),
+        ..PgOptions::default()
     };
-    let store = PgStore::connect(
-        url,
-        PgOptions {
-            schema: schema.clone(),
-            ..PgOptions::default()
-        },
-    )
-    .await
-    .context("connecting to PostgreSQL")?;
-    Ok(Some(store))
+    PgStore::connect(url, options)
+        .await
+        .context("connecting to PostgreSQL")
 }
 
-/// The configured redb store (or PostgreSQL's, if that is configured).
-fn open_redb(settings: &Settings) -> anyhow::Result<Arc<dyn CheckpointStore>> {
-    match &settings.store {
-        StoreChoice::Redb(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating data directory {}", dir.display()))?;
-            }
-            let store = RedbStore::open(path)
-                .with_context(|| format!("opening redb store {}", path.display()))?;
-            Ok(Arc::new(store))
-        }
-        StoreChoice::Postgres { .. } => bail!("the PostgreSQL store is opened by open_pg"),
+/// The redb store at `path`, creating its directory.
+fn open_redb(path: &std::path::Path) -> anyhow::Result<RedbStore> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
     }
+    RedbStore::open(path).with_context(|| format!("opening redb store {}", path.display()))
 }
 
 /// Properties with `target` set to `partition`; another target is refused.
@@ -238,9 +225,10 @@ impl App {
             (Some(s), None) => (s, None),
             (None, None) => (open_store(&settings).await?, None),
             (None, Some(c)) => {
-                let pg = open_pg(&settings)
-                    .await?
-                    .context("cluster mode needs the PostgreSQL store")?;
+                let StoreChoice::Postgres { url, schema } = &settings.store else {
+                    bail!("cluster mode needs the PostgreSQL store");
+                };
+                let pg = open_pg(url, schema).await?;
                 let part = ClusterPart::new(c.clone(), &pg, application, &settings.managers);
                 let store: Arc<dyn CheckpointStore> = Arc::new(part.store().clone());
                 (store, Some(part))

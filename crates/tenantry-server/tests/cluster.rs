@@ -39,15 +39,7 @@ impl Cluster {
     /// Starts `NODES` nodes and waits until they share the shards; `None` when the
     /// services are not configured.
     async fn start(tag: &str) -> Option<Self> {
-        let (Ok(nats_url), Ok(pg_url)) = (
-            std::env::var("TENANTRY_TEST_NATS_URL"),
-            std::env::var("TENANTRY_TEST_POSTGRES_URL"),
-        ) else {
-            eprintln!(
-                "skipped: TENANTRY_TEST_NATS_URL and TENANTRY_TEST_POSTGRES_URL are not both set"
-            );
-            return None;
-        };
+        let (nats_url, pg_url) = tenantry_testing::cluster_services()?;
         let id = random_below(u64::MAX) & 0xffff_ffff;
         let mut cluster = Self {
             name: format!("t{tag}{id:x}"),
@@ -93,6 +85,30 @@ impl Cluster {
 
     fn addr(&self, n: usize) -> SocketAddr {
         self.procs[n].as_ref().expect("node is up").addr
+    }
+
+    /// One request to node `n`, which must answer.
+    async fn request(
+        &self,
+        n: usize,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Resp {
+        request(self.addr(n), method, path, key, body)
+            .await
+            .unwrap_or_else(|e| panic!("n{n} does not answer {method} {path}: {e}"))
+    }
+
+    /// Onboards `partition` through node `n`; its new API key.
+    async fn onboard(&self, n: usize, partition: &str) -> String {
+        let body = serde_json::to_vec(&json!({ "partition": partition })).unwrap();
+        let r = self
+            .request(n, "POST", "/v1/admin/partitions", Some(ADMIN), Some(&body))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["result"]["api_key"].as_str().unwrap().to_owned()
     }
 
     /// What node `n` says of the cluster.
@@ -422,56 +438,37 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
     let Some(cluster) = Cluster::start("reg").await else {
         return;
     };
-    let onboarded = request(
-        cluster.addr(0),
-        "POST",
-        "/v1/admin/partitions",
-        Some(ADMIN),
-        Some(br#"{"partition": "hooli"}"#),
-    )
-    .await
-    .unwrap();
-    assert_eq!(onboarded.status, 200, "{}", onboarded.text());
-    let key = onboarded.json()["result"]["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = cluster.onboard(0, "hooli").await;
     let note = "/v1/partitions/hooli/invoke/workspace_workers.note?key=x";
     for n in 1..NODES {
         eventually(&format!("n{n} serves the new tenant"), || async {
-            let r = request(
-                cluster.addr(n),
-                "POST",
-                note,
-                Some(&key),
-                Some(br#"{"text": "hi"}"#),
-            )
-            .await
-            .unwrap();
+            let r = cluster
+                .request(n, "POST", note, Some(&key), Some(br#"{"text": "hi"}"#))
+                .await;
             r.status == 200
         })
         .await;
     }
-    let set = request(
-        cluster.addr(1),
-        "PUT",
-        "/v1/admin/config/tenants.hooli.plan",
-        Some(ADMIN),
-        Some(br#""gold""#),
-    )
-    .await
-    .unwrap();
-    assert_eq!(set.status, 200, "{}", set.text());
-    eventually("n2 reads the config written on n1", || async {
-        let r = request(
-            cluster.addr(2),
-            "GET",
+    let set = cluster
+        .request(
+            1,
+            "PUT",
             "/v1/admin/config/tenants.hooli.plan",
             Some(ADMIN),
-            None,
+            Some(br#""gold""#),
         )
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    eventually("n2 reads the config written on n1", || async {
+        let r = cluster
+            .request(
+                2,
+                "GET",
+                "/v1/admin/config/tenants.hooli.plan",
+                Some(ADMIN),
+                None,
+            )
+            .await;
         r.status == 200 && r.json()["result"]["value"] == json!("gold")
     })
     .await;
@@ -486,70 +483,45 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
         .parse::<usize>()
         .unwrap();
     let stop = "/v1/partitions/hooli/instances/workspace_workers/x";
-    let elsewhere = request(
-        cluster.addr((owner + 1) % NODES),
-        "DELETE",
-        stop,
-        Some(&key),
-        None,
-    )
-    .await
-    .unwrap();
+    let elsewhere = cluster
+        .request((owner + 1) % NODES, "DELETE", stop, Some(&key), None)
+        .await;
     assert_eq!(elsewhere.status, 503, "{}", elsewhere.text());
     assert_eq!(elsewhere.code(), "served_elsewhere");
-    let stopped = request(cluster.addr(owner), "DELETE", stop, Some(&key), None)
-        .await
-        .unwrap();
+    let stopped = cluster
+        .request(owner, "DELETE", stop, Some(&key), None)
+        .await;
     assert_eq!(stopped.status, 200, "{}", stopped.text());
 
     // Offboarding with purge on n2: every node has retired the tenant when it answers,
     // and its data is gone.
-    let gone = request(
-        cluster.addr(2),
-        "DELETE",
-        "/v1/admin/partitions/hooli?purge=true",
-        Some(ADMIN),
-        None,
-    )
-    .await
-    .unwrap();
+    let gone = cluster
+        .request(
+            2,
+            "DELETE",
+            "/v1/admin/partitions/hooli?purge=true",
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(gone.status, 200, "{}", gone.text());
     for n in 0..NODES {
-        let r = request(
-            cluster.addr(n),
-            "POST",
-            note,
-            Some(&key),
-            Some(br#"{"text": "late"}"#),
-        )
-        .await
-        .unwrap();
+        let r = cluster
+            .request(n, "POST", note, Some(&key), Some(br#"{"text": "late"}"#))
+            .await;
         assert_eq!(
             r.status, 401,
             "n{n} refuses the purged tenant's key at once"
         );
     }
-    let again = request(
-        cluster.addr(1),
-        "POST",
-        "/v1/admin/partitions",
-        Some(ADMIN),
-        Some(br#"{"partition": "hooli"}"#),
-    )
-    .await
-    .unwrap();
-    assert_eq!(again.status, 200, "{}", again.text());
-    let key = again.json()["result"]["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = cluster.onboard(1, "hooli").await;
     let notes = "/v1/partitions/hooli/invoke/workspace_workers.notes?key=x";
     eventually(
         "n0 serves the tenant onboarded again, with nothing of the old one",
         || async {
-            let r = request(cluster.addr(0), "POST", notes, Some(&key), Some(b"{}"))
-                .await
-                .unwrap();
+            let r = cluster
+                .request(0, "POST", notes, Some(&key), Some(b"{}"))
+                .await;
             r.status == 200 && r.json()["result"] == json!([])
         },
     )
@@ -569,15 +541,9 @@ async fn tenants_with_the_same_keys_stay_apart_through_every_node() {
     for n in 0..NODES {
         for (p, key, text) in [("acme", ACME, "a"), ("globex", GLOBEX, "g")] {
             let body = serde_json::to_vec(&json!({ "text": format!("{text}{n}") })).unwrap();
-            let r = request(
-                cluster.addr(n),
-                "POST",
-                &path(p, "note"),
-                Some(key),
-                Some(&body),
-            )
-            .await
-            .unwrap();
+            let r = cluster
+                .request(n, "POST", &path(p, "note"), Some(key), Some(&body))
+                .await;
             assert_eq!(r.status, 200, "{p} through n{n}: {}", r.text());
         }
     }
@@ -587,27 +553,15 @@ async fn tenants_with_the_same_keys_stay_apart_through_every_node() {
             ("globex", GLOBEX, json!(["g0", "g1", "g2"])),
             ("initech", INITECH, json!([])),
         ] {
-            let r = request(
-                cluster.addr(n),
-                "POST",
-                &path(p, "notes"),
-                Some(key),
-                Some(b"{}"),
-            )
-            .await
-            .unwrap();
+            let r = cluster
+                .request(n, "POST", &path(p, "notes"), Some(key), Some(b"{}"))
+                .await;
             assert_eq!(r.json()["result"], expected, "{p}'s notes through n{n}");
         }
         // A key of one tenant on another's partition: 403 on every node, naming no one.
-        let r = request(
-            cluster.addr(n),
-            "POST",
-            &path("globex", "notes"),
-            Some(ACME),
-            Some(b"{}"),
-        )
-        .await
-        .unwrap();
+        let r = cluster
+            .request(n, "POST", &path("globex", "notes"), Some(ACME), Some(b"{}"))
+            .await;
         assert_eq!(r.status, 403, "through n{n}: {}", r.text());
         assert!(!r.text().contains("acme"), "{}", r.text());
     }

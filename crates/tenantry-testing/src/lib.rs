@@ -988,6 +988,24 @@ async fn thaw_cases(
         .map_err(|e| format!("hibernation of the thawed probe: {e}"))
 }
 
+/// The NATS (with JetStream) and PostgreSQL servers of the cluster tests, from
+/// `TENANTRY_TEST_NATS_URL` and `TENANTRY_TEST_POSTGRES_URL`; `None`, after saying
+/// plainly that the test is skipped, unless both are set.
+pub fn cluster_services() -> Option<(String, String)> {
+    match (
+        std::env::var("TENANTRY_TEST_NATS_URL"),
+        std::env::var("TENANTRY_TEST_POSTGRES_URL"),
+    ) {
+        (Ok(nats), Ok(pg)) => Some((nats, pg)),
+        _ => {
+            eprintln!(
+                "skipped: TENANTRY_TEST_NATS_URL and TENANTRY_TEST_POSTGRES_URL are not both set"
+            );
+            None
+        }
+    }
+}
+
 /// A random number below `n` (at least 1), for random moments and names; std's hasher
 /// keys are random, so no extra dependency.
 pub fn random_below(n: u64) -> u64 {

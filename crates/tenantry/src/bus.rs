@@ -571,16 +571,14 @@ impl Bus {
 
     /// Delivers to this runtime's subscribers, then hands the event to the sinks.
     fn broadcast(&self, partition: &Partition, topic: &str, payload: serde_json::Value) -> usize {
-        let sinks: Vec<Arc<dyn EventSink>> = self
+        // Sinks never block (see `EventSink`), so they are called under the read lock.
+        for sink in self
             .core
             .sinks
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if sinks.is_empty() {
-            return self.deliver(partition, topic, payload);
-        }
-        for sink in &sinks {
+            .iter()
+        {
             sink.published(partition, topic, &payload);
         }
         self.deliver(partition, topic, payload)
