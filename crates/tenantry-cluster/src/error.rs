@@ -32,4 +32,14 @@ pub enum ClusterError {
     /// Another live node has this node's name.
     #[error("node {0:?} is already a live member of the cluster")]
     DuplicateNode(String),
+    /// A pin request is malformed (its nodes, its shard count, the partition).
+    #[error("invalid pin: {0}")]
+    InvalidPin(String),
+    /// A pin cannot be set now or this way (the tenant is moving, no node named is
+    /// live, exclusive pins would overlap, the pins' shards would run out).
+    #[error("pin refused: {0}")]
+    PinConflict(String),
+    /// The tenant is not pinned.
+    #[error("{0} is not pinned")]
+    NotPinned(String),
 }

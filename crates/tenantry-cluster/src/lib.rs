@@ -30,11 +30,15 @@ mod forward;
 mod membership;
 mod node;
 mod ownership;
+mod pinning;
 mod wire;
 
 pub use async_nats;
 pub use error::ClusterError;
 pub use forward::{DEFAULT_DEADLINE, Forwarder, call_subject};
 pub use membership::{Member, MemberState, Membership, MembershipConfig};
-pub use node::{ClusterNode, HandOff, Join, NodeConfig, NodeStatus};
+pub use node::{ClusterNode, HandOff, Join, NodeConfig, NodeStatus, shard_of};
 pub use ownership::{Ownership, Round};
+pub use pinning::{
+    DEFAULT_PIN_SHARDS, MAX_PIN_NODES, MAX_PIN_SHARDS, PinRequest, PinState, TenantPin,
+};

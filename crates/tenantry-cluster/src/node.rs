@@ -11,14 +11,22 @@
 //! [`ClusterNode::serve`] runs a [`Runtime`] as the node: the runtime admits only the
 //! identities of the served shards, forwards the others' calls to their owners, answers
 //! the calls forwarded here, and hibernates a shard's instances when it is handed off.
+//!
+//! Each round also brings the node's [`ShardMap`] up to the pins of the record it read,
+//! before it serves what it claimed: a tenant whose placement changes is refused at
+//! once, the node hibernates its instances of it while the fences they were activated
+//! under still hold, then routes by the new pins and says it let go (see `pinning.rs`).
 
 use crate::forward::{CallServer, Forwarder};
-use crate::{ClusterError, MemberState, Membership, MembershipConfig, Ownership};
+use crate::{
+    ClusterError, MemberState, Membership, MembershipConfig, Ownership, PinRequest, Round,
+    TenantPin,
+};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tenantry::cluster::{ShardCount, ShardId};
+use tenantry::cluster::{ShardCount, ShardId, ShardMap};
 use tenantry::{Admission, Identity, Runtime};
 use tenantry_postgres::{PgStore, ShardOf};
 use tokio::time::Instant;
@@ -113,8 +121,11 @@ pub struct NodeStatus {
     pub members: Vec<crate::Member>,
     /// The shards it serves and the fence epoch it took for each.
     pub shards: BTreeMap<u32, u64>,
-    /// The owner of every shard, as the ownership record names it (shard number order).
+    /// The owner of every shard, as the ownership record names it (shard number order:
+    /// the shared shards, then the pinned tenants' ranges).
     pub owners: Vec<Option<String>>,
+    /// The pinned tenants.
+    pub pins: Vec<TenantPin>,
 }
 
 /// What a node joins, as whom, and how it runs: what [`ClusterNode::start`] and
@@ -144,7 +155,7 @@ impl ClusterNode {
         store: PgStore,
         hand_off: HandOff,
     ) -> Result<Self, ClusterError> {
-        let rounds = Self::launch(join, store, hand_off).await?;
+        let rounds = Self::launch(join, store, hand_off, None).await?;
         Ok(Self::run(rounds, None))
     }
 
@@ -153,6 +164,7 @@ impl ClusterNode {
         join: Join,
         store: PgStore,
         hand_off: HandOff,
+        hosted: Option<Hosted>,
     ) -> Result<Arc<Rounds>, ClusterError> {
         let Join {
             client,
@@ -171,6 +183,7 @@ impl ClusterNode {
             ownership,
             store,
             hand_off,
+            hosted,
             calls: std::sync::OnceLock::new(),
             serving: Arc::default(),
             config,
@@ -190,17 +203,18 @@ impl ClusterNode {
     }
 
     /// Runs `runtime` as a node: joins as [`ClusterNode::start`] does, then the runtime
-    /// admits only the identities of the shards this node serves (`shard_of`, the
-    /// function `store`'s fences use), forwards calls for the others to their owners over
-    /// NATS, answers the calls forwarded here, relays bus events to and from the other
-    /// nodes, and hibernates the instances of a shard when it is handed off. `store` must
-    /// be the runtime's store.
+    /// admits only the identities of the shards this node serves (by `map`, which
+    /// `store`'s fences must use too: see [`shard_of`]), forwards calls for the others
+    /// to their owners over NATS, answers the calls forwarded here, relays bus events to
+    /// and from the other nodes, hibernates the instances of a shard when it is handed
+    /// off, and keeps `map` up to the cluster's pins. `store` must be the runtime's store.
     pub async fn serve(
         join: Join,
         store: PgStore,
         runtime: &Runtime,
-        shard_of: ShardOf,
+        map: Arc<ShardMap>,
     ) -> Result<Self, ClusterError> {
+        let shard_of = shard_of(&map);
         let hand_off: HandOff = {
             let (runtime, shard_of) = (runtime.clone(), shard_of.clone());
             Arc::new(move |shards: Vec<ShardId>| {
@@ -224,8 +238,12 @@ impl ClusterNode {
         runtime.set_admission(Some(Arc::new(move |id: &Identity| {
             refuse_sharded(id).is_none()
         })));
-        let rounds = Self::launch(join, store, hand_off).await?;
-        runtime.set_admission(Some(admission(&rounds, shard_of.clone())));
+        let hosted = Hosted {
+            runtime: runtime.clone(),
+            map: map.clone(),
+        };
+        let rounds = Self::launch(join, store, hand_off, Some(hosted)).await?;
+        runtime.set_admission(Some(admission(&rounds, map)));
         // Only then take calls: a process that failed to join (a duplicate name) never
         // answers another node's calls.
         let calls = CallServer::start(client.clone(), &cluster, &node, runtime.clone()).await?;
@@ -261,10 +279,32 @@ impl ClusterNode {
     }
 
     /// What the node's runtime may serve (`Runtime::set_admission`): the identities
-    /// whose shard (`shard_of`) this node serves now, and none of those while its lease
-    /// has run out (others get `ServedElsewhere`); identities of no shard always.
-    pub fn admission(&self, shard_of: ShardOf) -> Admission {
-        admission(&self.rounds, shard_of)
+    /// whose shard (by `map`) this node serves now, none of a tenant whose placement is
+    /// changing, and none at all while its lease has run out (others get
+    /// `ServedElsewhere`); identities of no shard always.
+    pub fn admission(&self, map: Arc<ShardMap>) -> Admission {
+        admission(&self.rounds, map)
+    }
+
+    /// Pins the tenant `partition` as `request` says (see [`Ownership::pin`]); the
+    /// members this node counts alive and serving decide whether a named node is live.
+    pub async fn pin(
+        &self,
+        partition: &str,
+        request: &PinRequest,
+    ) -> Result<TenantPin, ClusterError> {
+        let live = serving_members(&self.rounds.membership);
+        self.rounds.ownership.pin(partition, request, &live).await
+    }
+
+    /// Unpins the tenant `partition` (see [`Ownership::unpin`]).
+    pub async fn unpin(&self, partition: &str) -> Result<TenantPin, ClusterError> {
+        self.rounds.ownership.unpin(partition).await
+    }
+
+    /// The pin of the tenant `partition`, if it is pinned.
+    pub async fn pin_of(&self, partition: &str) -> Result<Option<TenantPin>, ClusterError> {
+        self.rounds.ownership.pin_of(partition).await
     }
 
     /// Members, owners and this node's shards with their epochs.
@@ -279,6 +319,7 @@ impl ClusterNode {
             members: self.rounds.membership.live(),
             shards,
             owners: self.rounds.ownership.owners().await?,
+            pins: self.rounds.ownership.pins().await?,
         })
     }
 
@@ -308,13 +349,58 @@ impl ClusterNode {
     }
 }
 
-fn admission(rounds: &Arc<Rounds>, shard_of: ShardOf) -> Admission {
+/// The function a fenced store handle maps records to shards by, for a node that routes
+/// by `map` (`PgStore::fenced`).
+pub fn shard_of(map: &Arc<ShardMap>) -> ShardOf {
+    let map = map.clone();
+    Arc::new(move |identity| map.shard(identity))
+}
+
+fn admission(rounds: &Arc<Rounds>, map: Arc<ShardMap>) -> Admission {
     let (membership, serving) = (rounds.membership.clone(), rounds.serving.clone());
     // What no shard owns (components, the host's records) every node serves.
-    Arc::new(move |identity: &Identity| match shard_of(identity) {
+    Arc::new(move |identity: &Identity| match map.shard(identity) {
         None => true,
-        Some(shard) => admits(&membership, &serving, shard),
+        Some(shard) => admits(&membership, &serving, shard) && !map.is_moving(&identity.partition),
     })
+}
+
+/// The members `membership` counts alive and serving (a draining member gets nothing).
+fn serving_members(membership: &Membership) -> Vec<String> {
+    membership
+        .live()
+        .into_iter()
+        .filter(|m| m.state == MemberState::Serving)
+        .map(|m| m.node)
+        .collect()
+}
+
+/// The runtime a node runs, and the map it routes by.
+struct Hosted {
+    runtime: Runtime,
+    map: Arc<ShardMap>,
+}
+
+impl Hosted {
+    /// Hibernates the live sharded instances of the tenants `partitions`.
+    async fn hibernate_tenants(&self, partitions: &[String]) {
+        if partitions.is_empty() {
+            return;
+        }
+        let map = &self.map;
+        let report = self
+            .runtime
+            .stop_where(&|id: &Identity| {
+                id.partition
+                    .name()
+                    .is_some_and(|p| partitions.iter().any(|q| q == p))
+                    && map.shard(id).is_some()
+            })
+            .await;
+        for e in report.errors {
+            tracing::warn!(error = %e, "hibernating an instance of a tenant whose placement changed failed");
+        }
+    }
 }
 
 struct Rounds {
@@ -323,6 +409,8 @@ struct Rounds {
     ownership: Ownership,
     store: PgStore,
     hand_off: HandOff,
+    /// The runtime and its map (nodes that run a runtime).
+    hosted: Option<Hosted>,
     /// Answers the calls forwarded to this node (nodes that run a runtime).
     calls: std::sync::OnceLock<Arc<CallServer>>,
     serving: Served,
@@ -351,13 +439,7 @@ impl Rounds {
         }
         let lease = self.membership.lapses();
         // A draining member is handing its shards off: it gets none.
-        let live: Vec<String> = self
-            .membership
-            .live()
-            .into_iter()
-            .filter(|m| m.state == MemberState::Serving)
-            .map(|m| m.node)
-            .collect();
+        let live = serving_members(&self.membership);
         let round = self
             .ownership
             .round_with(
@@ -370,6 +452,8 @@ impl Rounds {
         if !round.claimed.is_empty() || !round.hand_off.is_empty() {
             tracing::debug!(node = %self.me, ?live, claimed = ?round.claimed, hand_off = ?round.hand_off, "ownership round");
         }
+        // Route by the record's pins before serving anything it gives this node.
+        self.follow_pins(&round).await;
         // Serve what the record gives this node: raise the fence first.
         let served = self.served();
         let to_take = round
@@ -416,6 +500,37 @@ impl Rounds {
 
     fn served(&self) -> Vec<ShardId> {
         read(&self.serving).keys().copied().collect()
+    }
+
+    /// Brings the map up to `round`'s pins: refuses the tenants that move, hibernates
+    /// this node's instances of those it must let go of (while the fences they were
+    /// activated under hold), switches the map, hibernates what is left of tenants whose
+    /// range changed without this node (it was counted dead: their writes are fenced),
+    /// and says it let go.
+    async fn follow_pins(&self, round: &Round) {
+        if let Some(hosted) = &self.hosted {
+            let now = hosted.map.pins();
+            if *now != round.pins || !round.let_go.is_empty() {
+                let changed = now.changed(&round.pins);
+                let refused = (*now)
+                    .clone()
+                    .with_moving(round.pins.moving_tenants())
+                    .with_moving(&changed);
+                hosted.map.set_pins(refused);
+                hosted.hibernate_tenants(&round.let_go).await;
+                hosted.map.set_pins(round.pins.clone());
+                let leftovers: Vec<String> = changed
+                    .into_iter()
+                    .filter(|p| !round.let_go.contains(p))
+                    .collect();
+                hosted.hibernate_tenants(&leftovers).await;
+            }
+        }
+        if !round.let_go.is_empty() {
+            if let Err(e) = self.ownership.let_go(&self.me, &round.let_go).await {
+                tracing::warn!(node = %self.me, error = %e, "saying this node let go of moving tenants failed; the next round says it again");
+            }
+        }
     }
 
     /// How many shards this round may move between `live` members: none until they

@@ -11,24 +11,147 @@
 //! writing at once cannot both win: the loser reads again and plans again. The claimer
 //! then raises the shard's fence epoch in the store before serving it, which is what
 //! makes a former owner that did not notice harmless.
+//!
+//! The same record holds the pinned tenants' own shards (see `pinning.rs`): each pin's
+//! range is planned over the live members among its nodes, the shared shards over the
+//! live members outside exclusive pins. Because pins, moves and owners change together
+//! under one revision, a node that claims a shard has read every pin and move of that
+//! revision before it serves anything.
 
 use crate::ClusterError;
 use crate::bucket::{self, unavailable};
 use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
-use tenantry::cluster::{ShardCount, ShardId, plan};
+use std::collections::{BTreeMap, BTreeSet};
+use tenantry::cluster::{Pins, ShardCount, ShardId, ShardRange, plan};
 
 /// The record's key in the bucket.
 const OWNERS: &str = "owners";
 
-/// How many times a round reads and writes again after losing a compare-and-set.
+/// How many times a change reads and writes again after losing a compare-and-set.
 const ATTEMPTS: usize = 8;
 
 /// The ownership record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Record {
-    /// The owner of each shard, by shard number.
-    owners: Vec<Option<String>>,
+pub(crate) struct Record {
+    /// The owner of each shared shard, by shard number.
+    pub(crate) owners: Vec<Option<String>>,
+    /// Pinned tenants, by partition name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) pins: BTreeMap<String, PinRecord>,
+    /// Tenants whose placement is changing, by partition name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) moves: BTreeMap<String, MoveRecord>,
+}
+
+/// A pinned tenant's placement and the owners of its own shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PinRecord {
+    /// The nodes its shards may live on.
+    pub(crate) nodes: Vec<String>,
+    /// Whether those nodes serve this tenant only (no shared shards).
+    pub(crate) exclusive: bool,
+    /// The first of its shards.
+    pub(crate) first: u32,
+    /// The owner of each of its shards.
+    pub(crate) owners: Vec<Option<String>>,
+    /// Unpinned: the tenant no longer routes here; kept until its move is done, so its
+    /// owners count among those that must let go.
+    #[serde(default)]
+    pub(crate) removing: bool,
+}
+
+/// A tenant whose placement changes: the nodes that may still host its instances under
+/// the old placement and have not said they let go of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MoveRecord {
+    pub(crate) waiting: BTreeSet<String>,
+}
+
+impl Record {
+    /// Every node that owns a shard, shared or pinned.
+    pub(crate) fn owner_names(&self) -> BTreeSet<String> {
+        let pinned = self.pins.values().flat_map(|p| p.owners.iter());
+        self.owners
+            .iter()
+            .chain(pinned)
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The owner slot of `shard`, shared or pinned.
+    fn slot_mut(&mut self, shard: ShardId) -> Option<&mut Option<String>> {
+        let s = shard.0 as usize;
+        if s < self.owners.len() {
+            return self.owners.get_mut(s);
+        }
+        self.pins.values_mut().find_map(|p| {
+            let i = s.checked_sub(p.first as usize)?;
+            p.owners.get_mut(i)
+        })
+    }
+
+    /// The owner of every shard by shard number: shared, then the pins' ranges.
+    fn flat(&self) -> Vec<Option<String>> {
+        let end = self
+            .pins
+            .values()
+            .map(|p| p.first as usize + p.owners.len())
+            .chain([self.owners.len()])
+            .max()
+            .unwrap_or(0);
+        let mut flat = self.owners.clone();
+        flat.resize(end, None);
+        for pin in self.pins.values() {
+            for (i, owner) in pin.owners.iter().enumerate() {
+                flat[pin.first as usize + i] = owner.clone();
+            }
+        }
+        flat
+    }
+
+    /// The pins as nodes route by: the ranges of the pins in force, and the moves.
+    fn view(&self) -> Pins {
+        let mut pins = Pins::new();
+        for (partition, pin) in self.pins.iter().filter(|(_, p)| !p.removing) {
+            if let Some(count) = ShardCount::new(pin.owners.len() as u32) {
+                let range = ShardRange {
+                    first: pin.first,
+                    count,
+                };
+                pins = pins.pin(partition, range);
+            }
+        }
+        pins.with_moving(self.moves.keys())
+    }
+
+    /// Ends the moves no node holds up any more: a waiting node that owns no shard
+    /// (its shards were taken while it was counted dead, or it left) has nothing to let
+    /// go. Returns whether the record changed.
+    fn complete_moves(&mut self) -> bool {
+        let owners = self.owner_names();
+        let mut changed = false;
+        for moving in self.moves.values_mut() {
+            let before = moving.waiting.len();
+            moving.waiting.retain(|n| owners.contains(n));
+            changed |= moving.waiting.len() != before;
+        }
+        let done: Vec<String> = self
+            .moves
+            .iter()
+            .filter(|(_, m)| m.waiting.is_empty())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for partition in done {
+            self.moves.remove(&partition);
+            if self.pins.get(&partition).is_some_and(|p| p.removing) {
+                self.pins.remove(&partition);
+            }
+            changed = true;
+        }
+        changed
+    }
 }
 
 /// What a round changed for the node that ran it.
@@ -41,6 +164,11 @@ pub struct Round {
     pub hand_off: Vec<ShardId>,
     /// Every shard this node owns after the round.
     pub owned: Vec<ShardId>,
+    /// The pins to route by from now on.
+    pub pins: Pins,
+    /// Tenants whose placement changes and whose instances this node must let go of
+    /// (hibernate) before it says so ([`Ownership::let_go`]).
+    pub let_go: Vec<String>,
 }
 
 /// A cluster's shard ownership record (clones share the bucket).
@@ -61,6 +189,8 @@ impl Ownership {
         let store = bucket::open(client, cluster, "shards").await?;
         let fresh = Record {
             owners: vec![None; count.get() as usize],
+            pins: BTreeMap::new(),
+            moves: BTreeMap::new(),
         };
         match store.create(OWNERS, encode(&fresh)?).await {
             Ok(_) => {}
@@ -79,9 +209,10 @@ impl Ownership {
         Ok(this)
     }
 
-    /// The owner of every shard, by shard number.
+    /// The owner of every shard, by shard number: the shared shards, then the pinned
+    /// tenants' ranges.
     pub async fn owners(&self) -> Result<Vec<Option<String>>, ClusterError> {
-        Ok(self.read().await?.0.owners)
+        Ok(self.read().await?.0.flat())
     }
 
     /// One round for node `me`, which counts `live` alive (`me` among them): claims the
@@ -104,7 +235,9 @@ impl Ownership {
 
     /// [`Ownership::round`], planning over `members` but freeing only the shards of the
     /// owners `is_dead` names: an owner this node has not heard of yet (it joined since
-    /// this node's last read) keeps its shards.
+    /// this node's last read) keeps its shards. The shared shards are planned over the
+    /// members outside exclusive pins, each pin's shards over the members among its
+    /// nodes; moves that no node holds up any more end.
     pub async fn round_with(
         &self,
         me: &str,
@@ -112,70 +245,68 @@ impl Ownership {
         is_dead: impl Fn(&str) -> bool,
         max_moves: usize,
     ) -> Result<Round, ClusterError> {
-        let live = members;
-        for _ in 0..ATTEMPTS {
-            let (mut record, revision) = self.read().await?;
-            // Owners this node counts dead hold nothing.
-            let current: Vec<Option<String>> = record
-                .owners
-                .iter()
-                .map(|o| o.clone().filter(|o| !is_dead(o)))
+        self.change("a round", |record| {
+            let completed = record.complete_moves();
+            let exclusive: BTreeSet<&String> = record
+                .pins
+                .values()
+                .filter(|p| p.exclusive && !p.removing)
+                .flat_map(|p| &p.nodes)
                 .collect();
-            let placement = plan(&current, live, max_moves);
+            let shared: Vec<String> = members
+                .iter()
+                .filter(|m| !exclusive.contains(m))
+                .cloned()
+                .collect();
             let mut round = Round::default();
-            for (shard, (now, next)) in current.iter().zip(&placement.owners).enumerate() {
-                let shard_id = ShardId(shard as u32);
-                let mine_next = next.as_deref() == Some(me);
-                match now.as_deref() {
-                    None if mine_next => {
-                        record.owners[shard] = Some(me.to_owned());
-                        round.claimed.push(shard_id);
-                    }
-                    Some(owner) if owner == me && !mine_next => round.hand_off.push(shard_id),
-                    _ => {}
+            let group = Group {
+                me,
+                is_dead: &is_dead,
+                max_moves,
+            };
+            group.claim(&mut record.owners, 0, &shared, &mut round);
+            for pin in record.pins.values_mut() {
+                let mut on: Vec<String> = members
+                    .iter()
+                    .filter(|m| pin.nodes.contains(m))
+                    .cloned()
+                    .collect();
+                if on.is_empty() && pin.removing {
+                    // An unpin must end even if every pinned node is dead: the others take
+                    // (and fence) its shards, so their dead owners hold the move up no longer.
+                    on = shared.clone();
                 }
+                group.claim(&mut pin.owners, pin.first, &on, &mut round);
             }
-            round.owned = owned_by(&record, me);
-            if round.claimed.is_empty() {
-                return Ok(round);
-            }
-            match self.store.update(OWNERS, encode(&record)?, revision).await {
-                Ok(_) => return Ok(round),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Err(ClusterError::Unavailable(
-            "the shard owners kept changing during a round".into(),
-        ))
+            round.owned = owned_by(record, me);
+            round.pins = record.view();
+            round.let_go = record
+                .moves
+                .iter()
+                .filter(|(_, m)| m.waiting.contains(me))
+                .map(|(p, _)| p.clone())
+                .collect();
+            Ok((completed || !round.claimed.is_empty(), round))
+        })
+        .await
     }
 
     /// Gives up `shards` that `me` owns (after it stopped serving them), so their next
     /// owner can claim them. Shards `me` does not own are left alone.
     pub async fn release(&self, me: &str, shards: &[ShardId]) -> Result<(), ClusterError> {
-        for _ in 0..ATTEMPTS {
-            let (mut record, revision) = self.read().await?;
+        self.change("a release", |record| {
             let mut changed = false;
             for s in shards {
-                if let Some(slot) = record.owners.get_mut(s.0 as usize) {
+                if let Some(slot) = record.slot_mut(*s) {
                     if slot.as_deref() == Some(me) {
                         *slot = None;
                         changed = true;
                     }
                 }
             }
-            if !changed {
-                return Ok(());
-            }
-            match self.store.update(OWNERS, encode(&record)?, revision).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Err(ClusterError::Unavailable(
-            "the shard owners kept changing during a release".into(),
-        ))
+            Ok((changed, ()))
+        })
+        .await
     }
 
     /// The shards the record gives `me`.
@@ -188,7 +319,32 @@ impl Ownership {
         self.count
     }
 
-    async fn read(&self) -> Result<(Record, u64), ClusterError> {
+    /// Applies `f` to the record and writes it back if `f` says it changed it, by
+    /// compare-and-set: on a lost race, reads again and applies `f` again. `what` names
+    /// the change in errors.
+    pub(crate) async fn change<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut Record) -> Result<(bool, T), ClusterError>,
+    ) -> Result<T, ClusterError> {
+        for _ in 0..ATTEMPTS {
+            let (mut record, revision) = self.read().await?;
+            let (changed, out) = f(&mut record)?;
+            if !changed {
+                return Ok(out);
+            }
+            match self.store.update(OWNERS, encode(&record)?, revision).await {
+                Ok(_) => return Ok(out),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(ClusterError::Unavailable(format!(
+            "the shard owners kept changing during {what}"
+        )))
+    }
+
+    pub(crate) async fn read(&self) -> Result<(Record, u64), ClusterError> {
         let entry = self
             .store
             .entry(OWNERS)
@@ -202,9 +358,47 @@ impl Ownership {
     }
 }
 
+/// One round's planning of a group of shards (the shared ones, or a pin's) for `me`.
+struct Group<'a, D> {
+    me: &'a str,
+    is_dead: &'a D,
+    max_moves: usize,
+}
+
+impl<D: Fn(&str) -> bool> Group<'_, D> {
+    /// Plans `owners` (numbered from `first`) over `members`: claims for `me` the shards
+    /// the plan gives it that no live member holds, and notes those it must hand off.
+    fn claim(
+        &self,
+        owners: &mut [Option<String>],
+        first: u32,
+        members: &[String],
+        round: &mut Round,
+    ) {
+        // Owners this node counts dead hold nothing.
+        let current: Vec<Option<String>> = owners
+            .iter()
+            .map(|o| o.clone().filter(|o| !(self.is_dead)(o)))
+            .collect();
+        let placement = plan(&current, members, self.max_moves);
+        for (i, (now, next)) in current.iter().zip(&placement.owners).enumerate() {
+            let shard = ShardId(first + i as u32);
+            let mine_next = next.as_deref() == Some(self.me);
+            match now.as_deref() {
+                None if mine_next => {
+                    owners[i] = Some(self.me.to_owned());
+                    round.claimed.push(shard);
+                }
+                Some(owner) if owner == self.me && !mine_next => round.hand_off.push(shard),
+                _ => {}
+            }
+        }
+    }
+}
+
 fn owned_by(record: &Record, me: &str) -> Vec<ShardId> {
     record
-        .owners
+        .flat()
         .iter()
         .enumerate()
         .filter(|(_, o)| o.as_deref() == Some(me))
@@ -212,7 +406,7 @@ fn owned_by(record: &Record, me: &str) -> Vec<ShardId> {
         .collect()
 }
 
-fn encode(record: &Record) -> Result<bytes::Bytes, ClusterError> {
+pub(crate) fn encode(record: &Record) -> Result<bytes::Bytes, ClusterError> {
     serde_json::to_vec(record)
         .map(Into::into)
         .map_err(|e| ClusterError::Unavailable(format!("encoding the shard owners: {e}")))

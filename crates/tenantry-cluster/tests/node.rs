@@ -9,10 +9,12 @@ mod common;
 use common::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tenantry::cluster::{RoutingKey, ShardCount, ShardId, shard_of};
+use tenantry::cluster::{Routing, RoutingKey, ShardCount, ShardId, ShardMap, shard_of};
 use tenantry::store::{CheckpointStore, StoreError, StoreKey};
 use tenantry::{Identity, Key, Partition};
-use tenantry_cluster::{ClusterNode, HandOff, Join, MembershipConfig, NodeConfig};
+use tenantry_cluster::{
+    ClusterError, ClusterNode, HandOff, Join, MembershipConfig, NodeConfig, PinRequest, PinState,
+};
 use tenantry_postgres::{PgOptions, PgStore, ShardOf};
 use tokio::time::Instant;
 
@@ -58,6 +60,11 @@ fn count() -> ShardCount {
 
 fn by_key() -> ShardOf {
     Arc::new(|k: &StoreKey| Some(shard(k)))
+}
+
+/// The map of a node whose manager `manager` routes by key (as `by_key` does).
+fn map_by_key(manager: &str) -> Arc<ShardMap> {
+    Arc::new(ShardMap::new(count()).route(manager, Routing::Key))
 }
 
 fn shard(k: &StoreKey) -> ShardId {
@@ -146,7 +153,10 @@ async fn a_joining_node_gets_its_share_after_the_owner_hands_it_off() {
     );
     assert!(handed.iter().all(|s| b.serves(*s) && !a.serves(*s)));
     // Each node's runtime may start exactly the identities of the shards it serves.
-    let (admits_a, admits_b) = (a.admission(by_key()), b.admission(by_key()));
+    let (admits_a, admits_b) = (
+        a.admission(map_by_key("carts")),
+        b.admission(map_by_key("carts")),
+    );
     for i in 0..20 {
         let key = id(&format!("cart-{i}"));
         let shard = shard(&key);
@@ -255,11 +265,12 @@ async fn node_with_runtime(
     store: &PgStore,
     name: &str,
 ) -> (ClusterNode, tenantry::Manager<Tally>, tenantry::Runtime) {
-    let fenced = store.fenced(&env.cluster, name, by_key());
+    let map = map_by_key("tallies");
+    let fenced = store.fenced(&env.cluster, name, tenantry_cluster::shard_of(&map));
     let rt = tenantry::Runtime::builder().store(fenced.clone()).build();
     let durable = tenantry::ManagerConfig::default().durability(tenantry::Durability::EveryTurn);
     let tallies = rt.register::<Tally>("tallies", durable).unwrap();
-    let node = ClusterNode::serve(join(env, name), fenced, &rt, by_key())
+    let node = ClusterNode::serve(join(env, name), fenced, &rt, map)
         .await
         .expect("the node starts");
     (node, tallies, rt)
@@ -482,4 +493,134 @@ async fn events_published_on_one_node_reach_the_partitions_subscribers_on_the_ot
     );
     drop((a, b));
     env.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_tenant_lives_only_on_its_nodes_and_keeps_its_state_through_pin_and_unpin() {
+    let Some(env) = env("pin").await else { return };
+    let store = env.store().await;
+    let (acme, globex) = (
+        Partition::new("acme").unwrap(),
+        Partition::new("globex").unwrap(),
+    );
+    let (a, tallies_a, rt_a) = node_with_runtime(&env, &store, "a").await;
+    let (b, tallies_b, rt_b) = node_with_runtime(&env, &store, "b").await;
+    let (c, tallies_c, rt_c) = node_with_runtime(&env, &store, "c").await;
+    eventually(
+        "a, b and c share the shards",
+        Duration::from_secs(10),
+        || {
+            [&a, &b, &c].iter().map(|n| n.served().len()).sum::<usize>() == SHARDS as usize
+                && [&a, &b, &c].iter().all(|n| !n.served().is_empty())
+        },
+    )
+    .await;
+    let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        assert_eq!(add(&rt_a.bus_for(&acme), key).await.unwrap(), 1);
+        assert_eq!(add(&rt_b.bus_for(&globex), key).await.unwrap(), 1);
+    }
+    let live_on = |key: &str, p: &Partition| {
+        [&tallies_a, &tallies_b, &tallies_c]
+            .iter()
+            .map(|t| t.lookup(key, p).unwrap().is_some())
+            .collect::<Vec<_>>()
+    };
+
+    // Pin acme to c alone, exclusively, on 4 shards of its own.
+    let request = PinRequest {
+        nodes: vec!["c".into()],
+        exclusive: true,
+        shards: Some(4),
+    };
+    let pin = a.pin("acme", &request).await.unwrap();
+    assert_eq!(pin.state, PinState::Moving);
+    assert_eq!((pin.first_shard, pin.shards), (SHARDS, 4));
+    // Refused: a second change while it moves, a node nobody runs, a bad name, an
+    // overlap with the exclusive pin.
+    for (partition, nodes, exclusive) in [
+        ("acme", vec!["c"], true),
+        ("globex", vec!["nobody"], false),
+        ("globex", vec!["c"], false),
+    ] {
+        let request = PinRequest {
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            exclusive,
+            shards: None,
+        };
+        let refused = b.pin(partition, &request).await;
+        assert!(
+            matches!(refused, Err(ClusterError::PinConflict(_))),
+            "{partition} {nodes:?}: {refused:?}"
+        );
+    }
+    let bad = PinRequest {
+        nodes: vec!["C!".into()],
+        exclusive: false,
+        shards: None,
+    };
+    assert!(matches!(
+        b.pin("globex", &bad).await,
+        Err(ClusterError::InvalidName { .. })
+    ));
+    // Calls made while it moves wait for the new placement, and nothing is lost.
+    assert_eq!(add(&rt_b.bus_for(&acme), "k0").await.unwrap(), 2);
+    eventually("acme's move ends", Duration::from_secs(10), || {
+        futures_now(a.pin_of("acme")).is_some_and(|p| p.state == PinState::Active)
+    })
+    .await;
+    eventually(
+        "c serves acme's shards and nothing shared",
+        Duration::from_secs(10),
+        || {
+            let served = c.served();
+            served.len() == 4 && served.iter().all(|s| s.0 >= SHARDS)
+        },
+    )
+    .await;
+    for (i, key) in keys.iter().enumerate() {
+        let expected = if i == 0 { 3 } else { 2 };
+        assert_eq!(
+            add(&rt_a.bus_for(&acme), key).await.unwrap(),
+            expected,
+            "{key}"
+        );
+        assert_eq!(
+            live_on(key, &acme),
+            [false, false, true],
+            "{key} lives on c only"
+        );
+        assert_eq!(add(&rt_c.bus_for(&globex), key).await.unwrap(), 2, "{key}");
+        assert!(!live_on(key, &globex)[2], "{key}: no globex agent on c");
+    }
+
+    // Unpinned, acme goes back to the shared shards with its state.
+    let unpinned = b.unpin("acme").await.unwrap();
+    assert_eq!(unpinned.state, PinState::Removing);
+    eventually("acme's unpin ends", Duration::from_secs(10), || {
+        futures_now(a.pin_of("acme")).is_none()
+    })
+    .await;
+    for (i, key) in keys.iter().enumerate() {
+        let expected = if i == 0 { 4 } else { 3 };
+        assert_eq!(
+            add(&rt_c.bus_for(&acme), key).await.unwrap(),
+            expected,
+            "{key}"
+        );
+        let live = live_on(key, &acme);
+        assert_eq!(live.iter().filter(|l| **l).count(), 1, "{key}: {live:?}");
+    }
+    assert!(matches!(
+        a.unpin("acme").await,
+        Err(ClusterError::NotPinned(_))
+    ));
+    drop((a, b, c));
+    env.clean().await;
+}
+
+/// Runs `future` to its end from synchronous test code on the multi-thread runtime.
+fn futures_now<T>(future: impl std::future::Future<Output = Result<T, ClusterError>>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+        .expect("the ownership record answers")
 }

@@ -1,14 +1,15 @@
 //! Shard ownership over the NATS server named by TENANTRY_TEST_NATS_URL (skipped,
 //! saying so, when it is not set): rounds give every shard exactly one owner, balanced;
 //! a dead node's shards go to the survivors; a joining node gets shards only after their
-//! owners hand them off; concurrent rounds never give one shard two owners.
+//! owners hand them off; concurrent rounds never give one shard two owners; a pin's move
+//! ends only once every owner let go, and its shards stay on its nodes.
 
 mod common;
 
 use common::*;
 use std::collections::BTreeMap;
 use tenantry::cluster::{ShardCount, ShardId};
-use tenantry_cluster::{ClusterError, Ownership};
+use tenantry_cluster::{ClusterError, Ownership, PinRequest, PinState};
 
 const SHARDS: u32 = 64;
 
@@ -192,5 +193,116 @@ async fn the_shard_count_is_the_clusters_for_life() {
         "{:?}",
         other.err()
     );
+    drop_buckets(&client, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_moves_only_once_every_owner_let_go_and_its_shards_stay_on_its_nodes() {
+    let Some(client) = client().await else { return };
+    let c = cluster("pin");
+    let o = open(&client, &c).await;
+    let live = nodes(&["a", "b", "c"]);
+    for me in &live {
+        o.round(me, &live, usize::MAX).await.unwrap();
+    }
+    let request = PinRequest {
+        nodes: nodes(&["c"]),
+        exclusive: true,
+        shards: Some(4),
+    };
+    let pin = o.pin("acme", &request, &live).await.unwrap();
+    assert_eq!(pin.state, PinState::Moving);
+    assert_eq!(pin.waiting, live, "every owner must let go");
+    assert_eq!(o.owners().await.unwrap().len(), SHARDS as usize + 4);
+    // Rounds place the pin's shards on c alone; c, exclusive, hands its shared ones off.
+    let mut rounds = BTreeMap::new();
+    for me in &live {
+        let round = o.round(me, &live, usize::MAX).await.unwrap();
+        assert_eq!(round.let_go, vec!["acme".to_string()], "{me}");
+        assert!(
+            round
+                .pins
+                .is_moving(&tenantry::Partition::new("acme").unwrap())
+        );
+        rounds.insert(me.clone(), round);
+    }
+    let pinned: Vec<ShardId> = (SHARDS..SHARDS + 4).map(ShardId).collect();
+    assert_eq!(rounds["c"].claimed, pinned);
+    assert!(rounds["c"].hand_off.iter().all(|s| s.0 < SHARDS));
+    assert!(!rounds["c"].hand_off.is_empty());
+    o.release("c", &rounds["c"].hand_off).await.unwrap();
+    // The move waits for each owner.
+    for me in ["a", "b"] {
+        o.let_go(me, &["acme".to_string()]).await.unwrap();
+        o.round(me, &live, usize::MAX).await.unwrap();
+        let pin = o.pin_of("acme").await.unwrap().unwrap();
+        assert_eq!(pin.state, PinState::Moving, "c has not let go yet");
+    }
+    o.let_go("c", &["acme".to_string()]).await.unwrap();
+    let round = o.round("a", &live, usize::MAX).await.unwrap();
+    assert!(round.let_go.is_empty());
+    let acme = tenantry::Partition::new("acme").unwrap();
+    assert!(!round.pins.is_moving(&acme));
+    assert_eq!(round.pins.range(&acme).map(|r| r.first), Some(SHARDS));
+    assert_eq!(
+        o.pin_of("acme").await.unwrap().unwrap().state,
+        PinState::Active
+    );
+    for me in ["a", "b"] {
+        o.round(me, &live, usize::MAX).await.unwrap();
+    }
+    let owners = o.owners().await.unwrap();
+    assert!(
+        owners[..SHARDS as usize]
+            .iter()
+            .all(|o| matches!(o.as_deref(), Some("a" | "b")))
+    );
+    assert!(
+        owners[SHARDS as usize..]
+            .iter()
+            .all(|o| o.as_deref() == Some("c"))
+    );
+
+    // Refusals: another shard count for a pinned tenant, another exclusive overlap, a
+    // shard count out of range, unpinning what is not pinned.
+    let more = PinRequest {
+        shards: Some(8),
+        ..request.clone()
+    };
+    assert!(matches!(
+        o.pin("acme", &more, &live).await,
+        Err(ClusterError::PinConflict(_))
+    ));
+    let zero = PinRequest {
+        nodes: nodes(&["a"]),
+        exclusive: false,
+        shards: Some(0),
+    };
+    assert!(matches!(
+        o.pin("globex", &zero, &live).await,
+        Err(ClusterError::InvalidPin(_))
+    ));
+    assert!(matches!(
+        o.unpin("globex").await,
+        Err(ClusterError::NotPinned(_))
+    ));
+
+    // Unpinning while c is dead: with no pinned node live, the survivors take its shards
+    // (raising their fences), and c, owning nothing, holds the move up no longer.
+    o.unpin("acme").await.unwrap();
+    let survivors = nodes(&["a", "b"]);
+    for me in ["a", "b"] {
+        let round = o.round(me, &survivors, usize::MAX).await.unwrap();
+        assert!(
+            round.claimed.iter().all(|s| pinned.contains(s)),
+            "{me}: {round:?}"
+        );
+        o.let_go(me, &["acme".to_string()]).await.unwrap();
+    }
+    let round = o.round("a", &survivors, usize::MAX).await.unwrap();
+    assert!(!round.pins.is_moving(&acme));
+    assert_eq!(round.pins.range(&acme), None);
+    assert_eq!(o.pin_of("acme").await.unwrap(), None);
+    assert_eq!(o.owners().await.unwrap().len(), SHARDS as usize);
     drop_buckets(&client, &c).await;
 }

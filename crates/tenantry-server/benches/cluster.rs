@@ -29,7 +29,7 @@ use tenantry::{
     ManagerConfig, Message, Partition, Runtime,
 };
 use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig};
-use tenantry_postgres::{PgOptions, PgStore, ShardOf};
+use tenantry_postgres::{PgOptions, PgStore};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -82,10 +82,10 @@ struct Env {
     cluster: String,
 }
 
-fn shard_of() -> ShardOf {
-    let map =
-        ShardMap::new(ShardCount::new(SHARDS).expect("a count")).route("tallies", Routing::Key);
-    Arc::new(move |id| map.shard(id))
+fn shard_map() -> Arc<ShardMap> {
+    Arc::new(
+        ShardMap::new(ShardCount::new(SHARDS).expect("a count")).route("tallies", Routing::Key),
+    )
 }
 
 fn node_config() -> NodeConfig {
@@ -103,7 +103,8 @@ fn node_config() -> NodeConfig {
 
 /// Node `name` in this process: its runtime, over its own NATS connection.
 async fn node(env: &Env, store: &PgStore, name: &str) -> Res<(ClusterNode, Runtime)> {
-    let fenced = store.fenced(&env.cluster, name, shard_of());
+    let map = shard_map();
+    let fenced = store.fenced(&env.cluster, name, tenantry_cluster::shard_of(&map));
     let rt = Runtime::builder().store(fenced.clone()).build();
     rt.register::<Tally>(
         "tallies",
@@ -118,7 +119,7 @@ async fn node(env: &Env, store: &PgStore, name: &str) -> Res<(ClusterNode, Runti
         count: ShardCount::new(SHARDS).ok_or("count")?,
         config: node_config(),
     };
-    let node = ClusterNode::serve(join, fenced, &rt, shard_of()).await?;
+    let node = ClusterNode::serve(join, fenced, &rt, map).await?;
     Ok((node, rt))
 }
 
@@ -159,11 +160,12 @@ async fn in_process(env: &Env) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let acme = Partition::new("acme")?;
-    let map = shard_of();
+    let map = shard_map();
     let on_a: Vec<Key> = (0..)
         .map(|i| Key::new(&format!("k{i}")).expect("a key"))
         .filter(|k| {
-            map(&Identity::new(acme.clone(), "tallies", k.clone())).is_some_and(|s| a.serves(s))
+            map.shard(&Identity::new(acme.clone(), "tallies", k.clone()))
+                .is_some_and(|s| a.serves(s))
         })
         .take(64)
         .collect();

@@ -26,15 +26,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tenantry::Runtime;
 use tenantry::cluster::{Routing, ShardMap};
-use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig, NodeStatus};
-use tenantry_postgres::{PgStore, ShardOf};
+use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig, NodeStatus, shard_of};
+use tenantry_postgres::PgStore;
 
 /// This server as a cluster node.
 pub struct ClusterPart {
     /// The resolved `[cluster]` settings.
     pub settings: ClusterSettings,
     store: PgStore,
-    shard_of: ShardOf,
+    map: Arc<ShardMap>,
     node: OnceLock<ClusterNode>,
     client: OnceLock<tenantry_cluster::async_nats::Client>,
 }
@@ -63,12 +63,11 @@ impl ClusterPart {
             map = map.route(manager, routing);
         }
         let map = Arc::new(map);
-        let shard_of: ShardOf = Arc::new(move |id| map.shard(id));
-        let store = store.fenced(&settings.name, &settings.node, shard_of.clone());
+        let store = store.fenced(&settings.name, &settings.node, shard_of(&map));
         Self {
             settings,
             store,
-            shard_of,
+            map,
             node: OnceLock::new(),
             client: OnceLock::new(),
         }
@@ -105,7 +104,7 @@ impl ClusterPart {
             count: s.shards,
             config,
         };
-        let node = ClusterNode::serve(join, self.store.clone(), runtime, self.shard_of.clone())
+        let node = ClusterNode::serve(join, self.store.clone(), runtime, self.map.clone())
             .await
             .with_context(|| format!("joining cluster {:?} as {:?}", s.name, s.node))?;
         let _ = self.node.set(node);
@@ -204,10 +203,18 @@ impl ClusterPart {
 
     /// Whether this node serves `identity` now (what no shard owns, always).
     pub fn serves(&self, identity: &tenantry::Identity) -> bool {
-        match (self.shard_of)(identity) {
+        match self.map.shard(identity) {
             None => true,
-            Some(shard) => self.node.get().is_some_and(|n| n.serves(shard)),
+            Some(shard) => {
+                self.node.get().is_some_and(|n| n.serves(shard))
+                    && !self.map.is_moving(&identity.partition)
+            }
         }
+    }
+
+    /// The node, once it joined.
+    pub fn node(&self) -> Option<&ClusterNode> {
+        self.node.get()
     }
 
     /// Whether the node's lease holds (it may serve); false before it joined.

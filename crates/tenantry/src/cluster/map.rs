@@ -7,11 +7,16 @@
 //! name)`). Scoped storage belongs to its owner's shard. Anything else (component
 //! instances, which every node runs, and the records of the host) belongs to no shard:
 //! every node serves it, and its writes are not fenced (they are compare-and-set records).
+//!
+//! A pinned tenant's identities route the same way into the tenant's own
+//! [`ShardRange`](super::pins::ShardRange) instead ([`ShardMap::set_pins`]).
 
+use super::pins::Pins;
 use super::shard::{RoutingKey, ShardCount, ShardId, shard_of};
-use crate::{Identity, Key, KeyPart};
+use crate::{Identity, Key, KeyPart, Partition};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// How one manager's identities map to shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -27,10 +32,25 @@ pub enum Routing {
 }
 
 /// The shard of every stored identity of a runtime (see the module docs).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ShardMap {
     count: ShardCount,
     routes: HashMap<Arc<str>, Routing>,
+    pins: RwLock<Arc<Pins>>,
+    /// Whether any tenant is pinned or moving: keeps the usual lookup off the lock.
+    pinned: AtomicBool,
+}
+
+impl Clone for ShardMap {
+    fn clone(&self) -> Self {
+        let pins = self.pins();
+        Self {
+            count: self.count,
+            routes: self.routes.clone(),
+            pinned: AtomicBool::new(!pins.is_empty()),
+            pins: RwLock::new(pins),
+        }
+    }
 }
 
 /// The prefix of scoped storage's managers: `storage/<owner manager>/<owner key>`.
@@ -42,6 +62,8 @@ impl ShardMap {
         Self {
             count,
             routes: HashMap::new(),
+            pins: RwLock::default(),
+            pinned: AtomicBool::new(false),
         }
     }
 
@@ -61,6 +83,24 @@ impl ShardMap {
         self.routes.get(manager).copied()
     }
 
+    /// Routes pinned tenants by `pins` from now on.
+    pub fn set_pins(&self, pins: Pins) {
+        let mut slot = self.pins.write().unwrap_or_else(|e| e.into_inner());
+        self.pinned.store(!pins.is_empty(), Ordering::Release);
+        *slot = Arc::new(pins);
+    }
+
+    /// The pins it routes by.
+    pub fn pins(&self) -> Arc<Pins> {
+        self.pins.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether `partition`'s placement is changing (no node serves its sharded
+    /// identities meanwhile).
+    pub fn is_moving(&self, partition: &Partition) -> bool {
+        self.pinned.load(Ordering::Acquire) && self.pins().is_moving(partition)
+    }
+
     /// The shard `identity` belongs to; `None` for what no shard owns.
     pub fn shard(&self, identity: &Identity) -> Option<ShardId> {
         let manager = &*identity.manager;
@@ -77,15 +117,22 @@ impl ShardMap {
 
     fn shard_by(&self, identity: &Identity, routing: Routing, key: &Key) -> ShardId {
         let partition = &identity.partition;
-        match routing {
-            Routing::Key => shard_of(partition, RoutingKey::Key(key.encoded()), self.count),
-            Routing::Tenant => shard_of(partition, RoutingKey::Tenant, self.count),
+        let range = if self.pinned.load(Ordering::Acquire) {
+            self.pins().range(partition)
+        } else {
+            None
+        };
+        let (first, count) = range.map_or((0, self.count), |r| (r.first, r.count));
+        let shard = match routing {
+            Routing::Key => shard_of(partition, RoutingKey::Key(key.encoded()), count),
+            Routing::Tenant => shard_of(partition, RoutingKey::Tenant, count),
             Routing::Pod => match pod_of_node(key) {
-                Some(pod) => shard_of(partition, RoutingKey::Pod(pod.encoded()), self.count),
+                Some(pod) => shard_of(partition, RoutingKey::Pod(pod.encoded()), count),
                 // The pod's own identity.
-                None => shard_of(partition, RoutingKey::Pod(key.encoded()), self.count),
+                None => shard_of(partition, RoutingKey::Pod(key.encoded()), count),
             },
-        }
+        };
+        ShardId(first + shard.0)
     }
 }
 
@@ -148,5 +195,47 @@ mod tests {
         );
         let component_storage = id("storage/tenant-db/tenant-db-acme", Key::new("x").unwrap());
         assert_eq!(map.shard(&component_storage), None);
+    }
+
+    #[test]
+    fn a_pinned_tenant_routes_into_its_own_range_and_the_others_do_not_move() {
+        use crate::cluster::pins::ShardRange;
+        let map = ShardMap::new(ShardCount::new(1024).unwrap())
+            .route("carts", Routing::Key)
+            .route("pods", Routing::Pod)
+            .route("workers", Routing::Pod);
+        let cart = |p: &str, i: usize| {
+            Identity::new(
+                Partition::new(p).unwrap(),
+                "carts",
+                Key::new(&format!("c{i}")).unwrap(),
+            )
+        };
+        let before: Vec<_> = (0..64).map(|i| map.shard(&cart("globex", i))).collect();
+        let range = ShardRange {
+            first: 1024,
+            count: ShardCount::new(8).unwrap(),
+        };
+        map.set_pins(Pins::new().pin("acme", range).moving("acme"));
+        let acme: std::collections::HashSet<_> = (0..64)
+            .map(|i| map.shard(&cart("acme", i)).unwrap().0)
+            .collect();
+        assert!(acme.iter().all(|s| (1024..1032).contains(s)), "{acme:?}");
+        assert!(acme.len() > 4, "keys spread over the range");
+        let after: Vec<_> = (0..64).map(|i| map.shard(&cart("globex", i))).collect();
+        assert_eq!(before, after, "other tenants keep their shards");
+        // A pod and its nodes still share a shard inside the range.
+        let pod = map.shard(&id("pods", Key::new("w1").unwrap())).unwrap();
+        let node = Key::tuple(["workspace", "w1", "coordinator"]).unwrap();
+        assert_eq!(map.shard(&id("workers", node)), Some(pod));
+        assert!((1024..1032).contains(&pod.0));
+        assert!(map.is_moving(&Partition::new("acme").unwrap()));
+        assert!(!map.is_moving(&Partition::new("globex").unwrap()));
+        // Unpinned: back where it was.
+        let unpinned = map.shard(&cart("acme", 0));
+        map.set_pins(Pins::new());
+        assert_ne!(map.shard(&cart("acme", 0)), unpinned);
+        assert!(map.shard(&cart("acme", 0)).unwrap().0 < 1024);
+        assert!(!map.is_moving(&Partition::new("acme").unwrap()));
     }
 }
