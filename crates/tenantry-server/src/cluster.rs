@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tenantry::Runtime;
 use tenantry::cluster::{Routing, ShardMap};
-use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig, NodeStatus, shard_of};
+use tenantry_cluster::{ClusterNode, Join, MembershipConfig, NodeConfig, shard_of};
 use tenantry_postgres::PgStore;
 
 /// This server as a cluster node.
@@ -220,14 +220,6 @@ impl ClusterPart {
     /// Whether the node's lease holds (it may serve); false before it joined.
     pub fn serving(&self) -> bool {
         self.node.get().is_some_and(|n| n.membership().serving())
-    }
-
-    /// Members, shard owners and this node's shards with their epochs.
-    pub async fn status(&self) -> anyhow::Result<Option<NodeStatus>> {
-        match self.node.get() {
-            Some(node) => Ok(Some(node.status().await?)),
-            None => Ok(None),
-        }
     }
 
     /// Hands every shard off and leaves the cluster (shutdown).

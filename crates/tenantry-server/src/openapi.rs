@@ -321,14 +321,45 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
                 }}), limit)
         }),
     );
+    let pin = json!({"type": "object", "properties": {
+        "partition": {"type": "string"}, "nodes": {"type": "array", "items": {"type": "string"}},
+        "exclusive": {"type": "boolean"}, "first_shard": {"type": "integer"}, "shards": {"type": "integer"},
+        "owners": {"type": "array", "items": {"type": ["string", "null"]}},
+        "state": {"type": "string", "enum": ["active", "moving", "removing"]},
+        "waiting": {"type": "array", "items": {"type": "string"}}}});
     paths.insert(
         "/v1/admin/cluster".into(),
-        json!({"get": op("This cluster node (admin): the members it counts alive, the owner of every shard, and the shards it serves with their fence epochs. 404 when cluster mode is off.",
+        json!({"get": op("This cluster node (admin): the members it counts alive, the owner of every shard, the shards it serves with their fence epochs, and the pinned tenants. 404 when cluster mode is off.",
             "admin", vec![], &[401, 403, 404, 500, 503],
             json!({"type": "object", "properties": {
                 "node": {"type": "string"}, "serving": {"type": "boolean"},
                 "members": {"type": "array"}, "shards": {"type": "object"},
-                "owners": {"type": "array", "items": {"type": ["string", "null"]}}}}))}),
+                "owners": {"type": "array", "items": {"type": ["string", "null"]}},
+                "pins": {"type": "array", "items": pin.clone()}}}))}),
+    );
+    let partition = param(
+        "partition",
+        "path",
+        "The tenant's partition.",
+        true,
+        name_schema(),
+    );
+    paths.insert(
+        "/v1/admin/partitions/{partition}/placement".into(),
+        json!({
+            "get": op("A tenant's pin (admin, cluster mode): its nodes, its own shards and their owners, and whether it is moving. 404 when it is not pinned or cluster mode is off.",
+                "admin", vec![partition.clone()], &[400, 401, 403, 404, 500, 503], pin.clone()),
+            "put": with_body(op("Pin an onboarded tenant to nodes (admin, cluster mode): its instances then live only on the live nodes named, on shards of its own; `exclusive` keeps those nodes for it alone. A new pin moves the tenant: its calls wait a few seconds while every node lets go of its instances. Setting it again changes the nodes. 409 while it moves, when no node named is live, or where exclusive pins would share a node.",
+                "admin", vec![partition.clone()], &[400, 401, 403, 404, 409, 413, 422, 500, 503], pin.clone()),
+                json!({"type": "object", "required": ["nodes"], "additionalProperties": false, "properties": {
+                    "nodes": {"type": "array", "minItems": 1, "maxItems": tenantry_cluster::MAX_PIN_NODES, "uniqueItems": true,
+                              "items": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}},
+                    "exclusive": {"type": "boolean"},
+                    "shards": {"type": ["integer", "null"], "minimum": 1, "maximum": tenantry_cluster::MAX_PIN_SHARDS}
+                }}), limit),
+            "delete": op("Unpin a tenant (admin, cluster mode): it moves back to the shared shards. 409 while it moves; 404 when it is not pinned.",
+                "admin", vec![partition], &[400, 401, 403, 404, 409, 500, 503], pin)
+        }),
     );
     paths.insert(
         "/v1/admin/partitions/{partition}".into(),

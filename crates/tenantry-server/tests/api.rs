@@ -302,6 +302,20 @@ async fn errors_have_the_documented_statuses_and_leak_no_names() {
         "postgres://db2.prod/globex"
     );
 
+    // Pins are cluster mode's: a single process answers 404 to the admin, 403 to a tenant.
+    let placement = "/v1/admin/partitions/acme/placement";
+    let pin = json!({"nodes": ["n0"]});
+    let r = c.put(placement, Some(ADMIN), &pin).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (404, "not_found"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(c.get(placement, Some(ADMIN)).await.status, 404);
+    assert_eq!(c.delete(placement, Some(ADMIN)).await.status, 404);
+    assert_eq!(c.put(placement, Some(ACME), &pin).await.status, 403);
+
     // 404 unknown handler, another tenant's target or instance, unknown instance, node, pod
     let r = c
         .invoke("acme", "tenant-db.nope", "", ACME, &json!({}))

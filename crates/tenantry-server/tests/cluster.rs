@@ -565,5 +565,135 @@ async fn tenants_with_the_same_keys_stay_apart_through_every_node() {
         assert_eq!(r.status, 403, "through n{n}: {}", r.text());
         assert!(!r.text().contains("acme"), "{}", r.text());
     }
+
+    // Pinned to n2 alone, exclusively, acme keeps its notes and stays apart on every node.
+    let placement = "/v1/admin/partitions/acme/placement";
+    let pin = |nodes: &[&str]| {
+        serde_json::to_vec(&json!({"nodes": nodes, "exclusive": true, "shards": 8})).unwrap()
+    };
+    let r = cluster
+        .request(0, "PUT", placement, Some(ADMIN), Some(&pin(&["n2"])))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["state"], "moving");
+    let first = r.json()["result"]["first_shard"].as_u64().unwrap();
+    assert_eq!(first, 1024, "after the shared shards");
+    for (path, body, status) in [
+        // While it moves (and in any case: its shard count is fixed while pinned).
+        (
+            placement,
+            br#"{"nodes": ["n1"], "shards": 16}"#.to_vec(),
+            409,
+        ),
+        ("/v1/admin/partitions/nobody/placement", pin(&["n2"]), 404),
+        ("/v1/admin/partitions/globex/placement", pin(&["n9"]), 409),
+        ("/v1/admin/partitions/globex/placement", pin(&["n2"]), 409),
+        (
+            "/v1/admin/partitions/globex/placement",
+            br#"{"nodes": []}"#.to_vec(),
+            422,
+        ),
+        (
+            "/v1/admin/partitions/globex/placement",
+            br#"{"nodes": ["N!"]}"#.to_vec(),
+            422,
+        ),
+    ] {
+        let r = cluster
+            .request(1, "PUT", path, Some(ADMIN), Some(&body))
+            .await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+    }
+    let r = cluster.request(1, "GET", placement, Some(ACME), None).await;
+    assert_eq!(r.status, 403, "a tenant key cannot see placements");
+    settle(&cluster, "acme's pin is in force", |s| {
+        s["pins"][0]["state"] == "active"
+            && s["pins"][0]["owners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|o| o == "n2")
+    })
+    .await;
+    let on_n2 = cluster.status(2).await.unwrap();
+    let shards: Vec<u64> = on_n2["shards"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    assert!(
+        shards.iter().all(|s| (first..first + 8).contains(s)),
+        "n2 serves acme only: {shards:?}"
+    );
+    for n in 0..NODES {
+        let r = cluster
+            .request(n, "POST", &path("acme", "notes"), Some(ACME), Some(b"{}"))
+            .await;
+        assert_eq!(
+            r.json()["result"],
+            json!(["a0", "a1", "a2"]),
+            "acme's notes through n{n}"
+        );
+        let r = cluster
+            .request(
+                n,
+                "POST",
+                &path("globex", "notes"),
+                Some(GLOBEX),
+                Some(b"{}"),
+            )
+            .await;
+        assert_eq!(
+            r.json()["result"],
+            json!(["g0", "g1", "g2"]),
+            "globex's notes through n{n}"
+        );
+        let r = cluster
+            .request(n, "POST", &path("globex", "notes"), Some(ACME), Some(b"{}"))
+            .await;
+        assert_eq!(r.status, 403, "through n{n}: {}", r.text());
+    }
+    // Unpinned, it goes back to the shared shards, notes and all.
+    let r = cluster
+        .request(2, "DELETE", placement, Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (r.status, &r.json()["result"]["state"]),
+        (200, &json!("removing")),
+        "{}",
+        r.text()
+    );
+    settle(&cluster, "acme's pin is gone", |s| s["pins"] == json!([])).await;
+    assert_eq!(
+        cluster
+            .request(0, "GET", placement, Some(ADMIN), None)
+            .await
+            .status,
+        404
+    );
+    let r = cluster
+        .request(
+            1,
+            "POST",
+            &path("acme", "note"),
+            Some(ACME),
+            Some(br#"{"text": "back"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = cluster
+        .request(0, "POST", &path("acme", "notes"), Some(ACME), Some(b"{}"))
+        .await;
+    assert_eq!(r.json()["result"], json!(["a0", "a1", "a2", "back"]));
     cluster.clean().await;
+}
+
+/// Waits until node 0's view of the cluster satisfies `check`, at most 20 seconds.
+async fn settle(cluster: &Cluster, what: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster.status(0).await.is_some_and(|s| check(&s)) {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,33 +1,107 @@
 //! Admin routes (admin key only): list, onboard and offboard tenants; read and write
-//! config; restart failed instances.
+//! config; restart failed instances; in cluster mode, the cluster's state and the
+//! tenants' pins.
 
 use super::extract::{Admin, ApiPath, ApiQuery, JsonBody, Tenant};
-use super::{ApiResult, decode, ok, parse_config_key, parse_key};
+use super::{ApiResult, decode, ok, parse_config_key, parse_key, parse_partition};
 use crate::app::{App, OnboardRequest};
 use crate::error::ApiError;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use tenantry_cluster::{ClusterError, ClusterNode, PinRequest};
 
 /// `GET /v1/admin/cluster`: this node, the members it counts alive, the owner of every
-/// shard, and the shards it serves with their fence epochs (404 without cluster mode).
+/// shard, the shards it serves with their fence epochs, and the pinned tenants (404
+/// without cluster mode).
 pub async fn cluster(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
+    let status = joined(&app)?.status().await.map_err(cluster_error)?;
+    Ok(ok(status))
+}
+
+/// `GET /v1/admin/partitions/{partition}/placement`: the tenant's pin (404 when it is not
+/// pinned, or without cluster mode).
+pub async fn placement(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    ApiPath(partition): ApiPath<String>,
+) -> ApiResult {
+    let partition = parse_partition(&partition)?;
+    let node = joined(&app)?;
+    match node
+        .pin_of(partition.name().unwrap_or_default())
+        .await
+        .map_err(cluster_error)?
+    {
+        Some(pin) => Ok(ok(pin)),
+        None => Err(ApiError::not_found(format!("{partition} is not pinned"))),
+    }
+}
+
+/// `PUT /v1/admin/partitions/{partition}/placement`: pins an onboarded tenant to the
+/// nodes named (`{"nodes": [...], "exclusive": false, "shards": 32}`), or changes the
+/// nodes of its pin.
+pub async fn pin(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    ApiPath(partition): ApiPath<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let partition = parse_partition(&partition)?;
+    let node = joined(&app)?;
+    let request: PinRequest = decode(body)?;
+    if !app.is_tenant(&partition) {
+        return Err(ApiError::not_found(format!("no tenant {partition}")));
+    }
+    let name = partition.name().unwrap_or_default();
+    Ok(ok(node.pin(name, &request).await.map_err(cluster_error)?))
+}
+
+/// `DELETE /v1/admin/partitions/{partition}/placement`: unpins the tenant (its
+/// instances go back to the shared shards).
+pub async fn unpin(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    ApiPath(partition): ApiPath<String>,
+) -> ApiResult {
+    let partition = parse_partition(&partition)?;
+    let node = joined(&app)?;
+    let name = partition.name().unwrap_or_default();
+    Ok(ok(node.unpin(name).await.map_err(cluster_error)?))
+}
+
+/// This server's cluster node: 404 without cluster mode, 503 before it joined.
+fn joined(app: &App) -> Result<&ClusterNode, ApiError> {
     let Some(cluster) = &app.cluster else {
         return Err(ApiError::not_found("cluster mode is off on this server"));
     };
-    match cluster.status().await {
-        Ok(Some(status)) => Ok(ok(status)),
-        Ok(None) => Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    cluster.node().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "this node has not joined its cluster yet",
-        )),
-        Err(e) => Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        )
+    })
+}
+
+/// A cluster operation's failure as an answer.
+fn cluster_error(e: ClusterError) -> ApiError {
+    match e {
+        ClusterError::InvalidName { .. } | ClusterError::InvalidPin(_) => {
+            ApiError::unprocessable("invalid_pin", e.to_string())
+        }
+        ClusterError::PinConflict(_) => {
+            ApiError::new(StatusCode::CONFLICT, "pin_refused", e.to_string())
+        }
+        ClusterError::NotPinned(_) => ApiError::not_found(e.to_string()),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
             "cluster_unavailable",
             e.to_string(),
-        )),
+        )
+        .retry_after(1),
     }
 }
 

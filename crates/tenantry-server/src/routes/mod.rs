@@ -61,6 +61,10 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(admin::offboard),
         )
         .route(
+            "/v1/admin/partitions/{partition}/placement",
+            get(admin::placement).put(admin::pin).delete(admin::unpin),
+        )
+        .route(
             "/v1/admin/instances/{name}/restart",
             post(admin::restart_component),
         )
