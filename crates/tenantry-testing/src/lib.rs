@@ -7,7 +7,8 @@
 //! other backend), so that every store keeps the same promises: round trips, compare-and-set
 //! conflicts, partition isolation of get, list, delete and purge, large states, many keys
 //! listed in key order, one winner per version among concurrent writers, structured keys,
-//! and foreign or corrupt bytes that fail a thaw cleanly instead of panicking.
+//! and foreign or corrupt bytes that fail a thaw cleanly instead of panicking. Stores
+//! that fence writes per shard (cluster mode) also pass the checks of [`fences`].
 //!
 //! Each check is an `async fn(Arc<dyn CheckpointStore>) -> Result<(), String>` that wants a
 //! fresh, empty store of its own and returns a message naming what broke. [`CHECKS`] lists
@@ -118,6 +119,8 @@ macro_rules! ensure_eq {
 fn partition(name: &str) -> Result<Partition, String> {
     Partition::new(name).map_err(|e| format!("partition {name:?}: {e}"))
 }
+
+pub mod fences;
 
 fn key(s: &str) -> Result<Key, String> {
     Key::new(s).map_err(|e| format!("key {s:?}: {e}"))
