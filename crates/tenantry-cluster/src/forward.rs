@@ -63,6 +63,13 @@ pub fn call_subject(cluster: &str, node: &str, partition: &Partition, privileged
     format!("tenantry.{cluster}.{kind}.{node}.{}", token(partition))
 }
 
+/// The subject on which node `node` of `cluster` takes the gateway requests relayed to it
+/// for `partition`'s instances (requests that act on an instance rather than call it:
+/// the server's pod and instance routes).
+pub fn relay_subject(cluster: &str, node: &str, partition: &Partition) -> String {
+    format!("tenantry.{cluster}.http.{node}.{}", token(partition))
+}
+
 /// Sends calls for instances another node serves to that node (a [`Transport`]).
 pub struct Forwarder {
     client: async_nats::Client,

@@ -35,7 +35,7 @@ mod wire;
 
 pub use async_nats;
 pub use error::ClusterError;
-pub use forward::{DEFAULT_DEADLINE, Forwarder, call_subject};
+pub use forward::{DEFAULT_DEADLINE, Forwarder, call_subject, relay_subject};
 pub use membership::{Member, MemberState, Membership, MembershipConfig};
 pub use node::{ClusterNode, HandOff, Join, NodeConfig, NodeStatus, shard_of};
 pub use ownership::{Ownership, Round};

@@ -307,6 +307,27 @@ impl ClusterNode {
         self.rounds.ownership.pin_of(partition).await
     }
 
+    /// The node the ownership record names as the owner of `identity`'s shard, read
+    /// afresh; `None` for an identity of no shard, one whose shard has no owner now, and
+    /// on a node that runs no runtime.
+    pub async fn owner_of(&self, identity: &Identity) -> Result<Option<String>, ClusterError> {
+        let Some(shard) = self
+            .rounds
+            .hosted
+            .as_ref()
+            .and_then(|h| h.map.shard(identity))
+        else {
+            return Ok(None);
+        };
+        let owners = self.rounds.ownership.owners().await?;
+        Ok(owners.get(shard.0 as usize).cloned().flatten())
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.me
+    }
+
     /// Members, owners and this node's shards with their epochs.
     pub async fn status(&self) -> Result<NodeStatus, ClusterError> {
         let shards = read(&self.rounds.serving)

@@ -37,6 +37,8 @@ pub struct ClusterPart {
     map: Arc<ShardMap>,
     node: OnceLock<ClusterNode>,
     client: OnceLock<tenantry_cluster::async_nats::Client>,
+    /// Answers the gateway requests other nodes relay here (`relay.rs`).
+    relays: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How long a purge waits for the other nodes to apply the registry.
@@ -70,6 +72,7 @@ impl ClusterPart {
             map,
             node: OnceLock::new(),
             client: OnceLock::new(),
+            relays: std::sync::Mutex::default(),
         }
     }
 
@@ -217,6 +220,26 @@ impl ClusterPart {
         self.node.get()
     }
 
+    /// The NATS connection, once the node joined.
+    pub fn client(&self) -> Option<tenantry_cluster::async_nats::Client> {
+        self.client.get().cloned()
+    }
+
+    /// Answers the gateway requests other nodes relay here through `router` (this
+    /// server's), until the node leaves.
+    pub async fn serve_relays(&self, router: axum::Router) -> anyhow::Result<()> {
+        let task = crate::relay::serve_relays(self, router).await?;
+        if let Some(old) = self
+            .relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
     /// Whether the node's lease holds (it may serve); false before it joined.
     pub fn serving(&self) -> bool {
         self.node.get().is_some_and(|n| n.membership().serving())
@@ -224,6 +247,10 @@ impl ClusterPart {
 
     /// Hands every shard off and leaves the cluster (shutdown).
     pub async fn leave(&self) {
+        // The relay task holds the router (and so the app): it ends with the node.
+        if let Some(relays) = self.relays.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            relays.abort();
+        }
         if let Some(node) = self.node.get() {
             if let Err(e) = node.leave().await {
                 tracing::warn!(error = %e, "leaving the cluster cleanly failed; the others take over after a lease");

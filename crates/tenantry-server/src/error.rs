@@ -23,6 +23,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (sent as `Retry-After`).
     pub retry_after: Option<u64>,
+    /// Cluster mode: the identity another node hosts (`served_elsewhere`), for the relay
+    /// (a response extension, never in the body).
+    pub elsewhere: Option<tenantry::Identity>,
 }
 
 impl ApiError {
@@ -33,6 +36,7 @@ impl ApiError {
             code: code.to_owned(),
             message: message.into(),
             retry_after: None,
+            elsewhere: None,
         }
     }
 
@@ -136,6 +140,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
+        if let Some(identity) = self.elsewhere {
+            response
+                .extensions_mut()
+                .insert(crate::relay::Elsewhere(identity));
+        }
         response
     }
 }
@@ -224,10 +233,11 @@ impl From<Error> for ApiError {
                     .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
             }
             Error::NotFailed(_) => Self::conflict(message),
-            Error::ServedElsewhere(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "served_elsewhere", message)
+            Error::ServedElsewhere(identity) => Self {
+                elsewhere: Some(identity),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "served_elsewhere", message)
                     .retry_after(1)
-            }
+            },
             Error::ServiceGone(_) | Error::ShutDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }

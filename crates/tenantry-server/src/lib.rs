@@ -24,6 +24,7 @@ pub mod error;
 pub mod keys;
 pub mod openapi;
 pub mod registry;
+pub mod relay;
 pub mod routes;
 pub mod server;
 pub mod settings;

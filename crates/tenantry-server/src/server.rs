@@ -70,6 +70,9 @@ pub async fn start_application(
         cluster.follow_registry(Arc::downgrade(&app)).await?;
     }
     let router = crate::routes::router(app.clone());
+    if let Some(cluster) = &app.cluster {
+        cluster.serve_relays(router.clone()).await?;
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)

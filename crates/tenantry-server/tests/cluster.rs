@@ -472,7 +472,8 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
         r.status == 200 && r.json()["result"]["value"] == json!("gold")
     })
     .await;
-    // Stopping an agent: the node that hosts it does; the others say who can.
+    // Routes that act on an agent or a pod itself reach its node from any node: the
+    // others relay them.
     let shard = tenantry::cluster::shard_of(
         &tenantry::Partition::new("hooli").unwrap(),
         tenantry::cluster::RoutingKey::Pod("x"),
@@ -482,16 +483,54 @@ async fn onboarding_config_and_offboarding_on_one_node_reach_every_node() {
     let owner = owners[shard.0 as usize].as_str().unwrap()[1..]
         .parse::<usize>()
         .unwrap();
+    let (other, third) = ((owner + 1) % NODES, (owner + 2) % NODES);
     let stop = "/v1/partitions/hooli/instances/workspace_workers/x";
-    let elsewhere = cluster
-        .request((owner + 1) % NODES, "DELETE", stop, Some(&key), None)
-        .await;
-    assert_eq!(elsewhere.status, 503, "{}", elsewhere.text());
-    assert_eq!(elsewhere.code(), "served_elsewhere");
     let stopped = cluster
+        .request(other, "DELETE", stop, Some(&key), None)
+        .await;
+    assert_eq!(
+        stopped.status,
+        200,
+        "relayed from n{other}: {}",
+        stopped.text()
+    );
+    assert_eq!(stopped.json()["result"]["stopped"], true);
+    let again = cluster
         .request(owner, "DELETE", stop, Some(&key), None)
         .await;
-    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(again.status, 404, "stopped on its node: {}", again.text());
+    let pod = "/v1/partitions/hooli/pods/workspace_pods/x";
+    let r = cluster
+        .request(other, "POST", pod, Some(&key), Some(b"{}"))
+        .await;
+    assert_eq!(r.status, 200, "pod started through n{other}: {}", r.text());
+    let r = cluster
+        .request(
+            third,
+            "POST",
+            &format!("{pod}/nodes/reviewer"),
+            Some(&key),
+            Some(b"{}"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "node ensured through n{third}: {}", r.text());
+    for n in 0..NODES {
+        let r = cluster.request(n, "GET", pod, Some(&key), None).await;
+        assert_eq!(r.status, 200, "snapshot through n{n}: {}", r.text());
+        assert_eq!(
+            r.json()["result"]["nodes"][1]["status"],
+            "adopted",
+            "through n{n}"
+        );
+    }
+    // Another tenant's key is refused where it arrives; nothing is relayed for it.
+    let r = cluster.request(other, "GET", pod, Some(ACME), None).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let restart = "/v1/admin/partitions/hooli/instances/workspace_workers/x/restart";
+    let r = cluster
+        .request(other, "POST", restart, Some(ADMIN), None)
+        .await;
+    assert_eq!(r.status, 409, "not failed, said by its node: {}", r.text());
 
     // Offboarding with purge on n2: every node has retired the tenant when it answers,
     // and its data is gone.

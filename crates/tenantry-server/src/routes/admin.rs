@@ -3,7 +3,7 @@
 //! tenants' pins.
 
 use super::extract::{Admin, ApiPath, ApiQuery, JsonBody, Tenant};
-use super::{ApiResult, decode, ok, parse_config_key, parse_key, parse_partition};
+use super::{ApiResult, decode, hosted_here, ok, parse_config_key, parse_key, parse_partition};
 use crate::app::{App, OnboardRequest};
 use crate::error::ApiError;
 use axum::extract::State;
@@ -183,6 +183,10 @@ pub async fn restart_agent(
     let p = tenant.partition;
     let key = parse_key(&key)?;
     let m = app.keyed_manager(&manager)?;
+    hosted_here(
+        &app,
+        &tenantry::Identity::new(p.clone(), m.name(), key.clone()),
+    )?;
     if !m.clear_failure_dyn(&key, &p) {
         return Err(ApiError::conflict(format!(
             "{manager}/{key} has not failed in this partition"

@@ -39,18 +39,6 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/partitions/{partition}/instances",
             get(tenant::instances),
         )
-        .route(
-            "/v1/partitions/{partition}/instances/{manager}/{key}",
-            axum::routing::delete(tenant::stop_instance),
-        )
-        .route(
-            "/v1/partitions/{partition}/pods/{manager}/{key}",
-            post(pods::get_pod).get(pods::snapshot),
-        )
-        .route(
-            "/v1/partitions/{partition}/pods/{manager}/{key}/nodes/{node}",
-            post(pods::ensure_node),
-        )
         .route("/v1/admin/cluster", get(admin::cluster))
         .route(
             "/v1/admin/partitions",
@@ -69,13 +57,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(admin::restart_component),
         )
         .route(
-            "/v1/admin/partitions/{partition}/instances/{manager}/{key}/restart",
-            post(admin::restart_agent),
-        )
-        .route(
             "/v1/admin/config/{key}",
             put(admin::set_config).get(admin::get_config),
         )
+        .merge(instance_routes(&app))
         .route("/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
         .route(
@@ -104,6 +89,33 @@ pub fn router(app: Arc<App>) -> Router {
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// The routes that act on a keyed instance or pod itself rather than call it: in
+/// cluster mode, a node that does not host it relays the request to the one that does
+/// (`relay.rs`).
+fn instance_routes(app: &Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route(
+            "/v1/partitions/{partition}/instances/{manager}/{key}",
+            axum::routing::delete(tenant::stop_instance),
+        )
+        .route(
+            "/v1/partitions/{partition}/pods/{manager}/{key}",
+            post(pods::get_pod).get(pods::snapshot),
+        )
+        .route(
+            "/v1/partitions/{partition}/pods/{manager}/{key}/nodes/{node}",
+            post(pods::ensure_node),
+        )
+        .route(
+            "/v1/admin/partitions/{partition}/instances/{manager}/{key}/restart",
+            post(admin::restart_agent),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::relay::relay_elsewhere,
+        ))
 }
 
 /// Backstop: an error answer the framework made itself (a rejection, a method not
@@ -173,6 +185,17 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <key>`"))?;
     Ok(key)
+}
+
+/// Cluster mode: `identity` is hosted on another node (503 `served_elsewhere`, which the
+/// relay turns into that node's answer), rather than "not live here".
+pub fn hosted_here(app: &App, identity: &tenantry::Identity) -> Result<(), ApiError> {
+    match &app.cluster {
+        Some(cluster) if !cluster.serves(identity) => {
+            Err(tenantry::Error::ServedElsewhere(identity.clone()).into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A partition name from a path (400 when invalid).

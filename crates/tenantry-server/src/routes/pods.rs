@@ -1,7 +1,7 @@
 //! Pod routes: get and reconcile a pod, read its node snapshot, ensure a node.
 
 use super::extract::{ApiPath, Tenant};
-use super::{ApiResult, ok, parse_key};
+use super::{ApiResult, hosted_here, ok, parse_key};
 use crate::app::App;
 use crate::error::ApiError;
 use axum::extract::State;
@@ -36,6 +36,8 @@ pub async fn snapshot(
     ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
     let key = parse_key(&key)?;
+    let identity = tenantry::Identity::new(tenant.partition.clone(), manager.as_str(), key.clone());
+    hosted_here(&app, &identity)?;
     let pod = Pod::lookup(&app.runtime, &manager, key.clone(), &tenant.partition)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("pod {key} of {manager} is not running")))?;

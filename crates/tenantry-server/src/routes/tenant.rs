@@ -1,7 +1,7 @@
 //! Partition routes: invoke a handler, list handlers and instances, stop an instance.
 
 use super::extract::{ApiPath, ApiQuery, JsonBody, Tenant};
-use super::{ApiResult, ok, parse_key, parse_timeout};
+use super::{ApiResult, hosted_here, ok, parse_key, parse_timeout};
 use crate::app::App;
 use axum::extract::State;
 use serde::Deserialize;
@@ -119,10 +119,7 @@ pub async fn stop_instance(
     let key = parse_key(&key)?;
     let m = app.keyed_manager(&manager)?;
     let identity = tenantry::Identity::new(tenant.partition.clone(), m.name(), key.clone());
-    if app.cluster.as_ref().is_some_and(|c| !c.serves(&identity)) {
-        // Another node hosts it: "not live here" would be a wrong 404.
-        return Err(tenantry::Error::ServedElsewhere(identity).into());
-    }
+    hosted_here(&app, &identity)?;
     m.stop_dyn(key.clone(), &tenant.partition).await?;
     Ok(ok(json!({"manager": manager, "key": key, "stopped": true})))
 }
