@@ -130,10 +130,6 @@ impl Forwarder {
     ) -> Result<serde_json::Value, Error> {
         let deadline_after = call.timeout.unwrap_or(DEFAULT_DEADLINE).min(MAX_DEADLINE);
         let deadline = Instant::now() + deadline_after;
-        let Some(shard) = (self.shard_of)(identity) else {
-            // Served everywhere: refused here only because this node is shutting down.
-            return Err(Error::ServedElsewhere(identity.clone()));
-        };
         let id = call_id();
         let mut backoff = FIRST_BACKOFF;
         let mut fresh = false;
@@ -143,6 +139,11 @@ impl Forwarder {
                 // Nobody took the call in time: the shard is still changing hands.
                 return Err(Error::ServedElsewhere(identity.clone()));
             }
+            // Every try maps it again: a pin may have moved the tenant meanwhile.
+            let Some(shard) = (self.shard_of)(identity) else {
+                // Served everywhere: refused here only because this node is shutting down.
+                return Err(Error::ServedElsewhere(identity.clone()));
+            };
             if let Some(node) = self.owner(shard.0 as usize, fresh).await {
                 let privileged = call.caller.is_privileged();
                 let subject = call_subject(&self.cluster, &node, &identity.partition, privileged);

@@ -243,6 +243,8 @@ impl ClusterNode {
             map: map.clone(),
         };
         let rounds = Self::launch(join, store, hand_off, Some(hosted)).await?;
+        // Forward by the pins in force from the start, not only after the first round.
+        map.set_pins(rounds.ownership.view().await?);
         runtime.set_admission(Some(admission(&rounds, map)));
         // Only then take calls: a process that failed to join (a duplicate name) never
         // answers another node's calls.
@@ -330,6 +332,7 @@ impl ClusterNode {
 
     /// Members, owners and this node's shards with their epochs.
     pub async fn status(&self) -> Result<NodeStatus, ClusterError> {
+        let (owners, pins) = self.rounds.ownership.snapshot().await?;
         let shards = read(&self.rounds.serving)
             .iter()
             .map(|(s, h)| (s.0, h.epoch))
@@ -339,8 +342,8 @@ impl ClusterNode {
             serving: self.rounds.membership.serving(),
             members: self.rounds.membership.live(),
             shards,
-            owners: self.rounds.ownership.owners().await?,
-            pins: self.rounds.ownership.pins().await?,
+            owners,
+            pins,
         })
     }
 
@@ -403,24 +406,35 @@ struct Hosted {
 }
 
 impl Hosted {
-    /// Hibernates the live sharded instances of the tenants `partitions`.
-    async fn hibernate_tenants(&self, partitions: &[String]) {
+    /// Hibernates the live sharded instances of the tenants `partitions`; whether all
+    /// of them did (a pass found none left, and none failed).
+    async fn hibernate_tenants(&self, partitions: &[String]) -> bool {
         if partitions.is_empty() {
-            return;
+            return true;
         }
         let map = &self.map;
-        let report = self
-            .runtime
-            .stop_where(&|id: &Identity| {
-                id.partition
-                    .name()
-                    .is_some_and(|p| partitions.iter().any(|q| q == p))
-                    && map.shard(id).is_some()
-            })
-            .await;
-        for e in report.errors {
-            tracing::warn!(error = %e, "hibernating an instance of a tenant whose placement changed failed");
+        let of_them = |id: &Identity| {
+            id.partition
+                .name()
+                .is_some_and(|p| partitions.iter().any(|q| q == p))
+                && map.shard(id).is_some()
+        };
+        // An activation admitted just before the tenant was refused may finish after a
+        // pass: a later pass finds it.
+        for _ in 0..3 {
+            let report = self.runtime.stop_where(&of_them).await;
+            let failed = !report.errors.is_empty();
+            for e in report.errors {
+                tracing::warn!(error = %e, "hibernating an instance of a tenant whose placement changed failed");
+            }
+            if failed {
+                return false;
+            }
+            if report.stopped == 0 {
+                return true;
+            }
         }
+        false
     }
 }
 
@@ -476,21 +490,32 @@ impl Rounds {
         // Route by the record's pins before serving anything it gives this node.
         self.follow_pins(&round).await;
         // Serve what the record gives this node: raise the fence first.
+        // A shard claimed now is taken again even if this node still serves it from
+        // before (a pin's range freed and given out again between two rounds).
         let served = self.served();
-        let to_take = round
-            .owned
-            .iter()
-            .filter(|s| !served.contains(s) && !round.hand_off.contains(s));
+        let to_take = round.owned.iter().filter(|s| {
+            (!served.contains(s) || round.claimed.contains(s)) && !round.hand_off.contains(s)
+        });
+        let mut taken = Vec::new();
         for shard in to_take {
             // A node paused since the round began must not raise an epoch late.
             if !self.membership.serving() {
                 break;
             }
             match self.store.take_shard(*shard).await {
-                Ok(epoch) => self.start_serving(*shard, epoch, lease),
+                Ok(epoch) => {
+                    self.start_serving(*shard, epoch, lease);
+                    taken.push(*shard);
+                }
                 Err(e) => {
                     tracing::warn!(node = %self.me, %shard, error = %e, "taking a shard's fence failed")
                 }
+            }
+        }
+        // Moves that wait for the fences of shards taken from nodes counted dead.
+        if !taken.is_empty() && !round.pins.moving_tenants().is_empty() {
+            if let Err(e) = self.ownership.fenced(&taken).await {
+                tracing::warn!(node = %self.me, error = %e, "noting raised fences failed; moves waiting for them wait a round longer");
             }
         }
         // What the record, read under this lease, still gives this node is confirmed.
@@ -508,7 +533,16 @@ impl Rounds {
             .into_iter()
             .filter(|s| !round.owned.contains(s))
             .collect();
-        if !lost.is_empty() {
+        // A pin's range that was removed is not a loss.
+        let in_force = |s: &ShardId| {
+            s.0 < self.ownership.count().get()
+                || round
+                    .pins
+                    .ranges()
+                    .values()
+                    .any(|r| (r.first..r.first + r.count.get()).contains(&s.0))
+        };
+        if lost.iter().any(in_force) {
             tracing::warn!(node = %self.me, ?lost, "shards taken while this node was counted dead");
         }
         self.stop_serving(lost).await;
@@ -528,6 +562,11 @@ impl Rounds {
     /// activated under hold), switches the map, hibernates what is left of tenants whose
     /// range changed without this node (it was counted dead: their writes are fenced),
     /// and says it let go.
+    ///
+    /// When an instance it must let go of does not hibernate, the node keeps the old
+    /// ranges (and refuses the tenant) and says nothing: the next round tries again.
+    /// A node that runs no runtime ([`ClusterNode::start`]) hosts nothing and says at
+    /// once that it let go.
     async fn follow_pins(&self, round: &Round) {
         if let Some(hosted) = &self.hosted {
             let now = hosted.map.pins();
@@ -538,12 +577,16 @@ impl Rounds {
                     .with_moving(round.pins.moving_tenants())
                     .with_moving(&changed);
                 hosted.map.set_pins(refused);
-                hosted.hibernate_tenants(&round.let_go).await;
+                if !hosted.hibernate_tenants(&round.let_go).await {
+                    tracing::warn!(node = %self.me, tenants = ?round.let_go, "instances of moving tenants did not all hibernate; trying again next round");
+                    return;
+                }
                 hosted.map.set_pins(round.pins.clone());
                 let leftovers: Vec<String> = changed
                     .into_iter()
                     .filter(|p| !round.let_go.contains(p))
                     .collect();
+                // Their writes meet the new shards' fences: failures are expected.
                 hosted.hibernate_tenants(&leftovers).await;
             }
         }

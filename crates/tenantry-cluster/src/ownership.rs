@@ -62,10 +62,13 @@ pub(crate) struct PinRecord {
 }
 
 /// A tenant whose placement changes: the nodes that may still host its instances under
-/// the old placement and have not said they let go of them.
+/// the old placement and have not said they let go of them, and the shards taken from
+/// such nodes (counted dead) whose new owner has not raised the fence yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct MoveRecord {
     pub(crate) waiting: BTreeSet<String>,
+    #[serde(default)]
+    pub(crate) fencing: BTreeSet<u32>,
 }
 
 impl Record {
@@ -93,7 +96,7 @@ impl Record {
     }
 
     /// The owner of every shard by shard number: shared, then the pins' ranges.
-    fn flat(&self) -> Vec<Option<String>> {
+    pub(crate) fn flat(&self) -> Vec<Option<String>> {
         let end = self
             .pins
             .values()
@@ -112,7 +115,7 @@ impl Record {
     }
 
     /// The pins as nodes route by: the ranges of the pins in force, and the moves.
-    fn view(&self) -> Pins {
+    pub(crate) fn view(&self) -> Pins {
         let mut pins = Pins::new();
         for (partition, pin) in self.pins.iter().filter(|(_, p)| !p.removing) {
             if let Some(count) = ShardCount::new(pin.owners.len() as u32) {
@@ -126,21 +129,64 @@ impl Record {
         pins.with_moving(self.moves.keys())
     }
 
-    /// Ends the moves no node holds up any more: a waiting node that owns no shard
-    /// (its shards were taken while it was counted dead, or it left) has nothing to let
-    /// go. Returns whether the record changed.
+    /// Whether `shard` may hold identities of the tenant `partition`: a shared shard, or
+    /// one of the tenant's own range.
+    fn may_hold(&self, partition: &str, shard: ShardId) -> bool {
+        let s = shard.0 as usize;
+        s < self.owners.len()
+            || self.pins.get(partition).is_some_and(|p| {
+                s.checked_sub(p.first as usize)
+                    .is_some_and(|i| i < p.owners.len())
+            })
+    }
+
+    /// The shards `node` owns that may hold identities of `partition`.
+    fn holds_any_of(&self, node: &str, partition: &str) -> bool {
+        self.flat()
+            .iter()
+            .enumerate()
+            .any(|(s, o)| o.as_deref() == Some(node) && self.may_hold(partition, ShardId(s as u32)))
+    }
+
+    /// Notes that `shard`, taken from `former` (counted dead), must be fenced by its new
+    /// owner before the moves `former` holds up can end without it.
+    fn taken_from(&mut self, shard: ShardId, former: &str) {
+        let relevant: Vec<String> = self
+            .moves
+            .iter()
+            .filter(|(p, m)| m.waiting.contains(former) && self.may_hold(p, shard))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in relevant {
+            if let Some(m) = self.moves.get_mut(&p) {
+                m.fencing.insert(shard.0);
+            }
+        }
+    }
+
+    /// Ends the moves no node holds up any more. A waiting node that owns no shard able
+    /// to hold the tenant's identities has nothing left to let go of: it released them
+    /// (after hibernating what lived there) or they were taken while it was counted
+    /// dead, and a move also waits until the new owners of those have raised their
+    /// fences. Returns whether the record changed.
     fn complete_moves(&mut self) -> bool {
-        let owners = self.owner_names();
         let mut changed = false;
-        for moving in self.moves.values_mut() {
-            let before = moving.waiting.len();
-            moving.waiting.retain(|n| owners.contains(n));
-            changed |= moving.waiting.len() != before;
+        let partitions: Vec<String> = self.moves.keys().cloned().collect();
+        for p in &partitions {
+            let waiting = self.moves[p].waiting.clone();
+            let still: BTreeSet<String> = waiting
+                .into_iter()
+                .filter(|n| self.holds_any_of(n, p))
+                .collect();
+            if let Some(m) = self.moves.get_mut(p) {
+                changed |= m.waiting.len() != still.len();
+                m.waiting = still;
+            }
         }
         let done: Vec<String> = self
             .moves
             .iter()
-            .filter(|(_, m)| m.waiting.is_empty())
+            .filter(|(_, m)| m.waiting.is_empty() && m.fencing.is_empty())
             .map(|(p, _)| p.clone())
             .collect();
         for partition in done {
@@ -169,6 +215,8 @@ pub struct Round {
     /// Tenants whose placement changes and whose instances this node must let go of
     /// (hibernate) before it says so ([`Ownership::let_go`]).
     pub let_go: Vec<String>,
+    /// Shards claimed from owners counted dead, with those owners.
+    taken_from: Vec<(ShardId, String)>,
 }
 
 /// A cluster's shard ownership record (clones share the bucket).
@@ -217,7 +265,8 @@ impl Ownership {
 
     /// One round for node `me`, which counts `live` alive (`me` among them): claims the
     /// shards the plan gives it that no live member holds, and names those it must hand
-    /// off. At most `max_moves` shards are planned to move between live members.
+    /// off. At most `max_moves` shards of each group (the shared shards, each pin's) are
+    /// planned to move between live members.
     pub async fn round(
         &self,
         me: &str,
@@ -265,6 +314,11 @@ impl Ownership {
                 max_moves,
             };
             group.claim(&mut record.owners, 0, &shared, &mut round);
+            if shared.is_empty() && !members.is_empty() {
+                tracing::warn!(
+                    "every live member is in an exclusive pin: no node serves the other tenants"
+                );
+            }
             for pin in record.pins.values_mut() {
                 let mut on: Vec<String> = members
                     .iter()
@@ -277,6 +331,9 @@ impl Ownership {
                     on = shared.clone();
                 }
                 group.claim(&mut pin.owners, pin.first, &on, &mut round);
+            }
+            for (shard, former) in std::mem::take(&mut round.taken_from) {
+                record.taken_from(shard, &former);
             }
             round.owned = owned_by(record, me);
             round.pins = record.view();
@@ -386,7 +443,9 @@ impl<D: Fn(&str) -> bool> Group<'_, D> {
             let mine_next = next.as_deref() == Some(self.me);
             match now.as_deref() {
                 None if mine_next => {
-                    owners[i] = Some(self.me.to_owned());
+                    if let Some(former) = owners[i].replace(self.me.to_owned()) {
+                        round.taken_from.push((shard, former));
+                    }
                     round.claimed.push(shard);
                 }
                 Some(owner) if owner == self.me && !mine_next => round.hand_off.push(shard),

@@ -9,14 +9,20 @@
 //! instances (hibernate them, under the fences of the placement they were activated
 //! under) and say so ([`Ownership::let_go`]) before any node serves the tenant again.
 //! Nodes that claim shards later read the move in the same record first. A node counted
-//! dead whose shards were taken holds nothing up: its writes are fenced. Calls for the
-//! tenant meanwhile wait (they are refused as served elsewhere and retried within their
-//! deadline), for a few rounds.
+//! dead holds nothing up once the shards it had that could hold the tenant are taken and
+//! their new owners have raised the fences ([`Ownership::fenced`]): its writes fail. Calls
+//! for the tenant meanwhile wait (they are refused as served elsewhere and retried within
+//! their deadline), for a few rounds; longer when a node must first be counted dead.
+//!
+//! The record's format is new with pins: every node of a cluster must run a version
+//! that knows them before a tenant is pinned (an older node would write the record back
+//! without them).
 
 use crate::ClusterError;
 use crate::bucket::checked_name;
 use crate::ownership::{MoveRecord, Ownership, PinRecord, Record};
 use serde::{Deserialize, Serialize};
+use tenantry::cluster::{Pins, ShardId};
 
 /// The most nodes one pin names.
 pub const MAX_PIN_NODES: usize = 64;
@@ -25,7 +31,10 @@ pub const DEFAULT_PIN_SHARDS: u32 = 32;
 /// The most shards one pinned tenant may have.
 pub const MAX_PIN_SHARDS: u32 = 1024;
 /// The most shards all pins together may have.
-const MAX_PINNED_SHARDS: u32 = 1 << 16;
+const MAX_PINNED_SHARDS: u32 = 16_384;
+/// The largest the ownership record may grow to, every shard owned by a node with the
+/// longest name (NATS refuses messages over 1 MiB by default).
+const MAX_RECORD_BYTES: usize = 768 << 10;
 
 /// What a pin asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +89,11 @@ pub struct TenantPin {
 
 impl Ownership {
     /// Pins `partition` (a tenant's partition name) as `request` says, `live` being the
-    /// members counted alive: a new pin starts a move; a pin already set changes its
-    /// nodes (its shards follow by hand-off). Refused while the tenant's placement is
-    /// changing, when no node named is live, and where exclusive pins would overlap.
+    /// members counted alive and serving: a new pin starts a move; a pin already set
+    /// changes its nodes (its shards follow by hand-off; also while it moves, so a move
+    /// held up by dead pinned nodes can end). Refused while the tenant is being
+    /// unpinned, when no node named is live, where exclusive pins would overlap or leave
+    /// no live node for the other tenants, and when the record would grow too large.
     pub async fn pin(
         &self,
         partition: &str,
@@ -92,11 +103,9 @@ impl Ownership {
         let shards = checked(partition, request, live)?;
         let shared = self.count().get();
         self.change("a pin", |record| {
-            check_exclusive(record, partition, request)?;
-            if record.moves.contains_key(partition) {
-                return Err(moving(partition));
-            }
+            check_exclusive(record, partition, request, live)?;
             match record.pins.get_mut(partition) {
+                Some(pin) if pin.removing => return Err(moving(partition)),
                 Some(pin) => {
                     if request
                         .shards
@@ -112,6 +121,7 @@ impl Ownership {
                 }
                 None => {
                     let first = free_range(record, shared, shards)?;
+                    check_size(record, shards, live, request)?;
                     let waiting = record.owner_names();
                     record.pins.insert(
                         partition.to_owned(),
@@ -132,20 +142,64 @@ impl Ownership {
     }
 
     /// Unpins `partition`: starts the move of its identities back to the shared shards.
+    /// While its pin is still moving in, the same move turns back (every node that may
+    /// have let go under either placement lets go again). Unpinning a tenant being
+    /// unpinned changes nothing.
     pub async fn unpin(&self, partition: &str) -> Result<TenantPin, ClusterError> {
         self.change("an unpin", |record| {
-            if record.moves.contains_key(partition) {
-                return Err(moving(partition));
-            }
-            let waiting = record.owner_names();
+            let mut waiting = record.owner_names();
             let Some(pin) = record.pins.get_mut(partition) else {
                 return Err(ClusterError::NotPinned(partition.to_owned()));
             };
+            if pin.removing {
+                return Ok((false, described(record, partition)?));
+            }
             pin.removing = true;
+            let fencing = match record.moves.remove(partition) {
+                Some(earlier) => {
+                    waiting.extend(earlier.waiting);
+                    earlier.fencing
+                }
+                None => Default::default(),
+            };
             start_move(record, partition, waiting);
+            if let Some(m) = record.moves.get_mut(partition) {
+                m.fencing = fencing;
+            }
             Ok((true, described(record, partition)?))
         })
         .await
+    }
+
+    /// Says that `me` raised the fences of `shards` (taken from nodes counted dead), so
+    /// the moves that waited for them may end.
+    pub async fn fenced(&self, shards: &[ShardId]) -> Result<(), ClusterError> {
+        self.change("noting fences", |record| {
+            let mut changed = false;
+            for m in record.moves.values_mut() {
+                for s in shards {
+                    changed |= m.fencing.remove(&s.0);
+                }
+            }
+            Ok((changed, ()))
+        })
+        .await
+    }
+
+    /// The owner of every shard and the pins, from one read of the record.
+    pub async fn snapshot(&self) -> Result<(Vec<Option<String>>, Vec<TenantPin>), ClusterError> {
+        let (record, _) = self.read().await?;
+        let pins = record
+            .pins
+            .keys()
+            .filter_map(|p| describe(&record, p))
+            .collect();
+        Ok((record.flat(), pins))
+    }
+
+    /// The pins as nodes route by, as the record has them now.
+    pub async fn view(&self) -> Result<Pins, ClusterError> {
+        Ok(self.read().await?.0.view())
     }
 
     /// Every pinned tenant, by partition name.
@@ -210,13 +264,29 @@ fn checked(partition: &str, request: &PinRequest, live: &[String]) -> Result<u32
     Ok(shards)
 }
 
-/// Refuses a pin whose nodes another tenant's exclusive pin holds, or an exclusive pin
-/// naming nodes another pin names.
+/// Refuses a pin whose nodes another tenant's exclusive pin holds, an exclusive pin
+/// naming nodes another pin names, and exclusive pins that would leave no live node for
+/// the other tenants.
 fn check_exclusive(
     record: &Record,
     partition: &str,
     request: &PinRequest,
+    live: &[String],
 ) -> Result<(), ClusterError> {
+    let mut exclusive: std::collections::BTreeSet<&String> = record
+        .pins
+        .iter()
+        .filter(|(p, pin)| *p != partition && pin.exclusive && !pin.removing)
+        .flat_map(|(_, pin)| &pin.nodes)
+        .collect();
+    if request.exclusive {
+        exclusive.extend(&request.nodes);
+    }
+    if !live.iter().any(|m| !exclusive.contains(m)) {
+        return Err(ClusterError::PinConflict(
+            "exclusive pins would leave no live node for the other tenants".into(),
+        ));
+    }
     for (other, pin) in record.pins.iter().filter(|(p, _)| *p != partition) {
         let shared: Vec<&String> = request
             .nodes
@@ -255,10 +325,44 @@ fn free_range(record: &Record, shared: u32, len: u32) -> Result<u32, ClusterErro
     Ok(first)
 }
 
+/// Refuses a new pin of `shards` shards if the record, every shard owned by a node with
+/// the longest name among `live` and the pin's, could outgrow what NATS carries.
+fn check_size(
+    record: &Record,
+    shards: u32,
+    live: &[String],
+    request: &PinRequest,
+) -> Result<(), ClusterError> {
+    let longest = live
+        .iter()
+        .chain(&request.nodes)
+        .chain(record.pins.values().flat_map(|p| &p.nodes))
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
+    let slots = record.flat().len() + shards as usize;
+    let nodes: usize = record
+        .pins
+        .values()
+        .map(|p| p.nodes.iter().map(|n| n.len() + 3).sum::<usize>() + 128)
+        .sum();
+    let worst = slots * (longest + 3) + nodes + request.nodes.len() * (longest + 3) + 4096;
+    if worst > MAX_RECORD_BYTES {
+        return Err(ClusterError::PinConflict(format!(
+            "the shard owners record could grow past {MAX_RECORD_BYTES} bytes; pin fewer shards"
+        )));
+    }
+    Ok(())
+}
+
 fn start_move(record: &mut Record, partition: &str, waiting: std::collections::BTreeSet<String>) {
-    record
-        .moves
-        .insert(partition.to_owned(), MoveRecord { waiting });
+    record.moves.insert(
+        partition.to_owned(),
+        MoveRecord {
+            waiting,
+            fencing: Default::default(),
+        },
+    );
 }
 
 fn moving(partition: &str) -> ClusterError {

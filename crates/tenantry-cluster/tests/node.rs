@@ -536,17 +536,17 @@ async fn a_pinned_tenant_lives_only_on_its_nodes_and_keeps_its_state_through_pin
     let pin = a.pin("acme", &request).await.unwrap();
     assert_eq!(pin.state, PinState::Moving);
     assert_eq!((pin.first_shard, pin.shards), (SHARDS, 4));
-    // Refused: a second change while it moves, a node nobody runs, a bad name, an
-    // overlap with the exclusive pin.
-    for (partition, nodes, exclusive) in [
-        ("acme", vec!["c"], true),
-        ("globex", vec!["nobody"], false),
-        ("globex", vec!["c"], false),
+    // Refused: another shard count, a node nobody runs, an overlap with the exclusive
+    // pin, and a bad name.
+    for (partition, nodes, exclusive, shards) in [
+        ("acme", vec!["c"], true, Some(8)),
+        ("globex", vec!["nobody"], false, None),
+        ("globex", vec!["c"], false, None),
     ] {
         let request = PinRequest {
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
             exclusive,
-            shards: None,
+            shards,
         };
         let refused = b.pin(partition, &request).await;
         assert!(

@@ -287,22 +287,98 @@ async fn a_pin_moves_only_once_every_owner_let_go_and_its_shards_stay_on_its_nod
         Err(ClusterError::NotPinned(_))
     ));
 
-    // Unpinning while c is dead: with no pinned node live, the survivors take its shards
-    // (raising their fences), and c, owning nothing, holds the move up no longer.
+    // Unpinning while c is dead: with no pinned node live, the survivors take its shards,
+    // and once they raised their fences c holds the move up no longer.
     o.unpin("acme").await.unwrap();
     let survivors = nodes(&["a", "b"]);
+    let mut from_c = Vec::new();
     for me in ["a", "b"] {
         let round = o.round(me, &survivors, usize::MAX).await.unwrap();
         assert!(
             round.claimed.iter().all(|s| pinned.contains(s)),
             "{me}: {round:?}"
         );
+        from_c.extend(round.claimed);
         o.let_go(me, &["acme".to_string()]).await.unwrap();
     }
+    assert_eq!(from_c.len(), 4);
+    let round = o.round("a", &survivors, usize::MAX).await.unwrap();
+    assert!(round.pins.is_moving(&acme), "the fences are not raised yet");
+    o.fenced(&from_c).await.unwrap();
     let round = o.round("a", &survivors, usize::MAX).await.unwrap();
     assert!(!round.pins.is_moving(&acme));
     assert_eq!(round.pins.range(&acme), None);
     assert_eq!(o.pin_of("acme").await.unwrap(), None);
     assert_eq!(o.owners().await.unwrap().len(), SHARDS as usize);
+    drop_buckets(&client, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_held_up_by_a_dead_node_ends_only_once_its_shards_are_taken_and_fenced() {
+    let Some(client) = client().await else { return };
+    let c = cluster("pindead");
+    let o = open(&client, &c).await;
+    let live = nodes(&["a", "b", "c"]);
+    for me in &live {
+        o.round(me, &live, usize::MAX).await.unwrap();
+    }
+    let request = PinRequest {
+        nodes: nodes(&["a", "b"]),
+        exclusive: false,
+        shards: Some(4),
+    };
+    assert_eq!(
+        o.pin("globex", &request, &live).await.unwrap().waiting,
+        live
+    );
+    // c dies before letting go: the survivors take its shards and let go themselves.
+    let survivors = nodes(&["a", "b"]);
+    let mut claimed = Vec::new();
+    for me in ["a", "b"] {
+        let round = o.round(me, &survivors, usize::MAX).await.unwrap();
+        claimed.extend(round.claimed);
+        o.let_go(me, &["globex".to_string()]).await.unwrap();
+    }
+    let from_c: Vec<ShardId> = claimed.into_iter().filter(|s| s.0 < SHARDS).collect();
+    assert!(!from_c.is_empty(), "c's shared shards were taken");
+    // c owns nothing any more, but its former shards' fences are not raised yet.
+    o.round("a", &survivors, usize::MAX).await.unwrap();
+    let pin = o.pin_of("globex").await.unwrap().unwrap();
+    assert_eq!((pin.state, pin.waiting.len()), (PinState::Moving, 0));
+    o.fenced(&from_c).await.unwrap();
+    let round = o.round("a", &survivors, usize::MAX).await.unwrap();
+    assert!(round.let_go.is_empty());
+    assert_eq!(
+        o.pin_of("globex").await.unwrap().unwrap().state,
+        PinState::Active
+    );
+
+    // A pin still moving in can be turned back: every owner lets go again.
+    let single = PinRequest {
+        nodes: nodes(&["a"]),
+        exclusive: false,
+        shards: None,
+    };
+    o.pin("initech", &single, &survivors).await.unwrap();
+    let back = o.unpin("initech").await.unwrap();
+    assert_eq!(back.state, PinState::Removing);
+    assert_eq!(back.waiting, survivors);
+    assert_eq!(o.unpin("initech").await.unwrap().state, PinState::Removing);
+    for me in ["a", "b"] {
+        o.let_go(me, &["initech".to_string()]).await.unwrap();
+    }
+    o.round("b", &survivors, usize::MAX).await.unwrap();
+    assert_eq!(o.pin_of("initech").await.unwrap(), None);
+
+    // Exclusive pins may not take every live node from the other tenants.
+    let everyone = PinRequest {
+        nodes: survivors.clone(),
+        exclusive: true,
+        shards: None,
+    };
+    assert!(matches!(
+        o.pin("hooli", &everyone, &survivors).await,
+        Err(ClusterError::PinConflict(_))
+    ));
     drop_buckets(&client, &c).await;
 }

@@ -502,6 +502,16 @@ impl App {
                 .retain(|k, _| k != &config_key && !k.starts_with(&prefix));
         }
         book.registry.save(doc).await?;
+        if let Some(node) = self.cluster.as_ref().and_then(|c| c.node()) {
+            // A placement outlives no tenant: one onboarded later under the name starts
+            // unpinned.
+            match node.unpin(name).await {
+                Ok(_) | Err(tenantry_cluster::ClusterError::NotPinned(_)) => {}
+                Err(e) => {
+                    tracing::warn!(partition = name, error = %e, "unpinning an offboarded tenant failed")
+                }
+            }
+        }
         let (removed_instances, hibernated) = if active {
             book.tenants.remove(name);
             self.retire_tenant(&partition).await

@@ -28,15 +28,10 @@ pub async fn placement(
     _: Admin,
     ApiPath(partition): ApiPath<String>,
 ) -> ApiResult {
-    let partition = parse_partition(&partition)?;
-    let node = joined(&app)?;
-    match node
-        .pin_of(partition.name().unwrap_or_default())
-        .await
-        .map_err(cluster_error)?
-    {
+    let (node, name) = pinning(&app, &partition)?;
+    match node.pin_of(&name).await.map_err(cluster_error)? {
         Some(pin) => Ok(ok(pin)),
-        None => Err(ApiError::not_found(format!("{partition} is not pinned"))),
+        None => Err(ApiError::not_found(format!("{name} is not pinned"))),
     }
 }
 
@@ -49,14 +44,15 @@ pub async fn pin(
     ApiPath(partition): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let partition = parse_partition(&partition)?;
-    let node = joined(&app)?;
+    let (node, name) = pinning(&app, &partition)?;
     let request: PinRequest = decode(body)?;
-    if !app.is_tenant(&partition) {
-        return Err(ApiError::not_found(format!("no tenant {partition}")));
+    if !app.is_tenant(&parse_partition(&name)?) {
+        return Err(ApiError::not_found(format!("no tenant {name}")));
     }
-    let name = partition.name().unwrap_or_default();
-    Ok(ok(node.pin(name, &request).await.map_err(cluster_error)?))
+    Ok(ok(node
+        .pin(&name, &request)
+        .await
+        .map_err(cluster_error)?))
 }
 
 /// `DELETE /v1/admin/partitions/{partition}/placement`: unpins the tenant (its
@@ -66,10 +62,15 @@ pub async fn unpin(
     _: Admin,
     ApiPath(partition): ApiPath<String>,
 ) -> ApiResult {
-    let partition = parse_partition(&partition)?;
-    let node = joined(&app)?;
-    let name = partition.name().unwrap_or_default();
-    Ok(ok(node.unpin(name).await.map_err(cluster_error)?))
+    let (node, name) = pinning(&app, &partition)?;
+    Ok(ok(node.unpin(&name).await.map_err(cluster_error)?))
+}
+
+/// The node and the partition name a placement route acts on.
+fn pinning<'a>(app: &'a App, partition: &str) -> Result<(&'a ClusterNode, String), ApiError> {
+    let partition = parse_partition(partition)?;
+    let node = joined(app)?;
+    Ok((node, partition.name().unwrap_or_default().to_owned()))
 }
 
 /// This server's cluster node: 404 without cluster mode, 503 before it joined.
@@ -96,12 +97,15 @@ fn cluster_error(e: ClusterError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "pin_refused", e.to_string())
         }
         ClusterError::NotPinned(_) => ApiError::not_found(e.to_string()),
-        _ => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster_unavailable",
-            e.to_string(),
-        )
-        .retry_after(1),
+        _ => {
+            tracing::warn!(error = %e, "a cluster operation failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                "the cluster's records cannot be read or written now (the server log says why)",
+            )
+            .retry_after(1)
+        }
     }
 }
 

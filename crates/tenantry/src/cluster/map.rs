@@ -31,7 +31,9 @@ pub enum Routing {
     Tenant,
 }
 
-/// The shard of every stored identity of a runtime (see the module docs).
+/// The shard of every stored identity of a runtime (see the module docs). Shared behind
+/// an `Arc` by everything that maps identities on one node (admission, fences,
+/// forwarding), so that [`ShardMap::set_pins`] reaches them all at once.
 #[derive(Debug)]
 pub struct ShardMap {
     count: ShardCount,
@@ -39,18 +41,6 @@ pub struct ShardMap {
     pins: RwLock<Arc<Pins>>,
     /// Whether any tenant is pinned or moving: keeps the usual lookup off the lock.
     pinned: AtomicBool,
-}
-
-impl Clone for ShardMap {
-    fn clone(&self) -> Self {
-        let pins = self.pins();
-        Self {
-            count: self.count,
-            routes: self.routes.clone(),
-            pinned: AtomicBool::new(!pins.is_empty()),
-            pins: RwLock::new(pins),
-        }
-    }
 }
 
 /// The prefix of scoped storage's managers: `storage/<owner manager>/<owner key>`.
