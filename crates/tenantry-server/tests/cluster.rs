@@ -379,7 +379,9 @@ async fn a_node_paused_past_its_lease_lands_no_write_and_loses_none() {
         acked(&load),
         load.refused
     );
-    assert!(acked(&load) > 1_000, "the load ran");
+    // Every writer soon waits on the paused node for the whole pause: the load runs for
+    // about five of those thirteen seconds (debug builds, other tests beside it).
+    assert!(acked(&load) > 200, "the load ran");
     let checked = verify(&cluster, survivor, &load).await;
     assert_eq!(checked, acked(&load));
     // The paused node rejoins and serves again.
