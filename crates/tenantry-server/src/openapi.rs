@@ -347,8 +347,10 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
     paths.insert(
         "/v1/admin/partitions/{partition}/placement".into(),
         json!({
-            "get": op("A tenant's pin (admin, cluster mode): its nodes, its own shards and their owners, and whether it is moving. 404 when it is not pinned or cluster mode is off.",
-                "admin", vec![partition.clone()], &[400, 401, 403, 404, 500, 503], pin.clone()),
+            "get": op("Where an onboarded tenant lives (admin): whether it is pinned, and its pin (cluster mode): its nodes, its own shards and their owners, and whether it is moving. Never pinned without cluster mode.",
+                "admin", vec![partition.clone()], &[400, 401, 403, 404, 500, 503],
+                json!({"type": "object", "properties": {"partition": {"type": "string"}, "pinned": {"type": "boolean"},
+                       "pin": {"oneOf": [{"type": "null"}, pin.clone()]}}})),
             "put": with_body(op("Pin an onboarded tenant to nodes (admin, cluster mode): its instances then live only on the live nodes named, on shards of its own; `exclusive` keeps those nodes for it alone. A new pin moves the tenant: its calls wait a few seconds while every node lets go of its instances. Setting it again changes the nodes. 409 while it moves, when no node named is live, or where exclusive pins would share a node.",
                 "admin", vec![partition.clone()], &[400, 401, 403, 404, 409, 413, 422, 500, 503], pin.clone()),
                 json!({"type": "object", "required": ["nodes"], "additionalProperties": false, "properties": {

@@ -302,7 +302,8 @@ async fn errors_have_the_documented_statuses_and_leak_no_names() {
         "postgres://db2.prod/globex"
     );
 
-    // Pins are cluster mode's: a single process answers 404 to the admin, 403 to a tenant.
+    // Pins are cluster mode's: a single process pins nobody (404 to pin or unpin), and
+    // a tenant key sees no placement.
     let placement = "/v1/admin/partitions/acme/placement";
     let pin = json!({"nodes": ["n0"]});
     let r = c.put(placement, Some(ADMIN), &pin).await;
@@ -312,9 +313,18 @@ async fn errors_have_the_documented_statuses_and_leak_no_names() {
         "{}",
         r.text()
     );
-    assert_eq!(c.get(placement, Some(ADMIN)).await.status, 404);
+    let r = c.get(placement, Some(ADMIN)).await;
+    assert_eq!(
+        r.json()["result"],
+        json!({"partition": "acme", "pinned": false, "pin": null})
+    );
+    let r = c
+        .get("/v1/admin/partitions/nobody/placement", Some(ADMIN))
+        .await;
+    assert_eq!(r.status, 404);
     assert_eq!(c.delete(placement, Some(ADMIN)).await.status, 404);
     assert_eq!(c.put(placement, Some(ACME), &pin).await.status, 403);
+    assert_eq!(c.get(placement, Some(ACME)).await.status, 403);
 
     // 404 unknown handler, another tenant's target or instance, unknown instance, node, pod
     let r = c

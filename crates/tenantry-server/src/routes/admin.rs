@@ -21,18 +21,26 @@ pub async fn cluster(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
     Ok(ok(status))
 }
 
-/// `GET /v1/admin/partitions/{partition}/placement`: the tenant's pin (404 when it is not
-/// pinned, or without cluster mode).
+/// `GET /v1/admin/partitions/{partition}/placement`: where an onboarded tenant lives:
+/// `{"partition", "pinned", "pin"}`, the pin being null unless it is pinned (always so
+/// without cluster mode).
 pub async fn placement(
     State(app): State<Arc<App>>,
     _: Admin,
     ApiPath(partition): ApiPath<String>,
 ) -> ApiResult {
-    let (node, name) = pinning(&app, &partition)?;
-    match node.pin_of(&name).await.map_err(cluster_error)? {
-        Some(pin) => Ok(ok(pin)),
-        None => Err(ApiError::not_found(format!("{name} is not pinned"))),
+    let partition = parse_partition(&partition)?;
+    if !app.is_tenant(&partition) {
+        return Err(ApiError::not_found(format!("no tenant {partition}")));
     }
+    let name = partition.name().unwrap_or_default();
+    let pin = match &app.cluster {
+        None => None,
+        Some(_) => joined(&app)?.pin_of(name).await.map_err(cluster_error)?,
+    };
+    Ok(ok(
+        json!({"partition": name, "pinned": pin.is_some(), "pin": pin}),
+    ))
 }
 
 /// `PUT /v1/admin/partitions/{partition}/placement`: pins an onboarded tenant to the
