@@ -9,8 +9,8 @@
 //!   same store: the cost of the admission check every keyed call pays in cluster mode.
 //! - `failover_median` / `failover_max`: three release `tenantry serve --cluster`
 //!   processes; each round SIGKILLs one and times, through the survivors, until every one
-//!   of 300 agents answers again (the dead node's among them); a new node then replaces
-//!   the dead one.
+//!   of 300 agents answers again (the dead node's among them; each probe with a 2 s
+//!   `timeout_ms`, tried again until it answers); a new node then replaces the dead one.
 //!
 //! Run: `cargo bench -p tenantry-server --bench cluster` with NATS (JetStream) and
 //! PostgreSQL at `TENANTRY_BENCH_NATS_URL` (default `127.0.0.1:4222`) and
@@ -339,10 +339,12 @@ async fn failover(env: &Env) -> Res<()> {
                     for agent in (w..AGENTS).step_by(8) {
                         loop {
                             let via = survivors[agent % survivors.len()];
+                            // A client's own timeout: a probe lost with the dead node
+                            // is tried again, not waited on for the 10 s deadline.
                             let answer = request(
                                 via,
                                 "POST",
-                                &note_path(agent, "notes"),
+                                &format!("{}&timeout_ms=2000", note_path(agent, "notes")),
                                 "demo-acme-key",
                                 "{}",
                             )

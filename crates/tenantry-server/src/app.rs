@@ -238,6 +238,7 @@ impl App {
             .store_arc(store.clone())
             .metric_partition_labels(settings.metric_partition_labels)
             .build();
+        runtime.quotas().set_capacity(settings.limits.capacity);
         let kernel = runtime.kernel();
         kernel.register::<ConfigProvider>()?;
         kernel.register::<CredentialsProvider>()?;
@@ -389,6 +390,7 @@ impl App {
                 ));
             }
         };
+        crate::quota::check_tenant_config(Some(&config))?;
         let mut instances = Vec::with_capacity(req.instances.len());
         let factories = self.tenant_factories();
         for inst in &req.instances {
@@ -514,6 +516,7 @@ impl App {
         }
         let (removed_instances, hibernated) = if active {
             book.tenants.remove(name);
+            self.runtime.quotas().forget(&partition);
             self.retire_tenant(&partition).await
         } else {
             (Vec::new(), 0)
@@ -556,6 +559,7 @@ impl App {
         config
             .get(key)
             .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))?;
+        crate::quota::check_limits_write(&config, key, &value)?;
         self.catch_up().await;
         let mut book = self.book.lock().await;
         let mut doc = book.registry.doc.clone();

@@ -233,6 +233,18 @@ impl From<Error> for ApiError {
                     .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
             }
             Error::NotFailed(_) => Self::conflict(message),
+            Error::Throttled { throttled, .. } => {
+                use tenantry::quota::Limit;
+                let code = match throttled.limit {
+                    Limit::Rate => "rate_limited",
+                    Limit::Concurrency => "concurrency_limited",
+                    Limit::FairShare => "fair_share_exceeded",
+                };
+                // Whole seconds, rounded up, as for a backoff.
+                let secs = throttled.retry_after.as_millis().div_ceil(1000).max(1);
+                Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+                    .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
+            }
             Error::ServedElsewhere(identity) => Self {
                 elsewhere: Some(identity),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "served_elsewhere", message)

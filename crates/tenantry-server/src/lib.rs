@@ -23,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod openapi;
+pub mod quota;
 pub mod registry;
 pub mod relay;
 pub mod routes;

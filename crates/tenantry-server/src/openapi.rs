@@ -108,7 +108,9 @@ fn status_text(status: u16) -> &'static str {
         422 => {
             "Params or body that decode but are refused: an invalid field, or the handler's own refusal (its code names why)."
         }
-        429 => "A mailbox is full or a limit is reached.",
+        429 => {
+            "A mailbox is full, or a tenant limit refused the call (see Retry-After): `rate_limited` (its request rate), `concurrency_limited` (its calls in flight), `fair_share_exceeded` (the server is saturated and the tenant holds more than its weighted share), `mailbox_full`, `instance_limit`."
+        }
         500 => "An internal error; the message names an error id to find in the server log.",
         503 => {
             "The store is unavailable, a turn could not be made durable (`not_durable`: the agent goes on from its last durable state), the instance is backing off after crashes (see Retry-After), or the server is shutting down."
@@ -227,6 +229,11 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
             json!({})), json!({"description": "The handler's params."}), limit)}),
     );
     paths.insert(
+        "/v1/partitions/{partition}/usage".into(),
+        json!({"get": op("The tenant's limits in force (config `limits`, then `tenants.<partition>.limits`), its calls in flight, and the calls admitted and refused by each limit so far, on this node.",
+            "partitions", vec![p()], TENANT_ERRORS, usage_schema())}),
+    );
+    paths.insert(
         "/v1/partitions/{partition}/handlers".into(),
         json!({"get": op("The handlers visible to the partition, with descriptions and JSON Schemas.",
             "partitions", vec![p()], TENANT_ERRORS, json!({"type": "array"}))}),
@@ -289,6 +296,17 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     );
 }
 
+/// What `/usage` answers: a tenant's limits, calls in flight, admitted and throttled.
+fn usage_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "limits": {"type": "object", "properties": {
+            "rate_per_sec": {"type": "number"}, "burst": {"type": "integer"},
+            "concurrency": {"type": "integer"}, "weight": {"type": "integer"}}},
+        "in_flight": {"type": "integer"}, "admitted": {"type": "integer"},
+        "throttled": {"type": "object", "properties": {
+            "rate": {"type": "integer"}, "concurrency": {"type": "integer"}, "fair_share": {"type": "integer"}}}}})
+}
+
 fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
     let admin_errors: &[u16] = &[401, 403, 500];
     let limit = r.body_limit;
@@ -327,6 +345,11 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
         "owners": {"type": "array", "items": {"type": ["string", "null"]}},
         "state": {"type": "string", "enum": ["active", "moving", "removing"]},
         "waiting": {"type": "array", "items": {"type": "string"}}}});
+    paths.insert(
+        "/v1/admin/usage".into(),
+        json!({"get": op("Every tenant's limits and usage on this node, by partition (admin).",
+            "admin", vec![], admin_errors, json!({"type": "object", "additionalProperties": usage_schema()}))}),
+    );
     paths.insert(
         "/v1/admin/cluster".into(),
         json!({"get": op("This cluster node (admin): the members it counts alive, the owner of every shard, the shards it serves with their fence epochs, and the pinned tenants. 404 when cluster mode is off.",
@@ -387,8 +410,8 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
     paths.insert(
         "/v1/admin/config/{key}".into(),
         json!({
-            "put": with_body(op("Write a config value by dotted key (admin).", "admin",
-                vec![config_key.clone()], &[400, 401, 403, 413, 500, 503], json!({"type": "object"})),
+            "put": with_body(op("Write a config value by dotted key (admin). Limits are config: `limits` for every tenant, `tenants.<partition>.limits` for one (`rate_per_sec`, `burst`, `concurrency`, `weight`); a write that would leave invalid limits is refused (422 `invalid_limits`).", "admin",
+                vec![config_key.clone()], &[400, 401, 403, 413, 422, 500, 503], json!({"type": "object"})),
                 json!({"description": "Any JSON value."}), limit),
             "get": op("Read a config value by dotted key (admin).", "admin",
                 vec![config_key], &[400, 401, 403, 404, 500], json!({"type": "object"}))

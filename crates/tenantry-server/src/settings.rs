@@ -18,6 +18,14 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_DATA_DIR: &str = "./tenantry-data";
 /// The default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Calls in flight per core above which the process counts as saturated, by default.
+pub const DEFAULT_CAPACITY_PER_CORE: u64 = 128;
+
+/// The cores this process may use.
+fn cores() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
 /// The plain API keys of the built-in demo tenants (`demo-<tenant>-key`), printed at start.
 pub fn demo_key(tenant: &str) -> String {
     format!("demo-{tenant}-key")
@@ -99,6 +107,9 @@ pub struct LimitsSection {
     pub body_limit_bytes: Option<usize>,
     /// Most live keyed instances per partition and manager (default: no limit).
     pub max_live_instances_per_partition: Option<usize>,
+    /// Calls in flight above which the process counts as saturated and holds each
+    /// tenant to its weighted share (default: 128 per core; 0: never).
+    pub capacity: Option<u64>,
 }
 
 /// `[cluster]`: cluster mode (needs the PostgreSQL store).
@@ -242,6 +253,8 @@ pub struct Limits {
     pub body_limit: usize,
     /// Most live keyed instances per partition and manager (`None`: no limit).
     pub max_live_instances_per_partition: Option<usize>,
+    /// Calls in flight above which the process is saturated (`None`: never).
+    pub capacity: Option<u64>,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -259,8 +272,9 @@ pub struct AppSpec {
 
 impl AppSpec {
     /// The built-in demo: `acme`, `globex` and `initech`, each with a `tenant-db`
-    /// instance (and `mysql-db-globex`), the demo's database URLs, and the keys
-    /// `demo-<tenant>-key`.
+    /// instance (and `mysql-db-globex`), the demo's database URLs, the keys
+    /// `demo-<tenant>-key`, and a request rate limit on `initech` (1,000 calls/s, bursts
+    /// of 200).
     pub fn builtin_demo() -> Self {
         let urls = tenantry_demo::default_config();
         let tenants = tenantry_demo::TENANTS
@@ -278,13 +292,19 @@ impl AppSpec {
                         properties: json!({"target": "globex"}),
                     });
                 }
+                let mut config = urls
+                    .pointer(&format!("/tenants/{t}"))
+                    .cloned()
+                    .unwrap_or_else(empty_object);
+                if *t == "initech" {
+                    // The quickstart shows throttling on initech; acme and globex keep
+                    // the defaults (no limit), so benchmarks on them measure the runtime.
+                    config["limits"] = json!({"rate_per_sec": 1000, "burst": 200});
+                }
                 TenantSpec {
                     name: (*t).to_owned(),
                     api_keys_sha256: vec![keys::hash_hex(&demo_key(t))],
-                    config: urls
-                        .pointer(&format!("/tenants/{t}"))
-                        .cloned()
-                        .unwrap_or_else(empty_object),
+                    config,
                     instances,
                 }
             })
@@ -504,6 +524,11 @@ impl Settings {
         let limits = Limits {
             body_limit,
             max_live_instances_per_partition: file.limits.max_live_instances_per_partition,
+            capacity: match file.limits.capacity {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => Some(DEFAULT_CAPACITY_PER_CORE * cores()),
+            },
             shutdown_grace: Duration::from_secs(file.server.shutdown_grace_secs.unwrap_or(10)),
         };
         for tenant in &file.tenants {

@@ -1,4 +1,5 @@
-//! Runtime core figures, printed as `name: value unit` lines.
+//! Runtime core figures, printed as `name: value unit` lines (the cost of the quota
+//! checks among them).
 //!
 //! Run: `cargo bench -p tenantry --bench core`
 //! (set `TENANTRY_BENCH_SCALE=0.1` for a quick smoke run).
@@ -272,6 +273,34 @@ async fn redb_hibernate_and_thaw() {
     rt.shutdown().await;
 }
 
+/// What the quota checks add to a call from outside (issue 16): admitting and releasing
+/// one call of a partition without limits, and of one with a rate and a concurrency
+/// limit (never reached), uncontended.
+async fn quota_admission() {
+    let rt = Runtime::builder().build();
+    let quotas = rt.quotas().clone();
+    let free = Partition::new("free").unwrap();
+    let limited = Partition::new("limited").unwrap();
+    rt.kernel()
+        .config()
+        .set(
+            "tenants.limited.limits",
+            serde_json::json!({"rate_per_sec": 1e9, "burst": 1_000_000, "concurrency": 1_000}),
+        )
+        .unwrap();
+    for (name, p) in [
+        ("quota_admit_no_limits", &free),
+        ("quota_admit_rate_and_concurrency", &limited),
+    ] {
+        let ns = median_ns(scale(200), 10_000, || {
+            black_box(quotas.admit(black_box(p)).is_ok());
+            async {}
+        })
+        .await;
+        report(name, ns, "ns");
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -284,6 +313,7 @@ fn main() {
             memory_per_idle_instance().await;
             activations_and_calls().await;
             redb_hibernate_and_thaw().await;
+            quota_admission().await;
         })
         .await
         .unwrap();

@@ -29,6 +29,7 @@ use crate::instance::cell::AnyInstance;
 use crate::instance::context::Context;
 use crate::kernel::{KernelCore, Named, Reachable};
 use crate::manager::{AnyManager, Managers, Role, Shared};
+use crate::quota::Quotas;
 use crate::telemetry::EventKind;
 use crate::{CallError, Error, Identity, Key, Partition};
 use futures::future::BoxFuture;
@@ -178,6 +179,8 @@ pub(crate) struct BusCore {
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     subs: RwLock<Vec<Sub>>,
     next_id: AtomicU64,
+    /// The partitions' limits, for calls from outside.
+    pub(crate) quotas: Arc<Quotas>,
 }
 
 impl BusCore {
@@ -186,10 +189,12 @@ impl BusCore {
         managers: Arc<Managers>,
         kernel: Arc<KernelCore>,
     ) -> Self {
+        let quotas = Quotas::new(kernel.state.config.clone(), shared.telemetry.clone());
         Self {
             shared,
             managers,
             kernel,
+            quotas,
             transports: RwLock::default(),
             sinks: RwLock::default(),
             subs: RwLock::default(),
@@ -290,6 +295,8 @@ impl Drop for Subscription {
 pub struct Bus {
     core: Arc<BusCore>,
     caller: Caller,
+    /// Calls made through it enter from outside: its partition's limits admit them.
+    metered: bool,
 }
 
 enum Route {
@@ -307,7 +314,21 @@ impl Context {
 
 impl Bus {
     pub(crate) fn new(core: Arc<BusCore>, caller: Caller) -> Self {
-        Self { core, caller }
+        Self {
+            core,
+            caller,
+            metered: false,
+        }
+    }
+
+    /// A bus whose calls enter the runtime from outside, confined to `partition`: each
+    /// is admitted by the partition's limits first ([`crate::quota`]).
+    pub(crate) fn entry(core: Arc<BusCore>, partition: &Partition) -> Self {
+        Self {
+            core,
+            caller: Caller::tenant(partition.clone()),
+            metered: true,
+        }
     }
 
     /// Number of event subscriptions (channels and active component instances), all
@@ -444,6 +465,19 @@ impl Bus {
         local: LocalCall<O>,
         remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
     ) -> Result<O, Error> {
+        // A forwarded call was admitted where it entered.
+        let _permit = match self.confined() {
+            Some(partition) if self.metered && !opts.local => Some(
+                self.core
+                    .quotas
+                    .admit(partition)
+                    .map_err(|throttled| Error::Throttled {
+                        partition: partition.clone(),
+                        throttled,
+                    })?,
+            ),
+            _ => None,
+        };
         match self.resolve(handler, &opts)? {
             Some((Route::Instance(h), runnable)) => {
                 Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)

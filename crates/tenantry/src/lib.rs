@@ -55,6 +55,7 @@ pub mod params;
 mod partition;
 pub mod pod;
 pub mod providers;
+pub mod quota;
 pub mod reactive;
 mod runtime;
 pub mod scope;

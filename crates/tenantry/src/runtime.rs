@@ -306,9 +306,15 @@ impl Runtime {
         Bus::new(self.inner.bus.clone(), Caller::host())
     }
 
-    /// The bus, confined to `partition` (what a tenant's API key gets).
+    /// The bus, confined to `partition` (what a tenant's API key gets). Its calls enter
+    /// from outside: the partition's limits admit each first ([`Runtime::quotas`]).
     pub fn bus_for(&self, partition: &Partition) -> Bus {
-        Bus::new(self.inner.bus.clone(), Caller::tenant(partition.clone()))
+        Bus::entry(self.inner.bus.clone(), partition)
+    }
+
+    /// The partitions' limits and usage, and the fair share of a saturated runtime.
+    pub fn quotas(&self) -> &Arc<crate::quota::Quotas> {
+        &self.inner.bus.quotas
     }
 
     /// The bus of the admin-granted component instance `identity`, for host code that

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "reactive",
             "config",
             "scope",
+            "quota",
         ],
     ),
     ("instance", &["instance", "component"]),

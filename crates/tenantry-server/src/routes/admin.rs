@@ -117,6 +117,18 @@ fn cluster_error(e: ClusterError) -> ApiError {
     }
 }
 
+/// `GET /v1/admin/usage`: every tenant's limits and usage on this node, by partition.
+pub async fn usage(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
+    let all: serde_json::Map<String, serde_json::Value> = app
+        .runtime
+        .quotas()
+        .all_usage()
+        .into_iter()
+        .map(|(p, usage)| (p.to_string(), json!(usage)))
+        .collect();
+    Ok(ok(all))
+}
+
 /// `GET /v1/admin/partitions`.
 pub async fn list(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
     Ok(ok(app.tenants().await))

@@ -35,6 +35,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(tenant::invoke),
         )
         .route("/v1/partitions/{partition}/handlers", get(tenant::handlers))
+        .route("/v1/partitions/{partition}/usage", get(tenant::usage))
+        .route("/v1/admin/usage", get(admin::usage))
         .route(
             "/v1/partitions/{partition}/instances",
             get(tenant::instances),

@@ -32,14 +32,32 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text of every tenant; the admin key or the metrics token.
-pub async fn metrics(_: MetricsReader) -> ApiResult {
+pub async fn metrics(State(app): State<Arc<App>>, _: MetricsReader) -> ApiResult {
+    usage_gauges(&app);
     prometheus_text(None)
 }
 
 /// `GET /v1/partitions/{partition}/metrics`: the same metrics, only the partition's own
 /// series (those labelled `partition="<it>"`).
-pub async fn tenant_metrics(tenant: Tenant) -> ApiResult {
+pub async fn tenant_metrics(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
+    usage_gauges(&app);
     prometheus_text(Some(&tenant.partition))
+}
+
+/// Sets the usage gauges (calls in flight by partition, or all together under `*` when
+/// metrics carry no partition) to what they are now, so a scrape reads them current
+/// without the calls keeping a gauge up to date.
+fn usage_gauges(app: &App) {
+    let usage = app.runtime.quotas().all_usage();
+    if app.settings.metric_partition_labels {
+        for (partition, usage) in usage {
+            metrics::gauge!("tenantry_calls_in_flight", "partition" => partition.to_string())
+                .set(f64::from(usage.in_flight));
+        }
+    } else {
+        let all: u32 = usage.iter().map(|(_, u)| u.in_flight).sum();
+        metrics::gauge!("tenantry_calls_in_flight", "partition" => "*").set(f64::from(all));
+    }
 }
 
 /// The process's Prometheus text, whole or only one partition's series.

@@ -48,6 +48,12 @@ pub async fn invoke(
     Ok(ok(&*result))
 }
 
+/// `GET /v1/partitions/{partition}/usage`: the tenant's limits in force, its calls in
+/// flight, and the calls admitted and refused (by limit) so far, on this node.
+pub async fn usage(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
+    Ok(ok(app.runtime.quotas().usage(&tenant.partition)))
+}
+
 /// `GET /v1/partitions/{partition}/handlers`.
 pub async fn handlers(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
     Ok(ok(app.runtime.bus_for(&tenant.partition).handlers()))

@@ -202,6 +202,15 @@ pub enum Error {
     /// shard); it must be reached there.
     #[error("{0} is served by another node")]
     ServedElsewhere(Identity),
+    /// A call from outside was refused by one of its partition's limits
+    /// (`crate::quota`); it may be tried again after `throttled.retry_after`.
+    #[error("{partition} is over its {} limit; retry in {:?}", throttled.limit.name(), throttled.retry_after)]
+    Throttled {
+        /// The partition.
+        partition: crate::Partition,
+        /// The limit and when to retry.
+        throttled: Throttled,
+    },
     /// The instance is not failed or backing off, so there is nothing to restart.
     #[error("instance {0:?} has not failed")]
     NotFailed(String),
@@ -345,4 +354,36 @@ impl From<topology::TopologyError> for Error {
     fn from(e: topology::TopologyError) -> Self {
         Error::Topology(e)
     }
+}
+
+/// The limit a call was refused by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// The partition's request rate.
+    Rate,
+    /// Its calls in flight.
+    Concurrency,
+    /// Its share of a saturated runtime.
+    FairShare,
+}
+
+impl Limit {
+    /// The limit's name in answers and metrics (`rate`, `concurrency`, `fair_share`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Rate => "rate",
+            Limit::Concurrency => "concurrency",
+            Limit::FairShare => "fair_share",
+        }
+    }
+}
+
+/// A call refused by a limit, and when trying again may succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttled {
+    /// The limit.
+    pub limit: Limit,
+    /// How long until a call may be admitted (for the rate: exactly; otherwise a hint).
+    pub retry_after: Duration,
 }

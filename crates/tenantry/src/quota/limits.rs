@@ -1,0 +1,129 @@
+//! A partition's limits, as config writes them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The highest `rate_per_sec` (beyond it a rate limit is as good as none).
+pub const MAX_RATE_PER_SEC: f64 = 1e9;
+/// The highest `burst`, `concurrency` may be.
+pub const MAX_COUNT: u32 = 1_000_000;
+/// The highest `weight`.
+pub const MAX_WEIGHT: u32 = 1_000;
+
+/// One partition's limits (`None`: no limit). Written as config: under `limits` for
+/// every partition, under `tenants.<partition>.limits` for one (each field set there
+/// replaces the default's). For example `{"rate_per_sec": 1000, "burst": 200}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Calls per second admitted on average (above 0, at most 10⁹).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<f64>,
+    /// How many calls may come at once above the rate (1 to 10⁶; default: one
+    /// second's worth of the rate, at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Calls in flight at once (1 to 10⁶).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Its weight in the fair share of a saturated runtime (1 to 1,000; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+impl Limits {
+    /// Limits read from a config value: `null` or absent is no limit; anything else must
+    /// be an object of the fields above, in their bounds.
+    pub fn from_config(value: Option<&Value>) -> Result<Self, String> {
+        let limits = match value {
+            None | Some(Value::Null) => Self::default(),
+            Some(v) => Self::deserialize(v).map_err(|e| format!("invalid limits: {e}"))?,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+
+    /// Checks every field against its bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(rate) = self.rate_per_sec {
+            if !(rate > 0.0 && rate <= MAX_RATE_PER_SEC) {
+                return Err(format!(
+                    "rate_per_sec must be above 0 and at most {MAX_RATE_PER_SEC}, not {rate}"
+                ));
+            }
+        }
+        for (name, value, max) in [
+            ("burst", self.burst, MAX_COUNT),
+            ("concurrency", self.concurrency, MAX_COUNT),
+            ("weight", self.weight, MAX_WEIGHT),
+        ] {
+            if let Some(v) = value {
+                if !(1..=max).contains(&v) {
+                    return Err(format!("{name} must be 1 to {max}, not {v}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// These limits over `defaults`: each field set here wins.
+    pub fn over(self, defaults: Limits) -> Limits {
+        Limits {
+            rate_per_sec: self.rate_per_sec.or(defaults.rate_per_sec),
+            burst: self.burst.or(defaults.burst),
+            concurrency: self.concurrency.or(defaults.concurrency),
+            weight: self.weight.or(defaults.weight),
+        }
+    }
+
+    /// The weight in force (1 unless set).
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+
+    /// The burst in force with a rate: as set, else one second's worth (at least 1).
+    pub fn burst(&self) -> Option<u32> {
+        let rate = self.rate_per_sec?;
+        Some(
+            self.burst
+                .unwrap_or_else(|| (rate.ceil() as u32).clamp(1, MAX_COUNT)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn limits_parse_within_their_bounds_and_override_the_defaults_field_by_field() {
+        let defaults =
+            Limits::from_config(Some(&json!({"rate_per_sec": 50, "weight": 2}))).unwrap();
+        let own = Limits::from_config(Some(&json!({"rate_per_sec": 1000, "burst": 200}))).unwrap();
+        let both = own.over(defaults);
+        assert_eq!(
+            (both.rate_per_sec, both.burst, both.weight()),
+            (Some(1000.0), Some(200), 2)
+        );
+        assert_eq!(Limits::from_config(None).unwrap(), Limits::default());
+        assert_eq!(
+            Limits::from_config(Some(&Value::Null)).unwrap(),
+            Limits::default()
+        );
+        assert_eq!(defaults.burst(), Some(50), "a second's worth by default");
+        for bad in [
+            json!({"rate_per_sec": 0}),
+            json!({"rate_per_sec": -1}),
+            json!({"rate_per_sec": 1e12}),
+            json!({"burst": 0}),
+            json!({"concurrency": 2_000_000}),
+            json!({"weight": 0}),
+            json!({"weight": 1001}),
+            json!({"rate": 5}),
+            json!("fast"),
+        ] {
+            assert!(Limits::from_config(Some(&bad)).is_err(), "{bad}");
+        }
+    }
+}

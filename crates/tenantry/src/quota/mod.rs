@@ -1,0 +1,318 @@
+//! Per-tenant limits and fair admission: what keeps one tenant from crowding out the
+//! others.
+//!
+//! Every call that enters the runtime from outside (a [`Bus`](crate::Bus) from
+//! [`Runtime::bus_for`](crate::Runtime::bus_for), which is what the gateway calls
+//! through) asks [`Quotas::admit`] first, and holds the [`Permit`] it gets until the call
+//! has its answer. Calls instances make to each other are not metered: they are part of
+//! work already admitted, and refusing them halfway would fail it.
+//!
+//! Three checks, cheapest first, each answered with [`Throttled`] naming the limit:
+//! - **rate**: a token bucket per partition (`rate_per_sec`, `burst`), kept as one
+//!   atomic "theoretical arrival time" (GCRA), so admitting takes no lock;
+//! - **concurrency**: calls in flight per partition;
+//! - **fair share**: when the runtime is saturated (more calls in flight than its
+//!   `capacity`), a partition holding more than its weighted share of the capacity
+//!   (`capacity × weight / the weights of the partitions with calls in flight`) is
+//!   refused, so its excess waits at its own door instead of queueing in front of
+//!   everyone; below capacity nobody is refused for it.
+//!
+//! Limits are config ([`Limits`]): defaults under the shared key `limits`, overrides
+//! under `tenants.<partition>.limits`; a reactive effect per partition applies a write at
+//! once (the next call sees it).
+
+mod limits;
+mod rate;
+
+pub use crate::error::{Limit, Throttled};
+pub use limits::{Limits, MAX_COUNT, MAX_RATE_PER_SEC, MAX_WEIGHT};
+
+use crate::Partition;
+use crate::config::ConfigStore;
+use crate::reactive::Effect;
+use crate::telemetry::Telemetry;
+use rate::RateGate;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// What a partition uses and may use.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Usage {
+    /// Its limits in force (defaults and its own together).
+    pub limits: Limits,
+    /// Calls in flight now.
+    pub in_flight: u32,
+    /// Calls admitted so far.
+    pub admitted: u64,
+    /// Calls refused so far, by limit.
+    pub throttled: Throttles,
+}
+
+/// Refused calls by limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Throttles {
+    /// By the rate.
+    pub rate: u64,
+    /// By the calls in flight.
+    pub concurrency: u64,
+    /// By the fair share.
+    pub fair_share: u64,
+}
+
+/// One partition's gates and counters.
+struct TenantQuota {
+    partition: Partition,
+    /// Its label in metrics (`*` when the runtime's metrics carry no partition).
+    label: String,
+    rate: RateGate,
+    /// Calls in flight now.
+    in_flight: AtomicU32,
+    /// Its concurrency limit (0: none) and weight.
+    concurrency: AtomicU32,
+    weight: AtomicU32,
+    limits: Mutex<Limits>,
+    admitted: AtomicU64,
+    throttled: [AtomicU64; 3],
+    /// Follows the config (kept alive with the quota).
+    follow: Mutex<Option<Effect>>,
+}
+
+impl TenantQuota {
+    fn apply(&self, limits: Limits) {
+        self.rate.set(limits.rate_per_sec.zip(limits.burst()));
+        self.concurrency
+            .store(limits.concurrency.unwrap_or(0), Ordering::Relaxed);
+        self.weight.store(limits.weight(), Ordering::Relaxed);
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    fn refuse(&self, limit: Limit, retry_after: Duration) -> Throttled {
+        let i = match limit {
+            Limit::Rate => 0,
+            Limit::Concurrency => 1,
+            Limit::FairShare => 2,
+        };
+        self.throttled[i].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(
+            "tenantry_throttled_total",
+            "partition" => self.label.clone(),
+            "limit" => limit.name()
+        )
+        .increment(1);
+        Throttled { limit, retry_after }
+    }
+}
+
+/// The runtime's per-partition limits and fair admission (see the module docs).
+pub struct Quotas {
+    config: Arc<ConfigStore>,
+    telemetry: Telemetry,
+    tenants: RwLock<HashMap<Partition, Arc<TenantQuota>>>,
+    epoch: Instant,
+    /// Calls in flight in the whole runtime.
+    total: AtomicU64,
+    /// Above this many calls in flight the runtime is saturated (0: never).
+    capacity: AtomicU64,
+    /// The weights of the partitions with calls in flight, and when they were summed.
+    active_weight: Mutex<(Instant, u64)>,
+}
+
+/// How long a sum of the active partitions' weights stays good while saturated.
+const WEIGHTS_FRESH_FOR: Duration = Duration::from_millis(1);
+
+/// A call admitted: holds its place among the calls in flight until dropped.
+#[must_use = "the call counts as in flight until the permit is dropped"]
+pub struct Permit {
+    tenant: Arc<TenantQuota>,
+    quotas: Arc<Quotas>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.tenant.in_flight.fetch_sub(1, Ordering::Release);
+        self.quotas.total.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("partition", &self.tenant.partition)
+            .finish()
+    }
+}
+
+impl Quotas {
+    /// Limits read from `config`; no capacity (fair shares never refuse).
+    pub(crate) fn new(config: Arc<ConfigStore>, telemetry: Telemetry) -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Self {
+            config,
+            telemetry,
+            tenants: RwLock::default(),
+            epoch: now,
+            total: AtomicU64::new(0),
+            capacity: AtomicU64::new(0),
+            active_weight: Mutex::new((now, 0)),
+        })
+    }
+
+    /// Above `capacity` calls in flight the runtime counts as saturated, and each
+    /// partition is held to its weighted share of it (`None`: never).
+    pub fn set_capacity(&self, capacity: Option<u64>) {
+        self.capacity
+            .store(capacity.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Admits one call of `partition`, or says which limit refused it.
+    pub fn admit(self: &Arc<Self>, partition: &Partition) -> Result<Permit, Throttled> {
+        let tenant = self.tenant(partition);
+        if tenant.rate.is_limited() {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            if let Err(wait) = tenant.rate.admit(now) {
+                return Err(tenant.refuse(Limit::Rate, wait));
+            }
+        }
+        let before = tenant.in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit {
+            tenant: tenant.clone(),
+            quotas: self.clone(),
+        };
+        let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
+        let concurrency = tenant.concurrency.load(Ordering::Relaxed);
+        if concurrency != 0 && before >= concurrency {
+            return Err(tenant.refuse(Limit::Concurrency, Duration::from_secs(1)));
+        }
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if capacity != 0 && total > capacity {
+            let weight = u64::from(tenant.weight.load(Ordering::Relaxed));
+            let share = (capacity * weight / self.active_weight().max(weight)).max(1);
+            if u64::from(before) >= share {
+                return Err(tenant.refuse(Limit::FairShare, Duration::from_secs(1)));
+            }
+        }
+        tenant.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// What `partition` uses and may use.
+    pub fn usage(&self, partition: &Partition) -> Usage {
+        let tenant = self.tenant(partition);
+        usage_of(&tenant)
+    }
+
+    /// The usage of every partition that made a call, by partition.
+    pub fn all_usage(&self) -> Vec<(Partition, Usage)> {
+        let tenants: Vec<Arc<TenantQuota>> = self
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut all: Vec<(Partition, Usage)> = tenants
+            .iter()
+            .map(|t| (t.partition.clone(), usage_of(t)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Forgets `partition`'s counters (an offboarded tenant).
+    pub fn forget(&self, partition: &Partition) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(partition);
+    }
+
+    fn tenant(&self, partition: &Partition) -> Arc<TenantQuota> {
+        if let Some(t) = self
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(partition)
+        {
+            return t.clone();
+        }
+        let tenant = {
+            let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = tenants.get(partition) {
+                return t.clone();
+            }
+            let tenant = Arc::new(TenantQuota {
+                partition: partition.clone(),
+                label: self.telemetry.partition_label(partition),
+                rate: RateGate::default(),
+                in_flight: AtomicU32::new(0),
+                concurrency: AtomicU32::new(0),
+                weight: AtomicU32::new(1),
+                limits: Mutex::default(),
+                admitted: AtomicU64::new(0),
+                throttled: Default::default(),
+                follow: Mutex::new(None),
+            });
+            tenants.insert(partition.clone(), tenant.clone());
+            tenant
+        };
+        // Outside the table's lock: the effect runs once now, and on every write after.
+        let effect = follow_config(self.config.clone(), Arc::downgrade(&tenant));
+        *tenant.follow.lock().unwrap_or_else(|e| e.into_inner()) = Some(effect);
+        tenant
+    }
+
+    /// The weights of the partitions with calls in flight, summed at most every
+    /// [`WEIGHTS_FRESH_FOR`] (only while saturated).
+    fn active_weight(&self) -> u64 {
+        let mut cached = self.active_weight.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0.elapsed() >= WEIGHTS_FRESH_FOR || cached.1 == 0 {
+            let sum = self
+                .tenants
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|t| t.in_flight.load(Ordering::Relaxed) > 0)
+                .map(|t| u64::from(t.weight.load(Ordering::Relaxed)))
+                .sum();
+            *cached = (Instant::now(), sum);
+        }
+        cached.1
+    }
+}
+
+fn usage_of(t: &TenantQuota) -> Usage {
+    let count = |i: usize| t.throttled[i].load(Ordering::Relaxed);
+    Usage {
+        limits: *t.limits.lock().unwrap_or_else(|e| e.into_inner()),
+        in_flight: t.in_flight.load(Ordering::Relaxed),
+        admitted: t.admitted.load(Ordering::Relaxed),
+        throttled: Throttles {
+            rate: count(0),
+            concurrency: count(1),
+            fair_share: count(2),
+        },
+    }
+}
+
+/// An effect that applies `limits` and `tenants.<partition>.limits` to the quota on
+/// every write to them. Invalid limits leave the ones in force and are reported.
+fn follow_config(config: Arc<ConfigStore>, tenant: Weak<TenantQuota>) -> Effect {
+    Effect::new(move || {
+        let Some(tenant) = tenant.upgrade() else {
+            return Ok(());
+        };
+        let defaults = config.get("limits").map_err(|e| e.to_string())?;
+        let own = match tenant.partition.name() {
+            Some(name) => config
+                .get(&format!("tenants.{name}.limits"))
+                .map_err(|e| e.to_string())?,
+            None => None,
+        };
+        let limits =
+            Limits::from_config(own.as_ref())?.over(Limits::from_config(defaults.as_ref())?);
+        tenant.apply(limits);
+        Ok(())
+    })
+}

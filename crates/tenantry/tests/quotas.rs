@@ -1,0 +1,176 @@
+//! Per-tenant limits through the public API: a partition's rate and concurrency limits
+//! refuse its calls from outside (naming the limit and when to retry) and nobody else's;
+//! config writes apply to the next call; calls between instances and host code's calls
+//! are never metered; a saturated runtime holds each partition to its weighted share.
+
+mod common;
+
+use common::Counter;
+use serde_json::json;
+use std::time::Duration;
+use tenantry::quota::{Limit, Throttled};
+use tenantry::{Error, Invoke, ManagerConfig, Partition, Runtime};
+
+fn runtime() -> Runtime {
+    let rt = Runtime::builder().build();
+    rt.register::<Counter>("counters", ManagerConfig::default())
+        .unwrap();
+    rt
+}
+
+async fn increment(rt: &Runtime, p: &Partition, key: &str) -> Result<(), Error> {
+    rt.bus_for(p)
+        .invoke(
+            "counters.increment",
+            json!({"by": 1}),
+            Invoke::default().key(tenantry::Key::new(key).unwrap()),
+        )
+        .await
+        .map(|_| ())
+}
+
+fn throttled(result: Result<(), Error>) -> Option<Throttled> {
+    match result {
+        Err(Error::Throttled { throttled, .. }) => Some(throttled),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_refuses_its_partitions_calls_only_and_follows_config_writes() {
+    let rt = runtime();
+    let (acme, globex) = (
+        Partition::new("acme").unwrap(),
+        Partition::new("globex").unwrap(),
+    );
+    let config = rt.kernel().config().clone();
+    config
+        .set(
+            "tenants.acme.limits",
+            json!({"rate_per_sec": 2, "burst": 3}),
+        )
+        .unwrap();
+    for i in 0..3 {
+        increment(&rt, &acme, "k")
+            .await
+            .unwrap_or_else(|e| panic!("burst call {i}: {e}"));
+    }
+    let refused = throttled(increment(&rt, &acme, "k").await).expect("over the burst");
+    assert_eq!(refused.limit, Limit::Rate);
+    assert!(
+        refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_millis(500),
+        "{refused:?}"
+    );
+    // Another partition, and host code, are not held by acme's limit.
+    for _ in 0..20 {
+        increment(&rt, &globex, "k").await.unwrap();
+        rt.bus()
+            .invoke(
+                "counters.increment",
+                json!({"by": 1}),
+                Invoke::target(&acme).key(tenantry::Key::new("host").unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    // A write applies to the next call.
+    config
+        .set("tenants.acme.limits.rate_per_sec", json!(1_000_000))
+        .unwrap();
+    config
+        .set("tenants.acme.limits.burst", json!(1_000_000))
+        .unwrap();
+    for _ in 0..50 {
+        increment(&rt, &acme, "k").await.unwrap();
+    }
+    // Defaults apply to every partition without limits of its own.
+    config
+        .set("limits", json!({"rate_per_sec": 1, "burst": 1}))
+        .unwrap();
+    increment(&rt, &globex, "k2").await.unwrap();
+    assert_eq!(
+        throttled(increment(&rt, &globex, "k2").await).map(|t| t.limit),
+        Some(Limit::Rate)
+    );
+    let usage = rt.quotas().usage(&acme);
+    assert_eq!(usage.throttled.rate, 1);
+    assert_eq!(usage.admitted, 53);
+    assert_eq!(usage.limits.rate_per_sec, Some(1_000_000.0));
+    assert_eq!(usage.in_flight, 0);
+    // Invalid limits leave the ones in force.
+    config
+        .set("tenants.acme.limits", json!({"burst": 0}))
+        .unwrap();
+    assert_eq!(
+        rt.quotas().usage(&acme).limits.rate_per_sec,
+        Some(1_000_000.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_counts_calls_in_flight_and_frees_their_places_when_they_end() {
+    let rt = runtime();
+    let acme = Partition::new("acme").unwrap();
+    rt.kernel()
+        .config()
+        .set("tenants.acme.limits", json!({"concurrency": 2}))
+        .unwrap();
+    let slow = |key: &'static str| {
+        let bus = rt.bus_for(&acme);
+        tokio::spawn(async move {
+            bus.invoke(
+                "counters.sleep",
+                json!({"millis": 300}),
+                Invoke::default().key(tenantry::Key::new(key).unwrap()),
+            )
+            .await
+        })
+    };
+    let (a, b) = (slow("a"), slow("b"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rt.quotas().usage(&acme).in_flight, 2);
+    assert_eq!(
+        throttled(increment(&rt, &acme, "c").await).map(|t| t.limit),
+        Some(Limit::Concurrency)
+    );
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    increment(&rt, &acme, "c").await.unwrap();
+    assert_eq!(rt.quotas().usage(&acme).in_flight, 0);
+}
+
+#[test]
+fn a_saturated_runtime_holds_each_partition_to_its_weighted_share() {
+    let rt = runtime();
+    let quotas = rt.quotas();
+    let (acme, globex, initech) = (
+        Partition::new("acme").unwrap(),
+        Partition::new("globex").unwrap(),
+        Partition::new("initech").unwrap(),
+    );
+    rt.kernel()
+        .config()
+        .set("tenants.globex.limits", json!({"weight": 3}))
+        .unwrap();
+    quotas.set_capacity(Some(8));
+    // Alone, acme may take the whole capacity, and more is its own excess.
+    let mut held: Vec<_> = (0..8).map(|_| quotas.admit(&acme).unwrap()).collect();
+    let over = quotas.admit(&acme).unwrap_err();
+    assert_eq!(over.limit, Limit::FairShare);
+    // Others still get in while under their share: globex (weight 3) up to 8 × 3/4.
+    for i in 0..6 {
+        held.push(
+            quotas
+                .admit(&globex)
+                .unwrap_or_else(|e| panic!("globex {i}: {e:?}")),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(quotas.admit(&globex).unwrap_err().limit, Limit::FairShare);
+    assert_eq!(quotas.admit(&acme).unwrap_err().limit, Limit::FairShare);
+    held.push(quotas.admit(&initech).unwrap());
+    // Below capacity again, nobody is held to a share.
+    held.clear();
+    let _more: Vec<_> = (0..8).map(|_| quotas.admit(&acme).unwrap()).collect();
+    assert_eq!(quotas.usage(&acme).throttled.fair_share, 2);
+}
