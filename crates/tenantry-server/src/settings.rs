@@ -531,7 +531,16 @@ impl Settings {
             },
             shutdown_grace: Duration::from_secs(file.server.shutdown_grace_secs.unwrap_or(10)),
         };
+        let limits_of = |what: &str, config: Option<&Value>| {
+            tenantry::quota::Limits::from_config(config.and_then(|c| c.get("limits")))
+                .map_err(|e| SettingsError(format!("{what}.limits: {e}")))
+        };
+        limits_of("config", Some(&Value::Object(file.config.clone())))?;
         for tenant in &file.tenants {
+            limits_of(
+                &format!("tenants.{}.config", tenant.name),
+                Some(&tenant.config),
+            )?;
             for h in &tenant.api_keys_sha256 {
                 keys::parse_hash_hex(h).map_err(|e| {
                     SettingsError(format!("tenants.{}.api_keys_sha256: {e}", tenant.name))

@@ -33,6 +33,9 @@ use crate::reactive::Effect;
 use crate::telemetry::Telemetry;
 use rate::RateGate;
 use std::collections::HashMap;
+
+/// The partitions' quotas by partition (a fast hash: the table is read on every call).
+type Table = HashMap<Partition, Arc<TenantQuota>, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -109,7 +112,7 @@ impl TenantQuota {
 pub struct Quotas {
     config: Arc<ConfigStore>,
     telemetry: Telemetry,
-    tenants: RwLock<HashMap<Partition, Arc<TenantQuota>>>,
+    tenants: RwLock<Table>,
     epoch: Instant,
     /// Calls in flight in the whole runtime.
     total: AtomicU64,
@@ -124,19 +127,19 @@ const WEIGHTS_FRESH_FOR: Duration = Duration::from_millis(1);
 
 /// A call admitted: holds its place among the calls in flight until dropped.
 #[must_use = "the call counts as in flight until the permit is dropped"]
-pub struct Permit {
+pub struct Permit<'a> {
     tenant: Arc<TenantQuota>,
-    quotas: Arc<Quotas>,
+    quotas: &'a Quotas,
 }
 
-impl Drop for Permit {
+impl Drop for Permit<'_> {
     fn drop(&mut self) {
         self.tenant.in_flight.fetch_sub(1, Ordering::Release);
         self.quotas.total.fetch_sub(1, Ordering::Release);
     }
 }
 
-impl std::fmt::Debug for Permit {
+impl std::fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
             .field("partition", &self.tenant.partition)
@@ -167,7 +170,7 @@ impl Quotas {
     }
 
     /// Admits one call of `partition`, or says which limit refused it.
-    pub fn admit(self: &Arc<Self>, partition: &Partition) -> Result<Permit, Throttled> {
+    pub fn admit(&self, partition: &Partition) -> Result<Permit<'_>, Throttled> {
         let tenant = self.tenant(partition);
         if tenant.rate.is_limited() {
             let now = self.epoch.elapsed().as_nanos() as u64;
@@ -177,9 +180,10 @@ impl Quotas {
         }
         let before = tenant.in_flight.fetch_add(1, Ordering::AcqRel);
         let permit = Permit {
-            tenant: tenant.clone(),
-            quotas: self.clone(),
+            tenant,
+            quotas: self,
         };
+        let tenant = &permit.tenant;
         let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
         let concurrency = tenant.concurrency.load(Ordering::Relaxed);
         if concurrency != 0 && before >= concurrency {
