@@ -14,13 +14,10 @@
 //! Run: `cargo bench -p tenantry-server --bench noisy`.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -28,6 +25,8 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 #[path = "support/conn.rs"]
 mod conn;
 use conn::Conn;
+#[path = "support/spawn.rs"]
+mod spawn;
 
 const FLOOD_CONNECTIONS: u64 = 64;
 /// A's limit in the demo, and its flood: four times that.
@@ -36,30 +35,6 @@ const FLOOD_PER_SECOND: f64 = 4.0 * A_LIMIT;
 const C_EVERY: Duration = Duration::from_millis(2);
 const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
-
-async fn spawn(data_dir: &std::path::Path) -> Res<(Child, SocketAddr)> {
-    let bin = std::env::var_os("TENANTRY_BENCH_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tenantry").into());
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "error")
-        .env("TENANTRY_ADMIN_KEY", "bench-admin")
-        .env_remove("TENANTRY_CONFIG")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next_line().await?.ok_or("server exited")?;
-        if let Some(rest) = line.strip_prefix("tenantry listening on http://") {
-            break rest.trim().parse()?;
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addr))
-}
 
 /// The demo query of `tenant`, with its key.
 fn query(addr: SocketAddr, tenant: &str) -> Vec<u8> {
@@ -171,7 +146,7 @@ fn main() -> Res<()> {
         .build()?;
     rt.block_on(async {
         let dir = tempfile::tempdir()?;
-        let (child, addr) = spawn(&dir.path().join("data")).await?;
+        let (child, addr) = spawn::spawn_with(&dir.path().join("data"), None).await?;
         let alone = light_load_apart(addr)?;
 
         let (counts, stop) = (Arc::new(Flood::default()), Arc::new(AtomicBool::new(false)));

@@ -651,4 +651,34 @@ mod tests {
         let file = parse_toml("[[tenants]]\nname = \"a\"\napi_keys_sha256 = [\"xyz\"]").unwrap();
         assert!(Settings::from_parts(Overrides::default(), |_| None, Some(file)).is_err());
     }
+
+    #[test]
+    fn invalid_limits_in_the_file_are_refused_and_valid_ones_kept() {
+        for (text, ok) in [
+            ("[config]\nlimits = { rate_per_sec = 10, burst = 5 }", true),
+            ("[config]\nlimits = { rate_per_sec = 0 }", false),
+            (
+                "[[tenants]]\nname = \"a\"\nconfig = { limits = { weight = 0 } }",
+                false,
+            ),
+            (
+                "[[tenants]]\nname = \"a\"\nconfig = { limits = { concurrency = 4 } }",
+                true,
+            ),
+            ("[limits]\ncapacity = 0", true),
+        ] {
+            let file = parse_toml(text).unwrap();
+            let settings = Settings::from_parts(Overrides::default(), |_| None, Some(file));
+            assert_eq!(settings.is_ok(), ok, "{text}");
+        }
+        let file = parse_toml("[limits]\ncapacity = 0").unwrap();
+        let s = Settings::from_parts(Overrides::default(), |_| None, Some(file)).unwrap();
+        assert_eq!(s.limits.capacity, None, "0: never saturated");
+        let s = Settings::from_parts(Overrides::default(), |_| None, None).unwrap();
+        assert!(
+            s.limits
+                .capacity
+                .is_some_and(|c| c >= DEFAULT_CAPACITY_PER_CORE)
+        );
+    }
 }

@@ -204,7 +204,7 @@ pub enum Error {
     ServedElsewhere(Identity),
     /// A call from outside was refused by one of its partition's limits
     /// (`crate::quota`); it may be tried again after `throttled.retry_after`.
-    #[error("{partition} is over its {} limit; retry in {:?}", throttled.limit.name(), throttled.retry_after)]
+    #[error("{partition} is over its {} limit; retry in {} ms", throttled.limit.name(), throttled.retry_after_ms())]
     Throttled {
         /// The partition.
         partition: crate::Partition,
@@ -366,6 +366,13 @@ pub enum Limit {
     Concurrency,
     /// Its share of a saturated runtime.
     FairShare,
+}
+
+impl Throttled {
+    /// How long until a call may be admitted, in whole milliseconds, rounded up.
+    pub fn retry_after_ms(&self) -> u128 {
+        self.retry_after.as_nanos().div_ceil(1_000_000).max(1)
+    }
 }
 
 impl Limit {
