@@ -367,23 +367,23 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
         true,
         name_schema(),
     );
+    let placement = json!({"type": "object", "properties": {"partition": {"type": "string"}, "pinned": {"type": "boolean"},
+        "pin": {"oneOf": [{"type": "null"}, pin]}}});
     paths.insert(
         "/v1/admin/partitions/{partition}/placement".into(),
         json!({
             "get": op("Where an onboarded tenant lives (admin): whether it is pinned, and its pin (cluster mode): its nodes, its own shards and their owners, and whether it is moving. Never pinned without cluster mode.",
-                "admin", vec![partition.clone()], &[400, 401, 403, 404, 500, 503],
-                json!({"type": "object", "properties": {"partition": {"type": "string"}, "pinned": {"type": "boolean"},
-                       "pin": {"oneOf": [{"type": "null"}, pin.clone()]}}})),
-            "put": with_body(op("Pin an onboarded tenant to nodes (admin, cluster mode): its instances then live only on the live nodes named, on shards of its own; `exclusive` keeps those nodes for it alone. A new pin moves the tenant: its calls wait a few seconds while every node lets go of its instances. Setting it again changes the nodes. 409 while it moves, when no node named is live, or where exclusive pins would share a node.",
-                "admin", vec![partition.clone()], &[400, 401, 403, 404, 409, 413, 422, 500, 503], pin.clone()),
+                "admin", vec![partition.clone()], &[400, 401, 403, 404, 500, 503], placement.clone()),
+            "put": with_body(op("Pin an onboarded tenant to nodes (admin, cluster mode): its instances then live only on the live nodes named, on shards of its own; `exclusive` keeps those nodes for it alone. A new pin moves the tenant: its calls wait a few seconds while every node lets go of its instances. Setting it again changes the nodes. 409 without cluster mode (`cluster_off`), while it is being unpinned, when no node named is live, or where exclusive pins would share a node or leave none for the others.",
+                "admin", vec![partition.clone()], &[400, 401, 403, 404, 409, 413, 422, 500, 503], placement.clone()),
                 json!({"type": "object", "required": ["nodes"], "additionalProperties": false, "properties": {
                     "nodes": {"type": "array", "minItems": 1, "maxItems": tenantry_cluster::MAX_PIN_NODES, "uniqueItems": true,
                               "items": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}},
                     "exclusive": {"type": "boolean"},
                     "shards": {"type": ["integer", "null"], "minimum": 1, "maximum": tenantry_cluster::MAX_PIN_SHARDS}
                 }}), limit),
-            "delete": op("Unpin a tenant (admin, cluster mode): it moves back to the shared shards. 409 while it moves; 404 when it is not pinned.",
-                "admin", vec![partition], &[400, 401, 403, 404, 409, 500, 503], pin)
+            "delete": op("Unpin an onboarded tenant (admin): it moves back to the shared shards (its pin shows `removing` until then). A tenant not pinned stays as it is.",
+                "admin", vec![partition], &[400, 401, 403, 404, 500, 503], placement)
         }),
     );
     paths.insert(

@@ -302,14 +302,14 @@ async fn errors_have_the_documented_statuses_and_leak_no_names() {
         "postgres://db2.prod/globex"
     );
 
-    // Pins are cluster mode's: a single process pins nobody (404 to pin or unpin), and
-    // a tenant key sees no placement.
+    // Pins are cluster mode's: a single process pins nobody (409 to pin, unpinning
+    // changes nothing), and a tenant key sees no placement.
     let placement = "/v1/admin/partitions/acme/placement";
     let pin = json!({"nodes": ["n0"]});
     let r = c.put(placement, Some(ADMIN), &pin).await;
     assert_eq!(
         (r.status, r.code().as_str()),
-        (404, "not_found"),
+        (409, "cluster_off"),
         "{}",
         r.text()
     );
@@ -322,7 +322,17 @@ async fn errors_have_the_documented_statuses_and_leak_no_names() {
         .get("/v1/admin/partitions/nobody/placement", Some(ADMIN))
         .await;
     assert_eq!(r.status, 404);
-    assert_eq!(c.delete(placement, Some(ADMIN)).await.status, 404);
+    let r = c.delete(placement, Some(ADMIN)).await;
+    assert_eq!(
+        r.json()["result"],
+        json!({"partition": "acme", "pinned": false, "pin": null})
+    );
+    assert_eq!(
+        c.delete("/v1/admin/partitions/nobody/placement", Some(ADMIN))
+            .await
+            .status,
+        404
+    );
     assert_eq!(c.put(placement, Some(ACME), &pin).await.status, 403);
     assert_eq!(c.get(placement, Some(ACME)).await.status, 403);
 

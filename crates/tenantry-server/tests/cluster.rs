@@ -616,8 +616,8 @@ async fn tenants_with_the_same_keys_stay_apart_through_every_node() {
         .request(0, "PUT", placement, Some(ADMIN), Some(&pin(&["n2"])))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["result"]["state"], "moving");
-    let first = r.json()["result"]["first_shard"].as_u64().unwrap();
+    assert_eq!(r.json()["result"]["pin"]["state"], "moving");
+    let first = r.json()["result"]["pin"]["first_shard"].as_u64().unwrap();
     assert_eq!(first, 1024, "after the shared shards");
     for (path, body, status) in [
         // While it moves (and in any case: its shard count is fixed while pinned).
@@ -700,7 +700,7 @@ async fn tenants_with_the_same_keys_stay_apart_through_every_node() {
         .request(2, "DELETE", placement, Some(ADMIN), None)
         .await;
     assert_eq!(
-        (r.status, &r.json()["result"]["state"]),
+        (r.status, &r.json()["result"]["pin"]["state"]),
         (200, &json!("removing")),
         "{}",
         r.text()

@@ -21,64 +21,78 @@ pub async fn cluster(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
     Ok(ok(status))
 }
 
-/// `GET /v1/admin/partitions/{partition}/placement`: where an onboarded tenant lives:
-/// `{"partition", "pinned", "pin"}`, the pin being null unless it is pinned (always so
-/// without cluster mode).
+/// `GET /v1/admin/partitions/{partition}/placement`: where an onboarded tenant lives
+/// ([`placed`]); never pinned without cluster mode.
 pub async fn placement(
     State(app): State<Arc<App>>,
     _: Admin,
     ApiPath(partition): ApiPath<String>,
 ) -> ApiResult {
-    let partition = parse_partition(&partition)?;
-    if !app.is_tenant(&partition) {
-        return Err(ApiError::not_found(format!("no tenant {partition}")));
-    }
-    let name = partition.name().unwrap_or_default();
+    let name = tenant_name(&app, &partition)?;
     let pin = match &app.cluster {
         None => None,
-        Some(_) => joined(&app)?.pin_of(name).await.map_err(cluster_error)?,
+        Some(_) => joined(&app)?.pin_of(&name).await.map_err(cluster_error)?,
     };
-    Ok(ok(
-        json!({"partition": name, "pinned": pin.is_some(), "pin": pin}),
-    ))
+    Ok(placed(&name, pin))
 }
 
 /// `PUT /v1/admin/partitions/{partition}/placement`: pins an onboarded tenant to the
 /// nodes named (`{"nodes": [...], "exclusive": false, "shards": 32}`), or changes the
-/// nodes of its pin.
+/// nodes of its pin (409 `cluster_off` without cluster mode).
 pub async fn pin(
     State(app): State<Arc<App>>,
     _: Admin,
     ApiPath(partition): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let (node, name) = pinning(&app, &partition)?;
+    let name = tenant_name(&app, &partition)?;
     let request: PinRequest = decode(body)?;
-    if !app.is_tenant(&parse_partition(&name)?) {
-        return Err(ApiError::not_found(format!("no tenant {name}")));
+    if app.cluster.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_off",
+            "pins place a tenant on cluster nodes: this server runs without cluster mode",
+        ));
     }
-    Ok(ok(node
+    let pin = joined(&app)?
         .pin(&name, &request)
         .await
-        .map_err(cluster_error)?))
+        .map_err(cluster_error)?;
+    Ok(placed(&name, Some(pin)))
 }
 
-/// `DELETE /v1/admin/partitions/{partition}/placement`: unpins the tenant (its
-/// instances go back to the shared shards).
+/// `DELETE /v1/admin/partitions/{partition}/placement`: unpins an onboarded tenant (its
+/// instances go back to the shared shards); a tenant not pinned stays as it is.
 pub async fn unpin(
     State(app): State<Arc<App>>,
     _: Admin,
     ApiPath(partition): ApiPath<String>,
 ) -> ApiResult {
-    let (node, name) = pinning(&app, &partition)?;
-    Ok(ok(node.unpin(&name).await.map_err(cluster_error)?))
+    let name = tenant_name(&app, &partition)?;
+    let pin = match &app.cluster {
+        None => None,
+        Some(_) => match joined(&app)?.unpin(&name).await {
+            Ok(pin) => Some(pin),
+            Err(ClusterError::NotPinned(_)) => None,
+            Err(e) => return Err(cluster_error(e)),
+        },
+    };
+    Ok(placed(&name, pin))
 }
 
-/// The node and the partition name a placement route acts on.
-fn pinning<'a>(app: &'a App, partition: &str) -> Result<(&'a ClusterNode, String), ApiError> {
+/// A placement answer: `{"partition", "pinned", "pin"}` (the pin null unless pinned; an
+/// unpinned tenant's pin shows `removing` until its move ends).
+fn placed(name: &str, pin: Option<tenantry_cluster::TenantPin>) -> axum::response::Response {
+    ok(json!({"partition": name, "pinned": pin.is_some(), "pin": pin}))
+}
+
+/// The name of the onboarded tenant a placement route names (404 for no tenant).
+fn tenant_name(app: &App, partition: &str) -> Result<String, ApiError> {
     let partition = parse_partition(partition)?;
-    let node = joined(app)?;
-    Ok((node, partition.name().unwrap_or_default().to_owned()))
+    if !app.is_tenant(&partition) {
+        return Err(ApiError::not_found(format!("no tenant {partition}")));
+    }
+    Ok(partition.name().unwrap_or_default().to_owned())
 }
 
 /// This server's cluster node: 404 without cluster mode, 503 before it joined.
