@@ -258,6 +258,10 @@ impl Quotas {
                 throttled: Default::default(),
                 follow: Mutex::new(None),
             });
+            // In force before its first call, not after the effect's first run.
+            if let Ok(limits) = read_limits(&self.config, partition) {
+                tenant.apply(limits);
+            }
             tenants.insert(partition.clone(), tenant.clone());
             tenant
         };
@@ -307,16 +311,19 @@ fn follow_config(config: Arc<ConfigStore>, tenant: Weak<TenantQuota>) -> Effect 
         let Some(tenant) = tenant.upgrade() else {
             return Ok(());
         };
-        let defaults = config.get("limits").map_err(|e| e.to_string())?;
-        let own = match tenant.partition.name() {
-            Some(name) => config
-                .get(&format!("tenants.{name}.limits"))
-                .map_err(|e| e.to_string())?,
-            None => None,
-        };
-        let limits =
-            Limits::from_config(own.as_ref())?.over(Limits::from_config(defaults.as_ref())?);
-        tenant.apply(limits);
+        tenant.apply(read_limits(&config, &tenant.partition)?);
         Ok(())
     })
+}
+
+/// `partition`'s limits in `config`: its own over the defaults.
+fn read_limits(config: &ConfigStore, partition: &Partition) -> Result<Limits, String> {
+    let defaults = config.get("limits").map_err(|e| e.to_string())?;
+    let own = match partition.name() {
+        Some(name) => config
+            .get(&format!("tenants.{name}.limits"))
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    Ok(Limits::from_config(own.as_ref())?.over(Limits::from_config(defaults.as_ref())?))
 }
