@@ -267,13 +267,40 @@ impl Membership {
         lock(&self.tasks).drain(..).for_each(|t| t.abort());
         // Serving ends with the renewals.
         *lock(&self.shared.serves_until) = Instant::now();
-        let revision = self.shared.revision.load(Ordering::Acquire);
-        let node = lock(&self.shared.me).node.clone();
-        self.shared
-            .store
-            .delete_expect_revision(&node, Some(revision))
-            .await
-            .map_err(unavailable)
+        let mut revision = self.shared.revision.load(Ordering::Acquire);
+        let (node, incarnation) = {
+            let me = lock(&self.shared.me);
+            (me.node.clone(), me.incarnation)
+        };
+        for _ in 0..3 {
+            match self
+                .shared
+                .store
+                .delete_expect_revision(&node, Some(revision))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                // A renewal on its way when the renewals stopped landed after all: the
+                // entry is still this incarnation's, at a later revision.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    match self.shared.store.entry(&node).await.map_err(unavailable)? {
+                        Some(entry)
+                            if entry.operation == kv::Operation::Put
+                                && serde_json::from_slice::<Member>(&entry.value)
+                                    .is_ok_and(|m| m.incarnation == incarnation) =>
+                        {
+                            revision = entry.revision;
+                        }
+                        // Gone, or another writer's: nothing of this node's to remove.
+                        _ => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(ClusterError::Unavailable(
+            "this node's membership entry kept changing while it left".into(),
+        ))
     }
 }
 
