@@ -267,6 +267,20 @@ impl ClusterNode {
         admits(&self.rounds.membership, &self.rounds.serving, shard)
     }
 
+    /// Whether this node's runtime admits `identity` now (what its admission answers);
+    /// false on a node that runs no runtime.
+    pub fn admits(&self, identity: &Identity) -> bool {
+        match &self.rounds.hosted {
+            Some(hosted) => admits_identity(
+                &self.rounds.membership,
+                &self.rounds.serving,
+                &hosted.map,
+                identity,
+            ),
+            None => false,
+        }
+    }
+
     /// The shards this node serves now.
     pub fn served(&self) -> Vec<ShardId> {
         if !self.rounds.membership.serving() {
@@ -382,11 +396,21 @@ pub fn shard_of(map: &Arc<ShardMap>) -> ShardOf {
 
 fn admission(rounds: &Arc<Rounds>, map: Arc<ShardMap>) -> Admission {
     let (membership, serving) = (rounds.membership.clone(), rounds.serving.clone());
-    // What no shard owns (components, the host's records) every node serves.
-    Arc::new(move |identity: &Identity| match map.shard(identity) {
+    Arc::new(move |identity: &Identity| admits_identity(&membership, &serving, &map, identity))
+}
+
+/// Whether `identity` is served now: what no shard owns (components, the host's
+/// records) always; otherwise its shard is served and its tenant is not moving.
+fn admits_identity(
+    membership: &Membership,
+    serving: &RwLock<BTreeMap<ShardId, Held>>,
+    map: &ShardMap,
+    identity: &Identity,
+) -> bool {
+    match map.shard(identity) {
         None => true,
-        Some(shard) => admits(&membership, &serving, shard) && !map.is_moving(&identity.partition),
-    })
+        Some(shard) => admits(membership, serving, shard) && !map.is_moving(&identity.partition),
+    }
 }
 
 /// The members `membership` counts alive and serving (a draining member gets nothing).

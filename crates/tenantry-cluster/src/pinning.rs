@@ -189,27 +189,13 @@ impl Ownership {
     /// The owner of every shard and the pins, from one read of the record.
     pub async fn snapshot(&self) -> Result<(Vec<Option<String>>, Vec<TenantPin>), ClusterError> {
         let (record, _) = self.read().await?;
-        let pins = record
-            .pins
-            .keys()
-            .filter_map(|p| describe(&record, p))
-            .collect();
-        Ok((record.flat(), pins))
+        let pins = record.pins.keys().filter_map(|p| describe(&record, p));
+        Ok((record.flat(), pins.collect()))
     }
 
     /// The pins as nodes route by, as the record has them now.
     pub async fn view(&self) -> Result<Pins, ClusterError> {
         Ok(self.read().await?.0.view())
-    }
-
-    /// Every pinned tenant, by partition name.
-    pub async fn pins(&self) -> Result<Vec<TenantPin>, ClusterError> {
-        let (record, _) = self.read().await?;
-        Ok(record
-            .pins
-            .keys()
-            .filter_map(|p| describe(&record, p))
-            .collect())
     }
 
     /// The pin of `partition`, if it is pinned.

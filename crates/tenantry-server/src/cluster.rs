@@ -206,12 +206,9 @@ impl ClusterPart {
 
     /// Whether this node serves `identity` now (what no shard owns, always).
     pub fn serves(&self, identity: &tenantry::Identity) -> bool {
-        match self.map.shard(identity) {
-            None => true,
-            Some(shard) => {
-                self.node.get().is_some_and(|n| n.serves(shard))
-                    && !self.map.is_moving(&identity.partition)
-            }
+        match self.node.get() {
+            Some(node) => node.admits(identity),
+            None => self.map.shard(identity).is_none(),
         }
     }
 

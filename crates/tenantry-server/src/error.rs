@@ -46,6 +46,13 @@ impl ApiError {
         self
     }
 
+    /// The same error, telling the client to retry after `wait`, in whole seconds rounded
+    /// up: never too early.
+    pub fn retry_after_duration(self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_millis().div_ceil(1000).max(1);
+        self.retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
+    }
+
     /// 400.
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -227,10 +234,8 @@ impl From<Error> for ApiError {
             }
             Error::Forbidden(_) => Self::forbidden(message),
             Error::BackingOff { retry_in, .. } => {
-                // Whole seconds, rounded up: never tell a client to come back too early.
-                let secs = retry_in.as_millis().div_ceil(1000).max(1);
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "backing_off", message)
-                    .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
+                    .retry_after_duration(retry_in)
             }
             Error::NotFailed(_) => Self::conflict(message),
             Error::Throttled { throttled, .. } => {
@@ -240,10 +245,8 @@ impl From<Error> for ApiError {
                     Limit::Concurrency => "concurrency_limited",
                     Limit::FairShare => "fair_share_exceeded",
                 };
-                // Whole seconds, rounded up, as for a backoff.
-                let secs = throttled.retry_after.as_millis().div_ceil(1000).max(1);
                 Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
-                    .retry_after(u64::try_from(secs).unwrap_or(u64::MAX))
+                    .retry_after_duration(throttled.retry_after)
             }
             Error::ServedElsewhere(identity) => Self {
                 elsewhere: Some(identity),

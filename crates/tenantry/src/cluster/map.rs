@@ -82,13 +82,17 @@ impl ShardMap {
 
     /// The pins it routes by.
     pub fn pins(&self) -> Arc<Pins> {
-        self.pins.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.read_pins().clone()
+    }
+
+    fn read_pins(&self) -> std::sync::RwLockReadGuard<'_, Arc<Pins>> {
+        self.pins.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `partition`'s placement is changing (no node serves its sharded
     /// identities meanwhile).
     pub fn is_moving(&self, partition: &Partition) -> bool {
-        self.pinned.load(Ordering::Acquire) && self.pins().is_moving(partition)
+        self.pinned.load(Ordering::Acquire) && self.read_pins().is_moving(partition)
     }
 
     /// The shard `identity` belongs to; `None` for what no shard owns.
@@ -108,7 +112,7 @@ impl ShardMap {
     fn shard_by(&self, identity: &Identity, routing: Routing, key: &Key) -> ShardId {
         let partition = &identity.partition;
         let range = if self.pinned.load(Ordering::Acquire) {
-            self.pins().range(partition)
+            self.read_pins().range(partition)
         } else {
             None
         };
