@@ -48,7 +48,7 @@ impl Limits {
         if let Some(rate) = self.rate_per_sec {
             if !(rate > 0.0 && rate <= MAX_RATE_PER_SEC) {
                 return Err(format!(
-                    "rate_per_sec must be above 0 and at most {MAX_RATE_PER_SEC}, not {rate}"
+                    "rate_per_sec must be above 0 and at most {MAX_RATE_PER_SEC}, not {rate:?}"
                 ));
             }
         }
