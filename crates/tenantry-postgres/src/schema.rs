@@ -49,10 +49,64 @@ const MIGRATIONS: &[Migration] = &[
         );
     "#,
     },
+    Migration {
+        version: 3,
+        description: "each partition's stored bytes and records, kept by statement triggers",
+        // Striped by the writing backend so that concurrent writers of one partition do
+        // not queue on one counter row; a read sums the stripes. The triggers count every
+        // statement's rows, so the usage changes in the transaction of the write.
+        sql: r#"
+        CREATE TABLE {schema}.partition_usage (
+            partition TEXT COLLATE "C" NOT NULL,
+            stripe    SMALLINT NOT NULL,
+            bytes     BIGINT NOT NULL,
+            records   BIGINT NOT NULL,
+            PRIMARY KEY (partition, stripe)
+        );
+        CREATE FUNCTION {schema}.tenantry_count_usage() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO {schema}.partition_usage AS u (partition, stripe, bytes, records)
+                SELECT partition, pg_backend_pid() % 16, sum(octet_length(bytes)), count(*)
+                FROM new_rows GROUP BY partition ORDER BY partition
+                ON CONFLICT (partition, stripe) DO UPDATE
+                SET bytes = u.bytes + EXCLUDED.bytes, records = u.records + EXCLUDED.records;
+            ELSIF TG_OP = 'UPDATE' THEN
+                INSERT INTO {schema}.partition_usage AS u (partition, stripe, bytes, records)
+                SELECT partition, pg_backend_pid() % 16, sum(b), 0 FROM (
+                    SELECT partition, octet_length(bytes)::int8 AS b FROM new_rows
+                    UNION ALL
+                    SELECT partition, -octet_length(bytes)::int8 FROM old_rows
+                ) AS d GROUP BY partition ORDER BY partition
+                ON CONFLICT (partition, stripe) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes;
+            ELSE
+                INSERT INTO {schema}.partition_usage AS u (partition, stripe, bytes, records)
+                SELECT partition, pg_backend_pid() % 16, -sum(octet_length(bytes)), -count(*)
+                FROM old_rows GROUP BY partition ORDER BY partition
+                ON CONFLICT (partition, stripe) DO UPDATE
+                SET bytes = u.bytes + EXCLUDED.bytes, records = u.records + EXCLUDED.records;
+            END IF;
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE TRIGGER usage_on_insert AFTER INSERT ON {schema}.checkpoints
+            REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.tenantry_count_usage();
+        CREATE TRIGGER usage_on_update AFTER UPDATE ON {schema}.checkpoints
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.tenantry_count_usage();
+        CREATE TRIGGER usage_on_delete AFTER DELETE ON {schema}.checkpoints
+            REFERENCING OLD TABLE AS old_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.tenantry_count_usage();
+        INSERT INTO {schema}.partition_usage (partition, stripe, bytes, records)
+        SELECT partition, 0, sum(octet_length(bytes)), count(*)
+        FROM {schema}.checkpoints GROUP BY partition;
+    "#,
+    },
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// `"name"`: the schema name as a quoted identifier. Names are checked by
 /// `PgOptions::validate` to hold no quote.
@@ -146,6 +200,7 @@ pub(crate) struct Statements {
     pub(crate) delete: String,
     pub(crate) list: String,
     pub(crate) purge: String,
+    pub(crate) usage: String,
     pub(crate) take_shard: String,
     pub(crate) shard_fence: String,
 }
@@ -251,6 +306,11 @@ impl Statements {
                 "SELECT key, version FROM {t} WHERE partition = $1 AND manager = $2 ORDER BY key"
             ),
             purge: format!("DELETE FROM {t} WHERE partition = $1"),
+            usage: format!(
+                "SELECT coalesce(sum(bytes), 0)::int8, coalesce(sum(records), 0)::int8
+                 FROM {}.partition_usage WHERE partition = $1",
+                quoted(schema)
+            ),
         }
     }
 }

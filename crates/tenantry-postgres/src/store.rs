@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
 use tenantry::cluster::{ShardCount, ShardId};
-use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey, TurnCommit};
+use tenantry::store::{CheckpointStore, Record, StoreError, StoreKey, StoreUsage, TurnCommit};
 use tenantry::{Key, Partition};
 use tokio::sync::{mpsc, oneshot};
 
@@ -307,6 +307,29 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn usage_inner(&self, partition: &Partition) -> Result<Option<StoreUsage>, StoreError> {
+        let shared = &*self.inner.shared;
+        let rows = read_with_retry!(shared, conn => {
+            sqlx::query(&shared.sql.usage)
+                .bind(partition.as_storage_str())
+                .fetch_all(&mut *conn)
+                .await
+        })?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("the usage sum returned no row".into()))?;
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(i).map_err(|e| classify(e).error)?;
+            u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative usage {n}")))
+        };
+        Ok(Some(StoreUsage {
+            bytes: count(0)?,
+            records: count(1)?,
+        }))
+    }
+}
+
 /// The current version of one record, read directly.
 pub(crate) async fn version_of(shared: &Shared, key: &StoreKey) -> Result<Option<u64>, StoreError> {
     let rows = read_with_retry!(shared, conn => {
@@ -407,6 +430,13 @@ impl CheckpointStore for PgStore {
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         self.purge_inner(partition).boxed()
+    }
+
+    fn usage<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
+        self.usage_inner(partition).boxed()
     }
 }
 

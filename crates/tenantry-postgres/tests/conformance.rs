@@ -33,12 +33,13 @@ conformance_tests!(
     structured_keys_round_trip_and_list_back_equal,
     corrupt_or_foreign_bytes_fail_the_thaw_without_panics,
     turn_commits_apply_side_writes_with_the_checkpoint_or_not_at_all,
+    usage_follows_every_write_of_its_partition_and_no_other,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_check_of_the_suite_passes_in_one_run() {
     let Some(db) = TestDb::new("all") else { return };
-    assert_eq!(conformance::CHECKS.len(), 9, "one test above per check");
+    assert_eq!(conformance::CHECKS.len(), 10, "one test above per check");
     // Each check wants an empty store: give each a schema of its own.
     let mut schemas = Vec::new();
     let result = conformance::run_all(|| {

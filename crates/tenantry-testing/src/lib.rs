@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 use tenantry::checkpoint::{self, CheckpointError, CheckpointIdentity};
-use tenantry::store::{CheckpointStore, Record, SideWrite, StoreError, StoreKey, TurnCommit};
+use tenantry::store::{
+    CheckpointStore, Record, SideWrite, StoreError, StoreKey, StoreUsage, TurnCommit,
+};
 use tenantry::{
     Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Key, KeyPart,
     ManagerConfig, Message, Partition, Runtime,
@@ -76,6 +78,7 @@ checks!(
     structured_keys_round_trip_and_list_back_equal,
     corrupt_or_foreign_bytes_fail_the_thaw_without_panics,
     turn_commits_apply_side_writes_with_the_checkpoint_or_not_at_all,
+    usage_follows_every_write_of_its_partition_and_no_other,
 );
 
 /// Runs every check of [`CHECKS`], each against a fresh store from `fresh_store`, and
@@ -756,6 +759,109 @@ pub async fn turn_commits_apply_side_writes_with_the_checkpoint_or_not_at_all(
             ensure!(landed, "the side write of committed turn {i} is missing");
         }
     }
+    Ok(())
+}
+
+/// A partition's usage (bytes and records) follows every put, overwrite, side write,
+/// delete and purge of its own records, ignores refused writes, and never moves with
+/// another partition's. A store that keeps no usage (`usage` is `None`) passes.
+pub async fn usage_follows_every_write_of_its_partition_and_no_other(
+    store: Arc<dyn CheckpointStore>,
+) -> CheckResult {
+    let (p, q) = (partition("metered")?, partition("neighbour")?);
+    let usage = |p: Partition| {
+        let store = store.clone();
+        async move {
+            store
+                .usage(&p)
+                .await
+                .map_err(|e| format!("usage of {p}: {}", show(&e)))
+        }
+    };
+    if usage(p.clone()).await?.is_none() {
+        return Ok(());
+    }
+    let expect = |bytes, records, what: &'static str| {
+        let usage = usage.clone();
+        let p = p.clone();
+        async move {
+            ensure_eq!(
+                usage(p).await?,
+                Some(StoreUsage { bytes, records }),
+                "usage after {what}"
+            );
+            Ok::<(), String>(())
+        }
+    };
+    expect(0, 0, "nothing").await?;
+    let (a, b, c) = (
+        id(&p, "agents", &key("a")?),
+        id(&p, "agents", &key("b")?),
+        id(&p, "agents", &key("c")?),
+    );
+    let side = id(&p, "storage/agents/c", &key("s")?);
+    put(&*store, &a, b"0123456789", None).await?;
+    expect(10, 1, "a first put").await?;
+    put(&*store, &a, b"0123", Some(1)).await?;
+    expect(4, 1, "an overwrite that shrinks").await?;
+    put(&*store, &b, b"bbbbbb", None).await?;
+    expect(10, 2, "a second record").await?;
+    let turn = |expected, side_bytes: Option<&str>| TurnCommit {
+        key: c.clone(),
+        bytes: bytes("ccc"),
+        expected,
+        side: vec![
+            SideWrite {
+                key: side.clone(),
+                bytes: side_bytes.map(bytes),
+            },
+            SideWrite {
+                key: b.clone(),
+                bytes: None,
+            },
+        ],
+    };
+    store
+        .commit(turn(None, Some("sssss")))
+        .await
+        .map_err(|e| format!("turn: {}", show(&e)))?;
+    expect(12, 3, "a turn with a side put and a side delete").await?;
+    ensure!(
+        store.commit(turn(None, Some("x"))).await.is_err(),
+        "a stale turn was committed"
+    );
+    ensure!(
+        store
+            .put(&a, bytes("far too many bytes"), Some(7))
+            .await
+            .is_err(),
+        "a put with a wrong version landed"
+    );
+    expect(12, 3, "refused writes").await?;
+    let other = id(&q, "agents", &key("a")?);
+    put(&*store, &other, &[7u8; 100], None).await?;
+    expect(12, 3, "another partition's put").await?;
+    ensure!(
+        store
+            .delete(&a, None)
+            .await
+            .map_err(|e| format!("delete: {}", show(&e)))?,
+        "the delete found nothing"
+    );
+    expect(8, 2, "a delete").await?;
+    store
+        .purge_partition(&p)
+        .await
+        .map_err(|e| format!("purge: {}", show(&e)))?;
+    expect(0, 0, "a purge").await?;
+    ensure_eq!(
+        usage(q).await?,
+        Some(StoreUsage {
+            bytes: 100,
+            records: 1
+        }),
+        "the neighbour's usage after the purge"
+    );
     Ok(())
 }
 
@@ -1532,6 +1638,16 @@ impl CheckpointStore for OutageStore {
         Box::pin(async move {
             self.check()?;
             self.inner.purge_partition(partition).await
+        })
+    }
+
+    fn usage<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.usage(partition).await
         })
     }
 }

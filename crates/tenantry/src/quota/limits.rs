@@ -9,6 +9,8 @@ pub const MAX_RATE_PER_SEC: f64 = 1e9;
 pub const MAX_COUNT: u32 = 1_000_000;
 /// The highest `weight`.
 pub const MAX_WEIGHT: u32 = 1_000;
+/// The highest byte limit (`max_stored_bytes`, `max_state_bytes`, `max_reply_bytes`): 1 PiB.
+pub const MAX_BYTES: u64 = 1 << 50;
 
 /// One partition's limits (`None`: no limit). Written as config: under `limits` for
 /// every partition, under `tenants.<partition>.limits` for one (each field set there
@@ -29,6 +31,23 @@ pub struct Limits {
     /// Its weight in the fair share of a saturated runtime (1 to 1,000; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// Live keyed instances at once (1 to 10⁶). At the cap, an activation first
+    /// hibernates the partition's least recently used idle instances; it is refused only
+    /// when none can hibernate. Components and pods are not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Bytes the partition may keep in the store, checkpoints and scoped storage together
+    /// (1 to 2⁵⁰). A write that would grow it past this is refused; writes that shrink it
+    /// always pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stored_bytes: Option<u64>,
+    /// Bytes of the largest single record: one instance's checkpoint or one storage value
+    /// (1 to 2⁵⁰).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_state_bytes: Option<u64>,
+    /// Bytes of the largest JSON reply a call from outside may get (1 to 2⁵⁰).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -56,10 +75,22 @@ impl Limits {
             ("burst", self.burst, MAX_COUNT),
             ("concurrency", self.concurrency, MAX_COUNT),
             ("weight", self.weight, MAX_WEIGHT),
+            ("max_instances", self.max_instances, MAX_COUNT),
         ] {
             if let Some(v) = value {
                 if !(1..=max).contains(&v) {
                     return Err(format!("{name} must be 1 to {max}, not {v}"));
+                }
+            }
+        }
+        for (name, value) in [
+            ("max_stored_bytes", self.max_stored_bytes),
+            ("max_state_bytes", self.max_state_bytes),
+            ("max_reply_bytes", self.max_reply_bytes),
+        ] {
+            if let Some(v) = value {
+                if !(1..=MAX_BYTES).contains(&v) {
+                    return Err(format!("{name} must be 1 to {MAX_BYTES}, not {v}"));
                 }
             }
         }
@@ -73,6 +104,10 @@ impl Limits {
             burst: self.burst.or(defaults.burst),
             concurrency: self.concurrency.or(defaults.concurrency),
             weight: self.weight.or(defaults.weight),
+            max_instances: self.max_instances.or(defaults.max_instances),
+            max_stored_bytes: self.max_stored_bytes.or(defaults.max_stored_bytes),
+            max_state_bytes: self.max_state_bytes.or(defaults.max_state_bytes),
+            max_reply_bytes: self.max_reply_bytes.or(defaults.max_reply_bytes),
         }
     }
 
@@ -120,6 +155,10 @@ mod tests {
             json!({"concurrency": 2_000_000}),
             json!({"weight": 0}),
             json!({"weight": 1001}),
+            json!({"max_instances": 0}),
+            json!({"max_stored_bytes": 0}),
+            json!({"max_state_bytes": -5}),
+            json!({"max_reply_bytes": 1u64 << 51}),
             json!({"rate": 5}),
             json!("fast"),
         ] {

@@ -1,6 +1,6 @@
 //! An in-memory checkpoint store: fast, shared-nothing between runtimes, lost on exit.
 
-use super::{CheckpointStore, Record, StoreError, StoreKey, TurnCommit, check_version};
+use super::{CheckpointStore, Record, StoreError, StoreKey, StoreUsage, TurnCommit, check_version};
 use crate::{Key, Partition};
 use dashmap::DashMap;
 use futures::future::{BoxFuture, FutureExt, ready};
@@ -10,6 +10,8 @@ use std::sync::Arc;
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     records: Arc<DashMap<StoreKey, Record>>,
+    /// Each partition's usage, changed with every record (under the record's entry lock).
+    usage: Arc<DashMap<Partition, StoreUsage>>,
 }
 
 impl MemoryStore {
@@ -28,21 +30,51 @@ impl MemoryStore {
         self.records.is_empty()
     }
 
+    fn account(&self, partition: &Partition, old: Option<usize>, new: Option<usize>) {
+        self.usage
+            .entry(partition.clone())
+            .or_default()
+            .replace(old, new);
+    }
+
     fn put_now(
         &self,
         key: &StoreKey,
         bytes: Arc<[u8]>,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
+        let len = bytes.len();
         match self.records.entry(key.clone()) {
             dashmap::Entry::Occupied(mut e) => check_version(expected, Some(e.get().version))
                 .inspect(|&version| {
-                    e.insert(Record { version, bytes });
+                    let old = e.insert(Record { version, bytes });
+                    self.account(&key.partition, Some(old.bytes.len()), Some(len));
                 }),
             dashmap::Entry::Vacant(e) => check_version(expected, None).inspect(|&version| {
                 e.insert(Record { version, bytes });
+                self.account(&key.partition, None, Some(len));
             }),
         }
+    }
+
+    /// Writes (or with `None` deletes) a record whatever its version.
+    fn overwrite(&self, key: StoreKey, bytes: Option<Arc<[u8]>>) {
+        let partition = key.partition.clone();
+        let new = bytes.as_ref().map(|b| b.len());
+        let old = match bytes {
+            Some(bytes) => match self.records.entry(key) {
+                dashmap::Entry::Occupied(mut e) => {
+                    let version = e.get().version + 1;
+                    Some(e.insert(Record { version, bytes }).bytes.len())
+                }
+                dashmap::Entry::Vacant(e) => {
+                    e.insert(Record { version: 1, bytes });
+                    None
+                }
+            },
+            None => self.records.remove(&key).map(|(_, r)| r.bytes.len()),
+        };
+        self.account(&partition, old, new);
     }
 }
 
@@ -71,17 +103,7 @@ impl CheckpointStore for MemoryStore {
             .put_now(&turn.key, turn.bytes, turn.expected)
             .inspect(|_| {
                 for side in turn.side {
-                    match side.bytes {
-                        Some(bytes) => {
-                            let mut entry = self.records.entry(side.key).or_insert(Record {
-                                version: 0,
-                                bytes: bytes.clone(),
-                            });
-                            entry.version += 1;
-                            entry.bytes = bytes;
-                        }
-                        None => drop(self.records.remove(&side.key)),
-                    }
+                    self.overwrite(side.key, side.bytes);
                 }
             });
         ready(result).boxed()
@@ -98,10 +120,13 @@ impl CheckpointStore for MemoryStore {
                 expected,
                 actual: Some(actual),
             }),
-            Some(actual) => Ok(self
-                .records
-                .remove_if(key, |_, r| r.version == actual)
-                .is_some()),
+            Some(actual) => match self.records.remove_if(key, |_, r| r.version == actual) {
+                Some((_, old)) => {
+                    self.account(&key.partition, Some(old.bytes.len()), None);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
         };
         ready(result).boxed()
     }
@@ -126,11 +151,22 @@ impl CheckpointStore for MemoryStore {
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let mut removed = 0u64;
-        self.records.retain(|k, _| {
+        self.records.retain(|k, r| {
             let keep = &k.partition != partition;
-            removed += u64::from(!keep);
+            if !keep {
+                removed += 1;
+                self.account(partition, Some(r.bytes.len()), None);
+            }
             keep
         });
         ready(Ok(removed)).boxed()
+    }
+
+    fn usage<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
+        let usage = self.usage.get(partition).map(|u| *u).unwrap_or_default();
+        ready(Ok(Some(usage))).boxed()
     }
 }

@@ -82,6 +82,9 @@ pub enum StoreError {
     /// The store answered with something it should not hold.
     #[error("store data corrupt: {0}")]
     Corrupt(String),
+    /// The write would pass one of its partition's storage limits: nothing was written.
+    #[error("{0}")]
+    OverLimit(OverLimit),
     /// The write's shard is held by another writer now (its fence epoch moved on, or
     /// this writer never took it): nothing was changed, and this writer must stop
     /// serving what lives there (cluster mode).
@@ -90,6 +93,64 @@ pub enum StoreError {
         /// The shard.
         shard: u32,
     },
+}
+
+/// What a partition keeps in a store: every record's bytes (checkpoints, scoped storage
+/// and whatever else the runtime stores for it; keys not counted) and their number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreUsage {
+    /// Bytes of the records' values.
+    pub bytes: u64,
+    /// Records held.
+    pub records: u64,
+}
+
+impl StoreUsage {
+    /// Counts one record changing from `old` bytes to `new` (`None`: absent).
+    pub fn replace(&mut self, old: Option<usize>, new: Option<usize>) {
+        let (old_bytes, old_n) = old.map_or((0, 0), |b| (b as u64, 1));
+        let (new_bytes, new_n) = new.map_or((0, 0), |b| (b as u64, 1));
+        self.bytes = (self.bytes + new_bytes).saturating_sub(old_bytes);
+        self.records = (self.records + new_n).saturating_sub(old_n);
+    }
+}
+
+/// Which storage limit a write would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeLimit {
+    /// The largest single record (`max_state_bytes`).
+    StateBytes,
+    /// All the partition's records together (`max_stored_bytes`).
+    StoredBytes,
+}
+
+/// A write refused by a storage limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct OverLimit {
+    /// The limit.
+    pub limit: SizeLimit,
+    /// The limit's value, in bytes.
+    pub max: u64,
+    /// What the write would have made it: the record's size, or the partition's stored
+    /// bytes after the write.
+    pub would_be: u64,
+}
+
+impl OverLimit {
+    fn describe(&self) -> String {
+        match self.limit {
+            SizeLimit::StateBytes => format!(
+                "a record of {} bytes is larger than the partition's {}-byte limit on one state",
+                self.would_be, self.max
+            ),
+            SizeLimit::StoredBytes => format!(
+                "the write would make the partition store {} bytes, past its {}-byte limit",
+                self.would_be, self.max
+            ),
+        }
+    }
 }
 
 impl StoreError {
@@ -157,6 +218,17 @@ pub trait CheckpointStore: Send + Sync + 'static {
         &'a self,
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// What `partition` keeps in the store, kept current by every write (never counted
+    /// by scanning), or `None` when this store does not keep it (then no storage limit
+    /// can be enforced on it). The stores of this crate and PostgreSQL's keep it.
+    fn usage<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
+        let _ = partition;
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
 
 /// Checks a compare-and-set: shared by every backend so they agree on the rule.

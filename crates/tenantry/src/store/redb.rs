@@ -5,10 +5,13 @@
 //! queued at that moment into a single transaction, so many hibernations share one
 //! fsync; each writer is answered only after the commit is durable.
 
-use super::{CheckpointStore, Record, SideWrite, StoreError, StoreKey, TurnCommit, check_version};
+use super::{
+    CheckpointStore, Record, SideWrite, StoreError, StoreKey, StoreUsage, TurnCommit, check_version,
+};
 use crate::{Key, Partition};
 use futures::future::{BoxFuture, FutureExt};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,6 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// `(partition, manager, key)` → `version (u64 LE) ++ bytes`.
 const TABLE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("checkpoints");
+
+/// `partition` → `(bytes, records)` of its records' values: changed in the transaction
+/// of every write, so it is never counted by scanning (except once, when a file written
+/// before this table existed is opened).
+const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
 
 /// Tuning for [`RedbStore`].
 #[derive(Debug, Clone)]
@@ -80,7 +88,16 @@ impl RedbStore {
         }
         let db = Database::create(path).map_err(unavailable)?;
         let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(TABLE).map_err(unavailable)?;
+        let counted = txn
+            .list_tables()
+            .map_err(unavailable)?
+            .any(|t| t.name() == USAGE.name());
+        let table = txn.open_table(TABLE).map_err(unavailable)?;
+        let mut usage = txn.open_table(USAGE).map_err(unavailable)?;
+        if !counted {
+            count_usage(&table, &mut usage)?;
+        }
+        drop((table, usage));
         txn.commit().map_err(unavailable)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -143,6 +160,59 @@ fn version_of(raw: &[u8]) -> Result<u64, StoreError> {
 }
 
 type Table<'t> = redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>;
+type UsageTable<'t> = redb::Table<'t, &'static str, (u64, u64)>;
+
+/// The usage changes of one transaction, by partition, written just before it commits.
+#[derive(Default)]
+struct UsageChanges(HashMap<String, StoreUsageDelta>);
+
+/// Bytes and records added (negative: removed).
+#[derive(Default, Clone, Copy)]
+struct StoreUsageDelta {
+    bytes: i64,
+    records: i64,
+}
+
+impl UsageChanges {
+    /// A record of `partition` went from `old` raw bytes to `new` (`None`: absent); the
+    /// raw value holds an 8-byte version before the record's bytes.
+    fn record(&mut self, partition: &str, old: Option<usize>, new: Option<usize>) {
+        let size = |raw: Option<usize>| raw.map_or((0, 0), |n| (n.saturating_sub(8) as i64, 1));
+        let ((old_bytes, old_n), (new_bytes, new_n)) = (size(old), size(new));
+        let delta = self.0.entry(partition.to_owned()).or_default();
+        delta.bytes += new_bytes - old_bytes;
+        delta.records += new_n - old_n;
+    }
+
+    fn write(self, usage: &mut UsageTable<'_>) -> Result<(), StoreError> {
+        for (partition, delta) in self.0 {
+            let (bytes, records) = usage
+                .get(partition.as_str())
+                .map_err(unavailable)?
+                .map_or((0, 0), |v| v.value());
+            let bytes = bytes.saturating_add_signed(delta.bytes);
+            let records = records.saturating_add_signed(delta.records);
+            if records == 0 {
+                usage.remove(partition.as_str()).map_err(unavailable)?;
+            } else {
+                usage
+                    .insert(partition.as_str(), (bytes, records))
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts every partition's usage from its records (a file from before the usage table).
+fn count_usage(table: &Table<'_>, usage: &mut UsageTable<'_>) -> Result<(), StoreError> {
+    let mut changes = UsageChanges::default();
+    for entry in table.iter().map_err(unavailable)? {
+        let (k, v) = entry.map_err(unavailable)?;
+        changes.record(k.value().0, None, Some(v.value().len()));
+    }
+    changes.write(usage)
+}
 
 /// The table row of a store key: `(partition, manager, key)`.
 fn row(k: &StoreKey) -> (&str, &str, &str) {
@@ -162,6 +232,7 @@ fn current_version(table: &Table<'_>, k: &StoreKey) -> Result<Option<u64>, Store
 /// is this put's own compare-and-set outcome.
 fn apply_put(
     table: &mut Table<'_>,
+    changes: &mut UsageChanges,
     key: &StoreKey,
     bytes: &[u8],
     expected: Option<u64>,
@@ -185,24 +256,38 @@ fn apply_put(
             Err(e) => return Ok(Err(e)),
         }
     }
+    let old_len = |old: Option<redb::AccessGuard<'_, &[u8]>>| old.map(|v| v.value().len());
     for (write, next) in side.iter().zip(next) {
-        match &write.bytes {
+        let (old, new) = match &write.bytes {
             Some(bytes) => {
-                table
-                    .insert(row(&write.key), encode(next, bytes).as_slice())
+                let raw = encode(next, bytes);
+                let old = table
+                    .insert(row(&write.key), raw.as_slice())
                     .map_err(unavailable)?;
+                (old_len(old), Some(raw.len()))
             }
-            None => drop(table.remove(row(&write.key)).map_err(unavailable)?),
-        }
+            None => (
+                old_len(table.remove(row(&write.key)).map_err(unavailable)?),
+                None,
+            ),
+        };
+        changes.record(write.key.partition.as_storage_str(), old, new);
     }
-    table
-        .insert(row(key), encode(version, bytes).as_slice())
+    let raw = encode(version, bytes);
+    let old = table
+        .insert(row(key), raw.as_slice())
         .map_err(unavailable)?;
+    changes.record(
+        key.partition.as_storage_str(),
+        old_len(old),
+        Some(raw.len()),
+    );
     Ok(Ok(version))
 }
 
 fn apply_delete(
     table: &mut Table<'_>,
+    changes: &mut UsageChanges,
     key: &StoreKey,
     expected: Option<u64>,
 ) -> Result<bool, StoreError> {
@@ -216,11 +301,19 @@ fn apply_delete(
         });
     }
     let id = row(key);
-    table.remove(id).map_err(unavailable)?;
+    let old = table
+        .remove(id)
+        .map_err(unavailable)?
+        .map(|v| v.value().len());
+    changes.record(key.partition.as_storage_str(), old, None);
     Ok(true)
 }
 
-fn apply_purge(table: &mut Table<'_>, partition: &Partition) -> Result<u64, StoreError> {
+fn apply_purge(
+    table: &mut Table<'_>,
+    changes: &mut UsageChanges,
+    partition: &Partition,
+) -> Result<u64, StoreError> {
     let p = partition.as_storage_str();
     let mut doomed: Vec<(String, String)> = Vec::new();
     for entry in table.range((p, "", "")..).map_err(unavailable)? {
@@ -232,9 +325,11 @@ fn apply_purge(table: &mut Table<'_>, partition: &Partition) -> Result<u64, Stor
         doomed.push((km.to_owned(), kk.to_owned()));
     }
     for (m, k) in &doomed {
-        table
+        let old = table
             .remove((p, m.as_str(), k.as_str()))
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+            .map(|v| v.value().len());
+        changes.record(p, old, None);
     }
     Ok(doomed.len() as u64)
 }
@@ -295,6 +390,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Write>) {
         let txn = db.begin_write().map_err(unavailable)?;
         {
             let mut table = txn.open_table(TABLE).map_err(unavailable)?;
+            let mut changes = UsageChanges::default();
             for write in writes.by_ref() {
                 match write {
                     Write::Put {
@@ -303,7 +399,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Write>) {
                         expected,
                         side,
                         reply,
-                    } => match apply_put(&mut table, &key, &bytes, expected, &side) {
+                    } => match apply_put(&mut table, &mut changes, &key, &bytes, expected, &side) {
                         Ok(result) => pending.push(Pending::Put(reply, result)),
                         Err(e) => {
                             // A side write failed: nothing of this batch may commit.
@@ -317,13 +413,15 @@ fn commit_batch(db: &Database, batch: &mut Vec<Write>) {
                         reply,
                     } => pending.push(Pending::Delete(
                         reply,
-                        apply_delete(&mut table, &key, expected),
+                        apply_delete(&mut table, &mut changes, &key, expected),
                     )),
-                    Write::Purge { partition, reply } => {
-                        pending.push(Pending::Purge(reply, apply_purge(&mut table, &partition)))
-                    }
+                    Write::Purge { partition, reply } => pending.push(Pending::Purge(
+                        reply,
+                        apply_purge(&mut table, &mut changes, &partition),
+                    )),
                 }
             }
+            changes.write(&mut txn.open_table(USAGE).map_err(unavailable)?)?;
         }
         txn.commit().map_err(unavailable)
     })();
@@ -431,6 +529,22 @@ impl CheckpointStore for RedbStore {
                 out.push((key, version_of(v.value())?));
             }
             Ok(out)
+        })();
+        futures::future::ready(result).boxed()
+    }
+
+    fn usage<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
+        let result = (|| {
+            let txn = self.inner.db.begin_read().map_err(unavailable)?;
+            let usage = txn.open_table(USAGE).map_err(unavailable)?;
+            let (bytes, records) = usage
+                .get(partition.as_storage_str())
+                .map_err(unavailable)?
+                .map_or((0, 0), |v| v.value());
+            Ok(Some(StoreUsage { bytes, records }))
         })();
         futures::future::ready(result).boxed()
     }
