@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
-use tenantry::store::StoreError;
+use tenantry::quota::{Limit, Throttled};
+use tenantry::store::{OverLimit, StoreError};
 use tenantry::{CallError, Caller, CallerKind, Error, HandlerError, Identity, Partition};
 
 /// A partition as a subject token: its name, or `_` for the unpartitioned value (no
@@ -106,6 +107,16 @@ pub(crate) enum WireError {
     NotDurable {
         reason: String,
     },
+    OverLimit {
+        over: OverLimit,
+    },
+    StoreOverLimit {
+        over: OverLimit,
+    },
+    Throttled {
+        limit: Limit,
+        retry_after_ms: u64,
+    },
     ReplyEncoding {
         handler: String,
         message: String,
@@ -175,6 +186,7 @@ impl From<&Error> for WireError {
                 CallError::NotDurable { reason } => Self::NotDurable {
                     reason: reason.clone(),
                 },
+                CallError::OverLimit(over) => Self::OverLimit { over: over.clone() },
                 CallError::ReplyEncoding { handler, message } => Self::ReplyEncoding {
                     handler: handler.clone(),
                     message: message.clone(),
@@ -205,6 +217,11 @@ impl From<&Error> for WireError {
                     message: message.clone(),
                 },
                 StoreError::Fenced { shard } => Self::StoreFenced { shard: *shard },
+                StoreError::OverLimit(over) => Self::StoreOverLimit { over: over.clone() },
+            },
+            Error::Throttled { throttled, .. } => Self::Throttled {
+                limit: throttled.limit,
+                retry_after_ms: millis(throttled.retry_after),
             },
             Error::ShutDown => Self::ShutDown,
             other => Self::Other {
@@ -233,6 +250,18 @@ impl WireError {
                 call(CallError::ReplyTooLarge { handler, limit })
             }
             Self::NotDurable { reason } => call(CallError::NotDurable { reason }),
+            Self::OverLimit { over } => call(CallError::OverLimit(over)),
+            Self::StoreOverLimit { over } => Error::Store(StoreError::OverLimit(over)),
+            Self::Throttled {
+                limit,
+                retry_after_ms,
+            } => Error::Throttled {
+                partition: identity.partition.clone(),
+                throttled: Throttled {
+                    limit,
+                    retry_after: Duration::from_millis(retry_after_ms),
+                },
+            },
             Self::ReplyEncoding { handler, message } => {
                 call(CallError::ReplyEncoding { handler, message })
             }
@@ -321,6 +350,23 @@ mod tests {
             }),
             Error::Store(StoreError::Corrupt("row".into())),
             Error::Store(StoreError::Fenced { shard: 7 }),
+            Error::Store(StoreError::OverLimit(OverLimit {
+                limit: tenantry::store::SizeLimit::StoredBytes,
+                max: 100,
+                would_be: 140,
+            })),
+            Error::Call(CallError::OverLimit(OverLimit {
+                limit: tenantry::store::SizeLimit::StateBytes,
+                max: 10,
+                would_be: 11,
+            })),
+            Error::Throttled {
+                partition: id.partition.clone(),
+                throttled: Throttled {
+                    limit: Limit::Instances,
+                    retry_after: Duration::from_secs(1),
+                },
+            },
             Error::ShutDown,
         ];
         for e in errors {

@@ -9,7 +9,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tenantry::store::StoreError;
+use tenantry::store::{OverLimit, SizeLimit, StoreError};
 use tenantry::{CallError, Error};
 
 /// An error answered to an API client.
@@ -156,6 +156,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// A write refused by a storage limit: 413 `state_too_large` for one record, 507
+    /// `storage_limit_exceeded` for the partition's stored bytes (not retried: the tenant
+    /// must make room or have its limit raised).
+    fn over_limit(over: &OverLimit, message: String) -> Self {
+        match over.limit {
+            SizeLimit::StateBytes => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "state_too_large", message)
+            }
+            SizeLimit::StoredBytes => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_limit_exceeded",
+                message,
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let message = e.to_string();
@@ -170,6 +188,7 @@ impl From<StoreError> for ApiError {
             StoreError::Fenced { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_fenced", message)
             }
+            StoreError::OverLimit(over) => Self::over_limit(&over, message),
         }
     }
 }
@@ -202,6 +221,7 @@ impl From<CallError> for ApiError {
             CallError::NotDurable { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", message)
             }
+            CallError::OverLimit(over) => Self::over_limit(&over, message),
         }
     }
 }
@@ -244,6 +264,7 @@ impl From<Error> for ApiError {
                     Limit::Rate => "rate_limited",
                     Limit::Concurrency => "concurrency_limited",
                     Limit::FairShare => "fair_share_exceeded",
+                    Limit::Instances => "instance_limit_reached",
                 };
                 Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
                     .retry_after_duration(throttled.retry_after)

@@ -782,7 +782,6 @@ pub async fn usage_follows_every_write_of_its_partition_and_no_other(
         return Ok(());
     }
     let expect = |bytes, records, what: &'static str| {
-        let usage = usage.clone();
         let p = p.clone();
         async move {
             ensure_eq!(

@@ -125,6 +125,40 @@ pub trait EventSink: Send + Sync + 'static {
 
 /// A call to a resolved instance, for one reply form (see [`Bus::invoke`] and
 /// [`Bus::invoke_raw`]).
+/// A reply's size in bytes of JSON, for the partition's `max_reply_bytes`.
+trait ReplyBytes {
+    fn reply_bytes(&self) -> usize;
+}
+
+impl ReplyBytes for Box<RawValue> {
+    fn reply_bytes(&self) -> usize {
+        self.get().len()
+    }
+}
+
+impl ReplyBytes for serde_json::Value {
+    /// Encoded only to be measured, so only for partitions with a reply limit.
+    fn reply_bytes(&self) -> usize {
+        let mut counter = ByteCounter(0);
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
+    }
+}
+
+/// A writer that only counts.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 type LocalCall<O> = for<'a> fn(
     &'a dyn AnyInstance,
     &'a str,
@@ -189,7 +223,7 @@ impl BusCore {
         managers: Arc<Managers>,
         kernel: Arc<KernelCore>,
     ) -> Self {
-        let quotas = Quotas::new(kernel.state.config.clone(), shared.telemetry.clone());
+        let quotas = shared.quotas.clone();
         Self {
             shared,
             managers,
@@ -457,7 +491,31 @@ impl Bus {
 
     /// Resolves `handler` and calls it: `local` on an instance of this runtime, else
     /// through the transports, whose JSON reply `remote` converts.
-    async fn route<O>(
+    async fn route<O: ReplyBytes>(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: Invoke,
+        local: LocalCall<O>,
+        remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
+    ) -> Result<O, Error> {
+        let reply = self
+            .route_admitted(handler, params, opts, local, remote)
+            .await?;
+        if let Some(partition) = self.confined().filter(|_| self.metered)
+            && let Some(max) = self.core.quotas.max_reply_bytes(partition)
+            && reply.reply_bytes() as u64 > max
+        {
+            return Err(Error::Call(CallError::ReplyTooLarge {
+                handler: handler.to_owned(),
+                limit: usize::try_from(max).unwrap_or(usize::MAX),
+            }));
+        }
+        Ok(reply)
+    }
+
+    /// [`Bus::route`] once the call's partition admitted it.
+    async fn route_admitted<O>(
         &self,
         handler: &str,
         params: serde_json::Value,

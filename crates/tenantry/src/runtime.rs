@@ -20,6 +20,8 @@ use crate::manager::{AnyManager, Manager, ManagerConfig, Managers, Role, Shared}
 use crate::pod::core::PodCore;
 use crate::pod::topology::Topology;
 use crate::pod::{Pod, PodFactory, PodManager, ReconcileReport};
+use crate::quota::Quotas;
+use crate::quota::metered::Metered;
 use crate::scope::CredentialVault;
 use crate::store::{CheckpointStore, MemoryStore, RedbStore, StoreError};
 use crate::telemetry::{EventStream, Telemetry};
@@ -136,6 +138,8 @@ impl RuntimeBuilder {
     pub fn build(self) -> Runtime {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let telemetry = Telemetry::new(self.event_capacity, self.metric_partition_labels);
+        let quotas = Quotas::new(Arc::default(), telemetry.clone(), store.clone());
+        let store: Arc<dyn CheckpointStore> = Arc::new(Metered::new(store, quotas.clone()));
         let inner = Arc::new_cyclic(|me: &Weak<RuntimeInner>| {
             let managers = Arc::new(Managers::default());
             let host: Weak<dyn Host> = me.clone();
@@ -143,6 +147,7 @@ impl RuntimeBuilder {
             let shared = Arc::new(Shared::new(
                 store,
                 telemetry,
+                quotas,
                 host,
                 Arc::downgrade(&managers),
             ));

@@ -55,6 +55,9 @@ pub enum StopReason {
     Shutdown,
     /// Its checkpoint was overwritten by another writer; it stopped without writing.
     Fenced,
+    /// Its partition was at its live-instance cap, and it was the least recently used
+    /// idle instance: it hibernated to make room.
+    Evicted,
 }
 
 /// How a handler call ended.

@@ -92,7 +92,7 @@ async fn a_rate_limit_refuses_its_partitions_calls_only_and_follows_config_write
         throttled(increment(&rt, &globex, "k2").await).map(|t| t.limit),
         Some(Limit::Rate)
     );
-    let usage = rt.quotas().usage(&acme);
+    let usage = rt.quotas().usage(&acme).await.unwrap();
     assert_eq!(usage.throttled.rate, 1);
     assert_eq!(usage.admitted, 53);
     assert_eq!(usage.limits.rate_per_sec, Some(1_000_000.0));
@@ -102,7 +102,7 @@ async fn a_rate_limit_refuses_its_partitions_calls_only_and_follows_config_write
         .set("tenants.acme.limits", json!({"burst": 0}))
         .unwrap();
     assert_eq!(
-        rt.quotas().usage(&acme).limits.rate_per_sec,
+        rt.quotas().usage(&acme).await.unwrap().limits.rate_per_sec,
         Some(1_000_000.0)
     );
 }
@@ -128,7 +128,7 @@ async fn a_concurrency_limit_counts_calls_in_flight_and_frees_their_places_when_
     };
     let (a, b) = (slow("a"), slow("b"));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(rt.quotas().usage(&acme).in_flight, 2);
+    assert_eq!(rt.quotas().usage(&acme).await.unwrap().in_flight, 2);
     assert_eq!(
         throttled(increment(&rt, &acme, "c").await).map(|t| t.limit),
         Some(Limit::Concurrency)
@@ -136,7 +136,7 @@ async fn a_concurrency_limit_counts_calls_in_flight_and_frees_their_places_when_
     a.await.unwrap().unwrap();
     b.await.unwrap().unwrap();
     increment(&rt, &acme, "c").await.unwrap();
-    assert_eq!(rt.quotas().usage(&acme).in_flight, 0);
+    assert_eq!(rt.quotas().usage(&acme).await.unwrap().in_flight, 0);
 }
 
 #[test]
@@ -172,5 +172,6 @@ fn a_saturated_runtime_holds_each_partition_to_its_weighted_share() {
     // Below capacity again, nobody is held to a share.
     held.clear();
     let _more: Vec<_> = (0..8).map(|_| quotas.admit(&acme).unwrap()).collect();
-    assert_eq!(quotas.usage(&acme).throttled.fair_share, 2);
+    let usage = futures::executor::block_on(quotas.usage(&acme)).unwrap();
+    assert_eq!(usage.throttled.fair_share, 2);
 }

@@ -137,6 +137,7 @@ pub async fn usage(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
         .runtime
         .quotas()
         .all_usage()
+        .await?
         .into_iter()
         .map(|(p, usage)| (p.to_string(), json!(usage)))
         .collect();

@@ -33,30 +33,38 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 /// `GET /metrics`: Prometheus text of every tenant; the admin key or the metrics token.
 pub async fn metrics(State(app): State<Arc<App>>, _: MetricsReader) -> ApiResult {
-    usage_gauges(&app);
+    usage_gauges(&app).await;
     prometheus_text(None)
 }
 
 /// `GET /v1/partitions/{partition}/metrics`: the same metrics, only the partition's own
 /// series (those labelled `partition="<it>"`).
 pub async fn tenant_metrics(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
-    usage_gauges(&app);
+    usage_gauges(&app).await;
     prometheus_text(Some(&tenant.partition))
 }
 
-/// Sets the usage gauges (calls in flight by partition, or all together under `*` when
-/// metrics carry no partition) to what they are now, so a scrape reads them current
-/// without the calls keeping a gauge up to date.
-fn usage_gauges(app: &App) {
-    let usage = app.runtime.quotas().all_usage();
+/// Sets the usage gauges (calls in flight and bytes stored, by partition, or all together
+/// under `*` when metrics carry no partition) to what they are now, so a scrape reads
+/// them current without every call and write keeping a gauge up to date. A store that
+/// cannot be read leaves the gauges as they were.
+async fn usage_gauges(app: &App) {
+    let Ok(usage) = app.runtime.quotas().all_usage().await else {
+        return;
+    };
+    let stored = |u: &tenantry::quota::Usage| u.stored.map_or(0.0, |s| s.bytes as f64);
     if app.settings.metric_partition_labels {
         for (partition, usage) in usage {
-            metrics::gauge!("tenantry_calls_in_flight", "partition" => partition.to_string())
+            let label = partition.to_string();
+            metrics::gauge!("tenantry_calls_in_flight", "partition" => label.clone())
                 .set(f64::from(usage.in_flight));
+            metrics::gauge!("tenantry_stored_bytes", "partition" => label).set(stored(&usage));
         }
     } else {
         let all: u32 = usage.iter().map(|(_, u)| u.in_flight).sum();
+        let bytes: f64 = usage.iter().map(|(_, u)| stored(u)).sum();
         metrics::gauge!("tenantry_calls_in_flight", "partition" => "*").set(f64::from(all));
+        metrics::gauge!("tenantry_stored_bytes", "partition" => "*").set(bytes);
     }
 }
 

@@ -51,7 +51,7 @@ pub async fn invoke(
 /// `GET /v1/partitions/{partition}/usage`: the tenant's limits in force, its calls in
 /// flight, and the calls admitted and refused (by limit) so far, on this node.
 pub async fn usage(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
-    Ok(ok(app.runtime.quotas().usage(&tenant.partition)))
+    Ok(ok(app.runtime.quotas().usage(&tenant.partition).await?))
 }
 
 /// `GET /v1/partitions/{partition}/handlers`.

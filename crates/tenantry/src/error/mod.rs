@@ -142,6 +142,11 @@ pub enum CallError {
         /// Why.
         reason: String,
     },
+    /// The turn ran, but what it would have stored passes a storage limit of its
+    /// partition (`max_state_bytes`, `max_stored_bytes`): nothing of it was committed, and
+    /// the instance continues from its last durable state.
+    #[error("the turn was not committed: {0}")]
+    OverLimit(crate::store::OverLimit),
     /// The reply could not be encoded as JSON.
     #[error("reply of {handler:?} does not encode: {message}")]
     ReplyEncoding {
@@ -366,6 +371,8 @@ pub enum Limit {
     Concurrency,
     /// Its share of a saturated runtime.
     FairShare,
+    /// Its live instances: at the cap, and none idle enough to hibernate.
+    Instances,
 }
 
 impl Throttled {
@@ -376,12 +383,14 @@ impl Throttled {
 }
 
 impl Limit {
-    /// The limit's name in answers and metrics (`rate`, `concurrency`, `fair_share`).
+    /// The limit's name in answers and metrics (`rate`, `concurrency`, `fair_share`,
+    /// `instances`).
     pub fn name(self) -> &'static str {
         match self {
             Limit::Rate => "rate",
             Limit::Concurrency => "concurrency",
             Limit::FairShare => "fair_share",
+            Limit::Instances => "instances",
         }
     }
 }

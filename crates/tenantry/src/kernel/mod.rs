@@ -203,7 +203,10 @@ pub(crate) struct KernelCore {
 impl KernelCore {
     pub(crate) fn new(shared: Arc<Shared>, managers: Arc<Managers>) -> Self {
         Self {
-            state: KernelState::default(),
+            state: KernelState {
+                config: shared.quotas.config().clone(),
+                ..KernelState::default()
+            },
             shared,
             managers,
         }

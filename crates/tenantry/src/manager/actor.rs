@@ -75,6 +75,8 @@ pub(crate) struct Actor<F: Factory> {
     pub(crate) crashes: Option<Box<CrashRecord>>,
     /// Durable turns (`EveryTurn` managers only).
     pub(crate) pipeline: Option<Box<Pipeline>>,
+    /// Its place among its partition's live instances (keyed managers only).
+    pub(crate) seat: Option<crate::quota::Seat>,
 }
 
 /// What an actor remembers for restarts.
@@ -239,8 +241,12 @@ impl<F: Factory> Actor<F> {
                 Mail::Letter(letter) => {
                     let goes_on = self.turn(letter).await;
                     // Activity up to the turn's end (the sweeper asks only parked actors,
-                    // so a turn in progress is never taken for idleness).
-                    if self.core.config.idle_timeout.is_some() {
+                    // so a turn in progress is never taken for idleness), kept only when
+                    // something reads it: the idle sweeper, or the choice of what to
+                    // hibernate at the partition's live-instance cap.
+                    if self.core.config.idle_timeout.is_some()
+                        || self.seat.as_ref().is_some_and(|s| s.is_capped())
+                    {
                         self.cell.live.touch();
                     }
                     if !goes_on {
@@ -252,6 +258,14 @@ impl<F: Factory> Actor<F> {
                     reply,
                 } => {
                     if Box::pin(self.idle_stop(reply)).await {
+                        return Flow::End;
+                    }
+                }
+                Mail::Stop {
+                    reason: StopReason::Evicted,
+                    reply,
+                } => {
+                    if Box::pin(self.evict(reply)).await {
                         return Flow::End;
                     }
                 }
@@ -295,6 +309,24 @@ impl<F: Factory> Actor<F> {
             self.cell.live.touch();
         }
         gone
+    }
+
+    /// Its partition needs room: hibernate if still idle (no letters waiting, no
+    /// keep-alive owner). Returns true when the instance is gone.
+    async fn evict(&mut self, reply: Option<StopReply>) -> bool {
+        let busy = !self.cell.mailbox.door().is_empty()
+            || self
+                .cell
+                .live
+                .owners
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0;
+        if busy {
+            answer(reply.into_iter().collect(), Ok(()));
+            return false;
+        }
+        self.stop(StopReason::Evicted, None, reply.into_iter().collect())
+            .await
     }
 
     /// Drops an actor that ended, then counts it out: the live gauge, and the tracker
@@ -818,6 +850,8 @@ impl<F: Factory> Actor<F> {
         self.close_mailbox(CallError::Stopped, Vec::new());
         self.ctx.release_all();
         self.leave_directory();
+        // Its room is free before anyone waiting on the stop looks for room.
+        self.seat = None;
         drop(gate);
         answer(waiters, result);
         let kind = match (reason, idle_for) {

@@ -348,8 +348,11 @@ impl<F: Factory> Actor<F> {
                     self.cell.mailbox.pause();
                     self.leave_directory();
                 }
-                let failure = CallError::NotDurable {
-                    reason: err.to_string(),
+                let failure = match &err {
+                    Error::Store(StoreError::OverLimit(over)) => CallError::OverLimit(over.clone()),
+                    err => CallError::NotDurable {
+                        reason: err.to_string(),
+                    },
                 };
                 release(done.replies, Some(&failure));
                 for turn in done.turns {

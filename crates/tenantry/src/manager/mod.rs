@@ -25,6 +25,7 @@ use crate::instance::factory::Factory;
 use crate::instance::handlers::{HandlerInfo, HandlerTable};
 use crate::instance::mailbox::Mailbox;
 use crate::instance::runner::Runner;
+use crate::quota::Seat;
 use crate::scope::journal::Journal;
 use crate::telemetry::{EventKind, StopReason, metric};
 use crate::{Error, Identity, IntoKey, Key, Partition};
@@ -207,6 +208,9 @@ pub(crate) struct ManagerCore<F: Factory> {
     pub(crate) shared: Arc<Shared>,
     dirs: DashMap<Partition, Arc<PartitionDir<F>>>,
     pub(crate) give_up_hook: std::sync::OnceLock<GiveUpHook>,
+    /// Whether its instances count against their partition's live-instance cap (keyed
+    /// managers' do; components and pods are not counted).
+    counted: bool,
     /// Every handle of the manager is gone: actors end instead of parking.
     abandoned: AtomicBool,
     sweeper_started: AtomicBool,
@@ -224,6 +228,10 @@ impl<F: Factory> Clone for Manager<F> {
         }
     }
 }
+
+/// The most instances one activation hibernates to make room at its partition's cap
+/// before it is refused (the candidates it tried were busy again by then).
+const MAX_EVICTIONS: usize = 16;
 
 /// How often a manager's sweeper looks for idle instances: an instance idles out between
 /// its timeout and 1.125 times it (or ten seconds past it, for long timeouts).
@@ -472,9 +480,14 @@ impl<F: Factory> ManagerCore<F> {
                 _gate: gate,
                 done: false,
             };
-            let (handle, actor) = self
+            let seat = match self.counted {
+                true => Some(self.take_seat(partition).await?),
+                false => None,
+            };
+            let (handle, mut actor) = self
                 .activate(&dir, key.clone(), partition, initial.take(), failures)
                 .await?;
+            actor.seat = seat;
             let has_effect_work = actor.ctx.has_effect_work();
             // Published before the actor runs, so its own removal on a quick exit always
             // finds its slot (never the other way round).
@@ -495,6 +508,34 @@ impl<F: Factory> ManagerCore<F> {
                 handle.cell.runtime.spawn(actor.run(None));
             }
             return Ok(handle);
+        }
+    }
+
+    /// A place among `partition`'s live instances: at its cap, the least recently used
+    /// idle instances (of every keyed manager) hibernate to make room, one at a time;
+    /// refused only when none can.
+    async fn take_seat(&self, partition: &Partition) -> Result<Seat, Error> {
+        let quotas = &self.shared.quotas;
+        let mut tried = Vec::new();
+        loop {
+            if let Some(seat) = quotas.seat(partition) {
+                return Ok(seat);
+            }
+            let candidate = self
+                .shared
+                .managers
+                .upgrade()
+                .and_then(|m| m.least_recently_used(partition, &tried));
+            let Some((name, key, manager)) = candidate.filter(|_| tried.len() < MAX_EVICTIONS)
+            else {
+                return Err(Error::Throttled {
+                    partition: partition.clone(),
+                    throttled: quotas.refuse_activation(partition),
+                });
+            };
+            // It stops only if still idle; either way the seat is tried again.
+            let _ = manager.evict_dyn(key.clone(), partition).await;
+            tried.push((name, key));
         }
     }
 
@@ -581,6 +622,7 @@ impl<F: Factory> ManagerCore<F> {
             version,
             metrics: Default::default(),
             crashes: CrashRecord::after(failures, initial_bytes),
+            seat: None,
         };
         Ok((InstanceHandle::host(cell), actor))
     }
@@ -618,6 +660,27 @@ impl<F: Factory> ManagerCore<F> {
                 }
             }
         }
+    }
+
+    /// The idle instance of `partition` used least recently (no keep-alive owner, its
+    /// actor parked), leaving out `skip`: when it was last active, and its key.
+    fn least_recently_used(&self, partition: &Partition, skip: &[&Key]) -> Option<(u64, Key)> {
+        let dir = self.dirs.get(partition)?;
+        dir.iter()
+            .filter_map(|e| match e.value() {
+                Slot::Live(cell)
+                    if cell.live.owners.load(Ordering::Acquire) == 0
+                        && cell.mailbox.is_parked()
+                        && !skip.contains(&e.key()) =>
+                {
+                    Some((
+                        cell.live.last_active_ms.load(Ordering::Relaxed),
+                        e.key().clone(),
+                    ))
+                }
+                _ => None,
+            })
+            .min_by_key(|(last_active, _)| *last_active)
     }
 
     fn live_keys(&self, partition: &Partition) -> Vec<Key> {
@@ -663,6 +726,7 @@ impl<F: Factory> Manager<F> {
         name: Arc<str>,
         config: ManagerConfig,
         shared: Arc<Shared>,
+        role: Role,
     ) -> Result<Self, Error> {
         let table = HandlerTable::<F>::build(config.max_reply_bytes).map_err(|handlers| {
             Error::DuplicateHandler {
@@ -677,6 +741,7 @@ impl<F: Factory> Manager<F> {
             shared,
             dirs: DashMap::new(),
             give_up_hook: std::sync::OnceLock::new(),
+            counted: role == Role::Keyed,
             abandoned: AtomicBool::new(false),
             sweeper_started: AtomicBool::new(false),
         });
@@ -938,6 +1003,17 @@ pub trait AnyManager: Send + Sync + 'static {
     /// Forgets the failure of an instance that gave up (it may start at once); returns
     /// whether there was one.
     fn clear_failure_dyn(&self, key: &Key, partition: &Partition) -> bool;
+    /// The idle instance of `partition` used least recently, leaving out `skip`: when it
+    /// was last active (milliseconds of the manager's clock) and its key.
+    #[doc(hidden)]
+    fn least_recently_used_dyn(&self, partition: &Partition, skip: &[&Key]) -> Option<(u64, Key)>;
+    /// Hibernates the instance to make room at its partition's cap, if it is still idle.
+    #[doc(hidden)]
+    fn evict_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<(), Error>>;
     /// For downcasting to [`Manager<F>`].
     fn as_any(&self) -> &dyn Any;
     /// Ends the manager's idle instances for good: its runtime is gone.
@@ -1038,6 +1114,18 @@ impl<F: Factory> AnyManager for Manager<F> {
 
     fn clear_failure_dyn(&self, key: &Key, partition: &Partition) -> bool {
         self.core.clear_failure(key, partition)
+    }
+
+    fn least_recently_used_dyn(&self, partition: &Partition, skip: &[&Key]) -> Option<(u64, Key)> {
+        self.core.least_recently_used(partition, skip)
+    }
+
+    fn evict_dyn<'a>(
+        &'a self,
+        key: Key,
+        partition: &'a Partition,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.core.stop(&key, partition, StopReason::Evicted).await })
     }
 
     fn as_any(&self) -> &dyn Any {

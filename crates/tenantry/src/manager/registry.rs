@@ -57,7 +57,7 @@ impl Managers {
             return Err(Error::DuplicateManager(name.to_owned()));
         }
         let name: Arc<str> = Arc::from(name);
-        let manager = Manager::<F>::new(name.clone(), config, shared.clone())?;
+        let manager = Manager::<F>::new(name.clone(), config, shared.clone(), role)?;
         by_name.insert(
             name,
             Entry {
@@ -108,6 +108,34 @@ impl Managers {
             .collect();
         names.sort();
         names
+    }
+
+    /// The least recently used idle instance of `partition` among the keyed managers
+    /// that hibernate (what makes room at the live-instance cap), leaving out `tried`.
+    pub(crate) fn least_recently_used(
+        &self,
+        partition: &crate::Partition,
+        tried: &[(Arc<str>, crate::Key)],
+    ) -> Option<(Arc<str>, crate::Key, Arc<dyn AnyManager>)> {
+        let keyed: Vec<(Arc<str>, Arc<dyn AnyManager>)> = self
+            .read()
+            .iter()
+            .filter(|(_, e)| e.role == Role::Keyed && e.manager.config_dyn().persist)
+            .map(|(name, e)| (name.clone(), e.manager.clone()))
+            .collect();
+        keyed
+            .into_iter()
+            .filter_map(|(name, manager)| {
+                let skip: Vec<&crate::Key> = tried
+                    .iter()
+                    .filter(|(m, _)| *m == name)
+                    .map(|(_, k)| k)
+                    .collect();
+                let (last_active, key) = manager.least_recently_used_dyn(partition, &skip)?;
+                Some((last_active, name, key, manager))
+            })
+            .min_by_key(|(last_active, ..)| *last_active)
+            .map(|(_, name, key, manager)| (name, key, manager))
     }
 
     /// Every manager.

@@ -4,6 +4,7 @@
 use super::lineage::Lineage;
 use super::registry::Managers;
 use crate::instance::host::HostRef;
+use crate::quota::Quotas;
 use crate::store::CheckpointStore;
 use crate::telemetry::Telemetry;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,8 +15,11 @@ use tokio::time::Instant;
 
 /// What every manager of a runtime shares.
 pub(crate) struct Shared {
+    /// The runtime's store, metered by the partitions' byte limits.
     pub(crate) store: Arc<dyn CheckpointStore>,
     pub(crate) telemetry: Telemetry,
+    /// The partitions' limits: calls from outside, live instances, bytes stored.
+    pub(crate) quotas: Arc<Quotas>,
     pub(crate) epoch: Instant,
     /// Counts live actors (running or parked). Kept apart from the store so that, once it
     /// reads zero, no actor holds the store any more (a reopened redb file is free).
@@ -82,12 +86,14 @@ impl Shared {
     pub(crate) fn new(
         store: Arc<dyn CheckpointStore>,
         telemetry: Telemetry,
+        quotas: Arc<Quotas>,
         host: HostRef,
         managers: Weak<Managers>,
     ) -> Self {
         Self {
             store,
             telemetry,
+            quotas,
             epoch: Instant::now(),
             actors: Arc::default(),
             lineage: Lineage::default(),

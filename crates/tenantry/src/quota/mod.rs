@@ -17,19 +17,34 @@
 //!   refused, so its excess waits at its own door instead of queueing in front of
 //!   everyone; below capacity nobody is refused for it.
 //!
+//! What a partition holds is limited too:
+//! - **live instances** (`max_instances`): every keyed instance takes a [`Seat`] of its
+//!   partition while it lives; at the cap, the manager hibernates the partition's least
+//!   recently used idle instances to make room, and refuses the activation
+//!   ([`Limit::Instances`]) only when none can hibernate;
+//! - **stored bytes** (`max_stored_bytes`) and **the largest record**
+//!   (`max_state_bytes`): the runtime's store is wrapped in a metering store
+//!   ([`metered`]) that refuses a write past them with
+//!   [`StoreError::OverLimit`](crate::store::StoreError::OverLimit), against the usage
+//!   the store keeps current ([`CheckpointStore::usage`]);
+//! - **the largest reply** (`max_reply_bytes`) of a call from outside.
+//!
 //! Limits are config ([`Limits`]): defaults under the shared key `limits`, overrides
 //! under `tenants.<partition>.limits`; a reactive effect per partition applies a write at
-//! once (the next call sees it).
+//! once (the next call sees it). The runtime's own (unpartitioned) instances are never
+//! limited by what they hold.
 
 mod limits;
+pub(crate) mod metered;
 mod rate;
 
 pub use crate::error::{Limit, Throttled};
-pub use limits::{Limits, MAX_COUNT, MAX_RATE_PER_SEC, MAX_WEIGHT};
+pub use limits::{Limits, MAX_BYTES, MAX_COUNT, MAX_RATE_PER_SEC, MAX_WEIGHT};
 
 use crate::Partition;
 use crate::config::ConfigStore;
 use crate::reactive::Effect;
+use crate::store::{CheckpointStore, StoreError, StoreUsage};
 use crate::telemetry::Telemetry;
 use rate::RateGate;
 use std::collections::HashMap;
@@ -51,6 +66,10 @@ pub struct Usage {
     pub admitted: u64,
     /// Calls refused so far, by limit.
     pub throttled: Throttles,
+    /// Keyed instances live now.
+    pub live_instances: u32,
+    /// What it keeps in the store (`None`: the store keeps no usage).
+    pub stored: Option<StoreUsage>,
 }
 
 /// Refused calls by limit.
@@ -62,6 +81,8 @@ pub struct Throttles {
     pub concurrency: u64,
     /// By the fair share.
     pub fair_share: u64,
+    /// Activations refused at the live-instance cap.
+    pub instances: u64,
 }
 
 /// One partition's gates and counters.
@@ -77,7 +98,14 @@ struct TenantQuota {
     weight: AtomicU32,
     limits: Mutex<Limits>,
     admitted: AtomicU64,
-    throttled: [AtomicU64; 3],
+    throttled: [AtomicU64; 4],
+    /// Keyed instances live now, and the cap (0: none).
+    live: AtomicU32,
+    max_instances: AtomicU32,
+    /// Byte limits (0: none).
+    max_stored: AtomicU64,
+    max_state: AtomicU64,
+    max_reply: AtomicU64,
     /// Follows the config (kept alive with the quota).
     follow: Mutex<Option<Effect>>,
 }
@@ -88,6 +116,22 @@ impl TenantQuota {
         self.concurrency
             .store(limits.concurrency.unwrap_or(0), Ordering::Relaxed);
         self.weight.store(limits.weight(), Ordering::Relaxed);
+        // The runtime's own instances are not limited by what they hold.
+        let held = |limit: Option<u64>| {
+            limit
+                .filter(|_| !self.partition.is_unpartitioned())
+                .unwrap_or(0)
+        };
+        self.max_instances.store(
+            held(limits.max_instances.map(u64::from)) as u32,
+            Ordering::Relaxed,
+        );
+        self.max_stored
+            .store(held(limits.max_stored_bytes), Ordering::Relaxed);
+        self.max_state
+            .store(held(limits.max_state_bytes), Ordering::Relaxed);
+        self.max_reply
+            .store(held(limits.max_reply_bytes), Ordering::Relaxed);
         *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
@@ -96,6 +140,7 @@ impl TenantQuota {
             Limit::Rate => 0,
             Limit::Concurrency => 1,
             Limit::FairShare => 2,
+            Limit::Instances => 3,
         };
         self.throttled[i].fetch_add(1, Ordering::Relaxed);
         metrics::counter!(
@@ -112,6 +157,8 @@ impl TenantQuota {
 pub struct Quotas {
     config: Arc<ConfigStore>,
     telemetry: Telemetry,
+    /// The store as the runtime got it (not metered): where usage is read.
+    store: Arc<dyn CheckpointStore>,
     tenants: RwLock<Table>,
     epoch: Instant,
     /// Calls in flight in the whole runtime.
@@ -147,19 +194,63 @@ impl std::fmt::Debug for Permit<'_> {
     }
 }
 
+/// A live keyed instance's place in its partition's count (see [`Quotas::seat`]).
+pub struct Seat {
+    tenant: Arc<TenantQuota>,
+}
+
+impl Seat {
+    /// Whether its partition has a live-instance cap now.
+    pub fn is_capped(&self) -> bool {
+        self.tenant.max_instances.load(Ordering::Relaxed) != 0
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.tenant.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for Seat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seat")
+            .field("partition", &self.tenant.partition)
+            .finish()
+    }
+}
+
+/// A partition's byte limits on what it writes (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ByteLimits {
+    pub(crate) stored: Option<u64>,
+    pub(crate) state: Option<u64>,
+}
+
 impl Quotas {
-    /// Limits read from `config`; no capacity (fair shares never refuse).
-    pub(crate) fn new(config: Arc<ConfigStore>, telemetry: Telemetry) -> Arc<Self> {
+    /// Limits read from `config`, usage from `store`; no capacity (fair shares never
+    /// refuse).
+    pub(crate) fn new(
+        config: Arc<ConfigStore>,
+        telemetry: Telemetry,
+        store: Arc<dyn CheckpointStore>,
+    ) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Self {
             config,
             telemetry,
+            store,
             tenants: RwLock::default(),
             epoch: now,
             total: AtomicU64::new(0),
             capacity: AtomicU64::new(0),
             active_weight: Mutex::new((now, 0)),
         })
+    }
+
+    /// The config the limits are read from (the runtime's).
+    pub(crate) fn config(&self) -> &Arc<ConfigStore> {
+        &self.config
     }
 
     /// Above `capacity` calls in flight the runtime counts as saturated, and each
@@ -201,27 +292,80 @@ impl Quotas {
         Ok(permit)
     }
 
-    /// What `partition` uses and may use.
-    pub fn usage(&self, partition: &Partition) -> Usage {
+    /// A place for one more live keyed instance of `partition`, or `None` at its cap.
+    /// The instance holds the seat while it lives.
+    pub fn seat(&self, partition: &Partition) -> Option<Seat> {
         let tenant = self.tenant(partition);
-        usage_of(&tenant)
+        let max = tenant.max_instances.load(Ordering::Relaxed);
+        let taken = tenant
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (max == 0 || live < max).then_some(live + 1)
+            });
+        // Built only when taken: a seat dropped gives its place back.
+        taken.is_ok().then(|| Seat { tenant })
     }
 
-    /// The usage of every partition that made a call, by partition.
-    pub fn all_usage(&self) -> Vec<(Partition, Usage)> {
-        let tenants: Vec<Arc<TenantQuota>> = self
+    /// Counts an activation of `partition` refused at its live-instance cap.
+    pub fn refuse_activation(&self, partition: &Partition) -> Throttled {
+        self.tenant(partition)
+            .refuse(Limit::Instances, Duration::from_secs(1))
+    }
+
+    /// `partition`'s limits on the records it writes.
+    pub(crate) fn byte_limits(&self, partition: &Partition) -> ByteLimits {
+        let tenant = self.tenant(partition);
+        let limit = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|&n| n != 0);
+        ByteLimits {
+            stored: limit(&tenant.max_stored),
+            state: limit(&tenant.max_state),
+        }
+    }
+
+    /// The largest JSON reply a call of `partition` from outside may get, if limited.
+    pub fn max_reply_bytes(&self, partition: &Partition) -> Option<u64> {
+        Some(self.tenant(partition).max_reply.load(Ordering::Relaxed)).filter(|&n| n != 0)
+    }
+
+    /// What `partition` uses and may use.
+    pub async fn usage(&self, partition: &Partition) -> Result<Usage, StoreError> {
+        let tenant = self.tenant(partition);
+        self.usage_of(&tenant).await
+    }
+
+    /// The usage of every partition that made a call or holds an instance, by partition.
+    pub async fn all_usage(&self) -> Result<Vec<(Partition, Usage)>, StoreError> {
+        let mut tenants: Vec<Arc<TenantQuota>> = self
             .tenants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
             .collect();
-        let mut all: Vec<(Partition, Usage)> = tenants
-            .iter()
-            .map(|t| (t.partition.clone(), usage_of(t)))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        tenants.sort_by(|a, b| a.partition.cmp(&b.partition));
+        let mut all = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            all.push((t.partition.clone(), self.usage_of(&t).await?));
+        }
+        Ok(all)
+    }
+
+    async fn usage_of(&self, t: &TenantQuota) -> Result<Usage, StoreError> {
+        let count = |i: usize| t.throttled[i].load(Ordering::Relaxed);
+        let stored = self.store.usage(&t.partition).await?;
+        Ok(Usage {
+            limits: *t.limits.lock().unwrap_or_else(|e| e.into_inner()),
+            in_flight: t.in_flight.load(Ordering::Relaxed),
+            admitted: t.admitted.load(Ordering::Relaxed),
+            throttled: Throttles {
+                rate: count(0),
+                concurrency: count(1),
+                fair_share: count(2),
+                instances: count(3),
+            },
+            live_instances: t.live.load(Ordering::Relaxed),
+            stored,
+        })
     }
 
     /// Forgets `partition`'s counters (an offboarded tenant).
@@ -256,6 +400,11 @@ impl Quotas {
                 limits: Mutex::default(),
                 admitted: AtomicU64::new(0),
                 throttled: Default::default(),
+                live: AtomicU32::new(0),
+                max_instances: AtomicU32::new(0),
+                max_stored: AtomicU64::new(0),
+                max_state: AtomicU64::new(0),
+                max_reply: AtomicU64::new(0),
                 follow: Mutex::new(None),
             });
             // In force before its first call, not after the effect's first run.
@@ -287,20 +436,6 @@ impl Quotas {
             *cached = (Instant::now(), sum);
         }
         cached.1
-    }
-}
-
-fn usage_of(t: &TenantQuota) -> Usage {
-    let count = |i: usize| t.throttled[i].load(Ordering::Relaxed);
-    Usage {
-        limits: *t.limits.lock().unwrap_or_else(|e| e.into_inner()),
-        in_flight: t.in_flight.load(Ordering::Relaxed),
-        admitted: t.admitted.load(Ordering::Relaxed),
-        throttled: Throttles {
-            rate: count(0),
-            concurrency: count(1),
-            fair_share: count(2),
-        },
     }
 }
 

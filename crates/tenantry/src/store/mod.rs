@@ -116,7 +116,7 @@ impl StoreUsage {
 }
 
 /// Which storage limit a write would pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SizeLimit {
     /// The largest single record (`max_state_bytes`).
@@ -126,7 +126,7 @@ pub enum SizeLimit {
 }
 
 /// A write refused by a storage limit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{}", self.describe())]
 pub struct OverLimit {
     /// The limit.
