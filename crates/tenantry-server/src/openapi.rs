@@ -104,18 +104,23 @@ fn status_text(status: u16) -> &'static str {
         409 => {
             "A conflict with the current state (already onboarded, data retained, not failed, a version conflict)."
         }
-        413 => "The request body is over the limit.",
+        413 => {
+            "The request body is over the limit, or a record the call would store is larger than the tenant's `max_state_bytes` (`state_too_large`: nothing of the turn was stored)."
+        }
         422 => {
             "Params or body that decode but are refused: an invalid field, or the handler's own refusal (its code names why)."
         }
         429 => {
-            "A mailbox is full, or a tenant limit refused the call (see Retry-After): `rate_limited` (its request rate), `concurrency_limited` (its calls in flight), `fair_share_exceeded` (the server is saturated and the tenant holds more than its weighted share), `mailbox_full`, `instance_limit`."
+            "A mailbox is full, or a tenant limit refused the call (see Retry-After): `rate_limited` (its request rate), `concurrency_limited` (its calls in flight), `fair_share_exceeded` (the server is saturated and the tenant holds more than its weighted share), `instance_limit_reached` (the tenant's live agents are at its `max_instances` and none is idle enough to hibernate), `mailbox_full`."
         }
         500 => "An internal error; the message names an error id to find in the server log.",
         503 => {
             "The store is unavailable, a turn could not be made durable (`not_durable`: the agent goes on from its last durable state), the instance is backing off after crashes (see Retry-After), or the server is shutting down."
         }
         504 => "The handler did not answer within the timeout.",
+        507 => {
+            "The call would store more than the tenant's `max_stored_bytes` (`storage_limit_exceeded`): nothing of it was stored; writes that shrink what the tenant stores still pass."
+        }
         _ => "An error.",
     }
 }
@@ -154,9 +159,9 @@ fn responses(ok: Value, errors: &[u16]) -> Value {
 /// Statuses of routes that take a tenant partition.
 const TENANT_ERRORS: &[u16] = &[400, 401, 403, 404, 500];
 /// Statuses of a handler call.
-const INVOKE_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504];
+const INVOKE_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504, 507];
 /// Statuses of routes that start or stop instances.
-const LIFECYCLE_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 422, 429, 500, 503];
+const LIFECYCLE_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 507];
 
 fn op(summary: &str, tag: &str, params: Vec<Value>, errors: &[u16], result: Value) -> Value {
     json!({
@@ -230,7 +235,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     );
     paths.insert(
         "/v1/partitions/{partition}/usage".into(),
-        json!({"get": op("The tenant's limits in force (config `limits`, then `tenants.<partition>.limits`), its calls in flight, and the calls admitted and refused by each limit so far, on this node.",
+        json!({"get": op("The tenant's limits in force (config `limits`, then `tenants.<partition>.limits`), its calls in flight, the calls admitted and refused by each limit so far and its live agents, on this node, and the bytes and records it stores.",
             "partitions", vec![p()], TENANT_ERRORS, usage_schema())}),
     );
     paths.insert(
@@ -296,15 +301,22 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     );
 }
 
-/// What `/usage` answers: a tenant's limits, calls in flight, admitted and throttled.
+/// What `/usage` answers: a tenant's limits, calls in flight, admitted and throttled,
+/// live agents and stored bytes.
 fn usage_schema() -> Value {
     json!({"type": "object", "properties": {
         "limits": {"type": "object", "properties": {
             "rate_per_sec": {"type": "number"}, "burst": {"type": "integer"},
-            "concurrency": {"type": "integer"}, "weight": {"type": "integer"}}},
+            "concurrency": {"type": "integer"}, "weight": {"type": "integer"},
+            "max_instances": {"type": "integer"}, "max_stored_bytes": {"type": "integer"},
+            "max_state_bytes": {"type": "integer"}, "max_reply_bytes": {"type": "integer"}}},
         "in_flight": {"type": "integer"}, "admitted": {"type": "integer"},
         "throttled": {"type": "object", "properties": {
-            "rate": {"type": "integer"}, "concurrency": {"type": "integer"}, "fair_share": {"type": "integer"}}}}})
+            "rate": {"type": "integer"}, "concurrency": {"type": "integer"},
+            "fair_share": {"type": "integer"}, "instances": {"type": "integer"}}},
+        "live_instances": {"type": "integer"},
+        "stored": {"type": ["object", "null"], "properties": {
+            "bytes": {"type": "integer"}, "records": {"type": "integer"}}}}})
 }
 
 fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
@@ -410,7 +422,7 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
     paths.insert(
         "/v1/admin/config/{key}".into(),
         json!({
-            "put": with_body(op("Write a config value by dotted key (admin). Limits are config: `limits` for every tenant, `tenants.<partition>.limits` for one (`rate_per_sec`, `burst`, `concurrency`, `weight`); a write that would leave invalid limits is refused (422 `invalid_limits`).", "admin",
+            "put": with_body(op("Write a config value by dotted key (admin). Limits are config: `limits` for every tenant, `tenants.<partition>.limits` for one (`rate_per_sec`, `burst`, `concurrency`, `weight`, `max_instances`, `max_stored_bytes`, `max_state_bytes`, `max_reply_bytes`); a write that would leave invalid limits is refused (422 `invalid_limits`).", "admin",
                 vec![config_key.clone()], &[400, 401, 403, 413, 422, 500, 503], json!({"type": "object"})),
                 json!({"description": "Any JSON value."}), limit),
             "get": op("Read a config value by dotted key (admin).", "admin",

@@ -499,11 +499,23 @@ impl Bus {
         local: LocalCall<O>,
         remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
     ) -> Result<O, Error> {
+        // A forwarded call was admitted (and its reply is measured) where it entered.
+        let permit = match self.confined() {
+            Some(partition) if self.metered && !opts.local => Some(
+                self.core
+                    .quotas
+                    .admit(partition)
+                    .map_err(|throttled| Error::Throttled {
+                        partition: partition.clone(),
+                        throttled,
+                    })?,
+            ),
+            _ => None,
+        };
         let reply = self
             .route_admitted(handler, params, opts, local, remote)
             .await?;
-        if let Some(partition) = self.confined().filter(|_| self.metered)
-            && let Some(max) = self.core.quotas.max_reply_bytes(partition)
+        if let Some(max) = permit.as_ref().and_then(|p| p.max_reply_bytes())
             && reply.reply_bytes() as u64 > max
         {
             return Err(Error::Call(CallError::ReplyTooLarge {
@@ -523,19 +535,6 @@ impl Bus {
         local: LocalCall<O>,
         remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
     ) -> Result<O, Error> {
-        // A forwarded call was admitted where it entered.
-        let _permit = match self.confined() {
-            Some(partition) if self.metered && !opts.local => Some(
-                self.core
-                    .quotas
-                    .admit(partition)
-                    .map_err(|throttled| Error::Throttled {
-                        partition: partition.clone(),
-                        throttled,
-                    })?,
-            ),
-            _ => None,
-        };
         match self.resolve(handler, &opts)? {
             Some((Route::Instance(h), runnable)) => {
                 Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)

@@ -186,6 +186,13 @@ impl Drop for Permit<'_> {
     }
 }
 
+impl Permit<'_> {
+    /// The largest JSON reply the admitted call may get, if its partition limits it.
+    pub fn max_reply_bytes(&self) -> Option<u64> {
+        Some(self.tenant.max_reply.load(Ordering::Relaxed)).filter(|&n| n != 0)
+    }
+}
+
 impl std::fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
@@ -320,11 +327,6 @@ impl Quotas {
             stored: limit(&tenant.max_stored),
             state: limit(&tenant.max_state),
         }
-    }
-
-    /// The largest JSON reply a call of `partition` from outside may get, if limited.
-    pub fn max_reply_bytes(&self, partition: &Partition) -> Option<u64> {
-        Some(self.tenant(partition).max_reply.load(Ordering::Relaxed)).filter(|&n| n != 0)
     }
 
     /// What `partition` uses and may use.
