@@ -12,7 +12,6 @@ use crate::keys::{self, KeyRing};
 use crate::registry::{Registry, RegistryDoc};
 use crate::settings::{InstanceSpec, Settings, StoreChoice, TenantSpec};
 use anyhow::{Context as _, anyhow, bail};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -20,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
 use tenantry::store::{CheckpointStore, RedbStore};
-use tenantry::{AnyManager, Key, Partition, Runtime};
+use tenantry::{AnyManager, Partition, Runtime};
 use tenantry_postgres::{PgOptions, PgStore};
 
 /// The standard providers: instantiated once, unpartitioned, for every tenant.
@@ -253,6 +252,16 @@ impl App {
         let tenants = effective(&settings.app.tenants, &registry.doc);
 
         let mut defaults = settings.app.shared_config.clone();
+        if let Some(max) = settings.limits.max_live_instances_per_partition {
+            // The file's `[limits]` spelling of every tenant's default `max_instances`.
+            if let Some(limits) = defaults
+                .entry("limits")
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+            {
+                limits.entry("max_instances").or_insert(Value::from(max));
+            }
+        }
         let mut tenant_configs = match defaults.remove("tenants") {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
@@ -695,28 +704,5 @@ impl App {
             .config()
             .get(key)
             .map_err(|e| ApiError::bad_request("invalid_config_key", e.to_string()))
-    }
-
-    /// Refuses a new keyed instance when the partition is at its limit for `manager`.
-    pub fn check_instance_limit(
-        &self,
-        manager: &str,
-        key: &Key,
-        partition: &Partition,
-    ) -> Result<(), ApiError> {
-        let Some(max) = self.settings.limits.max_live_instances_per_partition else {
-            return Ok(());
-        };
-        let Some(m) = self.runtime.manager_dyn(manager) else {
-            return Ok(());
-        };
-        if m.lookup_dyn(key, partition).is_none() && m.count_dyn(partition) >= max {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "limit_reached",
-                format!("at most {max} live instances of {manager} per partition"),
-            ));
-        }
-        Ok(())
     }
 }

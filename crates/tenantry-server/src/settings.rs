@@ -105,7 +105,9 @@ pub struct MetricsSection {
 pub struct LimitsSection {
     /// Largest request body, in bytes (default 1 MiB).
     pub body_limit_bytes: Option<usize>,
-    /// Most live keyed instances per partition and manager (default: no limit).
+    /// Every tenant's default `max_instances` (live agents and pods, across managers;
+    /// the least recently used idle ones hibernate at the cap), unless the config's
+    /// `limits` sets it (default: no limit).
     pub max_live_instances_per_partition: Option<usize>,
     /// Calls in flight above which the process counts as saturated and holds each
     /// tenant to its weighted share (default: 128 per core; 0: never).
@@ -251,7 +253,7 @@ pub const DEFAULT_SHARDS: u32 = 1024;
 pub struct Limits {
     /// Largest request body, in bytes.
     pub body_limit: usize,
-    /// Most live keyed instances per partition and manager (`None`: no limit).
+    /// Every tenant's default `max_instances`, unless the config sets one (`None`: none).
     pub max_live_instances_per_partition: Option<usize>,
     /// Calls in flight above which the process is saturated (`None`: never).
     pub capacity: Option<u64>,
@@ -536,6 +538,14 @@ impl Settings {
                 .map_err(|e| SettingsError(format!("{what}.limits: {e}")))
         };
         limits_of("config", Some(&Value::Object(file.config.clone())))?;
+        if let Some(max) = file.limits.max_live_instances_per_partition {
+            let bound = tenantry::quota::MAX_COUNT as usize;
+            if !(1..=bound).contains(&max) {
+                return Err(SettingsError(format!(
+                    "limits.max_live_instances_per_partition must be 1 to {bound}, not {max}"
+                )));
+            }
+        }
         for tenant in &file.tenants {
             limits_of(
                 &format!("tenants.{}.config", tenant.name),

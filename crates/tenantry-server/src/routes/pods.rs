@@ -18,7 +18,6 @@ pub async fn get_pod(
 ) -> ApiResult {
     let p = tenant.partition;
     let key = parse_key(&key)?;
-    app.check_instance_limit(&manager, &key, &p)?;
     let (pod, report) = Pod::get(&app.runtime, &manager, key, &p).await?;
     Ok(ok(json!({
         "pod": pod.identity(),
@@ -57,7 +56,6 @@ pub async fn ensure_node(
 ) -> ApiResult {
     let p = tenant.partition;
     let key = parse_key(&key)?;
-    app.check_instance_limit(&manager, &key, &p)?;
     let (pod, _) = Pod::get(&app.runtime, &manager, key, &p).await?;
     let instance = pod.ensure_node(node.as_str()).await?;
     Ok(ok(json!({

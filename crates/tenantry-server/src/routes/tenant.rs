@@ -34,9 +34,6 @@ pub async fn invoke(
     opts.timeout = parse_timeout(q.timeout_ms)?;
     if let Some(k) = q.key.as_deref() {
         let key = parse_key(k)?;
-        if let Some((prefix, _)) = handler.rsplit_once('.') {
-            app.check_instance_limit(prefix, &key, &p)?;
-        }
         opts = opts.key(key);
     }
     // The reply goes out as the instance encoded it: never built as a JSON value here.

@@ -209,7 +209,7 @@ pub(crate) struct ManagerCore<F: Factory> {
     dirs: DashMap<Partition, Arc<PartitionDir<F>>>,
     pub(crate) give_up_hook: std::sync::OnceLock<GiveUpHook>,
     /// Whether its instances count against their partition's live-instance cap (keyed
-    /// managers' do; components and pods are not counted).
+    /// agents and pods do; components, which the kernel runs, do not).
     counted: bool,
     /// Every handle of the manager is gone: actors end instead of parking.
     abandoned: AtomicBool,
@@ -741,7 +741,7 @@ impl<F: Factory> Manager<F> {
             shared,
             dirs: DashMap::new(),
             give_up_hook: std::sync::OnceLock::new(),
-            counted: role == Role::Keyed,
+            counted: role != Role::Component,
             abandoned: AtomicBool::new(false),
             sweeper_started: AtomicBool::new(false),
         });

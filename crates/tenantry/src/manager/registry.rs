@@ -110,8 +110,9 @@ impl Managers {
         names
     }
 
-    /// The least recently used idle instance of `partition` among the keyed managers
-    /// that hibernate (what makes room at the live-instance cap), leaving out `tried`.
+    /// The least recently used idle instance of `partition` among the managers of agents
+    /// and pods that hibernate (what makes room at the live-instance cap), leaving out
+    /// `tried`.
     pub(crate) fn least_recently_used(
         &self,
         partition: &crate::Partition,
@@ -120,7 +121,7 @@ impl Managers {
         let keyed: Vec<(Arc<str>, Arc<dyn AnyManager>)> = self
             .read()
             .iter()
-            .filter(|(_, e)| e.role == Role::Keyed && e.manager.config_dyn().persist)
+            .filter(|(_, e)| e.role != Role::Component && e.manager.config_dyn().persist)
             .map(|(name, e)| (name.clone(), e.manager.clone()))
             .collect();
         keyed

@@ -33,7 +33,7 @@ pub struct Limits {
     pub weight: Option<u32>,
     /// Live keyed instances at once (1 to 10⁶). At the cap, an activation first
     /// hibernates the partition's least recently used idle instances; it is refused only
-    /// when none can hibernate. Components and pods are not counted.
+    /// when none can hibernate. Agents and pods count; components do not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_instances: Option<u32>,
     /// Bytes the partition may keep in the store, checkpoints and scoped storage together
