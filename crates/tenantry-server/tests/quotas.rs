@@ -260,7 +260,7 @@ async fn what_a_tenant_holds_is_limited_with_a_code_per_limit_and_counted_until_
     // Refused activation: both live agents are busy working, none may hibernate.
     set(json!({"max_instances": 1})).await;
     let busy = {
-        let (c, key) = (c.clone(), key.clone());
+        let (c, key) = (c, key.clone());
         tokio::spawn(async move {
             c.post(&invoke("work", "w1"), Some(&key), &json!({"millis": 800}))
                 .await
