@@ -67,13 +67,13 @@ const MIGRATIONS: &[Migration] = &[
         BEGIN
             IF TG_OP = 'INSERT' THEN
                 INSERT INTO {schema}.partition_usage AS u (partition, stripe, bytes, records)
-                SELECT partition, pg_backend_pid() % 16, sum(octet_length(bytes)), count(*)
+                SELECT partition, pg_backend_pid() % 64, sum(octet_length(bytes)), count(*)
                 FROM new_rows GROUP BY partition ORDER BY partition
                 ON CONFLICT (partition, stripe) DO UPDATE
                 SET bytes = u.bytes + EXCLUDED.bytes, records = u.records + EXCLUDED.records;
             ELSIF TG_OP = 'UPDATE' THEN
                 INSERT INTO {schema}.partition_usage AS u (partition, stripe, bytes, records)
-                SELECT partition, pg_backend_pid() % 16, sum(b), 0 FROM (
+                SELECT partition, pg_backend_pid() % 64, sum(b), 0 FROM (
                     SELECT partition, octet_length(bytes)::int8 AS b FROM new_rows
                     UNION ALL
                     SELECT partition, -octet_length(bytes)::int8 FROM old_rows
@@ -81,7 +81,7 @@ const MIGRATIONS: &[Migration] = &[
                 ON CONFLICT (partition, stripe) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes;
             ELSE
                 INSERT INTO {schema}.partition_usage AS u (partition, stripe, bytes, records)
-                SELECT partition, pg_backend_pid() % 16, -sum(octet_length(bytes)), -count(*)
+                SELECT partition, pg_backend_pid() % 64, -sum(octet_length(bytes)), -count(*)
                 FROM old_rows GROUP BY partition ORDER BY partition
                 ON CONFLICT (partition, stripe) DO UPDATE
                 SET bytes = u.bytes + EXCLUDED.bytes, records = u.records + EXCLUDED.records;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tenantry::quota::Limit;
 use tenantry::schemars::JsonSchema;
-use tenantry::store::{CheckpointStore, MemoryStore, OverLimit, SizeLimit, StoreError};
+use tenantry::store::{CheckpointStore, MemoryStore, OverLimit, SizeLimit};
 use tenantry::{
     CallError, Context, Durability, Error, Factory, Handler, HandlerError, Handlers, Identity,
     Invoke, Key, ManagerConfig, Message, Partition, Runtime,
@@ -353,22 +353,20 @@ async fn stored_bytes_are_limited_and_counted_across_hibernation_thaw_delete_and
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hibernation_past_the_storage_limit_is_refused_and_the_instance_stays_live() {
+async fn a_hibernation_past_the_limits_is_stored_and_counted_and_then_storage_is_refused() {
     let rt = runtime_over(Arc::new(MemoryStore::new()), Durability::OnHibernate);
-    set_limits(&rt, json!({"max_stored_bytes": 100}));
+    set_limits(
+        &rt,
+        json!({"max_stored_bytes": 100, "max_state_bytes": 100}),
+    );
+    // Callers were told of this note before it was stored: hibernation must not lose it.
     write(&rt, "a", &"a".repeat(500)).await.unwrap();
     let notes = rt.manager::<Note>("notes").unwrap();
-    match notes.stop("a", &acme()).await {
-        Err(Error::Store(StoreError::OverLimit(over))) => {
-            assert_eq!(over.limit, SizeLimit::StoredBytes)
-        }
-        other => panic!("expected the storage limit, got {other:?}"),
-    }
-    // Nothing lost: it is live with its state.
-    assert_eq!(read(&rt, "a").await.len(), 500);
-    assert_eq!(stored_bytes(&rt).await, 0);
-    // Its storage writes reach the store at once, so the handler meets the refusal.
-    let refused = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 101}))
+    notes.stop("a", &acme()).await.unwrap();
+    assert!(stored_bytes(&rt).await > 500, "counted");
+    assert_eq!(read(&rt, "a").await.len(), 500, "kept");
+    // Over its limit now, the partition's storage writes are refused until it shrinks.
+    let refused = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 1}))
         .await
         .unwrap();
     assert!(
@@ -378,11 +376,27 @@ async fn a_hibernation_past_the_storage_limit_is_refused_and_the_instance_stays_
             .contains("past its 100-byte limit"),
         "{refused}"
     );
+    write(&rt, "a", "").await.unwrap();
+    notes.stop("a", &acme()).await.unwrap();
+    let small = stored_bytes(&rt).await;
+    assert!(small < 100, "{small}");
+    set_limits(&rt, json!({"max_stored_bytes": small + 100}));
+    // Its storage writes reach the store at once, so the handler meets the refusal.
+    let refused = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 101}))
+        .await
+        .unwrap();
+    assert!(
+        refused
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("past its {}-byte limit", small + 100)),
+        "{refused}"
+    );
     let fits = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 100}))
         .await
         .unwrap();
     assert_eq!(fits, json!(null), "at the limit");
-    assert_eq!(stored_bytes(&rt).await, 100);
+    assert_eq!(stored_bytes(&rt).await, small + 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

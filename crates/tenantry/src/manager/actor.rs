@@ -10,7 +10,7 @@
 //! `EveryTurn` managers also commit after changing turns (see [`super::durable`]); the
 //! loop waits for their commit in flight beside their mailbox.
 
-use super::durable::{Committed, FinalCommit, Pipeline, commit_turn, encode_state};
+use super::durable::{Committed, FinalCommit, Pipeline, encode_state, store_acknowledged};
 use super::{ManagerCore, PartitionDir, Slot};
 use crate::failure::Failure;
 use crate::instance::cell::{Cell, Mail};
@@ -325,8 +325,14 @@ impl<F: Factory> Actor<F> {
             answer(reply.into_iter().collect(), Ok(()));
             return false;
         }
-        self.stop(StopReason::Evicted, None, reply.into_iter().collect())
-            .await
+        let gone = self
+            .stop(StopReason::Evicted, None, reply.into_iter().collect())
+            .await;
+        if !gone {
+            // It could not hibernate: to the back of the line, not first again.
+            self.cell.live.touch();
+        }
+        gone
     }
 
     /// Drops an actor that ended, then counts it out: the live gauge, and the tracker
@@ -747,7 +753,7 @@ impl<F: Factory> Actor<F> {
             match self.encode() {
                 Ok(bytes) => {
                     let turn = TurnCommit::checkpoint((*id).clone(), bytes.into(), self.version);
-                    commit_turn(self.core.shared.store.clone(), turn).await
+                    store_acknowledged(self.core.shared.store.clone(), turn).await
                 }
                 Err(e) => Err(e),
             }

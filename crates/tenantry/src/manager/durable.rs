@@ -182,8 +182,32 @@ pub(crate) async fn commit_turn(
     store: Arc<dyn CheckpointStore>,
     turn: TurnCommit,
 ) -> Result<u64, Error> {
+    write_checkpoint(store, turn, false).await
+}
+
+/// Writes the checkpoint of an instance whose changes were acknowledged before they were
+/// stored (it hibernates at last): with `put`, which the partition's byte limits count
+/// but never refuse, since refusing would lose what callers were told of. Otherwise as
+/// [`commit_turn`].
+pub(crate) async fn store_acknowledged(
+    store: Arc<dyn CheckpointStore>,
+    turn: TurnCommit,
+) -> Result<u64, Error> {
+    write_checkpoint(store, turn, true).await
+}
+
+async fn write_checkpoint(
+    store: Arc<dyn CheckpointStore>,
+    turn: TurnCommit,
+    acknowledged: bool,
+) -> Result<u64, Error> {
     let (key, bytes, expected) = (turn.key.clone(), turn.bytes.clone(), turn.expected);
-    match store.commit(turn).await {
+    let written = if acknowledged && turn.side.is_empty() {
+        store.put(&key, turn.bytes, expected).await
+    } else {
+        store.commit(turn).await
+    };
+    match written {
         Ok(version) => Ok(version),
         Err(StoreError::Unavailable(reason)) => match store.get(&key).await {
             Ok(Some(record)) if record.bytes == bytes && Some(record.version) > expected => {

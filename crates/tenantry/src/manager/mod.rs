@@ -461,6 +461,14 @@ impl<F: Factory> ManagerCore<F> {
             }
             self.shared
                 .admit(|| self.identity(key.clone(), partition))?;
+            // Room first, before the slot says "activating": making room waits for an
+            // instance to hibernate, and its `on_stop` (or a parent stopping its children)
+            // may reach this very key, which must not be waiting on us then. A seat taken
+            // for a key someone else activates meanwhile is given back below.
+            let seat = match self.counted {
+                true => Some(self.take_seat(partition).await?),
+                false => None,
+            };
             let dir = self.dir(partition);
             let (gate, rx) = watch::channel(());
             match dir.entry(key.clone()) {
@@ -479,10 +487,6 @@ impl<F: Factory> ManagerCore<F> {
                 key: &key,
                 _gate: gate,
                 done: false,
-            };
-            let seat = match self.counted {
-                true => Some(self.take_seat(partition).await?),
-                false => None,
             };
             let (handle, mut actor) = self
                 .activate(&dir, key.clone(), partition, initial.take(), failures)

@@ -1,8 +1,12 @@
 //! The metering store: the runtime's store, with each partition's byte limits checked
 //! before a write reaches it.
 //!
-//! Every record a write carries (the checkpoint and each side write of a turn, a scoped
-//! storage value) must fit the partition's `max_state_bytes`. When the partition has a
+//! What is refused is what has not been acknowledged yet: a durable turn's commit (its
+//! checkpoint and side writes) and a scoped storage value. A checkpoint written with
+//! `put` is an instance hibernating with changes its callers were told of already
+//! (`OnHibernate`): it is counted, never refused, since refusing it would lose them.
+//!
+//! Every record a refusable write carries must fit the partition's `max_state_bytes`. When the partition has a
 //! `max_stored_bytes`, the write's growth (each record's new size less its stored size)
 //! is added to the usage the store keeps, and a write that grows the partition past its
 //! limit is refused; writes that shrink it always pass, so a tenant over its limit can
@@ -13,6 +17,7 @@
 //! `max_state_bytes`), and the next write sees the sum.
 
 use super::{ByteLimits, Quotas};
+use crate::scope::storage::is_storage;
 use crate::store::{
     CheckpointStore, OverLimit, Record, SizeLimit, StoreError, StoreKey, StoreUsage, TurnCommit,
 };
@@ -100,6 +105,9 @@ impl CheckpointStore for Metered {
         expected: Option<u64>,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
+            if !is_storage(key) {
+                return self.inner.put(key, bytes, expected).await;
+            }
             let turn = TurnCommit::checkpoint(key.clone(), bytes, expected);
             self.check(&turn).await?;
             self.inner.put(key, turn.bytes, expected).await

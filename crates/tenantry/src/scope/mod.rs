@@ -7,7 +7,7 @@
 
 mod credentials;
 pub(crate) mod journal;
-mod storage;
+pub(crate) mod storage;
 
 pub use credentials::{CredentialVault, Credentials, Secret};
 pub use storage::{Storage, StorageError};

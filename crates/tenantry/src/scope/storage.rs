@@ -37,6 +37,11 @@ pub struct Storage {
 
 const WRITE_ATTEMPTS: usize = 8;
 
+/// Whether `record` is a storage value (not a checkpoint).
+pub(crate) fn is_storage(record: &Identity) -> bool {
+    record.manager.starts_with("storage/")
+}
+
 impl Storage {
     pub(crate) fn new(
         store: Arc<dyn CheckpointStore>,

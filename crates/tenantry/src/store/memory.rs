@@ -10,8 +10,9 @@ use std::sync::Arc;
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     records: Arc<DashMap<StoreKey, Record>>,
-    /// Each partition's usage, changed with every record (under the record's entry lock).
-    usage: Arc<DashMap<Partition, StoreUsage>>,
+    /// Each partition's usage, changed with every record: signed, so that two writers
+    /// of one key counting in either order still sum right.
+    usage: Arc<DashMap<Partition, (i64, i64)>>,
 }
 
 impl MemoryStore {
@@ -31,10 +32,11 @@ impl MemoryStore {
     }
 
     fn account(&self, partition: &Partition, old: Option<usize>, new: Option<usize>) {
-        self.usage
-            .entry(partition.clone())
-            .or_default()
-            .replace(old, new);
+        let size = |b: Option<usize>| b.map_or((0, 0), |n| (n as i64, 1));
+        let ((old_bytes, old_n), (new_bytes, new_n)) = (size(old), size(new));
+        let mut usage = self.usage.entry(partition.clone()).or_default();
+        usage.0 += new_bytes - old_bytes;
+        usage.1 += new_n - old_n;
     }
 
     fn put_now(
@@ -166,7 +168,11 @@ impl CheckpointStore for MemoryStore {
         &'a self,
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
-        let usage = self.usage.get(partition).map(|u| *u).unwrap_or_default();
+        let (bytes, records) = self.usage.get(partition).map_or((0, 0), |u| *u);
+        let usage = StoreUsage {
+            bytes: bytes.max(0) as u64,
+            records: records.max(0) as u64,
+        };
         ready(Ok(Some(usage))).boxed()
     }
 }

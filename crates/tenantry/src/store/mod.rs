@@ -105,16 +105,6 @@ pub struct StoreUsage {
     pub records: u64,
 }
 
-impl StoreUsage {
-    /// Counts one record changing from `old` bytes to `new` (`None`: absent).
-    pub fn replace(&mut self, old: Option<usize>, new: Option<usize>) {
-        let (old_bytes, old_n) = old.map_or((0, 0), |b| (b as u64, 1));
-        let (new_bytes, new_n) = new.map_or((0, 0), |b| (b as u64, 1));
-        self.bytes = (self.bytes + new_bytes).saturating_sub(old_bytes);
-        self.records = (self.records + new_n).saturating_sub(old_n);
-    }
-}
-
 /// Which storage limit a write would pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
