@@ -482,3 +482,71 @@ mod props {
         }
     }
 }
+
+/// An agent whose `on_stop` reaches another agent of its manager: the key being
+/// activated when it is asked to make room.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Caller {
+    pings: u64,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Ping;
+impl Message for Ping {
+    const NAME: &'static str = "ping";
+    type Reply = u64;
+}
+
+impl Factory for Caller {
+    const NAME: &'static str = "caller";
+    fn fresh(_: &Identity) -> Self {
+        Self::default()
+    }
+    fn handlers(h: &mut Handlers<Self>) {
+        h.add::<Ping>();
+    }
+    async fn on_stop(&mut self, ctx: &mut Context) -> Result<(), HandlerError> {
+        if ctx.identity().key.to_string() != "late" {
+            // May be refused (no room yet): the stop goes on either way.
+            let _ = ctx.get::<Caller>("callers", "late").await;
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Ping> for Caller {
+    async fn handle(&mut self, _: Ping, _: &mut Context) -> Result<u64, HandlerError> {
+        self.pings += 1;
+        Ok(self.pings)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn making_room_never_waits_on_the_key_being_activated() {
+    let rt = Runtime::builder().build();
+    rt.register::<Caller>("callers", ManagerConfig::default())
+        .unwrap();
+    set_limits(&rt, json!({"max_instances": 1}));
+    let ping = |key: &'static str| {
+        let bus = rt.bus_for(&acme());
+        async move {
+            bus.invoke(
+                "callers.ping",
+                json!(null),
+                Invoke::default().key(Key::new(key).unwrap()),
+            )
+            .await
+        }
+    };
+    ping("early").await.unwrap();
+    // "early" makes room for "late", and its on_stop reaches "late" meanwhile.
+    let late = tokio::time::timeout(Duration::from_secs(5), ping("late"))
+        .await
+        .expect("making room for a key must not wait on that key");
+    assert_eq!(late.unwrap(), json!(1));
+    let stats = rt.manager::<Caller>("callers").unwrap().stats(&acme());
+    assert_eq!(
+        stats.keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        ["late"]
+    );
+}
