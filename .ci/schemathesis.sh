@@ -3,6 +3,10 @@
 # once with a tenant key and once with the admin key, against a server started here on
 # its default (redb) store in a temporary directory. Any failure fails the script.
 #
+# The event streams (`/events`) are left out: a Server-Sent Events response lasts until
+# the client closes it, which a fuzzer waiting for a whole response never does. The
+# server's own tests cover them (crates/tenantry-server/tests/events.rs).
+#
 # Usage: .ci/schemathesis.sh path/to/tenantry-binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +38,7 @@ fuzz() {
         --url "http://127.0.0.1:$PORT" \
         --header "Authorization: Bearer $key" \
         --checks all \
+        --exclude-path-regex '/events$' \
         --max-examples "$EXAMPLES" \
         --seed 20261202 \
         --generation-database none \

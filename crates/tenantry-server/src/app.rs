@@ -113,6 +113,8 @@ pub struct App {
     component_factories: Vec<String>,
     /// The node this server runs as (cluster mode).
     pub cluster: Option<ClusterPart>,
+    /// The open event streams (`routes::events`).
+    pub streams: Arc<crate::routes::events::Streams>,
 }
 
 /// Opens the configured checkpoint store.
@@ -316,6 +318,7 @@ impl App {
             ready: AtomicBool::new(false),
             component_factories,
             cluster,
+            streams: Arc::default(),
         }))
     }
 

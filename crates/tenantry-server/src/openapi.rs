@@ -111,7 +111,7 @@ fn status_text(status: u16) -> &'static str {
             "Params or body that decode but are refused: an invalid field, or the handler's own refusal (its code names why)."
         }
         429 => {
-            "A mailbox is full, or a tenant limit refused the call (see Retry-After): `rate_limited` (its request rate), `concurrency_limited` (its calls in flight), `fair_share_exceeded` (the server is saturated and the tenant holds more than its weighted share), `instance_limit_reached` (the tenant's live agents are at its `max_instances` and none is idle enough to hibernate), `mailbox_full`."
+            "A mailbox is full, or a tenant limit refused the call (see Retry-After): `rate_limited` (its request rate), `concurrency_limited` (its calls in flight), `fair_share_exceeded` (the server is saturated and the tenant holds more than its weighted share), `instance_limit_reached` (the tenant's live agents are at its `max_instances` and none is idle enough to hibernate), `mailbox_full`, `too_many_streams` (event streams open at once)."
         }
         500 => "An internal error; the message names an error id to find in the server log.",
         503 => {
@@ -123,6 +123,12 @@ fn status_text(status: u16) -> &'static str {
         }
         _ => "An error.",
     }
+}
+
+/// A 200 answering a stream of Server-Sent Events (`routes/events.rs`).
+fn events_ok() -> Value {
+    json!({"description": "Server-Sent Events, until the client or the server closes the stream: `runtime` messages whose data is an event as JSON ({partition, manager, key, at_ms, kind, detail}; kinds: started, thawed, hibernated, hibernate_failed, thaw_failed, stopped, idle_stopped, crashed, restarted, gave_up, hook_failed, pod_reconcile, node_ensure, service_changed, audit, effect_failed, message_dropped), and `dropped` messages ({\"dropped\": n}) when the reader fell behind by n events.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}}})
 }
 
 /// A 200 answering Prometheus text.
@@ -237,6 +243,14 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
         "/v1/partitions/{partition}/usage".into(),
         json!({"get": op("The tenant's limits in force (config `limits`, then `tenants.<partition>.limits`), its calls in flight, the calls admitted and refused by each limit so far and its live agents, on this node, and the bytes and records it stores.",
             "partitions", vec![p()], TENANT_ERRORS, usage_schema())}),
+    );
+    paths.insert(
+        "/v1/partitions/{partition}/events".into(),
+        json!({"get": {
+            "summary": "The tenant's runtime events, live (Server-Sent Events): activations, hibernations, thaws, crashes, restarts, give-ups, pod reconciles, effect failures. Never another tenant's. At most 8 streams per tenant and 128 in all (429 `too_many_streams`).",
+            "tags": ["partitions"],
+            "parameters": [p()],
+            "responses": responses(events_ok(), &[400, 401, 403, 404, 429, 500])}}),
     );
     paths.insert(
         "/v1/partitions/{partition}/handlers".into(),
@@ -357,6 +371,13 @@ fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {
         "owners": {"type": "array", "items": {"type": ["string", "null"]}},
         "state": {"type": "string", "enum": ["active", "moving", "removing"]},
         "waiting": {"type": "array", "items": {"type": "string"}}}});
+    paths.insert(
+        "/v1/admin/events".into(),
+        json!({"get": {
+            "summary": "Every tenant's runtime events on this node, live (Server-Sent Events; admin).",
+            "tags": ["admin"],
+            "responses": responses(events_ok(), &[401, 403, 429, 500])}}),
+    );
     paths.insert(
         "/v1/admin/usage".into(),
         json!({"get": op("Every tenant's limits and usage on this node, by partition (admin).",

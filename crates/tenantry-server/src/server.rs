@@ -95,6 +95,8 @@ impl Server {
     /// hibernates every live instance and waits for them.
     pub async fn shutdown(mut self) -> ShutdownSummary {
         self.app.set_ready(false);
+        // Event streams never end on their own: end them, or they hold the drain up.
+        self.app.streams.close_all();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -355,9 +355,17 @@ impl Runtime {
         self.inner.bus.add_transport(Arc::new(transport));
     }
 
-    /// Subscribes to runtime events.
+    /// Subscribes to runtime events, of every partition.
     pub fn subscribe(&self) -> EventStream {
         self.inner.shared.telemetry.subscribe()
+    }
+
+    /// Subscribes to the events of `partition`'s instances only. Its subscribers have a
+    /// buffer of their own (up to 1,024 events, at most the runtime's event capacity):
+    /// one that falls behind lags by that partition's events alone, and never holds
+    /// another partition's.
+    pub fn subscribe_partition(&self, partition: &Partition) -> EventStream {
+        self.inner.shared.telemetry.subscribe_partition(partition)
     }
 
     /// Sets which instances this process may serve from now on (cluster mode: those of

@@ -208,15 +208,18 @@ pub enum EventKind {
     },
 }
 
-/// A subscription to runtime events.
+/// A subscription to runtime events: every partition's, or one partition's only.
 pub struct EventStream {
     rx: broadcast::Receiver<Arc<Event>>,
-    subscribers: Arc<AtomicUsize>,
+    /// The counts it is one of: all subscribers, and its channel's.
+    counted: [Arc<AtomicUsize>; 2],
 }
 
 impl Drop for EventStream {
     fn drop(&mut self) {
-        self.subscribers.fetch_sub(1, Ordering::Release);
+        for count in &self.counted {
+            count.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
@@ -266,20 +269,46 @@ type CounterKey = (
     &'static str,
 );
 
+/// One event channel and how many subscribe to it.
+#[derive(Clone)]
+struct Channel {
+    tx: broadcast::Sender<Arc<Event>>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl Channel {
+    fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity.max(16)).0,
+            subscribers: Arc::default(),
+        }
+    }
+}
+
+/// The most events one partition's subscriber may fall behind by before it lags.
+const PARTITION_CAPACITY: usize = 1024;
+
 /// The runtime's telemetry hub.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
-    tx: broadcast::Sender<Arc<Event>>,
+    /// Every partition's events.
+    all: Channel,
+    /// One channel per partition someone subscribed to: a subscriber of one partition
+    /// never holds another's events, and falls behind only on its own.
+    partitions: Arc<DashMap<Partition, Channel>>,
+    capacity: usize,
     partition_labels: bool,
     cache: Arc<MetricCache>,
+    /// Subscribers of any channel.
     subscribers: Arc<AtomicUsize>,
 }
 
 impl Telemetry {
     pub(crate) fn new(capacity: usize, partition_labels: bool) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(16));
         Self {
-            tx,
+            all: Channel::new(capacity),
+            partitions: Arc::default(),
+            capacity,
             partition_labels,
             cache: Arc::default(),
             subscribers: Arc::default(),
@@ -287,10 +316,27 @@ impl Telemetry {
     }
 
     pub(crate) fn subscribe(&self) -> EventStream {
+        self.listen(&self.all)
+    }
+
+    /// Subscribes to `partition`'s events only.
+    pub(crate) fn subscribe_partition(&self, partition: &Partition) -> EventStream {
+        let channel = self
+            .partitions
+            .entry(partition.clone())
+            .or_insert_with(|| Channel::new(self.capacity.min(PARTITION_CAPACITY)))
+            .clone();
+        self.listen(&channel)
+    }
+
+    fn listen(&self, channel: &Channel) -> EventStream {
+        // Counted before subscribing: an event emitted meanwhile may reach it early, but
+        // none is held back from a subscriber that is counted.
         self.subscribers.fetch_add(1, Ordering::Release);
+        channel.subscribers.fetch_add(1, Ordering::Release);
         EventStream {
-            rx: self.tx.subscribe(),
-            subscribers: self.subscribers.clone(),
+            rx: channel.tx.subscribe(),
+            counted: [self.subscribers.clone(), channel.subscribers.clone()],
         }
     }
 
@@ -302,14 +348,23 @@ impl Telemetry {
     }
 
     pub(crate) fn emit(&self, identity: &crate::Identity, kind: EventKind) {
-        if self.wanted() {
-            let _ = self.tx.send(Arc::new(Event {
-                partition: identity.partition.clone(),
-                manager: identity.manager.clone(),
-                key: identity.key.clone(),
-                at: SystemTime::now(),
-                kind,
-            }));
+        if !self.wanted() {
+            return;
+        }
+        let event = Arc::new(Event {
+            partition: identity.partition.clone(),
+            manager: identity.manager.clone(),
+            key: identity.key.clone(),
+            at: SystemTime::now(),
+            kind,
+        });
+        if let Some(own) = self.partitions.get(&identity.partition)
+            && own.subscribers.load(Ordering::Acquire) > 0
+        {
+            let _ = own.tx.send(event.clone());
+        }
+        if self.all.subscribers.load(Ordering::Acquire) > 0 {
+            let _ = self.all.tx.send(event);
         }
     }
 

@@ -167,3 +167,40 @@ async fn events_and_metrics_carry_partition_manager_and_key() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitions_subscriber_gets_its_events_only_and_lags_by_its_own_alone() {
+    let rt = Runtime::builder().event_capacity(16).build();
+    let counters = rt
+        .register::<Counter>("counters", ManagerConfig::default())
+        .unwrap();
+    let (acme, globex) = (
+        tenantry::Partition::new("acme").unwrap(),
+        tenantry::Partition::new("globex").unwrap(),
+    );
+    let mut own = rt.subscribe_partition(&acme);
+    // Far more of globex's events than a buffer holds: acme's subscriber sees none of
+    // them and does not fall behind for them.
+    for i in 0..40 {
+        counters.get(format!("g{i}"), &globex).await.unwrap();
+    }
+    assert!(
+        own.try_recv().is_none(),
+        "nothing of globex's reached acme's stream"
+    );
+    counters.get("a1", &acme).await.unwrap();
+    let event = own.recv().await.unwrap();
+    assert_eq!(event.partition, acme);
+    assert!(matches!(event.kind, EventKind::Started), "{:?}", event.kind);
+    // Its own events past its buffer: it lags by them, and says how many it missed.
+    for i in 0..40 {
+        counters.get(format!("a{i}x"), &acme).await.unwrap();
+    }
+    match own.recv().await {
+        Err(tenantry::telemetry::RecvError::Lagged(n)) => assert!(n >= 40 - 16, "{n}"),
+        other => panic!("expected a lag, got {other:?}"),
+    }
+    while let Some(next) = own.try_recv() {
+        assert_eq!(next.unwrap().partition, acme);
+    }
+}

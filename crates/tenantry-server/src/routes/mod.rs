@@ -6,6 +6,7 @@
 //! request itself.
 
 mod admin;
+pub mod events;
 pub mod extract;
 mod ops;
 mod pods;
@@ -37,6 +38,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/partitions/{partition}/handlers", get(tenant::handlers))
         .route("/v1/partitions/{partition}/usage", get(tenant::usage))
         .route("/v1/admin/usage", get(admin::usage))
+        .route("/v1/partitions/{partition}/events", get(events::tenant))
+        .route("/v1/admin/events", get(events::admin))
         .route(
             "/v1/partitions/{partition}/instances",
             get(tenant::instances),
