@@ -245,6 +245,13 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
             "partitions", vec![p()], TENANT_ERRORS, usage_schema())}),
     );
     paths.insert(
+        "/v1/whoami".into(),
+        json!({"get": op("What the key is: `{\"kind\": \"admin\"}` or `{\"kind\": \"tenant\", \"partition\": name}` (the dashboard asks this first).",
+            "partitions", vec![], &[401, 500],
+            json!({"type": "object", "required": ["kind"], "properties": {
+                "kind": {"enum": ["admin", "tenant"]}, "partition": {"type": "string"}}}))}),
+    );
+    paths.insert(
         "/v1/partitions/{partition}/events".into(),
         json!({"get": {
             "summary": "The tenant's runtime events, live (Server-Sent Events): activations, hibernations, thaws, crashes, restarts, give-ups, pod reconciles, effect failures. Never another tenant's. At most 8 streams per tenant and 128 in all (429 `too_many_streams`).",

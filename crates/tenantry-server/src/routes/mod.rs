@@ -11,6 +11,7 @@ pub mod extract;
 mod ops;
 mod pods;
 mod tenant;
+mod ui;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -73,6 +74,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(ops::tenant_metrics),
         )
         .route("/healthz", get(ops::healthz))
+        .route("/ui", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
+        .route("/v1/whoami", get(ui::whoami))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

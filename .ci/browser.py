@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Drives the dashboard (/ui) in a real browser: Debian's chromium through its
+chromium-driver, spoken to over the W3C WebDriver protocol with the standard library
+only (no browser download, no pip package).
+
+It starts `tenantry serve` (the demo, on a fresh redb store) and checks, as a user would:
+- the admin signs in and sees the demo tenants;
+- a handler invoked over HTTP shows in the tenant's calls without a reload, and its
+  activation appears in the tenant page's live events;
+- a tenant key sees its own tenant only: no other tenant's name on the page or in any
+  response the page fetched;
+- the admin onboards a tenant and offboards it from the UI, through a confirmation that
+  names it;
+- every page, at 1280x800 and 390x844, has no horizontal overflow; a screenshot of each
+  is written to the output directory.
+
+Usage: .ci/browser.py path/to/tenantry [output-dir]
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ADMIN = "browser-admin-key"
+TENANTS = {"acme": "demo-acme-key", "globex": "demo-globex-key", "initech": "demo-initech-key"}
+SIZES = [(1280, 800), (390, 844)]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, key=None, timeout=10):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_for(what, check, timeout=15.0, every=0.2):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as error:  # the page may be between renders
+            last = error
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Browser:
+    """A WebDriver session on chromium."""
+
+    def __init__(self, driver_url):
+        self.base = driver_url
+        caps = {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": shutil.which("chromium") or "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu", "--window-size=1280,800"],
+            },
+        }}}
+        value = self.call("POST", "/session", caps)
+        self.session = f"/session/{value['sessionId']}"
+
+    def call(self, method, path, body=None):
+        status, raw = http(method, self.base + path, body if body is not None else ({} if method == "POST" else None), timeout=60)
+        answer = json.loads(raw or b"{}")
+        if status >= 400:
+            raise RuntimeError(f"webdriver {method} {path}: {status} {answer}")
+        return answer.get("value")
+
+    def s(self, method, path, body=None):
+        return self.call(method, self.session + path, body)
+
+    def go(self, url):
+        self.s("POST", "/url", {"url": url})
+
+    def script(self, source, *args):
+        return self.s("POST", "/execute/sync", {"script": source, "args": list(args)})
+
+    def find(self, css):
+        found = self.s("POST", "/elements", {"using": "css selector", "value": css})
+        return [next(iter(e.values())) for e in found]
+
+    def one(self, css, timeout=15.0):
+        return wait_for(f"an element {css}", lambda: (self.find(css) or [None])[0], timeout)
+
+    def click(self, css):
+        self.s("POST", f"/element/{self.one(css)}/click")
+
+    def type(self, css, text):
+        element = self.one(css)
+        self.s("POST", f"/element/{element}/clear")
+        self.s("POST", f"/element/{element}/value", {"text": text})
+
+    def text(self):
+        return self.script("return document.body.innerText;")
+
+    def size(self, width, height):
+        self.s("POST", "/window/rect", {"width": width, "height": height})
+
+    def screenshot(self, path):
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self.s("GET", "/screenshot")))
+
+    def quit(self):
+        try:
+            self.s("DELETE", "")
+        except Exception:
+            pass
+
+
+def check_layout(browser, out, name):
+    """Screenshots the page at each size and checks nothing overflows sideways."""
+    for width, height in SIZES:
+        browser.size(width, height)
+        time.sleep(0.4)
+        overflow = browser.script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+        browser.screenshot(os.path.join(out, f"{name}-{width}x{height}.png"))
+        assert overflow[0] <= overflow[1], f"{name} overflows at {width}x{height}: {overflow}"
+    browser.size(*SIZES[0])
+
+
+def sign_in(browser, base, key):
+    browser.go(f"{base}/ui#/")
+    browser.script("sessionStorage.clear(); location.reload();")
+    browser.type("#key", key)
+    browser.click("#sign-in button")
+    wait_for("signed in", lambda: browser.find("#sign-out") and "Sign in" not in browser.text())
+
+
+def calls_of(browser, tenant):
+    return browser.script(
+        "const row = document.querySelector(`#tenants tr[data-partition='${arguments[0]}']`);"
+        "return row ? Number(row.children[4].textContent) : null;", tenant)
+
+
+def main():
+    binary = sys.argv[1]
+    out = sys.argv[2] if len(sys.argv) > 2 else "target/ui-screenshots"
+    os.makedirs(out, exist_ok=True)
+    data = tempfile.mkdtemp()
+    port, driver_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, TENANTRY_ADMIN_KEY=ADMIN, RUST_LOG="warn")
+    server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen([shutil.which("chromedriver") or "/usr/bin/chromedriver", f"--port={driver_port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    browser = None
+    try:
+        wait_for("the server", lambda: http("GET", f"{base}/readyz")[0] == 200)
+        wait_for("the driver", lambda: http("GET", f"http://127.0.0.1:{driver_port}/status")[0] == 200)
+        browser = Browser(f"http://127.0.0.1:{driver_port}")
+
+        # The admin sees the demo tenants.
+        sign_in(browser, base, ADMIN)
+        for tenant in TENANTS:
+            wait_for(f"tenant {tenant} listed", lambda t=tenant: calls_of(browser, t) is not None)
+        check_layout(browser, out, "tenants")
+
+        # A call over HTTP shows without a reload.
+        before = calls_of(browser, "acme")
+        for _ in range(5):
+            status, _ = http("POST", f"{base}/v1/partitions/acme/invoke/tenant-db.query",
+                             {"sql": "select 1"}, TENANTS["acme"])
+            assert status == 200, status
+        wait_for("acme's calls to rise", lambda: calls_of(browser, "acme") >= before + 5)
+
+        # The tenant page: its live events show an activation made over HTTP.
+        browser.go(f"{base}/ui#/tenant/acme")
+        browser.one("#events")
+        time.sleep(0.5)  # the stream is open before the call
+        status, _ = http("POST", f"{base}/v1/partitions/acme/invoke/workspace_workers.note?key=browser",
+                         {"text": "seen in a browser"}, TENANTS["acme"])
+        assert status == 200, status
+        wait_for("the activation in the live events",
+                 lambda: browser.find("#events li[data-kind='started']"))
+        wait_for("the agent listed", lambda: "browser" in browser.script(
+            "return document.querySelector('#agent-table tbody')?.innerText || '';"))
+        check_layout(browser, out, "tenant-acme")
+
+        # A tenant key: its own tenant only, on the page and in every response it fetched.
+        sign_in(browser, base, TENANTS["globex"])
+        wait_for("globex's page", lambda: "Tenant globex" in browser.text())
+        time.sleep(2.5)  # at least one refresh
+        page = browser.text()
+        for other in ("acme", "initech"):
+            assert other not in page, f"{other} on globex's page"
+        urls = browser.script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+            ".filter(u => u.includes('/v1/') && !u.endsWith('/events'));")
+        assert urls, "the page fetched nothing"
+        for url in set(urls):
+            assert "/v1/admin" not in url, f"a tenant page asked for {url}"
+            status, body = http("GET", url, key=TENANTS["globex"])
+            for other in ("acme", "initech"):
+                assert other.encode() not in body, f"{url} answered with {other}"
+        check_layout(browser, out, "tenant-globex")
+
+        # The admin onboards a tenant, then offboards it through the confirmation.
+        sign_in(browser, base, ADMIN)
+        browser.type("#new-tenant", "hooli")
+        browser.click("#onboard button")
+        wait_for("hooli onboarded", lambda: "Onboarded hooli" in browser.text())
+        browser.go(f"{base}/ui#/tenant/hooli")
+        browser.click("#offboard")
+        confirm = wait_for("the confirmation", lambda: browser.find("#confirm-offboard") and browser.text())
+        assert "Offboard hooli?" in confirm and "data is kept" in confirm, confirm
+        check_layout(browser, out, "offboard-confirm")
+        browser.click("#confirm-offboard-yes")
+        wait_for("back on the tenants", lambda: browser.find("#tenants"))
+        wait_for("hooli gone", lambda: calls_of(browser, "hooli") is None and calls_of(browser, "acme") is not None)
+        status, _ = http("GET", f"{base}/v1/admin/partitions/hooli/placement", key=ADMIN)
+        assert status == 404, status
+        print(f"dashboard: every check passed; screenshots in {out}")
+    finally:
+        if browser:
+            browser.quit()
+        driver.terminate()
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+// The Tenantry dashboard: a plain ES module, no dependencies.
+//
+// The API key lives in this tab's session storage only (never in a URL); every request
+// carries it as a bearer token, so the server decides what the page may see. All text
+// from the server is set as text, never parsed as HTML.
+
+const KEY = "tenantry.key";
+const REFRESH_MS = 2000;
+const PAGE = 50;
+const MAX_EVENTS = 200;
+
+const main = document.getElementById("main");
+const who = document.getElementById("who");
+const signOut = document.getElementById("sign-out");
+
+/** Stops what the current page runs (timers, streams) when the page changes. */
+let leave = () => {};
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/** Calls the API with the tab's key; resolves to the `result` or throws the error. */
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const answer = await response.json().catch(() => ({ ok: false, error: { code: "bad_answer", message: response.statusText } }));
+  if (!answer.ok) {
+    const error = new Error(answer.error?.message || response.statusText);
+    error.status = response.status;
+    error.code = answer.error?.code;
+    throw error;
+  }
+  return answer.result;
+}
+
+function bytes(n) {
+  if (n === undefined || n === null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+function section(title, ...children) {
+  return el("section", {}, el("h2", {}, title), ...children);
+}
+
+/** A table whose columns sort on a click of their header. */
+function sortableTable(id, columns, rows, sort) {
+  const sorted = [...rows].sort((a, b) => {
+    const x = a[sort.by], y = b[sort.by];
+    const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+    return sort.descending ? -order : order;
+  });
+  return el("div", { class: "scroll" }, el("table", { id },
+    el("thead", {}, el("tr", {}, columns.map(c => el("th", {
+      "data-sort": c.key, class: c.numeric ? "num" : null,
+      onclick: () => { sort.descending = sort.by === c.key ? !sort.descending : c.numeric; sort.by = c.key; sort.redraw(); },
+    }, c.title)))),
+    el("tbody", {}, sorted.map(row => el("tr", { "data-partition": row.partition },
+      columns.map(c => el("td", { class: c.numeric ? "num" : null }, c.render ? c.render(row) : row[c.key])))))));
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in.
+
+function signIn(message) {
+  leave();
+  who.textContent = "";
+  signOut.hidden = true;
+  const input = el("input", { type: "password", id: "key", placeholder: "API key", autocomplete: "off", required: true });
+  const status = el("p", { class: "error", id: "sign-in-error" }, message || "");
+  const form = el("form", { class: "inline", id: "sign-in", onsubmit: async event => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, input.value.trim());
+    try {
+      await api("GET", "/v1/whoami");
+      route();
+    } catch (error) {
+      sessionStorage.removeItem(KEY);
+      status.textContent = error.status === 401 ? "That key is not known." : error.message;
+    }
+  } }, input, el("button", { type: "submit" }, "Sign in"));
+  main.replaceChildren(section("Sign in", el("p", { class: "muted" }, "An admin key sees every tenant; a tenant key its own."), form, status));
+  input.focus();
+}
+
+signOut.addEventListener("click", () => {
+  sessionStorage.removeItem(KEY);
+  location.hash = "#/";
+  signIn();
+});
+
+// ---------------------------------------------------------------------------------------
+// The admin's tenants.
+
+async function tenantsPage() {
+  const sort = { by: "partition", descending: false, redraw: () => {} };
+  const table = el("div", {}, el("p", { class: "muted" }, "Loading…"));
+  const notice = el("div", { id: "onboarded" });
+  const name = el("input", { id: "new-tenant", placeholder: "new tenant name", required: true });
+  const onboard = el("form", { class: "inline", id: "onboard", onsubmit: async event => {
+    event.preventDefault();
+    try {
+      const made = await api("POST", "/v1/admin/partitions", { partition: name.value.trim() });
+      notice.replaceChildren(el("p", {}, `Onboarded ${made.partition}. Its API key, shown this once:`),
+        el("p", { class: "secret" }, made.api_key));
+      name.value = "";
+      await refresh();
+    } catch (error) {
+      notice.replaceChildren(el("p", { class: "error" }, error.message));
+    }
+  } }, name, el("button", { type: "submit" }, "Onboard"));
+  const cluster = el("div");
+  main.replaceChildren(section("Tenants", table), section("Onboard a tenant", onboard, notice), cluster);
+
+  let rows = [];
+  let last = null;
+  const columns = [
+    { key: "partition", title: "Tenant", render: r => el("a", { href: `#/tenant/${encodeURIComponent(r.partition)}` }, r.partition) },
+    { key: "rate", title: "Calls/s", numeric: true, render: r => r.rate.toFixed(1) },
+    { key: "live", title: "Live instances", numeric: true },
+    { key: "in_flight", title: "In flight", numeric: true },
+    { key: "admitted", title: "Calls", numeric: true },
+    { key: "throttled", title: "Throttled", numeric: true },
+    { key: "stored", title: "Stored", numeric: true, render: r => bytes(r.stored) },
+  ];
+  sort.redraw = () => table.replaceChildren(sortableTable("tenants", columns, rows, sort));
+
+  async function refresh() {
+    const [tenants, usage] = await Promise.all([api("GET", "/v1/admin/partitions"), api("GET", "/v1/admin/usage")]);
+    const now = performance.now();
+    rows = tenants.map(t => {
+      const u = usage[t.partition] || {};
+      const thr = u.throttled || {};
+      const admitted = u.admitted || 0;
+      const before = last?.admitted[t.partition];
+      const rate = before === undefined ? 0 : Math.max(0, admitted - before) / ((now - last.at) / 1000);
+      return {
+        partition: t.partition, rate, admitted, live: u.live_instances || 0, in_flight: u.in_flight || 0,
+        throttled: (thr.rate || 0) + (thr.concurrency || 0) + (thr.fair_share || 0) + (thr.instances || 0),
+        stored: u.stored?.bytes ?? 0,
+      };
+    });
+    last = { at: now, admitted: Object.fromEntries(rows.map(r => [r.partition, r.admitted])) };
+    sort.redraw();
+  }
+
+  async function showCluster() {
+    try {
+      const c = await api("GET", "/v1/admin/cluster");
+      if (!c || c.enabled === false) return;
+      cluster.replaceChildren(section("Cluster", el("pre", { class: "scroll" }, JSON.stringify(c, null, 2))));
+    } catch { /* not in cluster mode */ }
+  }
+
+  await refresh();
+  await showCluster();
+  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+  leave = () => clearInterval(timer);
+}
+
+// ---------------------------------------------------------------------------------------
+// One tenant.
+
+async function tenantPage(partition, admin) {
+  const base = `/v1/partitions/${encodeURIComponent(partition)}`;
+  const usageBox = el("div", { class: "cards", id: "usage" });
+  const components = el("div", { id: "components" });
+  const agents = el("div", { id: "agents" });
+  const events = el("ul", { id: "events" });
+  const search = el("input", { id: "agent-search", placeholder: "search keys", oninput: () => { page = 0; drawAgents(); } });
+  const actions = el("div");
+  let keyed = [];
+  let page = 0;
+
+  main.replaceChildren(
+    el("h2", {}, `Tenant ${partition}`),
+    section("Usage", usageBox),
+    section("Components", components),
+    section("Agents and pods", search, agents),
+    section("Live events", events),
+    actions,
+  );
+
+  function card(title, value) {
+    return el("div", { class: "card" }, el("span", { class: "muted" }, title), el("b", {}, value));
+  }
+
+  function statusCell(status) {
+    const state = status?.state || "unknown";
+    const reason = typeof status?.reason === "string" ? status.reason : status?.reason?.error;
+    return el("span", { class: `state-${state}` }, state, reason ? ` — ${reason}` : "");
+  }
+
+  function drawAgents() {
+    const filter = search.value.trim().toLowerCase();
+    const shown = keyed.filter(k => `${k.manager} ${k.key}`.toLowerCase().includes(filter));
+    const pages = Math.max(1, Math.ceil(shown.length / PAGE));
+    page = Math.min(page, pages - 1);
+    const slice = shown.slice(page * PAGE, (page + 1) * PAGE);
+    agents.replaceChildren(
+      el("div", { class: "scroll" }, el("table", { id: "agent-table" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Manager"), el("th", {}, "Key"), el("th", {}, "State"), admin ? el("th", {}, "") : null)),
+        el("tbody", {}, slice.map(k => el("tr", {},
+          el("td", {}, k.manager), el("td", {}, k.key), el("td", {}, statusCell(k.status)),
+          admin ? el("td", {}, el("button", { type: "button", class: "danger", onclick: () => stopAgent(k) }, "Stop")) : null))))),
+      el("p", { class: "muted" }, `${shown.length} live or backing off · page ${page + 1} of ${pages} `,
+        el("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; drawAgents(); } }, "Previous"), " ",
+        el("button", { type: "button", disabled: page >= pages - 1, onclick: () => { page += 1; drawAgents(); } }, "Next")));
+  }
+
+  async function stopAgent(k) {
+    try {
+      await api("DELETE", `${base}/instances/${encodeURIComponent(k.manager)}/${encodeURIComponent(k.key)}`);
+      await refresh();
+    } catch (error) {
+      actions.replaceChildren(section("Error", el("p", { class: "error" }, error.message)));
+    }
+  }
+
+  async function restart(name) {
+    try {
+      await api("POST", `/v1/admin/instances/${encodeURIComponent(name)}/restart`);
+      await refresh();
+    } catch (error) {
+      actions.replaceChildren(section("Error", el("p", { class: "error" }, error.message)));
+    }
+  }
+
+  async function refresh() {
+    const [usage, instances] = await Promise.all([api("GET", `${base}/usage`), api("GET", `${base}/instances`)]);
+    const thr = usage.throttled || {};
+    usageBox.replaceChildren(
+      card("Live instances", usage.live_instances),
+      card("In flight", usage.in_flight),
+      card("Calls", usage.admitted),
+      card("Throttled", (thr.rate || 0) + (thr.concurrency || 0) + (thr.fair_share || 0) + (thr.instances || 0)),
+      card("Stored", bytes(usage.stored?.bytes)),
+    );
+    components.replaceChildren(el("div", { class: "scroll" }, el("table", { id: "component-table" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Factory"), el("th", {}, "Status"), admin ? el("th", {}, "") : null)),
+      el("tbody", {}, (instances.components || []).map(c => el("tr", {},
+        el("td", {}, c.name), el("td", {}, c.factory), el("td", {}, statusCell(c.status)),
+        admin ? el("td", {}, c.status?.state === "active" ? "" : el("button", { type: "button", onclick: () => restart(c.name) }, "Restart")) : null))))));
+    keyed = instances.keyed || [];
+    drawAgents();
+  }
+
+  function offboardPanel() {
+    const purge = el("input", { type: "checkbox", id: "purge" });
+    const confirmBox = el("div");
+    const ask = () => confirmBox.replaceChildren(el("div", { class: "confirm", id: "confirm-offboard" },
+      el("p", {}, `Offboard ${partition}? Its keys stop working and its instances stop. `,
+        purge.checked ? "Its data is purged: checkpoints, storage, credentials and config are deleted for good." : "Its data is kept and can be purged later."),
+      el("button", { type: "button", class: "danger", id: "confirm-offboard-yes", onclick: async () => {
+        try {
+          await api("DELETE", `/v1/admin/partitions/${encodeURIComponent(partition)}${purge.checked ? "?purge=true" : ""}`);
+          location.hash = "#/";
+        } catch (error) {
+          confirmBox.replaceChildren(el("p", { class: "error" }, error.message));
+        }
+      } }, `Offboard ${partition}`), " ",
+      el("button", { type: "button", onclick: () => confirmBox.replaceChildren() }, "Cancel")));
+    return section("Offboard", el("label", {}, purge, " purge its data"), " ",
+      el("button", { type: "button", class: "danger", id: "offboard", onclick: ask }, "Offboard…"), confirmBox);
+  }
+  if (admin) actions.replaceChildren(offboardPanel());
+
+  // The live events: a fetch that reads the stream, so the key goes in a header.
+  const abort = new AbortController();
+  (async () => {
+    const response = await fetch(`${base}/events`, {
+      headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` }, signal: abort.signal,
+    });
+    if (!response.ok || !response.body) return;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const message = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const kind = /^event: (.*)$/m.exec(message)?.[1];
+        const data = /^data: (.*)$/m.exec(message)?.[1];
+        if (!data) continue;
+        const item = JSON.parse(data);
+        const text = kind === "dropped"
+          ? `… ${item.dropped} events dropped (this page fell behind)`
+          : `${new Date(item.at_ms).toLocaleTimeString()} ${item.kind} ${item.manager}/${item.key}`;
+        events.prepend(el("li", { "data-kind": item.kind || kind }, text));
+        while (events.children.length > MAX_EVENTS) events.lastChild.remove();
+      }
+    }
+  })().catch(() => {});
+
+  await refresh();
+  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+  leave = () => { clearInterval(timer); abort.abort(); };
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing: #/ and #/tenant/<name>.
+
+async function route() {
+  leave();
+  leave = () => {};
+  if (!sessionStorage.getItem(KEY)) return signIn();
+  let me;
+  try {
+    me = await api("GET", "/v1/whoami");
+  } catch (error) {
+    sessionStorage.removeItem(KEY);
+    return signIn(error.status === 401 ? "Your key is no longer valid." : error.message);
+  }
+  const admin = me.kind === "admin";
+  who.textContent = admin ? "admin" : `tenant ${me.partition}`;
+  signOut.hidden = false;
+  const wanted = /^#\/tenant\/(.+)$/.exec(location.hash);
+  try {
+    if (wanted) await tenantPage(decodeURIComponent(wanted[1]), admin);
+    else if (admin) await tenantsPage();
+    else await tenantPage(me.partition, false);
+  } catch (error) {
+    main.replaceChildren(section("Error", el("p", { class: "error" }, error.message)));
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();
