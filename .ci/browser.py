@@ -5,6 +5,7 @@ only (no browser download, no pip package).
 
 It starts `tenantry serve` (the demo, on a fresh redb store) and checks, as a user would:
 - the admin signs in and sees the demo tenants;
+- a pod opened from a tenant's page shows its tree of nodes and their states;
 - a handler invoked over HTTP shows in the tenant's calls without a reload, and its
   activation appears in the tenant page's live events;
 - a tenant key sees its own tenant only: no other tenant's name on the page or in any
@@ -132,11 +133,14 @@ class Browser:
             pass
 
 
-def check_layout(browser, out, name):
-    """Screenshots the page at each size and checks nothing overflows sideways."""
+def check_layout(browser, out, name, focus=None):
+    """Screenshots the page at each size (scrolled to `focus`, a CSS selector, if given)
+    and checks nothing overflows sideways."""
     for width, height in SIZES:
         browser.size(width, height)
         time.sleep(0.4)
+        if focus:
+            browser.script("document.querySelector(arguments[0]).scrollIntoView();", focus)
         overflow = browser.script(
             "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
         browser.screenshot(os.path.join(out, f"{name}-{width}x{height}.png"))
@@ -202,6 +206,16 @@ def main():
         wait_for("the agent listed", lambda: "browser" in browser.script(
             "return document.querySelector('#agent-table tbody')?.innerText || '';"))
         check_layout(browser, out, "tenant-acme")
+
+        # A pod, opened from the list: its tree of nodes with their states.
+        status, _ = http("POST", f"{base}/v1/partitions/acme/pods/workspace_pods/team", {}, TENANTS["acme"])
+        assert status == 200, status
+        browser.click("#agent-search")  # the list refreshes on its own
+        browser.click("button[data-pod='team']")
+        tree = wait_for("the pod's tree", lambda: browser.find("#pod li[data-node='coordinator']") and browser.script(
+            "return document.querySelector('#pod').innerText;"))
+        assert "coordinator (agent) adopted" in tree and "reviewer (agent) stopped" in tree, tree
+        check_layout(browser, out, "pod-team", focus="#pod")
 
         # A tenant key: its own tenant only, on the page and in every response it fetched.
         sign_in(browser, base, TENANTS["globex"])

@@ -266,7 +266,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     );
     paths.insert(
         "/v1/partitions/{partition}/instances".into(),
-        json!({"get": op("The partition's component instances and keyed instances (live or backing off), with their status.",
+        json!({"get": op("The partition's component instances and keyed instances (live or backing off), with their status; `pod` says whether a keyed one is a pod (its node tree: `GET .../pods/{manager}/{key}`).",
             "partitions", vec![p()], TENANT_ERRORS, json!({"type": "object"}))}),
     );
     paths.insert(

@@ -100,7 +100,7 @@ async fn every_route_answers_for_the_demo_tenants() {
     assert_eq!(
         v["result"]["keyed"],
         json!([{"manager": "workspace_workers", "factory": "worker", "key": "k1",
-                "status": {"state": "active"}}])
+                "pod": false, "status": {"state": "active"}}])
     );
     let r = c
         .delete(

@@ -181,6 +181,7 @@ async function tenantPage(partition, admin) {
   const events = el("ul", { id: "events" });
   const search = el("input", { id: "agent-search", placeholder: "search keys", oninput: () => { page = 0; drawAgents(); } });
   const actions = el("div");
+  const podBox = el("div", { id: "pod" });
   let keyed = [];
   let page = 0;
 
@@ -189,6 +190,7 @@ async function tenantPage(partition, admin) {
     section("Usage", usageBox),
     section("Components", components),
     section("Agents and pods", search, agents),
+    podBox,
     section("Live events", events),
     actions,
   );
@@ -213,11 +215,43 @@ async function tenantPage(partition, admin) {
       el("div", { class: "scroll" }, el("table", { id: "agent-table" },
         el("thead", {}, el("tr", {}, el("th", {}, "Manager"), el("th", {}, "Key"), el("th", {}, "State"), admin ? el("th", {}, "") : null)),
         el("tbody", {}, slice.map(k => el("tr", {},
-          el("td", {}, k.manager), el("td", {}, k.key), el("td", {}, statusCell(k.status)),
+          el("td", {}, k.manager),
+          el("td", {}, k.pod ? el("button", { type: "button", class: "link", "data-pod": k.key, onclick: () => showPod(k.manager, k.key) }, k.key) : k.key),
+          el("td", {}, statusCell(k.status)),
           admin ? el("td", {}, el("button", { type: "button", class: "danger", onclick: () => stopAgent(k) }, "Stop")) : null))))),
       el("p", { class: "muted" }, `${shown.length} live or backing off · page ${page + 1} of ${pages} `,
         el("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; drawAgents(); } }, "Previous"), " ",
         el("button", { type: "button", disabled: page >= pages - 1, onclick: () => { page += 1; drawAgents(); } }, "Next")));
+  }
+
+  /** A pod's nodes as a tree (by the parent each should have), nested pods within. */
+  async function podTree(manager, key, depth) {
+    const snap = await api("GET", `${base}/pods/${encodeURIComponent(manager)}/${encodeURIComponent(key)}`);
+    const id = (m, k) => JSON.stringify([m, k]);
+    const children = new Map();
+    for (const node of snap.nodes) {
+      const parent = id(node.expected_parent.manager, node.expected_parent.key);
+      if (!children.has(parent)) children.set(parent, []);
+      children.get(parent).push(node);
+    }
+    const branch = async parent => el("ul", {}, await Promise.all((children.get(parent) || []).map(async node => {
+      const nested = node.kind === "pod" && node.status !== "stopped" && depth < 4
+        ? await podTree(node.manager, node.key, depth + 1).catch(() => null) : null;
+      return el("li", { "data-node": node.name, "data-status": node.status },
+        `${node.name} (${node.kind}) `, el("span", { class: `node-${node.status}` }, node.status.replaceAll("_", " ")),
+        nested, await branch(id(node.manager, node.key)));
+    })));
+    return el("div", { class: "pod-tree" },
+      el("strong", {}, `pod ${snap.pod.manager}/${snap.pod.key} · topology v${snap.topology_version}`),
+      await branch(id(snap.pod.manager, snap.pod.key)));
+  }
+
+  async function showPod(manager, key) {
+    try {
+      podBox.replaceChildren(section(`Pod ${key}`, await podTree(manager, key, 0)));
+    } catch (error) {
+      podBox.replaceChildren(section(`Pod ${key}`, el("p", { class: "error" }, error.message)));
+    }
   }
 
   async function stopAgent(k) {

@@ -75,21 +75,24 @@ pub async fn instances(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult
             })
             .collect();
         let mut keyed = Vec::new();
+        let pods = app.runtime.pod_manager_names();
         for name in app.runtime.manager_names() {
             if app.is_component_manager(&name) {
                 continue;
             }
+            let pod = pods.contains(&name);
             if let Some(m) = app.runtime.manager_dyn(&name) {
                 for key in m.stats_dyn(&p).keys {
                     keyed.push(json!({
-                        "manager": name, "factory": m.factory(), "key": key,
+                        "manager": name, "factory": m.factory(), "key": key, "pod": pod,
                         "status": {"state": "active"},
                     }));
                 }
                 for (key, failure) in m.failures_dyn(&p) {
                     let status = status_json(&InstanceStatus::backing_off(&failure), admin);
                     keyed.push(json!({
-                        "manager": name, "factory": m.factory(), "key": key, "status": status,
+                        "manager": name, "factory": m.factory(), "key": key, "pod": pod,
+                        "status": status,
                     }));
                 }
             }
