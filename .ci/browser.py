@@ -109,7 +109,16 @@ class Browser:
         return wait_for(f"an element {css}", lambda: (self.find(css) or [None])[0], timeout)
 
     def click(self, css):
-        self.s("POST", f"/element/{self.one(css)}/click")
+        # The page redraws its tables every 2 s: an element found just before may be
+        # gone by the click; find it again.
+        for attempt in range(5):
+            try:
+                self.s("POST", f"/element/{self.one(css)}/click")
+                return
+            except RuntimeError as error:
+                if "stale" not in str(error) or attempt == 4:
+                    raise
+                time.sleep(0.2)
 
     def type(self, css, text):
         element = self.one(css)
@@ -150,7 +159,10 @@ def check_layout(browser, out, name, focus=None):
 
 def sign_in(browser, base, key):
     browser.go(f"{base}/ui#/")
-    browser.script("sessionStorage.clear(); location.reload();")
+    browser.script("sessionStorage.clear(); window.beforeReload = true; location.reload();")
+    wait_for("the page reloaded", lambda: browser.script(
+        "return window.beforeReload === undefined && document.readyState === 'complete'"
+        " && !!document.querySelector('#key');"))
     browser.type("#key", key)
     browser.click("#sign-in button")
     wait_for("signed in", lambda: browser.find("#sign-out") and "Sign in" not in browser.text())
@@ -196,8 +208,7 @@ def main():
 
         # The tenant page: its live events show an activation made over HTTP.
         browser.go(f"{base}/ui#/tenant/acme")
-        browser.one("#events")
-        time.sleep(0.5)  # the stream is open before the call
+        wait_for("the event stream open", lambda: browser.find("#events[data-state='open']"))
         status, _ = http("POST", f"{base}/v1/partitions/acme/invoke/workspace_workers.note?key=browser",
                          {"text": "seen in a browser"}, TENANTS["acme"])
         assert status == 200, status
@@ -256,7 +267,10 @@ def main():
             browser.quit()
         driver.terminate()
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -529,6 +529,8 @@ impl App {
         let (removed_instances, hibernated) = if active {
             book.tenants.remove(name);
             self.runtime.quotas().forget(&partition);
+            // Its keys are gone: so are its open event streams.
+            self.streams.close_partition(&partition);
             self.retire_tenant(&partition).await
         } else {
             (Vec::new(), 0)

@@ -254,7 +254,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     paths.insert(
         "/v1/partitions/{partition}/events".into(),
         json!({"get": {
-            "summary": "The tenant's runtime events, live (Server-Sent Events): activations, hibernations, thaws, crashes, restarts, give-ups, pod reconciles, effect failures. Never another tenant's. At most 8 streams per tenant and 128 in all (429 `too_many_streams`).",
+            "summary": "The tenant's runtime events, live (Server-Sent Events): activations, hibernations, thaws, crashes, restarts, give-ups, pod reconciles, effect failures. Never another tenant's; offboarding ends its streams. In cluster mode, the events of the instances on the node that serves the stream. At most 8 streams per tenant, 1,024 for all tenants and 16 on the admin key (429 `too_many_streams`).",
             "tags": ["partitions"],
             "parameters": [p()],
             "responses": responses(events_ok(), &[400, 401, 403, 404, 429, 500])}}),

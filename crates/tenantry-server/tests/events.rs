@@ -50,6 +50,21 @@ async fn open(addr: SocketAddr, path: &str, key: Option<&str>) -> Stream {
 }
 
 impl Stream {
+    /// Whether the response ends (its last chunk, or the connection closes) within `wait`.
+    async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match tokio::time::timeout_at(deadline, self.reader.read_line(&mut line)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) if line == "0\r\n" => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
     /// The `runtime` events that arrive within `wait`, until `enough` says so; every raw
     /// line read is kept in `raw`.
     async fn events_until(
@@ -181,12 +196,15 @@ async fn streams_check_keys_are_bounded_per_tenant_and_end_at_shutdown() {
         r.text()
     );
     assert_eq!(r.header("retry-after"), Some("1"));
-    // Another tenant has its own budget.
+    // Another tenant has its own budget, and the admin looking at acme has its own.
     let globex = open(addr, "/v1/partitions/globex/events", Some(GLOBEX)).await;
     assert_eq!(globex.status, 200);
     open_streams.push(globex);
+    let admin = open(addr, "/v1/partitions/acme/events", Some(ADMIN)).await;
+    assert_eq!(admin.status, 200, "the admin's streams are not acme's");
+    open_streams.push(admin);
 
-    // Nine open streams do not hold the shutdown up.
+    // Open streams do not hold the shutdown up.
     let began = std::time::Instant::now();
     let summary = server.shutdown().await;
     assert!(summary.drained, "the open streams held the drain up");
@@ -195,4 +213,36 @@ async fn streams_check_keys_are_bounded_per_tenant_and_end_at_shutdown() {
         "{:?}",
         began.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboarding_a_tenant_ends_its_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let r = c
+        .post(
+            "/v1/admin/partitions",
+            Some(ADMIN),
+            &json!({"partition": "hooli"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let key = r.json()["result"]["api_key"].as_str().unwrap().to_owned();
+    let mut hooli = open(server.addr, "/v1/partitions/hooli/events", Some(&key)).await;
+    assert_eq!(hooli.status, 200);
+    let mut acme = open(server.addr, "/v1/partitions/acme/events", Some(ACME)).await;
+    let r = c
+        .delete("/v1/admin/partitions/hooli?purge=true", Some(ADMIN))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        hooli.ends_within(Duration::from_secs(5)).await,
+        "a revoked key's stream went on"
+    );
+    assert!(
+        !acme.ends_within(Duration::from_millis(300)).await,
+        "another tenant's stream ended"
+    );
+    server.shutdown().await;
 }

@@ -164,10 +164,12 @@ async function tenantsPage() {
     } catch { /* not in cluster mode */ }
   }
 
+  let timer = null;
+  let gone = false;
+  leave = () => { gone = true; clearInterval(timer); };
   await refresh();
   await showCluster();
-  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
-  leave = () => clearInterval(timer);
+  if (!gone) timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,55 +313,95 @@ async function tenantPage(partition, admin) {
   }
   if (admin) actions.replaceChildren(offboardPanel());
 
-  // The live events: a fetch that reads the stream, so the key goes in a header.
+  // Whatever this page starts stops when it is left, even before it finished loading.
   const abort = new AbortController();
-  (async () => {
-    const response = await fetch(`${base}/events`, {
-      headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` }, signal: abort.signal,
-    });
-    if (!response.ok || !response.body) return;
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const message = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const kind = /^event: (.*)$/m.exec(message)?.[1];
-        const data = /^data: (.*)$/m.exec(message)?.[1];
-        if (!data) continue;
-        const item = JSON.parse(data);
-        const text = kind === "dropped"
-          ? `… ${item.dropped} events dropped (this page fell behind)`
-          : `${new Date(item.at_ms).toLocaleTimeString()} ${item.kind} ${item.manager}/${item.key}`;
-        events.prepend(el("li", { "data-kind": item.kind || kind }, text));
-        while (events.children.length > MAX_EVENTS) events.lastChild.remove();
-      }
-    }
-  })().catch(() => {});
+  let timer = null;
+  leave = () => { abort.abort(); clearInterval(timer); };
+
+  // The live events: a fetch that reads the stream, so the key goes in a header.
+  streamEvents(`${base}/events`, abort.signal, events).catch(error => {
+    if (!abort.signal.aborted) events.dataset.state = `closed: ${error.message}`;
+  });
 
   await refresh();
-  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
-  leave = () => { clearInterval(timer); abort.abort(); };
+  if (!abort.signal.aborted) timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+}
+
+/** One server-sent message: its type and its data lines joined. */
+function parseMessage(block) {
+  let kind = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon === 0) continue; // a comment (keep-alive)
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") kind = value;
+    else if (field === "data") data.push(value);
+  }
+  return { kind, data: data.join("\n") };
+}
+
+/** Reads an event stream into `list` until `signal` aborts or the stream ends. */
+async function streamEvents(url, signal, list) {
+  const response = await fetch(url, {
+    headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` }, signal,
+  });
+  if (!response.ok || !response.body) {
+    const answer = await response.json().catch(() => null);
+    list.dataset.state = "refused";
+    list.replaceChildren(el("li", { class: "error" }, `Live events unavailable: ${answer?.error?.message || response.statusText}`));
+    return;
+  }
+  list.dataset.state = "open";
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer = (buffer + value).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const message = parseMessage(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (!message.data) continue;
+        let item;
+        try { item = JSON.parse(message.data); } catch { continue; }
+        const text = message.kind === "dropped"
+          ? `… ${item.dropped} events dropped (this page fell behind)`
+          : `${new Date(item.at_ms).toLocaleTimeString()} ${item.kind} ${item.manager}/${item.key}`;
+        list.prepend(el("li", { "data-kind": item.kind || message.kind }, text));
+        while (list.children.length > MAX_EVENTS) list.lastChild.remove();
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+    list.dataset.state = "closed";
+  }
 }
 
 // ---------------------------------------------------------------------------------------
 // Routing: #/ and #/tenant/<name>.
 
+/** Counts route changes: a route whose page changed while it awaited gives up. */
+let generation = 0;
+
 async function route() {
   leave();
   leave = () => {};
+  const mine = ++generation;
   if (!sessionStorage.getItem(KEY)) return signIn();
   let me;
   try {
     me = await api("GET", "/v1/whoami");
   } catch (error) {
+    if (mine !== generation) return;
     sessionStorage.removeItem(KEY);
     return signIn(error.status === 401 ? "Your key is no longer valid." : error.message);
   }
+  if (mine !== generation) return;
   const admin = me.kind === "admin";
   who.textContent = admin ? "admin" : `tenant ${me.partition}`;
   signOut.hidden = false;

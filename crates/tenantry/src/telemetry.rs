@@ -351,6 +351,17 @@ impl Telemetry {
         if !self.wanted() {
             return;
         }
+        // Where it goes, before it is built: a subscriber of another partition costs
+        // this one a map lookup, not an event.
+        let own = self
+            .partitions
+            .get(&identity.partition)
+            .filter(|own| own.subscribers.load(Ordering::Acquire) > 0)
+            .map(|own| own.tx.clone());
+        let all = self.all.subscribers.load(Ordering::Acquire) > 0;
+        if own.is_none() && !all {
+            return;
+        }
         let event = Arc::new(Event {
             partition: identity.partition.clone(),
             manager: identity.manager.clone(),
@@ -358,12 +369,10 @@ impl Telemetry {
             at: SystemTime::now(),
             kind,
         });
-        if let Some(own) = self.partitions.get(&identity.partition)
-            && own.subscribers.load(Ordering::Acquire) > 0
-        {
-            let _ = own.tx.send(event.clone());
+        if let Some(own) = own {
+            let _ = own.send(event.clone());
         }
-        if self.all.subscribers.load(Ordering::Acquire) > 0 {
+        if all {
             let _ = self.all.tx.send(event);
         }
     }

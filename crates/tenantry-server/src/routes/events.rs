@@ -9,8 +9,13 @@
 //! a crash says only that the instance crashed. Slow readers never slow the runtime: a
 //! stream has a bounded buffer, and one that falls behind gets a `dropped` message with
 //! how many of its events it missed, then goes on with the newest. Streams are counted:
-//! at most [`STREAMS_PER_TENANT`] per tenant and [`STREAMS_IN_ALL`] in all (429
-//! `too_many_streams` past them), since every open stream costs each event a send.
+//! at most [`STREAMS_PER_TENANT`] per tenant, [`TENANT_STREAMS_IN_ALL`] for all tenants
+//! together, and [`ADMIN_STREAMS`] on the admin key (whichever route it uses), 429
+//! `too_many_streams` past them. Offboarding a tenant ends its open streams (its keys are
+//! gone), and shutdown ends them all.
+//!
+//! In cluster mode a stream carries the events of the instances on the node that serves
+//! it.
 
 use super::extract::{Admin, Tenant};
 use crate::app::App;
@@ -30,13 +35,22 @@ use tokio::sync::watch;
 
 /// The most event streams one tenant may hold open at once.
 pub const STREAMS_PER_TENANT: usize = 8;
-/// The most event streams open at once, every tenant and the admin together.
-pub const STREAMS_IN_ALL: usize = 128;
+/// The most event streams all tenants together may hold open at once.
+pub const TENANT_STREAMS_IN_ALL: usize = 1024;
+/// The most event streams the admin key may hold open at once.
+pub const ADMIN_STREAMS: usize = 16;
 
-/// The open event streams, by partition (`None`: the admin's), and the signal that ends
-/// them all at shutdown (an endless response would hold the graceful drain up).
+/// The open streams of one holder, and the signal that ends them.
+struct Open {
+    count: usize,
+    closing: watch::Sender<bool>,
+}
+
+/// The open event streams, by holder (a tenant, or `None`: the admin), and the signal
+/// that ends them all at shutdown (an endless response would hold the graceful drain
+/// up).
 pub struct Streams {
-    open: Mutex<HashMap<Option<Partition>, usize>>,
+    open: Mutex<HashMap<Option<Partition>, Open>>,
     closing: watch::Sender<bool>,
 }
 
@@ -58,9 +72,9 @@ pub struct StreamSlot {
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.streams.lock();
-        if let Some(n) = open.get_mut(&self.of) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(holder) = open.get_mut(&self.of) {
+            holder.count -= 1;
+            if holder.count == 0 {
                 open.remove(&self.of);
             }
         }
@@ -68,7 +82,7 @@ impl Drop for StreamSlot {
 }
 
 impl Streams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<Partition>, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<Partition>, Open>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -77,57 +91,86 @@ impl Streams {
         self.closing.send_replace(true);
     }
 
-    /// A place for one more stream of `of`, or 429 past the limits.
-    fn open(streams: &Arc<Streams>, of: Option<Partition>) -> Result<StreamSlot, ApiError> {
+    /// Ends the open streams of `partition`'s tenant (offboarded: its keys are gone).
+    pub fn close_partition(&self, partition: &Partition) {
+        if let Some(holder) = self.lock().remove(&Some(partition.clone())) {
+            holder.closing.send_replace(true);
+        }
+    }
+
+    /// A place for one more stream of `of`, and the signal that ends its holder's
+    /// streams; 429 past the limits.
+    fn open(
+        streams: &Arc<Streams>,
+        of: Option<Partition>,
+    ) -> Result<(StreamSlot, watch::Receiver<bool>), ApiError> {
         let mut open = streams.lock();
-        let total: usize = open.values().sum();
-        let own = open.get(&of).copied().unwrap_or(0);
-        if total >= STREAMS_IN_ALL || (of.is_some() && own >= STREAMS_PER_TENANT) {
+        let tenants: usize = open
+            .iter()
+            .filter(|(holder, _)| holder.is_some())
+            .map(|(_, o)| o.count)
+            .sum();
+        let own = open.get(&of).map_or(0, |o| o.count);
+        let full = match of {
+            Some(_) => own >= STREAMS_PER_TENANT || tenants >= TENANT_STREAMS_IN_ALL,
+            None => own >= ADMIN_STREAMS,
+        };
+        if full {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_streams",
                 format!(
-                    "at most {STREAMS_PER_TENANT} event streams per tenant and {STREAMS_IN_ALL} in all are open at once"
+                    "at most {STREAMS_PER_TENANT} event streams per tenant and {ADMIN_STREAMS} on the admin key are open at once"
                 ),
             )
             .retry_after(1));
         }
-        *open.entry(of.clone()).or_insert(0) += 1;
-        Ok(StreamSlot {
+        let holder = open.entry(of.clone()).or_insert_with(|| Open {
+            count: 0,
+            closing: watch::Sender::new(false),
+        });
+        holder.count += 1;
+        let closing = holder.closing.subscribe();
+        let slot = StreamSlot {
             streams: streams.clone(),
             of,
-        })
+        };
+        Ok((slot, closing))
     }
 }
 
 /// `GET /v1/partitions/{partition}/events`: the tenant's runtime events, live.
 pub async fn tenant(State(app): State<Arc<App>>, tenant: Tenant) -> Result<Response, ApiError> {
-    let slot = Streams::open(&app.streams, Some(tenant.partition.clone()))?;
+    // The admin's streams count as the admin's, whichever tenant it looks at.
+    let holder = (!tenant.is_admin()).then(|| tenant.partition.clone());
+    let (slot, closing) = Streams::open(&app.streams, holder)?;
     let events = app.runtime.subscribe_partition(&tenant.partition);
-    Ok(sse(events, slot))
+    Ok(sse(events, slot, closing))
 }
 
 /// `GET /v1/admin/events`: every tenant's runtime events, live.
 pub async fn admin(State(app): State<Arc<App>>, _: Admin) -> Result<Response, ApiError> {
-    let slot = Streams::open(&app.streams, None)?;
+    let (slot, closing) = Streams::open(&app.streams, None)?;
     let events = app.runtime.subscribe();
-    Ok(sse(events, slot))
+    Ok(sse(events, slot, closing))
 }
 
 /// How often an idle stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-fn sse(events: EventStream, slot: StreamSlot) -> Response {
+fn sse(events: EventStream, slot: StreamSlot, holder_closing: watch::Receiver<bool>) -> Response {
     let closing = slot.streams.closing.subscribe();
-    let state = (events, closing, slot);
-    let messages = futures::stream::unfold(state, |(mut events, mut closing, slot)| async move {
+    let state = (events, closing, holder_closing, slot);
+    let messages = futures::stream::unfold(state, |state| async move {
+        let (mut events, mut closing, mut holder_closing, slot) = state;
         let message = loop {
-            if *closing.borrow_and_update() {
+            if *closing.borrow_and_update() || *holder_closing.borrow_and_update() {
                 return None;
             }
             let next = tokio::select! {
                 next = events.recv() => next,
                 _ = closing.changed() => return None,
+                _ = holder_closing.changed() => return None,
             };
             match next {
                 Ok(event) => {
@@ -139,7 +182,10 @@ fn sse(events: EventStream, slot: StreamSlot) -> Response {
                 Err(RecvError::Closed) => return None,
             }
         };
-        Some((Ok::<_, Infallible>(message), (events, closing, slot)))
+        Some((
+            Ok::<_, Infallible>(message),
+            (events, closing, holder_closing, slot),
+        ))
     });
     Sse::new(messages)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
