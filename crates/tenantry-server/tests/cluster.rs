@@ -327,7 +327,10 @@ async fn a_node_killed_under_load_loses_no_acknowledged_write_and_its_agents_mov
         acked(&load),
         load.refused
     );
-    assert!(acked(&load) > 1_000, "the load ran");
+    // A floor that says the load ran, not how fast: on 2 busy cores three nodes and
+    // PostgreSQL acknowledged 977 writes in one CI run (about 80 a second), where the
+    // floor of 1,000 failed it. Speed is measured by the cluster bench, not here.
+    assert!(acked(&load) > 300, "the load ran");
     assert!(after > 0, "the survivors answer for every agent again");
     let checked = verify(&cluster, survivor, &load).await;
     assert_eq!(checked, acked(&load));
