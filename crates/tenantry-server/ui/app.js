@@ -28,9 +28,20 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** The tab's key as a request header (the only place it travels). */
+function authorization() {
+  return { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` };
+}
+
+/** Calls refused so far by any limit. */
+function throttledTotal(usage) {
+  const t = usage?.throttled || {};
+  return (t.rate || 0) + (t.concurrency || 0) + (t.fair_share || 0) + (t.instances || 0);
+}
+
 /** Calls the API with the tab's key; resolves to the `result` or throws the error. */
 async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` };
+  const headers = authorization();
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const answer = await response.json().catch(() => ({ ok: false, error: { code: "bad_answer", message: response.statusText } }));
@@ -142,13 +153,12 @@ async function tenantsPage() {
     const now = performance.now();
     rows = tenants.map(t => {
       const u = usage[t.partition] || {};
-      const thr = u.throttled || {};
       const admitted = u.admitted || 0;
       const before = last?.admitted[t.partition];
       const rate = before === undefined ? 0 : Math.max(0, admitted - before) / ((now - last.at) / 1000);
       return {
         partition: t.partition, rate, admitted, live: u.live_instances || 0, in_flight: u.in_flight || 0,
-        throttled: (thr.rate || 0) + (thr.concurrency || 0) + (thr.fair_share || 0) + (thr.instances || 0),
+        throttled: throttledTotal(u),
         stored: u.stored?.bytes ?? 0,
       };
     });
@@ -276,12 +286,11 @@ async function tenantPage(partition, admin) {
 
   async function refresh() {
     const [usage, instances] = await Promise.all([api("GET", `${base}/usage`), api("GET", `${base}/instances`)]);
-    const thr = usage.throttled || {};
     usageBox.replaceChildren(
       card("Live instances", usage.live_instances),
       card("In flight", usage.in_flight),
       card("Calls", usage.admitted),
-      card("Throttled", (thr.rate || 0) + (thr.concurrency || 0) + (thr.fair_share || 0) + (thr.instances || 0)),
+      card("Throttled", throttledTotal(usage)),
       card("Stored", bytes(usage.stored?.bytes)),
     );
     components.replaceChildren(el("div", { class: "scroll" }, el("table", { id: "component-table" },
@@ -346,7 +355,7 @@ function parseMessage(block) {
 /** Reads an event stream into `list` until `signal` aborts or the stream ends. */
 async function streamEvents(url, signal, list) {
   const response = await fetch(url, {
-    headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}` }, signal,
+    headers: authorization(), signal,
   });
   if (!response.ok || !response.body) {
     const answer = await response.json().catch(() => null);

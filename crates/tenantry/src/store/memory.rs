@@ -1,6 +1,9 @@
 //! An in-memory checkpoint store: fast, shared-nothing between runtimes, lost on exit.
 
-use super::{CheckpointStore, Record, StoreError, StoreKey, StoreUsage, TurnCommit, check_version};
+use super::{
+    CheckpointStore, Record, StoreError, StoreKey, StoreUsage, TurnCommit, UsageDelta,
+    check_version,
+};
 use crate::{Key, Partition};
 use dashmap::DashMap;
 use futures::future::{BoxFuture, FutureExt, ready};
@@ -12,7 +15,7 @@ pub struct MemoryStore {
     records: Arc<DashMap<StoreKey, Record>>,
     /// Each partition's usage, changed with every record: signed, so that two writers
     /// of one key counting in either order still sum right.
-    usage: Arc<DashMap<Partition, (i64, i64)>>,
+    usage: Arc<DashMap<Partition, UsageDelta>>,
 }
 
 impl MemoryStore {
@@ -32,11 +35,10 @@ impl MemoryStore {
     }
 
     fn account(&self, partition: &Partition, old: Option<usize>, new: Option<usize>) {
-        let size = |b: Option<usize>| b.map_or((0, 0), |n| (n as i64, 1));
-        let ((old_bytes, old_n), (new_bytes, new_n)) = (size(old), size(new));
-        let mut usage = self.usage.entry(partition.clone()).or_default();
-        usage.0 += new_bytes - old_bytes;
-        usage.1 += new_n - old_n;
+        self.usage
+            .entry(partition.clone())
+            .or_default()
+            .record(old, new);
     }
 
     fn put_now(
@@ -168,11 +170,7 @@ impl CheckpointStore for MemoryStore {
         &'a self,
         partition: &'a Partition,
     ) -> BoxFuture<'a, Result<Option<StoreUsage>, StoreError>> {
-        let (bytes, records) = self.usage.get(partition).map_or((0, 0), |u| *u);
-        let usage = StoreUsage {
-            bytes: bytes.max(0) as u64,
-            records: records.max(0) as u64,
-        };
-        ready(Ok(Some(usage))).boxed()
+        let delta = self.usage.get(partition).map(|d| *d).unwrap_or_default();
+        ready(Ok(Some(delta.applied_to(StoreUsage::default())))).boxed()
     }
 }

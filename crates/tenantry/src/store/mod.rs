@@ -105,6 +105,32 @@ pub struct StoreUsage {
     pub records: u64,
 }
 
+/// A signed change of a partition's usage: what the stores add up as records come and
+/// go, before (or instead of) keeping it as a [`StoreUsage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UsageDelta {
+    bytes: i64,
+    records: i64,
+}
+
+impl UsageDelta {
+    /// Counts one record going from `old` bytes to `new` (`None`: absent).
+    pub(crate) fn record(&mut self, old: Option<usize>, new: Option<usize>) {
+        let size = |b: Option<usize>| b.map_or((0, 0), |n| (n as i64, 1));
+        let ((old_bytes, old_n), (new_bytes, new_n)) = (size(old), size(new));
+        self.bytes += new_bytes - old_bytes;
+        self.records += new_n - old_n;
+    }
+
+    /// `usage` after this change (never below zero).
+    pub(crate) fn applied_to(self, usage: StoreUsage) -> StoreUsage {
+        StoreUsage {
+            bytes: usage.bytes.saturating_add_signed(self.bytes),
+            records: usage.records.saturating_add_signed(self.records),
+        }
+    }
+}
+
 /// Which storage limit a write would pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,7 +6,8 @@
 //! fsync; each writer is answered only after the commit is durable.
 
 use super::{
-    CheckpointStore, Record, SideWrite, StoreError, StoreKey, StoreUsage, TurnCommit, check_version,
+    CheckpointStore, Record, SideWrite, StoreError, StoreKey, StoreUsage, TurnCommit, UsageDelta,
+    check_version,
 };
 use crate::{Key, Partition};
 use futures::future::{BoxFuture, FutureExt};
@@ -164,24 +165,17 @@ type UsageTable<'t> = redb::Table<'t, &'static str, (u64, u64)>;
 
 /// The usage changes of one transaction, by partition, written just before it commits.
 #[derive(Default)]
-struct UsageChanges(HashMap<String, StoreUsageDelta>);
-
-/// Bytes and records added (negative: removed).
-#[derive(Default, Clone, Copy)]
-struct StoreUsageDelta {
-    bytes: i64,
-    records: i64,
-}
+struct UsageChanges(HashMap<String, UsageDelta>);
 
 impl UsageChanges {
     /// A record of `partition` went from `old` raw bytes to `new` (`None`: absent); the
     /// raw value holds an 8-byte version before the record's bytes.
     fn record(&mut self, partition: &str, old: Option<usize>, new: Option<usize>) {
-        let size = |raw: Option<usize>| raw.map_or((0, 0), |n| (n.saturating_sub(8) as i64, 1));
-        let ((old_bytes, old_n), (new_bytes, new_n)) = (size(old), size(new));
-        let delta = self.0.entry(partition.to_owned()).or_default();
-        delta.bytes += new_bytes - old_bytes;
-        delta.records += new_n - old_n;
+        let bytes = |raw: Option<usize>| raw.map(|n| n.saturating_sub(8));
+        self.0
+            .entry(partition.to_owned())
+            .or_default()
+            .record(bytes(old), bytes(new));
     }
 
     fn write(self, usage: &mut UsageTable<'_>) -> Result<(), StoreError> {
@@ -190,8 +184,7 @@ impl UsageChanges {
                 .get(partition.as_str())
                 .map_err(unavailable)?
                 .map_or((0, 0), |v| v.value());
-            let bytes = bytes.saturating_add_signed(delta.bytes);
-            let records = records.saturating_add_signed(delta.records);
+            let StoreUsage { bytes, records } = delta.applied_to(StoreUsage { bytes, records });
             if records == 0 {
                 usage.remove(partition.as_str()).map_err(unavailable)?;
             } else {
