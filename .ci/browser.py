@@ -6,19 +6,22 @@ only (no browser download, no pip package).
 It starts `tenantry serve` (the demo, on a fresh redb store) and checks, as a user would:
 - the admin signs in and sees the demo tenants;
 - a pod opened from a tenant's page shows its tree of nodes and their states;
-- a handler invoked over HTTP shows in the tenant's calls without a reload, and its
-  activation appears in the tenant page's live events;
+- a handler invoked over HTTP shows in the tenant's calls, rate and p99 without a
+  reload, and its activation appears in the tenant page's live events, as do throttles;
 - a tenant key sees its own tenant only: no other tenant's name on the page or in any
   response the page fetched;
 - the admin onboards a tenant and offboards it from the UI, through a confirmation that
   names it;
 - every page, at 1280x800 and 390x844, has no horizontal overflow; a screenshot of each
-  is written to the output directory.
+  is written to the output directory;
+- with TENANTRY_TEST_POSTGRES_URL and TENANTRY_TEST_NATS_URL set, two cluster nodes are
+  started too, and the admin's page shows both members and every shard's owner.
 
 Usage: .ci/browser.py path/to/tenantry [output-dir]
 """
 
 import base64
+import random
 import json
 import os
 import shutil
@@ -168,10 +171,83 @@ def sign_in(browser, base, key):
     wait_for("signed in", lambda: browser.find("#sign-out") and "Sign in" not in browser.text())
 
 
-def calls_of(browser, tenant):
+def cell_of(browser, tenant, column):
     return browser.script(
-        "const row = document.querySelector(`#tenants tr[data-partition='${arguments[0]}']`);"
-        "return row ? Number(row.children[4].textContent) : null;", tenant)
+        "const cell = document.querySelector("
+        "`#tenants tr[data-partition='${arguments[0]}'] td[data-column='${arguments[1]}']`);"
+        "return cell ? cell.textContent : null;", tenant, column)
+
+
+def calls_of(browser, tenant):
+    text = cell_of(browser, tenant, "admitted")
+    return None if text is None else int(text)
+
+
+def serve(binary, data, **env):
+    """Starts `tenantry serve` on a free port with `env` added; returns it and its URL."""
+    port = free_port()
+    env = dict(os.environ, TENANTRY_ADMIN_KEY=ADMIN, RUST_LOG="warn", **env)
+    server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def stop(server):
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def check_cluster(browser, binary, out):
+    """Two cluster nodes on PostgreSQL and NATS: the admin's page on one shows both
+    members, each with the shards it owns, and a square per shard coloured by owner."""
+    pg, nats = os.environ.get("TENANTRY_TEST_POSTGRES_URL"), os.environ.get("TENANTRY_TEST_NATS_URL")
+    if not pg or not nats:
+        print("cluster view: skipped (TENANTRY_TEST_POSTGRES_URL and TENANTRY_TEST_NATS_URL not set)")
+        return
+    tag = f"{random.getrandbits(32):x}"
+    schema = f"tenantry_browser_{tag}"
+    data = tempfile.mkdtemp()
+    nodes = []
+    try:
+        for n in ("n0", "n1"):
+            nodes.append(serve(binary, os.path.join(data, n), TENANTRY_POSTGRES_URL=pg,
+                               TENANTRY_POSTGRES_SCHEMA=schema, TENANTRY_CLUSTER=nats,
+                               TENANTRY_CLUSTER_NAME=f"ui{tag}", TENANTRY_NODE=n))
+        base = nodes[0][1]
+
+        def settled():
+            status, body = http("GET", f"{base}/v1/admin/cluster", key=ADMIN)
+            if status != 200:
+                return None
+            result = json.loads(body)["result"]
+            owners = result["owners"]
+            return result if len(result["members"]) == 2 and owners and all(owners) else None
+        status = wait_for("two nodes owning every shard", settled, timeout=60)
+        owned = {m["node"]: status["owners"].count(m["node"]) for m in status["members"]}
+        sign_in(browser, base, ADMIN)
+        for n in ("n0", "n1"):
+            wait_for(f"member {n} shown", lambda n=n: browser.find(f"#members tr[data-node='{n}']"), timeout=20)
+        shown = browser.script(
+            "return Object.fromEntries([...document.querySelectorAll('#members tr[data-node]')]"
+            ".map(r => [r.dataset.node, Number(r.querySelector(\"td[data-column='owned']\").textContent)]));")
+        assert sum(shown.values()) == len(status["owners"]), shown
+        assert set(shown) == set(owned), (shown, owned)
+        squares = browser.script(
+            "return [...document.querySelectorAll('#shard-grid .shard')].map(s => s.dataset.owner);")
+        assert len(squares) == len(status["owners"]), len(squares)
+        assert set(squares) <= {"n0", "n1"} and len(set(squares)) == 2, set(squares)
+        check_layout(browser, out, "cluster", focus="#shard-grid")
+    finally:
+        for server, _ in nodes:
+            stop(server)
+        shutil.rmtree(data, ignore_errors=True)
+        if shutil.which("psql"):
+            subprocess.run(["psql", pg, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    print("cluster view: both members and every shard's owner shown")
 
 
 def main():
@@ -179,11 +255,8 @@ def main():
     out = sys.argv[2] if len(sys.argv) > 2 else "target/ui-screenshots"
     os.makedirs(out, exist_ok=True)
     data = tempfile.mkdtemp()
-    port, driver_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, TENANTRY_ADMIN_KEY=ADMIN, RUST_LOG="warn")
-    server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    driver_port = free_port()
+    server, base = serve(binary, data)
     driver = subprocess.Popen([shutil.which("chromedriver") or "/usr/bin/chromedriver", f"--port={driver_port}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     browser = None
@@ -205,6 +278,9 @@ def main():
                              {"sql": "select 1"}, TENANTS["acme"])
             assert status == 200, status
         wait_for("acme's calls to rise", lambda: calls_of(browser, "acme") >= before + 5)
+        # Once their second is whole, they show in the rate and the p99 too.
+        wait_for("acme's rate and p99", lambda: float(cell_of(browser, "acme", "rate")) > 0
+                 and cell_of(browser, "acme", "p99").endswith(" ms"))
 
         # The tenant page: its live events show an activation made over HTTP.
         browser.go(f"{base}/ui#/tenant/acme")
@@ -231,6 +307,17 @@ def main():
         # A tenant key: its own tenant only, on the page and in every response it fetched.
         sign_in(browser, base, TENANTS["globex"])
         wait_for("globex's page", lambda: "Tenant globex" in browser.text())
+        # Its throttles show in its live events, once a second at most.
+        wait_for("globex's event stream open", lambda: browser.find("#events[data-state='open']"))
+        status, _ = http("PUT", f"{base}/v1/admin/config/tenants.globex.limits",
+                         {"rate_per_sec": 0.1, "burst": 1}, ADMIN)
+        assert status == 200, status
+        answers = [http("POST", f"{base}/v1/partitions/globex/invoke/tenant-db.query",
+                        {"sql": "select 1"}, TENANTS["globex"])[0] for _ in range(3)]
+        assert 429 in answers, answers
+        throttled = wait_for("the throttle in the live events", lambda: browser.script(
+            "return document.querySelector(\"#events li[data-kind='throttled']\")?.textContent;"))
+        assert "quota/rate" in throttled and "limit=rate" in throttled, throttled
         time.sleep(2.5)  # at least one refresh
         page = browser.text()
         for other in ("acme", "initech"):
@@ -261,16 +348,15 @@ def main():
         wait_for("hooli gone", lambda: calls_of(browser, "hooli") is None and calls_of(browser, "acme") is not None)
         status, _ = http("GET", f"{base}/v1/admin/partitions/hooli/placement", key=ADMIN)
         assert status == 404, status
+        stop(server)
+
+        check_cluster(browser, binary, out)
         print(f"dashboard: every check passed; screenshots in {out}")
     finally:
         if browser:
             browser.quit()
         driver.terminate()
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         shutil.rmtree(data, ignore_errors=True)
 
 

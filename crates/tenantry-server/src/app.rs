@@ -11,12 +11,15 @@ use crate::error::ApiError;
 use crate::keys::{self, KeyRing};
 use crate::registry::{Registry, RegistryDoc};
 use crate::settings::{InstanceSpec, Settings, StoreChoice, TenantSpec};
+use crate::traffic::{Answer, Traffic};
 use anyhow::{Context as _, anyhow, bail};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
 use tenantry::store::{CheckpointStore, RedbStore};
 use tenantry::{AnyManager, Partition, Runtime};
@@ -115,6 +118,8 @@ pub struct App {
     pub cluster: Option<ClusterPart>,
     /// The open event streams (`routes::events`).
     pub streams: Arc<crate::routes::events::Streams>,
+    /// Each tenant's recent calls over HTTP.
+    pub traffic: Traffic,
 }
 
 /// Opens the configured checkpoint store.
@@ -319,6 +324,7 @@ impl App {
             component_factories,
             cluster,
             streams: Arc::default(),
+            traffic: Traffic::default(),
         }))
     }
 
@@ -338,6 +344,15 @@ impl App {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains(partition)
+    }
+
+    /// Counts a call of `partition` over HTTP, begun at `started`, answered with
+    /// `status`, if `partition` is an active tenant.
+    pub fn record_call(&self, partition: &Partition, started: Instant, status: StatusCode) {
+        if self.is_tenant(partition) {
+            self.traffic
+                .record(partition, started, Answer::of_status(status.as_u16()));
+        }
     }
 
     fn set_active(&self, partition: &Partition, active: bool) {
@@ -623,6 +638,7 @@ impl App {
     /// Returns the instances removed and the agents hibernated.
     async fn retire_tenant(&self, partition: &Partition) -> (Vec<String>, usize) {
         self.set_active(partition, false);
+        self.traffic.forget(partition);
         self.keys.revoke_partition(partition);
         let kernel = self.runtime.kernel();
         let mut removed = Vec::new();

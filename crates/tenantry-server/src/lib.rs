@@ -12,7 +12,8 @@
 //!   onboardings.
 //! - [`server`]: start, serve and graceful shutdown; [`cli`]: the command line;
 //!   [`demo`]: the in-process scenarios (the demo application is `tenantry-demo`);
-//!   [`telemetry`]: logs and Prometheus metrics; [`cluster`]: the node this process runs
+//!   [`telemetry`]: logs and Prometheus metrics; [`traffic`]: each tenant's recent calls
+//!   (rate, latency, errors) for the dashboard; [`cluster`]: the node this process runs
 //!   as in cluster mode.
 
 pub mod app;
@@ -30,6 +31,7 @@ pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
+pub mod traffic;
 
 pub use app::App;
 pub use application::Application;

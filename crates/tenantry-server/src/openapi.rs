@@ -127,7 +127,7 @@ fn status_text(status: u16) -> &'static str {
 
 /// A 200 answering a stream of Server-Sent Events (`routes/events.rs`).
 fn events_ok() -> Value {
-    json!({"description": "Server-Sent Events, until the client or the server closes the stream: `runtime` messages whose data is an event as JSON ({partition, manager, key, at_ms, kind, detail}; kinds: started, thawed, hibernated, hibernate_failed, thaw_failed, stopped, idle_stopped, crashed, restarted, gave_up, hook_failed, pod_reconcile, node_ensure, service_changed, audit, effect_failed, message_dropped), and `dropped` messages ({\"dropped\": n}) when the reader fell behind by n events.",
+    json!({"description": "Server-Sent Events, until the client or the server closes the stream: `runtime` messages whose data is an event as JSON ({partition, manager, key, at_ms, kind, detail}; kinds: started, thawed, hibernated, hibernate_failed, thaw_failed, stopped, idle_stopped, crashed, restarted, gave_up, hook_failed, pod_reconcile, node_ensure, service_changed, audit, effect_failed, message_dropped; and throttled, from the identity `quota/<limit>`, at most once a second per tenant with {limit, retry_after_ms, refused}), and `dropped` messages ({\"dropped\": n}) when the reader fell behind by n events.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}}})
 }
 
@@ -254,7 +254,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     paths.insert(
         "/v1/partitions/{partition}/events".into(),
         json!({"get": {
-            "summary": "The tenant's runtime events, live (Server-Sent Events): activations, hibernations, thaws, crashes, restarts, give-ups, pod reconciles, effect failures. Never another tenant's; offboarding ends its streams. In cluster mode, the events of the instances on the node that serves the stream. At most 8 streams per tenant, 1,024 for all tenants and 16 on the admin key (429 `too_many_streams`).",
+            "summary": "The tenant's runtime events, live (Server-Sent Events): activations, hibernations, thaws, crashes, restarts, give-ups, pod reconciles, effect failures, throttles. Never another tenant's; offboarding ends its streams. In cluster mode, the events of the instances on the node that serves the stream. At most 8 streams per tenant, 1,024 for all tenants and 16 on the admin key (429 `too_many_streams`).",
             "tags": ["partitions"],
             "parameters": [p()],
             "responses": responses(events_ok(), &[400, 401, 403, 404, 429, 500])}}),
@@ -323,7 +323,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
 }
 
 /// What `/usage` answers: a tenant's limits, calls in flight, admitted and throttled,
-/// live agents and stored bytes.
+/// live agents, stored bytes, and its recent calls over HTTP.
 fn usage_schema() -> Value {
     json!({"type": "object", "properties": {
         "limits": {"type": "object", "properties": {
@@ -337,7 +337,15 @@ fn usage_schema() -> Value {
             "fair_share": {"type": "integer"}, "instances": {"type": "integer"}}},
         "live_instances": {"type": "integer"},
         "stored": {"type": ["object", "null"], "properties": {
-            "bytes": {"type": "integer"}, "records": {"type": "integer"}}}}})
+            "bytes": {"type": "integer"}, "records": {"type": "integer"}}},
+        "recent_calls": {"type": "object",
+            "description": "Its invoke calls over HTTP on this node in the last whole seconds (up to 10): the rate, the median and 99th percentile latency of those not throttled (null: none), and how many were answered with a 5xx (`errors`), another 4xx (`rejected`) or a 429 (`throttled`).",
+            "properties": {
+                "window_secs": {"type": "integer"}, "calls": {"type": "integer"},
+                "per_sec": {"type": "number"},
+                "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]},
+                "errors": {"type": "integer"}, "rejected": {"type": "integer"},
+                "throttled": {"type": "integer"}}}}})
 }
 
 fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {

@@ -167,6 +167,59 @@ async fn a_tenant_streams_its_own_events_only_and_the_admin_everyones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_throttles_reach_its_stream_as_one_event_with_the_limit_and_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let mut own = open(server.addr, "/v1/partitions/acme/events", Some(ACME)).await;
+    let mut other = open(server.addr, "/v1/partitions/globex/events", Some(GLOBEX)).await;
+    let r = c
+        .put(
+            "/v1/admin/config/tenants.acme.limits",
+            Some(ADMIN),
+            &json!({"rate_per_sec": 0.1, "burst": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut refused = 0;
+    for _ in 0..5 {
+        let r = c
+            .post(&note("w", "acme"), Some(ACME), &json!({"text": "x"}))
+            .await;
+        refused += usize::from(r.status == 429);
+    }
+    assert_eq!(refused, 4);
+    let mut raw = String::new();
+    let seen = own
+        .events_until(Duration::from_secs(5), &mut raw, |e| {
+            has(e, "acme", "throttled")
+        })
+        .await;
+    let throttled: Vec<_> = seen.iter().filter(|e| e["kind"] == "throttled").collect();
+    assert!(!throttled.is_empty(), "{raw}");
+    let first = throttled[0];
+    assert_eq!(
+        (&first["manager"], &first["key"]),
+        (&json!("quota"), &json!("rate"))
+    );
+    assert_eq!(first["detail"]["limit"], "rate");
+    assert_eq!(first["detail"]["refused"], 1);
+    assert!(first["detail"]["retry_after_ms"].as_u64().unwrap() > 0);
+    // Within a second, the other refusals are no more events.
+    let more = own
+        .events_until(Duration::from_millis(300), &mut raw, |_| false)
+        .await;
+    let count = throttled.len() + more.iter().filter(|e| e["kind"] == "throttled").count();
+    assert!(count <= 2, "{raw}");
+    let mut raw = String::new();
+    let globex = other
+        .events_until(Duration::from_millis(300), &mut raw, |_| false)
+        .await;
+    assert!(globex.is_empty(), "{raw}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_check_keys_are_bounded_per_tenant_and_end_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(settings(dir.path(), None)).await;

@@ -54,6 +54,12 @@ async function api(method, path, body) {
   return answer.result;
 }
 
+/** A latency in milliseconds (negative or missing: none measured). */
+function millis(ms) {
+  if (ms === undefined || ms === null || ms < 0) return "–";
+  return ms < 10 ? `${ms.toFixed(2)} ms` : `${Math.round(ms)} ms`;
+}
+
 function bytes(n) {
   if (n === undefined || n === null) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -75,11 +81,11 @@ function sortableTable(id, columns, rows, sort) {
   });
   return el("div", { class: "scroll" }, el("table", { id },
     el("thead", {}, el("tr", {}, columns.map(c => el("th", {
-      "data-sort": c.key, class: c.numeric ? "num" : null,
+      "data-sort": c.key, class: c.numeric ? "num" : null, title: c.hint,
       onclick: () => { sort.descending = sort.by === c.key ? !sort.descending : c.numeric; sort.by = c.key; sort.redraw(); },
     }, c.title)))),
     el("tbody", {}, sorted.map(row => el("tr", { "data-partition": row.partition },
-      columns.map(c => el("td", { class: c.numeric ? "num" : null }, c.render ? c.render(row) : row[c.key])))))));
+      columns.map(c => el("td", { class: c.numeric ? "num" : null, "data-column": c.key }, c.render ? c.render(row) : row[c.key])))))));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -136,13 +142,14 @@ async function tenantsPage() {
   main.replaceChildren(section("Tenants", table), section("Onboard a tenant", onboard, notice), cluster);
 
   let rows = [];
-  let last = null;
   const columns = [
     { key: "partition", title: "Tenant", render: r => el("a", { href: `#/tenant/${encodeURIComponent(r.partition)}` }, r.partition) },
-    { key: "rate", title: "Calls/s", numeric: true, render: r => r.rate.toFixed(1) },
+    { key: "rate", title: "Calls/s", numeric: true, render: r => r.rate.toFixed(1), hint: "Calls over HTTP per second, the last 10 s" },
+    { key: "p99", title: "p99", numeric: true, render: r => millis(r.p99), hint: "99th percentile latency of those calls" },
+    { key: "errors", title: "Errors", numeric: true, hint: "Calls answered with a 5xx, the last 10 s" },
     { key: "live", title: "Live instances", numeric: true },
     { key: "in_flight", title: "In flight", numeric: true },
-    { key: "admitted", title: "Calls", numeric: true },
+    { key: "admitted", title: "Calls", numeric: true, hint: "Calls admitted since the server started" },
     { key: "throttled", title: "Throttled", numeric: true },
     { key: "stored", title: "Stored", numeric: true, render: r => bytes(r.stored) },
   ];
@@ -150,28 +157,29 @@ async function tenantsPage() {
 
   async function refresh() {
     const [tenants, usage] = await Promise.all([api("GET", "/v1/admin/partitions"), api("GET", "/v1/admin/usage")]);
-    const now = performance.now();
     rows = tenants.map(t => {
       const u = usage[t.partition] || {};
-      const admitted = u.admitted || 0;
-      const before = last?.admitted[t.partition];
-      const rate = before === undefined ? 0 : Math.max(0, admitted - before) / ((now - last.at) / 1000);
+      const recent = u.recent_calls || {};
       return {
-        partition: t.partition, rate, admitted, live: u.live_instances || 0, in_flight: u.in_flight || 0,
+        partition: t.partition, rate: recent.per_sec || 0, p99: recent.p99_ms ?? -1, errors: recent.errors || 0,
+        admitted: u.admitted || 0, live: u.live_instances || 0, in_flight: u.in_flight || 0,
         throttled: throttledTotal(u),
         stored: u.stored?.bytes ?? 0,
       };
     });
-    last = { at: now, admitted: Object.fromEntries(rows.map(r => [r.partition, r.admitted])) };
     sort.redraw();
   }
 
+  let clustered = true;
   async function showCluster() {
+    if (!clustered) return;
     try {
-      const c = await api("GET", "/v1/admin/cluster");
-      if (!c || c.enabled === false) return;
-      cluster.replaceChildren(section("Cluster", el("pre", { class: "scroll" }, JSON.stringify(c, null, 2))));
-    } catch { /* not in cluster mode */ }
+      cluster.replaceChildren(...clusterView(await api("GET", "/v1/admin/cluster")));
+    } catch (error) {
+      // 404: this server runs without cluster mode; anything else is shown.
+      if (error.status === 404) clustered = false;
+      else cluster.replaceChildren(section("Cluster", el("p", { class: "error" }, error.message)));
+    }
   }
 
   let timer = null;
@@ -179,7 +187,48 @@ async function tenantsPage() {
   leave = () => { gone = true; clearInterval(timer); };
   await refresh();
   await showCluster();
-  if (!gone) timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+  if (!gone) timer = setInterval(() => Promise.all([refresh(), showCluster()]).catch(() => {}), REFRESH_MS);
+}
+
+/** The cluster as one node sees it: its members, the owner of every shard, the pins. */
+function clusterView(status) {
+  const members = [...(status.members || [])].sort((a, b) => a.node.localeCompare(b.node));
+  const owners = status.owners || [];
+  const palette = new Map(members.map((m, i) => [m.node, i % 8]));
+  const owned = new Map();
+  for (const owner of owners) if (owner) owned.set(owner, (owned.get(owner) || 0) + 1);
+  const pinOf = shard => (status.pins || []).find(p => shard >= p.first_shard && shard < p.first_shard + p.shards);
+  const unowned = owners.filter(o => !o).length;
+
+  const memberRows = members.map(m => el("tr", { "data-node": m.node },
+    el("td", {}, el("span", { class: `swatch owner-${palette.get(m.node)}` }), " ", m.node, m.node === status.node ? " (this node)" : ""),
+    el("td", { class: `state-${m.state === "serving" ? "active" : "backing_off"}` }, m.state),
+    el("td", {}, m.address),
+    el("td", { class: "num", "data-column": "owned" }, owned.get(m.node) || 0)));
+  const grid = el("div", { class: "shards", id: "shard-grid" }, owners.map((owner, shard) => {
+    const pin = pinOf(shard);
+    const title = `shard ${shard}: ${owner || "no owner"}${pin ? ` (pinned: ${pin.partition})` : ""}`;
+    const colour = owner && palette.has(owner) ? `owner-${palette.get(owner)}` : "owner-none";
+    return el("span", { class: `shard ${colour}${pin ? " pinned" : ""}`, title, "data-owner": owner || "" });
+  }));
+  const pins = (status.pins || []).map(p => el("tr", {},
+    el("td", {}, p.partition), el("td", {}, p.nodes.join(", ")), el("td", {}, p.exclusive ? "yes" : "no"),
+    el("td", { class: "num" }, `${p.first_shard}–${p.first_shard + p.shards - 1}`), el("td", {}, p.state),
+    el("td", {}, (p.waiting || []).join(", "))));
+  return [
+    section(`Cluster: ${members.length} members`,
+      el("p", { class: status.serving ? "muted" : "error" },
+        `This is ${status.node}, ${status.serving ? "serving" : "not serving (its lease does not hold)"}; it serves ${Object.keys(status.shards || {}).length} shards.`),
+      el("div", { class: "scroll" }, el("table", { id: "members" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Node"), el("th", {}, "State"), el("th", {}, "Address"), el("th", { class: "num" }, "Shards owned"))),
+        el("tbody", {}, memberRows)))),
+    section(`Shard owners: ${owners.length} shards${unowned ? `, ${unowned} without an owner` : ""}`,
+      el("p", { class: "muted" }, "Each square is a shard, coloured by its owner; outlined squares belong to pinned tenants."),
+      grid),
+    pins.length ? section("Pinned tenants", el("div", { class: "scroll" }, el("table", { id: "pins" },
+      el("thead", {}, el("tr", {}, ["Tenant", "Nodes", "Exclusive", "Shards", "State", "Waiting on"].map(h => el("th", {}, h)))),
+      el("tbody", {}, pins)))) : null,
+  ].filter(Boolean);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -286,7 +335,12 @@ async function tenantPage(partition, admin) {
 
   async function refresh() {
     const [usage, instances] = await Promise.all([api("GET", `${base}/usage`), api("GET", `${base}/instances`)]);
+    const recent = usage.recent_calls || {};
     usageBox.replaceChildren(
+      card("Calls/s", (recent.per_sec || 0).toFixed(1)),
+      card("p50 / p99", `${millis(recent.p50_ms)} / ${millis(recent.p99_ms)}`),
+      card(`Errors, last ${recent.window_secs || 10} s`, recent.errors || 0),
+      card(`Rejected, last ${recent.window_secs || 10} s`, recent.rejected || 0),
       card("Live instances", usage.live_instances),
       card("In flight", usage.in_flight),
       card("Calls", usage.admitted),
@@ -380,7 +434,8 @@ async function streamEvents(url, signal, list) {
         try { item = JSON.parse(message.data); } catch { continue; }
         const text = message.kind === "dropped"
           ? `… ${item.dropped} events dropped (this page fell behind)`
-          : `${new Date(item.at_ms).toLocaleTimeString()} ${item.kind} ${item.manager}/${item.key}`;
+          : `${new Date(item.at_ms).toLocaleTimeString()} ${item.kind} ${item.manager}/${item.key}`
+            + Object.entries(item.detail || {}).map(([name, value]) => ` ${name}=${value}`).join("");
         list.prepend(el("li", { "data-kind": item.kind || message.kind }, text));
         while (list.children.length > MAX_EVENTS) list.lastChild.remove();
       }

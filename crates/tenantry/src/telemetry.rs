@@ -29,7 +29,8 @@ pub mod metric {
     pub const LIVE_INSTANCES: &str = "tenantry_live_instances";
 }
 
-/// One thing that happened to one instance.
+/// One thing that happened to one instance (or, for [`EventKind::Throttled`], to a
+/// partition's quota).
 #[derive(Debug, Clone)]
 pub struct Event {
     /// The instance's partition.
@@ -205,6 +206,17 @@ pub enum EventKind {
     MessageDropped {
         /// The handler it was for.
         handler: &'static str,
+    },
+    /// A limit of the partition refused calls or activations (event of the identity
+    /// `quota/<limit>` in the partition). Sent at most once a second per partition, by
+    /// the first refusal of that second, so a flood of refusals is not a flood of events.
+    Throttled {
+        /// The limit.
+        limit: crate::quota::Limit,
+        /// When the refused caller may try again.
+        retry_after: Duration,
+        /// The partition's refusals by this limit so far, this one included.
+        refused: u64,
     },
 }
 

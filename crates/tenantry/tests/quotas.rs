@@ -9,6 +9,7 @@ use common::Counter;
 use serde_json::json;
 use std::time::Duration;
 use tenantry::quota::{Limit, Throttled};
+use tenantry::telemetry::EventKind;
 use tenantry::{Error, Invoke, ManagerConfig, Partition, Runtime};
 
 fn runtime() -> Runtime {
@@ -105,6 +106,62 @@ async fn a_rate_limit_refuses_its_partitions_calls_only_and_follows_config_write
         rt.quotas().usage(&acme).await.unwrap().limits.rate_per_sec,
         Some(1_000_000.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_told_as_one_throttle_event_a_second_to_their_partition_only() {
+    let rt = runtime();
+    let (acme, globex) = (
+        Partition::new("acme").unwrap(),
+        Partition::new("globex").unwrap(),
+    );
+    let mut acme_events = rt.subscribe_partition(&acme);
+    let mut globex_events = rt.subscribe_partition(&globex);
+    rt.kernel()
+        .config()
+        .set(
+            "tenants.acme.limits",
+            json!({"rate_per_sec": 1, "burst": 1}),
+        )
+        .unwrap();
+    increment(&rt, &acme, "k").await.unwrap();
+    let throttle_events = |events: &mut tenantry::telemetry::EventStream| {
+        let mut seen = Vec::new();
+        while let Some(event) = events.try_recv() {
+            let event = event.unwrap();
+            if let EventKind::Throttled { limit, refused, .. } = event.kind {
+                seen.push((
+                    event.partition.clone(),
+                    event.manager.to_string(),
+                    limit,
+                    refused,
+                ));
+            }
+        }
+        seen
+    };
+    // Refusals within one second are one event; a refusal in the next second is another,
+    // counting every refusal before it.
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        assert!(throttled(increment(&rt, &acme, "k").await).is_some());
+    }
+    let first = throttle_events(&mut acme_events);
+    // One event per second the refusals spanned (a second's edge may fall among them).
+    let seconds_spanned = started.elapsed().as_secs() as usize + 2;
+    assert!(
+        !first.is_empty() && first.len() <= seconds_spanned,
+        "{first:?}"
+    );
+    assert_eq!(first[0], (acme.clone(), "quota".to_owned(), Limit::Rate, 1));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The bucket refilled one call's worth meanwhile; spend it, then be refused.
+    let _ = increment(&rt, &acme, "k").await;
+    assert!(throttled(increment(&rt, &acme, "k").await).is_some());
+    let next = throttle_events(&mut acme_events);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert!(next[0].3 > 50, "the count so far: {next:?}");
+    assert!(throttle_events(&mut globex_events).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,7 +139,7 @@ pub async fn usage(State(app): State<Arc<App>>, _: Admin) -> ApiResult {
         .all_usage()
         .await?
         .into_iter()
-        .map(|(p, usage)| (p.to_string(), json!(usage)))
+        .map(|(p, usage)| (p.to_string(), super::tenant::usage_json(&app, &p, usage)))
         .collect();
     Ok(ok(all))
 }

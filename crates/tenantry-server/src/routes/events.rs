@@ -256,6 +256,18 @@ pub fn event_json(event: &Event) -> Option<Value> {
         ),
         EventKind::EffectFailed { .. } => ("effect_failed", json!({})),
         EventKind::MessageDropped { handler } => ("message_dropped", json!({ "handler": handler })),
+        EventKind::Throttled {
+            limit,
+            retry_after,
+            refused,
+        } => (
+            "throttled",
+            json!({
+                "limit": limit.name(),
+                "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                "refused": refused,
+            }),
+        ),
         _ => ("other", json!({})),
     };
     let at_ms = event

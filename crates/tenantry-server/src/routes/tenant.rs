@@ -5,10 +5,12 @@ use super::{ApiResult, hosted_here, ok, parse_key, parse_timeout};
 use crate::app::App;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Instant;
 use tenantry::Invoke;
 use tenantry::kernel::InstanceStatus;
+use tenantry::quota::Usage;
 
 /// Query parameters of `invoke`.
 #[derive(Debug, Default, Deserialize)]
@@ -27,10 +29,25 @@ pub async fn invoke(
     ApiQuery(q): ApiQuery<InvokeQuery>,
     JsonBody(params): JsonBody,
 ) -> ApiResult {
+    let started = Instant::now();
     let p = tenant.partition;
+    let answer = invoke_on(&app, &p, &handler, q, params).await;
+    let status = answer.as_ref().map_or_else(|e| e.status, |r| r.status());
+    app.record_call(&p, started, status);
+    answer
+}
+
+/// [`invoke`] once its request is read.
+async fn invoke_on(
+    app: &App,
+    p: &tenantry::Partition,
+    handler: &str,
+    q: InvokeQuery,
+    params: serde_json::Value,
+) -> ApiResult {
     // Connection tasks queue their calls: measured, running turns on them cost the
     // gateway requests per second (see BENCHMARKS.md, "HTTP server").
-    let mut opts = Invoke::target(&p).queued();
+    let mut opts = Invoke::target(p).queued();
     opts.timeout = parse_timeout(q.timeout_ms)?;
     if let Some(k) = q.key.as_deref() {
         let key = parse_key(k)?;
@@ -39,8 +56,8 @@ pub async fn invoke(
     // The reply goes out as the instance encoded it: never built as a JSON value here.
     let result = app
         .runtime
-        .bus_for(&p)
-        .invoke_raw(&handler, params, opts)
+        .bus_for(p)
+        .invoke_raw(handler, params, opts)
         .await?;
     Ok(ok(&*result))
 }
@@ -48,7 +65,18 @@ pub async fn invoke(
 /// `GET /v1/partitions/{partition}/usage`: the tenant's limits in force, its calls in
 /// flight, and the calls admitted and refused (by limit) so far, on this node.
 pub async fn usage(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
-    Ok(ok(app.runtime.quotas().usage(&tenant.partition).await?))
+    let usage = app.runtime.quotas().usage(&tenant.partition).await?;
+    Ok(ok(usage_json(&app, &tenant.partition, usage)))
+}
+
+/// A tenant's usage as `/usage` answers it: the runtime's count, and its recent calls
+/// over HTTP on this node.
+pub fn usage_json(app: &App, partition: &tenantry::Partition, usage: Usage) -> Value {
+    let mut json = json!(usage);
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert("recent_calls".into(), json!(app.traffic.recent(partition)));
+    }
+    json
 }
 
 /// `GET /v1/partitions/{partition}/handlers`.

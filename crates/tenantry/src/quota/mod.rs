@@ -41,11 +41,12 @@ mod rate;
 pub use crate::error::{Limit, Throttled};
 pub use limits::{Limits, MAX_BYTES, MAX_COUNT, MAX_RATE_PER_SEC, MAX_WEIGHT};
 
-use crate::Partition;
 use crate::config::ConfigStore;
 use crate::reactive::Effect;
 use crate::store::{CheckpointStore, StoreError, StoreUsage};
+use crate::telemetry::EventKind;
 use crate::telemetry::Telemetry;
+use crate::{Identity, Key, Partition};
 use rate::RateGate;
 use std::collections::HashMap;
 
@@ -106,6 +107,8 @@ struct TenantQuota {
     max_stored: AtomicU64,
     max_state: AtomicU64,
     max_reply: AtomicU64,
+    /// The second (since the quotas' epoch, plus one) of its last throttle event.
+    refusal_second: AtomicU64,
     /// Follows the config (kept alive with the quota).
     follow: Mutex<Option<Effect>>,
 }
@@ -135,21 +138,31 @@ impl TenantQuota {
         *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
-    fn refuse(&self, limit: Limit, retry_after: Duration) -> Throttled {
+    /// Counts a refusal by `limit`; returns its count so far, this one included.
+    fn count_refusal(&self, limit: Limit) -> u64 {
         let i = match limit {
             Limit::Rate => 0,
             Limit::Concurrency => 1,
             Limit::FairShare => 2,
             Limit::Instances => 3,
         };
-        self.throttled[i].fetch_add(1, Ordering::Relaxed);
+        let refused = self.throttled[i].fetch_add(1, Ordering::Relaxed) + 1;
         metrics::counter!(
             "tenantry_throttled_total",
             "partition" => self.label.clone(),
             "limit" => limit.name()
         )
         .increment(1);
-        Throttled { limit, retry_after }
+        refused
+    }
+
+    /// Whether the refusal at `now` (since the quotas' epoch) is the first of its second:
+    /// the one that tells the event subscribers.
+    fn first_refusal_of_second(&self, now: Duration) -> bool {
+        let second = now.as_secs() + 1;
+        // Read first: in a flood of refusals, only one a second writes the line.
+        self.refusal_second.load(Ordering::Relaxed) != second
+            && self.refusal_second.swap(second, Ordering::Relaxed) != second
     }
 }
 
@@ -273,7 +286,7 @@ impl Quotas {
         if tenant.rate.is_limited() {
             let now = self.epoch.elapsed().as_nanos() as u64;
             if let Err(wait) = tenant.rate.admit(now) {
-                return Err(tenant.refuse(Limit::Rate, wait));
+                return Err(self.refuse(&tenant, Limit::Rate, wait));
             }
         }
         let before = tenant.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -285,14 +298,14 @@ impl Quotas {
         let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
         let concurrency = tenant.concurrency.load(Ordering::Relaxed);
         if concurrency != 0 && before >= concurrency {
-            return Err(tenant.refuse(Limit::Concurrency, Duration::from_secs(1)));
+            return Err(self.refuse(tenant, Limit::Concurrency, Duration::from_secs(1)));
         }
         let capacity = self.capacity.load(Ordering::Relaxed);
         if capacity != 0 && total > capacity {
             let weight = u64::from(tenant.weight.load(Ordering::Relaxed));
             let share = (capacity * weight / self.active_weight().max(weight)).max(1);
             if u64::from(before) >= share {
-                return Err(tenant.refuse(Limit::FairShare, Duration::from_secs(1)));
+                return Err(self.refuse(tenant, Limit::FairShare, Duration::from_secs(1)));
             }
         }
         tenant.admitted.fetch_add(1, Ordering::Relaxed);
@@ -315,8 +328,31 @@ impl Quotas {
 
     /// Counts an activation of `partition` refused at its live-instance cap.
     pub fn refuse_activation(&self, partition: &Partition) -> Throttled {
-        self.tenant(partition)
-            .refuse(Limit::Instances, Duration::from_secs(1))
+        self.refuse(
+            &self.tenant(partition),
+            Limit::Instances,
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Counts a refusal of `tenant`'s by `limit`, tells the event subscribers if it is
+    /// the first of its second, and says when to try again.
+    fn refuse(&self, tenant: &TenantQuota, limit: Limit, retry_after: Duration) -> Throttled {
+        let refused = tenant.count_refusal(limit);
+        if self.telemetry.wanted()
+            && tenant.first_refusal_of_second(self.epoch.elapsed())
+            && let Ok(quota) = Key::new(limit.name())
+        {
+            self.telemetry.emit(
+                &Identity::new(tenant.partition.clone(), "quota", quota),
+                EventKind::Throttled {
+                    limit,
+                    retry_after,
+                    refused,
+                },
+            );
+        }
+        Throttled { limit, retry_after }
     }
 
     /// `partition`'s limits on the records it writes.
@@ -407,6 +443,7 @@ impl Quotas {
                 max_stored: AtomicU64::new(0),
                 max_state: AtomicU64::new(0),
                 max_reply: AtomicU64::new(0),
+                refusal_second: AtomicU64::new(0),
                 follow: Mutex::new(None),
             });
             // In force before its first call, not after the effect's first run.
