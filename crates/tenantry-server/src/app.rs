@@ -347,12 +347,11 @@ impl App {
     }
 
     /// Counts a call of `partition` over HTTP, begun at `started`, answered with
-    /// `status`, if `partition` is an active tenant.
+    /// `status` (a partition its key may reach: a tenant's own, or an active one).
     pub fn record_call(&self, partition: &Partition, started: Instant, status: StatusCode) {
-        if self.is_tenant(partition) {
-            self.traffic
-                .record(partition, started, Answer::of_status(status.as_u16()));
-        }
+        let answer = Answer::of_status(status.as_u16());
+        self.traffic
+            .record(partition, started, answer, |p| self.is_tenant(p));
     }
 
     fn set_active(&self, partition: &Partition, active: bool) {

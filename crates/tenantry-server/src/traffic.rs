@@ -209,9 +209,17 @@ impl Traffic {
         at.saturating_duration_since(self.epoch).as_secs() + 1
     }
 
-    /// Counts a call of `partition` that began at `started` and was answered now.
-    /// The caller checks that `partition` is an active tenant.
-    pub fn record(&self, partition: &Partition, started: Instant, answer: Answer) {
+    /// Counts a call of `partition` that began at `started` and was answered now. A
+    /// partition not counted yet gets its ring only if `is_active` says it is an active
+    /// tenant (asked under the table's write lock, which [`Traffic::forget`] takes too, so
+    /// a call that ends while its tenant is retired leaves nothing behind).
+    pub fn record(
+        &self,
+        partition: &Partition,
+        started: Instant,
+        answer: Answer,
+        is_active: impl FnOnce(&Partition) -> bool,
+    ) {
         let now = Instant::now();
         let (second, latency) = (self.second(now), now - started);
         // Under the read lock: no reference count bounced between cores on every call.
@@ -223,12 +231,13 @@ impl Traffic {
         {
             return ring.record(second, latency, answer);
         }
-        self.tenants
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(partition.clone())
-            .or_insert_with(|| Box::new(Ring::new()))
-            .record(second, latency, answer);
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        if is_active(partition) {
+            tenants
+                .entry(partition.clone())
+                .or_insert_with(|| Box::new(Ring::new()))
+                .record(second, latency, answer);
+        }
     }
 
     /// `partition`'s calls over the last whole seconds (all zero if it made none).
@@ -247,7 +256,8 @@ impl Traffic {
             )
     }
 
-    /// Drops `partition`'s counts (at offboarding).
+    /// Drops `partition`'s counts (when its tenant is retired, after it stopped being
+    /// active).
     pub fn forget(&self, partition: &Partition) {
         self.tenants
             .write()
