@@ -321,7 +321,7 @@ def main():
         assert 429 in answers, answers
         throttled = wait_for("the throttle in the live events", lambda: browser.script(
             "return document.querySelector(\"#events li[data-kind='throttled']\")?.textContent;"))
-        assert "quota/rate" in throttled and "limit=rate" in throttled, throttled
+        assert "_quota/rate" in throttled and "limit=rate" in throttled, throttled
         time.sleep(2.5)  # at least one refresh
         page = browser.text()
         for other in ("acme", "initech"):

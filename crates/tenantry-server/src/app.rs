@@ -11,15 +11,13 @@ use crate::error::ApiError;
 use crate::keys::{self, KeyRing};
 use crate::registry::{Registry, RegistryDoc};
 use crate::settings::{InstanceSpec, Settings, StoreChoice, TenantSpec};
-use crate::traffic::{Answer, Traffic};
+use crate::traffic::{Counted, Traffic};
 use anyhow::{Context as _, anyhow, bail};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 use tenantry::providers::{ConfigProvider, CredentialsProvider, LoggingProvider, StorageProvider};
 use tenantry::store::{CheckpointStore, RedbStore};
 use tenantry::{AnyManager, Partition, Runtime};
@@ -346,12 +344,10 @@ impl App {
             .contains(partition)
     }
 
-    /// Counts a call of `partition` over HTTP, begun at `started`, answered with
-    /// `status` (a partition its key may reach: a tenant's own, or an active one).
-    pub fn record_call(&self, partition: &Partition, started: Instant, status: StatusCode) {
-        let answer = Answer::of_status(status.as_u16());
-        self.traffic
-            .record(partition, started, answer, |p| self.is_tenant(p));
+    /// Starts counting a call of `partition` over HTTP (a partition its key may reach:
+    /// a tenant's own, or an active one).
+    pub fn count_call(&self, partition: &Partition) -> Counted {
+        self.traffic.start(partition, |p| self.is_tenant(p))
     }
 
     fn set_active(&self, partition: &Partition, active: bool) {

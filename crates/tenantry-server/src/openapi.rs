@@ -127,7 +127,7 @@ fn status_text(status: u16) -> &'static str {
 
 /// A 200 answering a stream of Server-Sent Events (`routes/events.rs`).
 fn events_ok() -> Value {
-    json!({"description": "Server-Sent Events, until the client or the server closes the stream: `runtime` messages whose data is an event as JSON ({partition, manager, key, at_ms, kind, detail}; kinds: started, thawed, hibernated, hibernate_failed, thaw_failed, stopped, idle_stopped, crashed, restarted, gave_up, hook_failed, pod_reconcile, node_ensure, service_changed, audit, effect_failed, message_dropped; and throttled, from the identity `quota/<limit>`, at most once a second per tenant with {limit, retry_after_ms, refused}), and `dropped` messages ({\"dropped\": n}) when the reader fell behind by n events.",
+    json!({"description": "Server-Sent Events, until the client or the server closes the stream: `runtime` messages whose data is an event as JSON ({partition, manager, key, at_ms, kind, detail}; kinds: started, thawed, hibernated, hibernate_failed, thaw_failed, stopped, idle_stopped, crashed, restarted, gave_up, hook_failed, pod_reconcile, node_ensure, service_changed, audit, effect_failed, message_dropped; and throttled, from the identity `_quota/<limit>`, at most once a second per tenant with {limit, retry_after_ms, refused}), and `dropped` messages ({\"dropped\": n}) when the reader fell behind by n events.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}}})
 }
 
@@ -241,7 +241,7 @@ fn tenant_routes(paths: &mut Map<String, Value>, r: &Reader) {
     );
     paths.insert(
         "/v1/partitions/{partition}/usage".into(),
-        json!({"get": op("The tenant's limits in force (config `limits`, then `tenants.<partition>.limits`), its calls in flight, the calls admitted and refused by each limit so far and its live agents, on this node, and the bytes and records it stores.",
+        json!({"get": op("The tenant's limits in force (config `limits`, then `tenants.<partition>.limits`), its calls in flight, the calls admitted and refused by each limit so far and its live agents, on this node, the bytes and records it stores, and its recent invoke calls over HTTP on this node (`recent_calls`: rate, p50, p99, errors).",
             "partitions", vec![p()], TENANT_ERRORS, usage_schema())}),
     );
     paths.insert(
@@ -339,13 +339,13 @@ fn usage_schema() -> Value {
         "stored": {"type": ["object", "null"], "properties": {
             "bytes": {"type": "integer"}, "records": {"type": "integer"}}},
         "recent_calls": {"type": "object",
-            "description": "Its invoke calls over HTTP on this node in the last whole seconds (up to 10): the rate, the median and 99th percentile latency of those not throttled (null: none), and how many were answered with a 5xx (`errors`), another 4xx (`rejected`) or a 429 (`throttled`).",
+            "description": "Its invoke calls over HTTP on this node in the last whole seconds (up to 10): the rate, the median and 99th percentile latency of those not throttled (null: none), and how many were answered with a 5xx (`errors`), another 4xx (`rejected`) or a 429 (`throttled`), or lost their client before the answer (`cancelled`). Requests refused before they reach the handler (a bad key, path, query or body) are not counted.",
             "properties": {
                 "window_secs": {"type": "integer"}, "calls": {"type": "integer"},
                 "per_sec": {"type": "number"},
                 "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]},
                 "errors": {"type": "integer"}, "rejected": {"type": "integer"},
-                "throttled": {"type": "integer"}}}}})
+                "throttled": {"type": "integer"}, "cancelled": {"type": "integer"}}}}})
 }
 
 fn admin_routes(paths: &mut Map<String, Value>, r: &Reader) {

@@ -198,7 +198,8 @@ function clusterView(status) {
   const owned = new Map();
   for (const owner of owners) if (owner) owned.set(owner, (owned.get(owner) || 0) + 1);
   const pinOf = shard => (status.pins || []).find(p => shard >= p.first_shard && shard < p.first_shard + p.shards);
-  const unowned = owners.filter(o => !o).length;
+  // A shard whose owner is no live member is drawn grey and counted with the unowned.
+  const unowned = owners.filter(o => !o || !palette.has(o)).length;
 
   const memberRows = members.map(m => el("tr", { "data-node": m.node },
     el("td", {}, el("span", { class: `swatch owner-${palette.get(m.node)}` }), " ", m.node, m.node === status.node ? " (this node)" : ""),
@@ -222,7 +223,7 @@ function clusterView(status) {
       el("div", { class: "scroll" }, el("table", { id: "members" },
         el("thead", {}, el("tr", {}, el("th", {}, "Node"), el("th", {}, "State"), el("th", {}, "Address"), el("th", { class: "num" }, "Shards owned"))),
         el("tbody", {}, memberRows)))),
-    section(`Shard owners: ${owners.length} shards${unowned ? `, ${unowned} without an owner` : ""}`,
+    section(`Shard owners: ${owners.length} shards${unowned ? `, ${unowned} without a live owner` : ""}`,
       el("p", { class: "muted" }, "Each square is a shard, coloured by its owner; outlined squares belong to pinned tenants."),
       grid),
     pins.length ? section("Pinned tenants", el("div", { class: "scroll" }, el("table", { id: "pins" },
@@ -435,7 +436,8 @@ async function streamEvents(url, signal, list) {
         const text = message.kind === "dropped"
           ? `… ${item.dropped} events dropped (this page fell behind)`
           : `${new Date(item.at_ms).toLocaleTimeString()} ${item.kind} ${item.manager}/${item.key}`
-            + Object.entries(item.detail || {}).map(([name, value]) => ` ${name}=${value}`).join("");
+            + Object.entries(item.detail || {})
+              .map(([name, value]) => ` ${name}=${typeof value === "object" ? JSON.stringify(value) : value}`).join("");
         list.prepend(el("li", { "data-kind": item.kind || message.kind }, text));
         while (list.children.length > MAX_EVENTS) list.lastChild.remove();
       }

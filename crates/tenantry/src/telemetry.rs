@@ -208,7 +208,7 @@ pub enum EventKind {
         handler: &'static str,
     },
     /// A limit of the partition refused calls or activations (event of the identity
-    /// `quota/<limit>` in the partition). Sent at most once a second per partition, by
+    /// `_quota/<limit>` in the partition, [`crate::quota::QUOTA_IDENTITY`]). Sent at most once a second per partition, by
     /// the first refusal of that second, so a flood of refusals is not a flood of events.
     Throttled {
         /// The limit.

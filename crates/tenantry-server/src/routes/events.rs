@@ -30,6 +30,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tenantry::Partition;
+use tenantry::quota::Throttled;
 use tenantry::telemetry::{Event, EventKind, EventStream, RecvError};
 use tokio::sync::watch;
 
@@ -264,7 +265,8 @@ pub fn event_json(event: &Event) -> Option<Value> {
             "throttled",
             json!({
                 "limit": limit.name(),
-                "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                // As the 429's Retry-After and message round it: up, at least 1 ms.
+                "retry_after_ms": Throttled { limit: *limit, retry_after: *retry_after }.retry_after_ms(),
                 "refused": refused,
             }),
         ),

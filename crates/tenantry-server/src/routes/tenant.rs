@@ -7,7 +7,6 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Instant;
 use tenantry::Invoke;
 use tenantry::kernel::InstanceStatus;
 use tenantry::quota::Usage;
@@ -29,11 +28,16 @@ pub async fn invoke(
     ApiQuery(q): ApiQuery<InvokeQuery>,
     JsonBody(params): JsonBody,
 ) -> ApiResult {
-    let started = Instant::now();
     let p = tenant.partition;
+    // Counted as cancelled if the client goes away first (the request is dropped).
+    let counted = app.count_call(&p);
     let answer = invoke_on(&app, &p, &handler, q, params).await;
-    let status = answer.as_ref().map_or_else(|e| e.status, |r| r.status());
-    app.record_call(&p, started, status);
+    counted.answered(
+        answer
+            .as_ref()
+            .map_or_else(|e| e.status, |r| r.status())
+            .as_u16(),
+    );
     answer
 }
 
@@ -63,7 +67,8 @@ async fn invoke_on(
 }
 
 /// `GET /v1/partitions/{partition}/usage`: the tenant's limits in force, its calls in
-/// flight, and the calls admitted and refused (by limit) so far, on this node.
+/// flight, the calls admitted and refused (by limit) so far, and its recent invoke calls
+/// over HTTP (rate, latency, errors), on this node.
 pub async fn usage(State(app): State<Arc<App>>, tenant: Tenant) -> ApiResult {
     let usage = app.runtime.quotas().usage(&tenant.partition).await?;
     Ok(ok(usage_json(&app, &tenant.partition, usage)))

@@ -181,6 +181,10 @@ pub struct Quotas {
     active_weight: Mutex<(Instant, u64)>,
 }
 
+/// The manager name of a throttle event's identity (`_quota/<limit>`): `_` starts no
+/// manager's name, so no agent's events can be taken for a throttle's.
+pub const QUOTA_IDENTITY: &str = "_quota";
+
 /// How long a sum of the active partitions' weights stays good while saturated.
 const WEIGHTS_FRESH_FOR: Duration = Duration::from_millis(1);
 
@@ -343,7 +347,7 @@ impl Quotas {
             && let Ok(quota) = Key::new(limit.name())
         {
             self.telemetry.emit(
-                &Identity::new(tenant.partition.clone(), "quota", quota),
+                &Identity::new(tenant.partition.clone(), QUOTA_IDENTITY, quota),
                 EventKind::Throttled {
                     limit,
                     retry_after,
