@@ -67,19 +67,12 @@ async fn offboarding_forgets_a_tenants_calls() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(settings(dir.path(), None)).await;
     let c = Client { addr: server.addr };
-    let onboarded = c
-        .post(
-            "/v1/admin/partitions",
-            Some(ADMIN),
+    let key = c
+        .onboard(
             &json!({"partition": "hooli", "config": {"db_url": "postgres://db/hooli"},
-                "instances": [{"factory": "tenant-db", "name": "tenant-db-hooli"}]}),
+            "instances": [{"factory": "tenant-db", "name": "tenant-db-hooli"}]}),
         )
         .await;
-    assert_eq!(onboarded.status, 200, "{}", onboarded.text());
-    let key = onboarded.json()["result"]["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let sql = json!({"sql": "select 1"});
     for _ in 0..3 {
         assert_eq!(
@@ -93,18 +86,9 @@ async fn offboarding_forgets_a_tenants_calls() {
     assert_eq!(recent_calls(&c, "hooli", &key).await["calls"], 3);
     let off = c.delete("/v1/admin/partitions/hooli", Some(ADMIN)).await;
     assert_eq!(off.status, 200, "{}", off.text());
-    let again = c
-        .post(
-            "/v1/admin/partitions",
-            Some(ADMIN),
-            &json!({"partition": "hooli", "restore": true}),
-        )
+    let key = c
+        .onboard(&json!({"partition": "hooli", "restore": true}))
         .await;
-    assert_eq!(again.status, 200, "{}", again.text());
-    let key = again.json()["result"]["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(recent_calls(&c, "hooli", &key).await["calls"], 0);
     server.shutdown().await;
 }

@@ -211,10 +211,8 @@ pub enum EventKind {
     /// `_quota/<limit>` in the partition, [`crate::quota::QUOTA_IDENTITY`]). Sent at most once a second per partition, by
     /// the first refusal of that second, so a flood of refusals is not a flood of events.
     Throttled {
-        /// The limit.
-        limit: crate::quota::Limit,
-        /// When the refused caller may try again.
-        retry_after: Duration,
+        /// The refusal: the limit, and when the refused caller may try again.
+        throttled: crate::quota::Throttled,
         /// The partition's refusals by this limit so far, this one included.
         refused: u64,
     },

@@ -134,6 +134,23 @@ async fn read(rt: &Runtime, key: &str) -> String {
     text.as_str().unwrap().to_owned()
 }
 
+/// Agent `agent` stores `size` bytes under its storage key `name` (0: deletes it).
+async fn stash(
+    rt: &Runtime,
+    agent: &str,
+    name: &str,
+    size: usize,
+) -> Result<serde_json::Value, Error> {
+    call(
+        rt,
+        &acme(),
+        "stash",
+        agent,
+        json!({ "key": name, "size": size }),
+    )
+    .await
+}
+
 async fn stored_bytes(rt: &Runtime) -> u64 {
     let usage = rt.quotas().usage(&acme()).await.unwrap();
     usage.stored.expect("the memory store keeps usage").bytes
@@ -238,14 +255,7 @@ async fn the_largest_state_is_refused_whole_and_the_instance_keeps_its_last_dura
         "the last durable state"
     );
     // A storage value is a record too: the turn that writes it is not committed.
-    let refused = call(
-        &rt,
-        &acme(),
-        "stash",
-        "a",
-        json!({"key": "big", "size": 201}),
-    )
-    .await;
+    let refused = stash(&rt, "a", "big", 201).await;
     assert!(
         matches!(
             &refused,
@@ -257,15 +267,7 @@ async fn the_largest_state_is_refused_whole_and_the_instance_keeps_its_last_dura
         ),
         "{refused:?}"
     );
-    let fits = call(
-        &rt,
-        &acme(),
-        "stash",
-        "a",
-        json!({"key": "small", "size": 100}),
-    )
-    .await
-    .unwrap();
+    let fits = stash(&rt, "a", "small", 100).await.unwrap();
     assert_eq!(fits, json!(null));
     // Lifted live: the next turn commits.
     set_limits(&rt, json!(null));
@@ -308,15 +310,7 @@ async fn stored_bytes_are_limited_and_counted_across_hibernation_thaw_delete_and
     write(&rt, "c", &"c".repeat(500)).await.unwrap();
     // Storage counts too, and a delete frees its bytes.
     let before = stored_bytes(&rt).await;
-    let refused = call(
-        &rt,
-        &acme(),
-        "stash",
-        "c",
-        json!({"key": "k", "size": 5000}),
-    )
-    .await
-    .unwrap_err();
+    let refused = stash(&rt, "c", "k", 5000).await.unwrap_err();
     assert!(
         matches!(
             refused,
@@ -329,19 +323,9 @@ async fn stored_bytes_are_limited_and_counted_across_hibernation_thaw_delete_and
     );
     assert_eq!(stored_bytes(&rt).await, before);
     set_limits(&rt, json!(null));
-    call(
-        &rt,
-        &acme(),
-        "stash",
-        "c",
-        json!({"key": "k", "size": 5000}),
-    )
-    .await
-    .unwrap();
+    stash(&rt, "c", "k", 5000).await.unwrap();
     assert!(stored_bytes(&rt).await >= before + 5000);
-    call(&rt, &acme(), "stash", "c", json!({"key": "k", "size": 0}))
-        .await
-        .unwrap();
+    stash(&rt, "c", "k", 0).await.unwrap();
     assert_eq!(stored_bytes(&rt).await, before);
 
     // Offboarding with purge: every record goes, and usage with it.
@@ -366,9 +350,7 @@ async fn a_hibernation_past_the_limits_is_stored_and_counted_and_then_storage_is
     assert!(stored_bytes(&rt).await > 500, "counted");
     assert_eq!(read(&rt, "a").await.len(), 500, "kept");
     // Over its limit now, the partition's storage writes are refused until it shrinks.
-    let refused = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 1}))
-        .await
-        .unwrap();
+    let refused = stash(&rt, "a", "k", 1).await.unwrap();
     assert!(
         refused
             .as_str()
@@ -382,9 +364,7 @@ async fn a_hibernation_past_the_limits_is_stored_and_counted_and_then_storage_is
     assert!(small < 100, "{small}");
     set_limits(&rt, json!({"max_stored_bytes": small + 100}));
     // Its storage writes reach the store at once, so the handler meets the refusal.
-    let refused = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 101}))
-        .await
-        .unwrap();
+    let refused = stash(&rt, "a", "k", 101).await.unwrap();
     assert!(
         refused
             .as_str()
@@ -392,9 +372,7 @@ async fn a_hibernation_past_the_limits_is_stored_and_counted_and_then_storage_is
             .contains(&format!("past its {}-byte limit", small + 100)),
         "{refused}"
     );
-    let fits = call(&rt, &acme(), "stash", "a", json!({"key": "k", "size": 100}))
-        .await
-        .unwrap();
+    let fits = stash(&rt, "a", "k", 100).await.unwrap();
     assert_eq!(fits, json!(null), "at the limit");
     assert_eq!(stored_bytes(&rt).await, small + 100);
 }

@@ -129,12 +129,12 @@ async fn refusals_are_told_as_one_throttle_event_a_second_to_their_partition_onl
         let mut seen = Vec::new();
         while let Some(event) = events.try_recv() {
             let event = event.unwrap();
-            if let EventKind::Throttled { limit, refused, .. } = event.kind {
+            if let EventKind::Throttled { throttled, refused } = &event.kind {
                 seen.push((
                     event.partition.clone(),
                     event.manager.to_string(),
-                    limit,
-                    refused,
+                    throttled.limit,
+                    *refused,
                 ));
             }
         }

@@ -30,7 +30,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tenantry::Partition;
-use tenantry::quota::Throttled;
 use tenantry::telemetry::{Event, EventKind, EventStream, RecvError};
 use tokio::sync::watch;
 
@@ -257,16 +256,12 @@ pub fn event_json(event: &Event) -> Option<Value> {
         ),
         EventKind::EffectFailed { .. } => ("effect_failed", json!({})),
         EventKind::MessageDropped { handler } => ("message_dropped", json!({ "handler": handler })),
-        EventKind::Throttled {
-            limit,
-            retry_after,
-            refused,
-        } => (
+        EventKind::Throttled { throttled, refused } => (
             "throttled",
             json!({
-                "limit": limit.name(),
+                "limit": throttled.limit.name(),
                 // As the 429's Retry-After and message round it: up, at least 1 ms.
-                "retry_after_ms": Throttled { limit: *limit, retry_after: *retry_after }.retry_after_ms(),
+                "retry_after_ms": throttled.retry_after_ms(),
                 "refused": refused,
             }),
         ),

@@ -156,6 +156,13 @@ impl Client {
     pub async fn delete(&self, path: &str, key: Option<&str>) -> Resp {
         request(self.addr, "DELETE", path, key, None).await.unwrap()
     }
+    /// Onboards a tenant as the admin (`body` as `POST /v1/admin/partitions` takes it);
+    /// its new API key.
+    pub async fn onboard(&self, body: &Value) -> String {
+        let r = self.post("/v1/admin/partitions", Some(ADMIN), body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["result"]["api_key"].as_str().unwrap().to_owned()
+    }
     /// `POST /v1/partitions/{p}/invoke/{handler}{query}`.
     pub async fn invoke(
         &self,

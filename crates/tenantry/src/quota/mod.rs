@@ -341,6 +341,7 @@ impl Quotas {
     /// Counts a refusal of `tenant`'s by `limit`, tells the event subscribers if it is
     /// the first of its second, and says when to try again.
     fn refuse(&self, tenant: &TenantQuota, limit: Limit, retry_after: Duration) -> Throttled {
+        let throttled = Throttled { limit, retry_after };
         let refused = tenant.count_refusal(limit);
         if self.telemetry.wanted()
             && tenant.first_refusal_of_second(self.epoch.elapsed())
@@ -349,13 +350,12 @@ impl Quotas {
             self.telemetry.emit(
                 &Identity::new(tenant.partition.clone(), QUOTA_IDENTITY, quota),
                 EventKind::Throttled {
-                    limit,
-                    retry_after,
+                    throttled: throttled.clone(),
                     refused,
                 },
             );
         }
-        Throttled { limit, retry_after }
+        throttled
     }
 
     /// `partition`'s limits on the records it writes.
