@@ -56,6 +56,18 @@ impl Limits {
     pub fn from_config(value: Option<&Value>) -> Result<Self, String> {
         let limits = match value {
             None | Some(Value::Null) => Self::default(),
+            // serde would read an array positionally: `[1, 2]` as a rate and a burst.
+            Some(v) if !v.is_object() => {
+                let kind = match v {
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    _ => "a boolean",
+                };
+                return Err(format!(
+                    "invalid limits: expected an object of named limits, not {kind}"
+                ));
+            }
             Some(v) => Self::deserialize(v).map_err(|e| format!("invalid limits: {e}"))?,
         };
         limits.validate()?;
@@ -161,6 +173,8 @@ mod tests {
             json!({"max_reply_bytes": 1u64 << 51}),
             json!({"rate": 5}),
             json!("fast"),
+            json!([1, 2]),
+            json!(5),
         ] {
             assert!(Limits::from_config(Some(&bad)).is_err(), "{bad}");
         }
