@@ -45,10 +45,10 @@ fn default_limit() -> Bounded<1, MAX_ROWS> {
 /// Reply of `query`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct QueryResult {
-    /// The instance that served it.
-    pub instance: String,
-    /// The tenant (its partition).
-    pub tenant: String,
+    /// The instance that served it (shared with the instance, not copied per query).
+    pub instance: Arc<str>,
+    /// The tenant, its partition (shared likewise).
+    pub tenant: Arc<str>,
     /// The database URL it used, from the tenant's config (shared with the instance's
     /// computed value, not copied per query).
     pub db_url: Arc<str>,
@@ -78,6 +78,9 @@ pub struct Status {
 /// config, and a query counter.
 struct Db {
     engine: &'static str,
+    /// The instance's and its tenant's names, made once: every reply carries them.
+    instance: Arc<str>,
+    tenant: Arc<str>,
     queries: u64,
     db_url: Computed<Arc<str>>,
 }
@@ -88,6 +91,8 @@ impl Db {
         let key = config.tenant_key("db_url");
         Ok(Self {
             engine,
+            instance: Arc::from(ctx.key().encoded()),
+            tenant: Arc::from(ctx.partition().name().unwrap_or("shared")),
             queries: 0,
             db_url: ctx.computed(move || {
                 Arc::from(config.get_str(&key).ok().flatten().unwrap_or_default())
@@ -95,8 +100,8 @@ impl Db {
         })
     }
 
-    fn query(&mut self, ctx: &mut Context, q: Query) -> Result<QueryResult, HandlerError> {
-        let tenant = ctx.partition().name().unwrap_or("shared").to_owned();
+    fn query(&mut self, q: Query) -> Result<QueryResult, HandlerError> {
+        let tenant = &self.tenant;
         let db_url = self.db_url.get();
         if db_url.is_empty() {
             return Err(HandlerError::conflict(
@@ -110,15 +115,15 @@ impl Db {
         let rows = (1..=q.limit.get())
             .map(|i| {
                 let mut digits = [0; 20];
-                let parts = [self.engine, ":", &tenant, "-row-", itoa(i, &mut digits)];
+                let parts = [self.engine, ":", tenant, "-row-", itoa(i, &mut digits)];
                 let mut row = String::with_capacity(parts.iter().map(|p| p.len()).sum());
                 parts.iter().for_each(|p| row.push_str(p));
                 row
             })
             .collect();
         Ok(QueryResult {
-            instance: ctx.key().encoded().to_owned(),
-            tenant,
+            instance: self.instance.clone(),
+            tenant: tenant.clone(),
             db_url,
             sql: q.sql.into_string(),
             rows,
@@ -194,7 +199,7 @@ impl Component for TenantDb {
         r.runnable(
             "query",
             "Runs a query on this tenant's database.",
-            |this, ctx, q: Query| this.db.query(ctx, q),
+            |this, _, q: Query| this.db.query(q),
         );
         r.runnable(
             "status",
@@ -231,7 +236,7 @@ impl Component for MysqlDb {
         r.runnable(
             "query",
             "Runs a query on this tenant's MySQL database.",
-            |this, ctx, q: Query| this.db.query(ctx, q),
+            |this, _, q: Query| this.db.query(q),
         );
         r.runnable(
             "status",

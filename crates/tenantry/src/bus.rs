@@ -27,6 +27,7 @@ use crate::caller::{CallAs, Caller, CallerKind};
 use crate::component::{BusEvent, EVENT_RUNNABLE};
 use crate::instance::cell::AnyInstance;
 use crate::instance::context::Context;
+use crate::instance::envelope::AnyReply;
 use crate::kernel::{KernelCore, Named, Reachable};
 use crate::manager::{AnyManager, Managers, Role, Shared};
 use crate::quota::Quotas;
@@ -34,7 +35,9 @@ use crate::telemetry::EventKind;
 use crate::{CallError, Error, Identity, Key, Partition};
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use std::any::TypeId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -123,8 +126,6 @@ pub trait EventSink: Send + Sync + 'static {
     fn published(&self, partition: &Partition, topic: &str, payload: &serde_json::Value);
 }
 
-/// A call to a resolved instance, for one reply form (see [`Bus::invoke`] and
-/// [`Bus::invoke_raw`]).
 /// A reply's size in bytes of JSON, for the partition's `max_reply_bytes`.
 trait ReplyBytes {
     fn reply_bytes(&self) -> usize;
@@ -145,6 +146,14 @@ impl ReplyBytes for serde_json::Value {
     }
 }
 
+/// A reply that did not decode as `R`, and why.
+fn reply_not_decoded<R>(handler: &str, why: impl std::fmt::Display) -> Error {
+    Error::Call(CallError::ReplyEncoding {
+        handler: handler.to_owned(),
+        message: format!("does not decode as {}: {why}", std::any::type_name::<R>()),
+    })
+}
+
 /// A writer that only counts.
 struct ByteCounter(usize);
 
@@ -159,6 +168,8 @@ impl std::io::Write for ByteCounter {
     }
 }
 
+/// A call to a resolved instance, for one reply form (see [`Bus::invoke`],
+/// [`Bus::invoke_raw`] and [`Bus::invoke_as`]).
 type LocalCall<O> = for<'a> fn(
     &'a dyn AnyInstance,
     &'a str,
@@ -487,6 +498,41 @@ impl Bus {
             })
         };
         self.route(handler, params, opts, local, remote).await
+    }
+
+    /// [`Bus::invoke`], with the reply as the Rust type `R`. A reply that already is an
+    /// `R` (the handler's own reply type, on an instance of this runtime) comes as
+    /// itself: never encoded as JSON nor decoded, and so not bounded by the manager's
+    /// `max_reply_bytes`, like any typed in-process call. Any other reply (another type,
+    /// a remote instance's) is decoded from its JSON into `R`, and one that does not
+    /// decode is [`CallError::ReplyEncoding`]. A bus whose calls enter from outside
+    /// (metered by the partition's limits) always takes the JSON, to measure it.
+    pub async fn invoke_as<R: DeserializeOwned + Send + 'static>(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: Invoke,
+    ) -> Result<R, Error> {
+        let decoded = |value: serde_json::Value| {
+            serde_json::from_value(value).map_err(|e| reply_not_decoded::<R>(handler, e))
+        };
+        if self.metered {
+            return decoded(self.invoke(handler, params, opts).await?);
+        }
+        let local: LocalCall<AnyReply> = |h, runnable, params, opts, caller| {
+            let wanted = TypeId::of::<R>();
+            h.call_typed_as(runnable, params, opts.timeout, caller, opts.queued, wanted)
+        };
+        let reply = self
+            .route_admitted(handler, params, opts, local, |v| Ok(AnyReply::Json(v)))
+            .await?;
+        match reply {
+            AnyReply::Itself(reply) => reply
+                .downcast::<R>()
+                .map(|r| *r)
+                .map_err(|_| reply_not_decoded::<R>(handler, "the instance answered another type")),
+            AnyReply::Json(value) => decoded(value),
+        }
     }
 
     /// Resolves `handler` and calls it: `local` on an instance of this runtime, else

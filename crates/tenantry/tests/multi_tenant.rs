@@ -39,8 +39,8 @@ async fn tenant_db_routes_by_target_and_by_name_and_survives_hot_remove() {
     ] {
         let routed = query(&rt, "tenant-db.query", Some(tenant)).await.unwrap();
         assert_eq!(&*routed.db_url, url);
-        assert_eq!(routed.tenant, tenant);
-        assert_eq!(routed.instance, format!("tenant-db-{tenant}"));
+        assert_eq!(&*routed.tenant, tenant);
+        assert_eq!(*routed.instance, format!("tenant-db-{tenant}"));
         assert!(
             routed
                 .rows
@@ -82,14 +82,16 @@ async fn tenant_db_routes_by_target_and_by_name_and_survives_hot_remove() {
         query(&rt, "tenant-db.query", Some("globex"))
             .await
             .unwrap()
-            .tenant,
+            .tenant
+            .as_ref(),
         "globex"
     );
     assert_eq!(
         query(&rt, "tenant-db.query", Some("initech"))
             .await
             .unwrap()
-            .tenant,
+            .tenant
+            .as_ref(),
         "initech"
     );
     // The factory stays registered: acme can come back.
@@ -101,13 +103,14 @@ async fn tenant_db_routes_by_target_and_by_name_and_survives_hot_remove() {
         query(&rt, "tenant-db.query", Some("acme"))
             .await
             .unwrap()
-            .tenant,
+            .tenant
+            .as_ref(),
         "acme"
     );
 
     // A second factory serves globex under the same scheme.
     let mysql = query(&rt, "mysql-db.query", Some("globex")).await.unwrap();
-    assert_eq!(mysql.instance, "mysql-db-globex");
+    assert_eq!(&*mysql.instance, "mysql-db-globex");
     assert!(mysql.rows[0].starts_with("mysql:globex"));
     assert!(matches!(
         query(&rt, "mysql-db.query", Some("acme")).await,

@@ -402,6 +402,19 @@ async fn the_largest_reply_of_a_call_from_outside_is_refused_and_host_calls_are_
         matches!(raw, Err(Error::Call(CallError::ReplyTooLarge { .. }))),
         "{raw:?}"
     );
+    // A typed call from outside takes the reply as JSON, to measure it.
+    let typed = rt
+        .bus_for(&acme())
+        .invoke_as::<String>(
+            "notes.read",
+            json!(null),
+            Invoke::default().key(Key::new("a").unwrap()),
+        )
+        .await;
+    assert!(
+        matches!(typed, Err(Error::Call(CallError::ReplyTooLarge { .. }))),
+        "{typed:?}"
+    );
     // Host code is not a call from outside.
     let host = rt
         .bus()
@@ -413,6 +426,16 @@ async fn the_largest_reply_of_a_call_from_outside_is_refused_and_host_calls_are_
         .await
         .unwrap();
     assert_eq!(host.as_str().unwrap().len(), 100);
+    let typed = rt
+        .bus()
+        .invoke_as::<String>(
+            "notes.read",
+            json!(null),
+            Invoke::target(&acme()).key(Key::new("a").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(typed.len(), 100);
 }
 
 mod props {

@@ -2,11 +2,12 @@
 //! (the system allocator) and `signalpy_mimalloc` (mimalloc, the allocator the `tenantry`
 //! server binary ships). See `signalpy.rs` for what it measures.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 use tenantry::{Bus, Invoke, Partition, Runtime};
+use tenantry_demo::QueryResult;
 
 const BATCHES: usize = 200;
 const ROUNDS: usize = 5;
@@ -44,26 +45,52 @@ where
     median(samples)
 }
 
-/// The three figures, in ns: exact, routed, config write then routed query.
-async fn scenario(rt: &Runtime, bus: &Bus) -> [f64; 3] {
+/// The reply form a figure asks for: a JSON value (`Bus::invoke`) or the handler's own
+/// reply type (`Bus::invoke_as`).
+trait Form: Sized {
+    async fn query(bus: &Bus, handler: &str, params: Value, opts: Invoke) -> Self;
+    fn db_url(&self) -> &str;
+}
+
+impl Form for Value {
+    async fn query(bus: &Bus, handler: &str, params: Value, opts: Invoke) -> Self {
+        bus.invoke(handler, params, opts).await.expect("invoke")
+    }
+
+    fn db_url(&self) -> &str {
+        self["db_url"].as_str().unwrap_or_default()
+    }
+}
+
+impl Form for QueryResult {
+    async fn query(bus: &Bus, handler: &str, params: Value, opts: Invoke) -> Self {
+        bus.invoke_as(handler, params, opts)
+            .await
+            .expect("typed invoke")
+    }
+
+    fn db_url(&self) -> &str {
+        &self.db_url
+    }
+}
+
+/// The three figures in the reply form `R`, in ns: exact, routed, config write then
+/// routed query.
+async fn scenario<R: Form>(rt: &Runtime, bus: &Bus) -> [f64; 3] {
     let params = json!({"sql": "select * from orders", "limit": 3});
     let globex = Invoke::target(&Partition::new("globex").expect("partition"));
     let exact = per_op_median(|_| {
         let params = params.clone();
         async move {
-            let reply = bus.invoke("tenant-db-acme.query", params, Invoke::default());
-            black_box(reply.await.expect("exact invoke"));
+            let reply = R::query(bus, "tenant-db-acme.query", params, Invoke::default());
+            black_box(reply.await);
         }
     })
     .await;
     let routed = per_op_median(|_| {
         let (params, target) = (params.clone(), globex.clone());
         async move {
-            black_box(
-                bus.invoke("tenant-db.query", params, target)
-                    .await
-                    .expect("routed"),
-            );
+            black_box(R::query(bus, "tenant-db.query", params, target).await);
         }
     })
     .await;
@@ -75,21 +102,37 @@ async fn scenario(rt: &Runtime, bus: &Bus) -> [f64; 3] {
             config
                 .set("tenants.globex.db_url", json!(url))
                 .expect("config write");
-            let reply = bus
-                .invoke("tenant-db.query", params, target)
-                .await
-                .expect("query after the write");
-            assert_eq!(reply["db_url"], json!(url), "the query saw the write");
+            let reply = R::query(bus, "tenant-db.query", params, target).await;
+            assert_eq!(reply.db_url(), url, "the query saw the write");
         }
     })
     .await;
     [exact, routed, migrate]
 }
 
-const NAMES: [&str; 3] = [
-    "invoke_exact",
-    "invoke_routed",
-    "config_write_then_routed_query",
+/// Both reply forms' figures: JSON values first, then typed replies.
+async fn both_forms(rt: &Runtime, bus: &Bus) -> [f64; 6] {
+    let (json, typed) = (
+        scenario::<Value>(rt, bus).await,
+        scenario::<QueryResult>(rt, bus).await,
+    );
+    std::array::from_fn(|i| if i < 3 { json[i] } else { typed[i - 3] })
+}
+
+/// Each figure's name, and the name of signalpy's figure it is set beside.
+const NAMES: [(&str, &str); 6] = [
+    ("invoke_exact", "invoke_exact"),
+    ("invoke_routed", "invoke_routed"),
+    (
+        "config_write_then_routed_query",
+        "config_write_then_routed_query",
+    ),
+    ("invoke_as_exact", "invoke_exact"),
+    ("invoke_as_routed", "invoke_routed"),
+    (
+        "config_write_then_routed_invoke_as",
+        "config_write_then_routed_query",
+    ),
 ];
 
 /// Runs the Python original if it can; its `name: value unit` lines by name.
@@ -147,24 +190,24 @@ pub fn run(suffix: &str) {
         tasks.push(rt.block_on({
             let (runtime, bus) = (runtime.clone(), bus.clone());
             async move {
-                tokio::spawn(async move { scenario(&runtime, &bus).await })
+                tokio::spawn(async move { both_forms(&runtime, &bus).await })
                     .await
                     .expect("task")
             }
         }));
-        mains.push(rt.block_on(scenario(&runtime, &bus)));
+        mains.push(rt.block_on(both_forms(&runtime, &bus)));
     }
-    let round_median = |rounds: &[[f64; 3]]| -> [f64; 3] {
+    let round_median = |rounds: &[[f64; 6]]| -> [f64; 6] {
         std::array::from_fn(|i| median(rounds.iter().map(|r| r[i]).collect()))
     };
     let (from_task, from_main) = (round_median(&tasks), round_median(&mains));
-    for (i, name) in NAMES.iter().enumerate() {
+    for (i, (name, _)) in NAMES.iter().enumerate() {
         println!("tenantry_{name}_task{suffix}: {:.0} ns", from_task[i]);
         println!("tenantry_{name}_main{suffix}: {:.0} ns", from_main[i]);
     }
     if let Some(peer) = signalpy() {
-        for (i, name) in NAMES.iter().enumerate() {
-            if let Some(theirs) = peer.get(&format!("signalpy_{name}")) {
+        for (i, (name, theirs)) in NAMES.iter().enumerate() {
+            if let Some(theirs) = peer.get(&format!("signalpy_{theirs}")) {
                 println!("ratio_{name}_task{suffix}: {:.2} x", theirs / from_task[i]);
                 println!("ratio_{name}_main{suffix}: {:.2} x", theirs / from_main[i]);
             }

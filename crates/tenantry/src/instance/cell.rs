@@ -3,7 +3,7 @@
 //! Calls go through [`Cell::call`]: when the instance is idle the caller runs the turn
 //! itself (see [`super::runner`]); tells and control mail only queue.
 
-use super::envelope::{Envelope, JsonReceiver, JsonReply, Letter};
+use super::envelope::{AnyReply, Envelope, JsonReceiver, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
 use super::mailbox::{Delivered, Mailbox, Queued, SendError};
@@ -13,6 +13,7 @@ use crate::telemetry::StopReason;
 use crate::{CallError, Error, Identity};
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
+use std::any::TypeId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -320,7 +321,7 @@ impl<F: Factory> InstanceHandle<F> {
         timeout: Duration,
         caller: Caller,
         queued: bool,
-        slot: fn(usize) -> (JsonReply, JsonReceiver<O>),
+        slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
     ) -> impl Future<Output = Result<O, CallError>> + Send + 'static {
         let (reply, rx) = slot(self.cell.table.max_reply_bytes);
         let letter = self
@@ -433,6 +434,18 @@ pub trait AnyInstance: Send + Sync {
             })
         })
     }
+    /// [`AnyInstance::call_json_as`] for a caller that wants the reply as the Rust type
+    /// `wanted`: a reply of that type comes as itself, never encoded; any other as JSON.
+    #[doc(hidden)]
+    fn call_typed_as(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: CallAs,
+        queued: bool,
+        wanted: TypeId,
+    ) -> BoxFuture<'static, Result<AnyReply, CallError>>;
     /// The same instance, calling as the caller the runtime proved (service resolution).
     #[doc(hidden)]
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance>;
@@ -520,6 +533,26 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
             caller.0,
             queued,
             JsonReply::text,
+        ))
+    }
+
+    fn call_typed_as(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: CallAs,
+        queued: bool,
+        wanted: TypeId,
+    ) -> BoxFuture<'static, Result<AnyReply, CallError>> {
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
+        Box::pin(self.call_json_stamped(
+            handler,
+            params,
+            timeout,
+            caller.0,
+            queued,
+            JsonReply::typed(wanted),
         ))
     }
 

@@ -15,6 +15,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::any::{Any, TypeId};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -73,6 +74,22 @@ pub(crate) enum JsonReply {
         tx: oneshot::Sender<Result<Box<RawValue>, CallError>>,
         limit: usize,
     },
+    /// For a caller that wants the reply as a Rust type: the reply itself when it is of
+    /// that type (`wanted`), never encoded; else as a JSON value.
+    Typed {
+        tx: oneshot::Sender<Result<AnyReply, CallError>>,
+        wanted: TypeId,
+        limit: usize,
+    },
+}
+
+/// A reply for a caller that asked for a Rust type (see [`JsonReply::Typed`]).
+#[doc(hidden)]
+pub enum AnyReply {
+    /// The handler's reply itself, of the type the caller asked for.
+    Itself(Box<dyn Any + Send>),
+    /// The reply as JSON, for the caller to decode.
+    Json(serde_json::Value),
 }
 
 /// The receiving end of a [`JsonReply`].
@@ -90,9 +107,17 @@ impl JsonReply {
         let (tx, rx) = oneshot::channel();
         (Self::Text { tx, limit }, rx)
     }
+
+    /// A slot for the reply itself if it is of type `wanted`, else as a JSON value.
+    pub(crate) fn typed(wanted: TypeId) -> impl FnOnce(usize) -> (Self, JsonReceiver<AnyReply>) {
+        move |limit| {
+            let (tx, rx) = oneshot::channel();
+            (Self::Typed { tx, wanted, limit }, rx)
+        }
+    }
 }
 
-impl<T: Serialize> ReplySlot<T> for JsonReply {
+impl<T: Serialize + Send + 'static> ReplySlot<T> for JsonReply {
     fn answer(self, handler: &'static str, result: Result<T, CallError>) {
         match self {
             Self::Value { tx, limit } => {
@@ -102,8 +127,18 @@ impl<T: Serialize> ReplySlot<T> for JsonReply {
             }
             Self::Text { tx, limit } => {
                 let _ = tx.send(encode_caught(handler, result, |r| {
-                    encode_text(handler, r, limit)
+                    encode_text(handler, &r, limit)
                 }));
+            }
+            Self::Typed { tx, wanted, limit } => {
+                let _ = tx.send(match result {
+                    Ok(reply) if wanted == TypeId::of::<T>() => {
+                        Ok(AnyReply::Itself(Box::new(reply)))
+                    }
+                    result => encode_caught(handler, result, |r| {
+                        encode_bounded(handler, r, limit).map(AnyReply::Json)
+                    }),
+                });
             }
         }
     }
@@ -114,10 +149,10 @@ impl<T: Serialize> ReplySlot<T> for JsonReply {
 fn encode_caught<T, O>(
     handler: &'static str,
     result: Result<T, CallError>,
-    encode: impl FnOnce(&T) -> Result<O, CallError>,
+    encode: impl FnOnce(T) -> Result<O, CallError>,
 ) -> Result<O, CallError> {
     let reply = result?;
-    std::panic::catch_unwind(AssertUnwindSafe(|| encode(&reply))).unwrap_or_else(|payload| {
+    std::panic::catch_unwind(AssertUnwindSafe(|| encode(reply))).unwrap_or_else(|payload| {
         Err(encoding_failed(
             handler,
             format!("encoding panicked: {}", panic_message(&*payload)),
@@ -199,12 +234,12 @@ fn encoded_bound(value: &serde_json::Value, limit: usize, depth: u32) -> usize {
 /// limit and pass on a cheap upper bound of their size; only those near it are counted
 /// exactly. (The reply is built as a JSON value first: a refused one costs its memory
 /// once more, briefly.)
-fn encode_bounded<T: Serialize>(
+fn encode_bounded<T: Serialize + 'static>(
     handler: &'static str,
-    reply: &T,
+    reply: T,
     limit: usize,
 ) -> Result<serde_json::Value, CallError> {
-    let value = serde_json::to_value(reply).map_err(|e| encoding_failed(handler, e))?;
+    let value = into_json_value(reply).map_err(|e| encoding_failed(handler, e))?;
     if encoded_bound(&value, limit, 0) > limit
         && serde_json::to_writer(&mut Budget { left: limit }, &value).is_err()
     {
@@ -214,6 +249,18 @@ fn encode_bounded<T: Serialize>(
         });
     }
     Ok(value)
+}
+
+/// `reply` as a JSON value. One that already is (a handler replying with a
+/// `serde_json::Value`) is taken as it is: encoding it would copy it whole.
+fn into_json_value<T: Serialize + 'static>(reply: T) -> serde_json::Result<serde_json::Value> {
+    let mut reply = Some(reply);
+    let any: &mut dyn Any = &mut reply;
+    match any.downcast_mut::<Option<serde_json::Value>>() {
+        Some(value) => Ok(value.take().unwrap_or_default()),
+        // `Some(reply)` encodes as the reply itself.
+        None => serde_json::to_value(&reply),
+    }
 }
 
 /// A message, its optional reply slot (`None` for a tell) and who sent it.
