@@ -332,6 +332,20 @@ impl<F: Factory> InstanceHandle<F> {
         async move { cell.call(Mail::Letter(letter?), rx, timeout, queued).await }
     }
 
+    /// A JSON call routed by the bus, as the caller it proved, boxed for the dyn handle.
+    fn call_routed<O: Send + 'static>(
+        &self,
+        handler: &str,
+        params: serde_json::Value,
+        timeout: Option<Duration>,
+        caller: CallAs,
+        queued: bool,
+        slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
+    ) -> BoxFuture<'static, Result<O, CallError>> {
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
+        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0, queued, slot))
+    }
+
     /// Queues a JSON message by handler name without waiting.
     pub fn tell_json(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
         let letter = self
@@ -506,15 +520,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         caller: CallAs,
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
-        let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(
-            handler,
-            params,
-            timeout,
-            caller.0,
-            queued,
-            JsonReply::value,
-        ))
+        self.call_routed(handler, params, timeout, caller, queued, JsonReply::value)
     }
 
     fn call_text_as(
@@ -525,15 +531,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         caller: CallAs,
         queued: bool,
     ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>> {
-        let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(
-            handler,
-            params,
-            timeout,
-            caller.0,
-            queued,
-            JsonReply::text,
-        ))
+        self.call_routed(handler, params, timeout, caller, queued, JsonReply::text)
     }
 
     fn call_typed_as(
@@ -545,15 +543,14 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         queued: bool,
         wanted: TypeId,
     ) -> BoxFuture<'static, Result<AnyReply, CallError>> {
-        let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(
+        self.call_routed(
             handler,
             params,
             timeout,
-            caller.0,
+            caller,
             queued,
             JsonReply::typed(wanted),
-        ))
+        )
     }
 
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {
