@@ -6,8 +6,8 @@
 //! - `tenantry_invoke_routed_{task,main}`: `bus.invoke("tenant-db.query", ..., target)`;
 //! - `tenantry_config_write_then_routed_query_{task,main}`: a write of
 //!   `tenants.globex.db_url`, then a routed query that must see it;
-//! - `tenantry_invoke_as_exact`, `tenantry_invoke_as_routed` and
-//!   `tenantry_config_write_then_routed_invoke_as`: the same three with
+//! - `tenantry_invoke_as_exact_{task,main}`, `tenantry_invoke_as_routed_{task,main}` and
+//!   `tenantry_config_write_then_routed_invoke_as_{task,main}`: the same three with
 //!   `bus.invoke_as::<QueryResult>(...)`, the reply as the handler's own type (as
 //!   signalpy's `invoke` hands back the handler's own dict), never built as JSON;
 //!

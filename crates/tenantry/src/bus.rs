@@ -500,13 +500,21 @@ impl Bus {
         self.route(handler, params, opts, local, remote).await
     }
 
-    /// [`Bus::invoke`], with the reply as the Rust type `R`. A reply that already is an
-    /// `R` (the handler's own reply type, on an instance of this runtime) comes as
-    /// itself: never encoded as JSON nor decoded, and so not bounded by the manager's
-    /// `max_reply_bytes`, like any typed in-process call. Any other reply (another type,
-    /// a remote instance's) is decoded from its JSON into `R`, and one that does not
-    /// decode is [`CallError::ReplyEncoding`]. A bus whose calls enter from outside
-    /// (metered by the partition's limits) always takes the JSON, to measure it.
+    /// [`Bus::invoke`], with the reply as the Rust type `R`.
+    ///
+    /// For host code, a reply that already is an `R` (the handler's own reply type, on an
+    /// instance of this runtime) comes as itself: never encoded as JSON nor decoded. Like
+    /// any typed in-process call it is then not bounded by the manager's
+    /// `max_reply_bytes`, and what only the JSON would show is not applied: fields the
+    /// type skips when serializing keep their values, a failing `Serialize` is not an
+    /// error, and `R`'s `Deserialize` checks do not run.
+    ///
+    /// Every other reply is decoded from its JSON into `R`: another type, a remote
+    /// instance's, and every reply to a caller other than host code (an instance's own
+    /// bus, a tenant's entry bus). So an instance never receives another instance's live
+    /// value (an `Arc` into its state, say), whatever partition it may reach, and a
+    /// metered entry bus measures every reply for its partition's limit. A reply that does
+    /// not decode is [`CallError::ReplyEncoding`].
     pub async fn invoke_as<R: DeserializeOwned + Send + 'static>(
         &self,
         handler: &str,
@@ -516,9 +524,11 @@ impl Bus {
         let decoded = |value: serde_json::Value| {
             serde_json::from_value(value).map_err(|e| reply_not_decoded::<R>(handler, e))
         };
-        if self.metered {
+        if !self.caller.is_host() {
             return decoded(self.invoke(handler, params, opts).await?);
         }
+        // What `route` adds (admission, the reply's measure) is for metered buses only.
+        debug_assert!(!self.metered, "a host bus is never metered");
         let local: LocalCall<AnyReply> = |h, runnable, params, opts, caller| {
             let wanted = TypeId::of::<R>();
             h.call_typed_as(runnable, params, opts.timeout, caller, opts.queued, wanted)
@@ -527,6 +537,7 @@ impl Bus {
             .route_admitted(handler, params, opts, local, |v| Ok(AnyReply::Json(v)))
             .await?;
         match reply {
+            // The slot boxed it because its type is `R`: the downcast cannot fail.
             AnyReply::Itself(reply) => reply
                 .downcast::<R>()
                 .map(|r| *r)

@@ -359,6 +359,21 @@ async fn unresolved_calls_fall_through_to_transports_in_order_then_not_found() {
             .await,
         Err(Error::RouteNotFound(_))
     ));
+    // A typed call from host code decodes the transport's JSON reply.
+    #[derive(serde::Deserialize)]
+    struct Served {
+        served_by: String,
+        target: Option<String>,
+    }
+    let served: Served = rt
+        .bus()
+        .invoke_as("remote-svc.ping", json!({}), Invoke::target(&p("globex")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (served.served_by.as_str(), served.target.as_deref()),
+        ("remote", Some("globex"))
+    );
 }
 
 #[tokio::test]

@@ -9,14 +9,15 @@ mod common;
 
 use common::{p, quiet_panics};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tenantry::schemars::JsonSchema;
 use tenantry::store::{CheckpointStore, MemoryStore};
 use tenantry::telemetry::{EventKind, Outcome};
 use tenantry::{
-    CallError, Context, Durability, Factory, Handler, HandlerError, Handlers, Identity, Manager,
-    ManagerConfig, Message, Runtime,
+    CallError, Context, Durability, Error, Factory, Handler, HandlerError, Handlers, Identity,
+    Invoke, Key, Manager, ManagerConfig, Message, Runtime,
 };
 use tenantry_testing::OutageStore;
 
@@ -273,6 +274,44 @@ async fn a_failed_commit_answers_not_durable_and_the_instance_rolls_back_to_its_
     outage.set_down(false);
     h.call(Append { id: 3, note: None }).await.unwrap();
     assert_eq!(after_crash(store, "a").await.0, vec![1, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_bus_call_of_a_durable_turn_is_answered_once_committed_or_not_durable() {
+    let outage = OutageStore::new();
+    let store: Arc<dyn CheckpointStore> = Arc::new(outage.clone());
+    let (rt, _m) = ledgers(store.clone(), durable());
+    let bus = rt.bus();
+    let opts = || Invoke::target(&p("acme")).key(Key::new("a").unwrap());
+    let append = |id: u64| json!({"id": id, "note": null});
+    let count: usize = bus
+        .invoke_as("ledgers.append", append(1), opts())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    outage.set_down(true);
+    let failed = bus
+        .invoke_as::<usize>("ledgers.append", append(2), opts())
+        .await;
+    assert!(
+        matches!(failed, Err(Error::Call(CallError::NotDurable { .. }))),
+        "{failed:?}"
+    );
+    outage.set_down(false);
+    let entries: Vec<u64> = bus
+        .invoke_as("ledgers.entries", json!(null), opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        entries,
+        vec![1],
+        "the turn that was not made durable was rolled back"
+    );
+    assert_eq!(
+        after_crash(store, "a").await.0,
+        vec![1],
+        "the answered turn is durable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use serde_json::json;
 use tenantry::params::{Bounded, BoundedText};
 use tenantry::schemars::JsonSchema;
 use tenantry::{
-    CallError, Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Invoke,
+    CallError, Context, Error, Factory, Handler, HandlerError, Handlers, Identity, Invoke, Key,
     ManagerConfig, Message, Partition, Runtime,
 };
 
@@ -113,6 +113,26 @@ async fn a_reply_over_the_managers_limit_is_refused_and_the_instance_lives_on() 
         .await
         .unwrap();
     assert_eq!(typed.len(), 8000);
+    // So is a typed bus call asking for the handler's own reply type; asking for another
+    // type goes through the JSON, under the limit.
+    let bus = rt.bus();
+    let opts = || Invoke::target(&Partition::new("acme").unwrap()).key(Key::new("a").unwrap());
+    let params = json!({"text": "abcdefgh", "times": 1000});
+    let own: String = bus
+        .invoke_as("echoes.repeat", params.clone(), opts())
+        .await
+        .unwrap();
+    assert_eq!(own.len(), 8000);
+    let other = bus
+        .invoke_as::<Box<str>>("echoes.repeat", params, opts())
+        .await;
+    assert!(
+        matches!(
+            other,
+            Err(Error::Call(CallError::ReplyTooLarge { limit: 100, .. }))
+        ),
+        "{other:?}"
+    );
     // The default is 1 MiB.
     assert_eq!(ManagerConfig::default().max_reply_bytes, 1 << 20);
 }
