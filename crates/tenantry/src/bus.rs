@@ -27,7 +27,7 @@ use crate::caller::{CallAs, Caller, CallerKind};
 use crate::component::{BusEvent, EVENT_RUNNABLE};
 use crate::instance::cell::AnyInstance;
 use crate::instance::context::Context;
-use crate::instance::envelope::AnyReply;
+use crate::instance::envelope::{AnyReply, encoding_failed};
 use crate::kernel::{KernelCore, Named, Reachable};
 use crate::manager::{AnyManager, Managers, Role, Shared};
 use crate::quota::Quotas;
@@ -148,10 +148,8 @@ impl ReplyBytes for serde_json::Value {
 
 /// A reply that did not decode as `R`, and why.
 fn reply_not_decoded<R>(handler: &str, why: impl std::fmt::Display) -> Error {
-    Error::Call(CallError::ReplyEncoding {
-        handler: handler.to_owned(),
-        message: format!("does not decode as {}: {why}", std::any::type_name::<R>()),
-    })
+    let why = format!("does not decode as {}: {why}", std::any::type_name::<R>());
+    Error::Call(encoding_failed(handler, why))
 }
 
 /// A writer that only counts.
@@ -490,12 +488,8 @@ impl Bus {
             h.call_text_as(runnable, params, opts.timeout, caller, opts.queued)
         };
         let remote = |reply: serde_json::Value| {
-            serde_json::value::to_raw_value(&reply).map_err(|e| {
-                Error::Call(CallError::ReplyEncoding {
-                    handler: handler.to_owned(),
-                    message: e.to_string(),
-                })
-            })
+            serde_json::value::to_raw_value(&reply)
+                .map_err(|e| Error::Call(encoding_failed(handler, e)))
         };
         self.route(handler, params, opts, local, remote).await
     }

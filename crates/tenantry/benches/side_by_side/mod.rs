@@ -112,11 +112,9 @@ async fn scenario<R: Form>(rt: &Runtime, bus: &Bus) -> [f64; 3] {
 
 /// Both reply forms' figures: JSON values first, then typed replies.
 async fn both_forms(rt: &Runtime, bus: &Bus) -> [f64; 6] {
-    let (json, typed) = (
-        scenario::<Value>(rt, bus).await,
-        scenario::<QueryResult>(rt, bus).await,
-    );
-    std::array::from_fn(|i| if i < 3 { json[i] } else { typed[i - 3] })
+    let [exact, routed, config] = scenario::<Value>(rt, bus).await;
+    let [exact_as, routed_as, config_as] = scenario::<QueryResult>(rt, bus).await;
+    [exact, routed, config, exact_as, routed_as, config_as]
 }
 
 /// Each figure's name, and the name of signalpy's figure it is set beside.

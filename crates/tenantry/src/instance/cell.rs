@@ -427,8 +427,7 @@ pub trait AnyInstance: Send + Sync {
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
     /// [`AnyInstance::call_json_as`] with the reply as JSON text, for callers that send
-    /// it on. The runtime's instances encode it once, never building a JSON value; the
-    /// default encodes the value.
+    /// it on: encoded once, never built as a JSON value.
     #[doc(hidden)]
     fn call_text_as(
         &self,
@@ -437,17 +436,7 @@ pub trait AnyInstance: Send + Sync {
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
-    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>> {
-        let reply = self.call_json_as(handler, params, timeout, caller, queued);
-        let handler = handler.to_owned();
-        Box::pin(async move {
-            let value = reply.await?;
-            serde_json::value::to_raw_value(&value).map_err(|e| CallError::ReplyEncoding {
-                handler,
-                message: e.to_string(),
-            })
-        })
-    }
+    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>>;
     /// [`AnyInstance::call_json_as`] for a caller that wants the reply as the Rust type
     /// `wanted`: a reply of that type comes as itself, never encoded; any other as JSON.
     #[doc(hidden)]

@@ -160,8 +160,8 @@ fn encode_caught<T, O>(
     })
 }
 
-/// A reply that could not be encoded.
-fn encoding_failed(handler: &str, why: impl std::fmt::Display) -> CallError {
+/// A reply that could not be encoded (or, for a caller that asked for a type, decoded).
+pub(crate) fn encoding_failed(handler: &str, why: impl std::fmt::Display) -> CallError {
     CallError::ReplyEncoding {
         handler: handler.to_owned(),
         message: why.to_string(),

@@ -8,6 +8,7 @@ use super::core::PodCore;
 use super::state::{LivePod, NodeEntry, PodView, node_key};
 use super::topology::{Activation, NodeKind, NodeSpec, Topology, node_label};
 use crate::instance::cell::AnyInstance;
+use crate::instance::envelope::encoding_failed;
 use crate::telemetry::{EventKind, PodPhase};
 use crate::{Error, Identity, IntoKey, Key, KeyPart, Partition};
 use futures::future::{BoxFuture, join_all};
@@ -145,12 +146,8 @@ impl Pod {
                 let value = instance
                     .call_json_dyn("topology", serde_json::Value::Null, None)
                     .await?;
-                let topology: Topology = serde_json::from_value(value).map_err(|e| {
-                    Error::Call(crate::CallError::ReplyEncoding {
-                        handler: "topology".into(),
-                        message: e.to_string(),
-                    })
-                })?;
+                let topology: Topology = serde_json::from_value(value)
+                    .map_err(|e| Error::Call(encoding_failed("topology", e)))?;
                 let live = Arc::new(LivePod::new(
                     instance.factory(),
                     (*identity).clone(),
