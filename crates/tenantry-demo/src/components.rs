@@ -95,7 +95,11 @@ impl Db {
             tenant: Arc::from(ctx.partition().name().unwrap_or("shared")),
             queries: 0,
             db_url: ctx.computed(move || {
-                Arc::from(config.get_str(&key).ok().flatten().unwrap_or_default())
+                config
+                    .get_shared_str(&key)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
             }),
         })
     }
@@ -158,7 +162,8 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
 /// the tenant's config, and an effect reconnects when it changes.
 pub struct TenantDb {
     db: Db,
-    connected_to: String,
+    /// Shared with `db_url`'s value: a reconnect copies nothing.
+    connected_to: Arc<str>,
     reconnects: u64,
 }
 
@@ -177,7 +182,7 @@ impl Component for TenantDb {
     fn create(ctx: &Context) -> Result<Self, HandlerError> {
         Ok(Self {
             db: Db::new("pg", ctx)?,
-            connected_to: String::new(),
+            connected_to: Arc::default(),
             reconnects: 0,
         })
     }
@@ -189,7 +194,7 @@ impl Component for TenantDb {
             if !this.connected_to.is_empty() && *this.connected_to != *next {
                 this.reconnects += 1;
             }
-            this.connected_to = next.to_string();
+            this.connected_to = next;
             Ok(())
         });
         Ok(())

@@ -374,13 +374,20 @@ impl ConfigStore {
     /// Reads `key` from the merged view; inside a computed value or an effect, the read
     /// is tracked.
     pub fn get(&self, key: &str) -> Result<Option<Value>, ConfigError> {
+        self.read(key, |v| v.cloned())
+    }
+
+    /// Hands `take` the value at `key` in the merged view, tracked like [`Self::get`],
+    /// so that a reader takes only what it needs of it. `take` runs under the layers'
+    /// read lock: it must not touch the config (it is never a caller's closure).
+    fn read<R>(&self, key: &str, take: impl FnOnce(Option<&Value>) -> R) -> Result<R, ConfigError> {
         let parts = segments(key)?;
         if crate::reactive::is_tracking() {
             // Track before reading: a racing write re-validates, never goes unseen.
             self.trigger(parts).read();
         }
         let layers = self.layers.read().unwrap_or_else(|e| e.into_inner());
-        Ok(lookup(&layers.merged, parts).cloned())
+        Ok(take(lookup(&layers.merged, parts)))
     }
 
     /// Writes `key` in the top layer. Writing an equal value wakes nobody.
@@ -443,8 +450,24 @@ impl ConfigView {
     /// Reads `key`; `None` for keys outside this view. Reading `tenants` itself returns
     /// only this tenant's entry.
     pub fn get(&self, key: &str) -> Result<Option<Value>, ConfigError> {
+        self.read(key, |v| v.cloned())
+    }
+
+    /// Reads `key` as a string (`None` if it is not one).
+    pub fn get_str(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        self.read(key, |v| v.and_then(Value::as_str).map(str::to_owned))
+    }
+
+    /// Reads `key` as a shared string (`None` if it is not one), copied once from the
+    /// config: what a computed value over a string key keeps, cheap to clone per call.
+    pub fn get_shared_str(&self, key: &str) -> Result<Option<Arc<str>>, ConfigError> {
+        self.read(key, |v| v.and_then(Value::as_str).map(Arc::from))
+    }
+
+    /// Hands `take` the value at `key` as this view sees it (see [`Self::get`]).
+    fn read<R>(&self, key: &str, take: impl FnOnce(Option<&Value>) -> R) -> Result<R, ConfigError> {
         if !self.visible(segments(key)?) {
-            return Ok(None);
+            return Ok(take(None));
         }
         match self.partition.name() {
             // `tenants` as seen by one tenant: its own entry only (and only it is tracked).
@@ -453,18 +476,10 @@ impl ConfigView {
                 if let Some(mine) = self.store.get(&format!("tenants.{own}"))? {
                     only.insert(own.to_owned(), mine);
                 }
-                Ok(Some(Value::Object(only)))
+                Ok(take(Some(&Value::Object(only))))
             }
-            _ => self.store.get(key),
+            _ => self.store.read(key, take),
         }
-    }
-
-    /// Reads `key` as a string.
-    pub fn get_str(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        Ok(match self.get(key)? {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        })
     }
 
     /// This tenant's own key: `tenants.<partition>.<key>` (or `key` when unpartitioned).

@@ -3,8 +3,10 @@
 //! evaluation.
 
 use proptest::prelude::*;
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tenantry::config::ConfigStore;
 use tenantry::reactive::{Computed, Effect, Signal, batch};
 
 #[test]
@@ -273,4 +275,76 @@ fn a_computed_that_panicked_recovers_once_its_input_is_fixed() {
         40,
         "the next read recomputes instead of finding no value"
     );
+}
+
+#[test]
+fn a_computed_keeps_one_subscription_to_what_it_rereads_and_drops_what_it_stops_reading() {
+    let store = Arc::new(ConfigStore::new());
+    store.set_defaults(json!({"a": 1, "b": 1}));
+    let use_b = Signal::new(false);
+    let reader = {
+        let (store, use_b) = (store.clone(), use_b.clone());
+        Computed::new(move || {
+            let key = if use_b.get() { "b" } else { "a" };
+            store.get(key).ok().flatten()
+        })
+    };
+    assert_eq!(reader.get(), Some(json!(1)));
+    for n in 2..6 {
+        store.set("a", json!(n)).unwrap();
+        assert_eq!(
+            reader.get(),
+            Some(json!(n)),
+            "woken by each write of what it reads"
+        );
+        assert_eq!(
+            store.readers("a"),
+            1,
+            "re-reading a key does not subscribe twice"
+        );
+    }
+    use_b.set(true);
+    assert_eq!(reader.get(), Some(json!(1)));
+    assert_eq!((store.readers("a"), store.readers("b")), (0, 1));
+    let runs = reader.runs();
+    store.set("a", json!(9)).unwrap();
+    assert_eq!(reader.get(), Some(json!(1)));
+    assert_eq!(
+        reader.runs(),
+        runs,
+        "a key it stopped reading wakes it no more"
+    );
+    use_b.set(false);
+    assert_eq!(reader.get(), Some(json!(9)));
+    assert_eq!((store.readers("a"), store.readers("b")), (1, 0));
+    store.set("a", json!(10)).unwrap();
+    assert_eq!(
+        reader.get(),
+        Some(json!(10)),
+        "read again, it is woken again"
+    );
+}
+
+#[test]
+fn an_effect_keeps_one_subscription_and_runs_once_per_change_across_batches() {
+    let source = Signal::new(0);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let effect = {
+        let (source, seen) = (source.clone(), seen.clone());
+        Effect::new(move || {
+            seen.lock().unwrap().push(source.get());
+            Ok(())
+        })
+    };
+    for n in 1..=3 {
+        source.set(n);
+    }
+    // Batches reuse their list of deferred effects: each still runs each effect once.
+    batch(|| {
+        source.set(4);
+        source.set(5);
+    });
+    batch(|| source.set(6));
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 5, 6]);
+    assert_eq!(effect.runs(), 6);
 }

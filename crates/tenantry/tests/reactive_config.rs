@@ -484,3 +484,80 @@ async fn a_service_rewired_by_hot_add_remove_or_ranking_reruns_what_depends_on_i
         "cached while nothing changed"
     );
 }
+
+/// Reads the key it is given through each of its config view's readers.
+struct KeyReader;
+impl Component for KeyReader {
+    const FACTORY: &'static str = "key-reader";
+    fn create(_: &Context) -> Result<Self, HandlerError> {
+        Ok(Self)
+    }
+    fn runnables(r: &mut Runnables<'_, Self>) {
+        r.runnable(
+            "read",
+            "The key through get, get_str and get_shared_str.",
+            |_, ctx, key: String| {
+                let config = ctx.config().map_err(|e| HandlerError::new(e.to_string()))?;
+                let fail = |e: tenantry::config::ConfigError| HandlerError::new(e.to_string());
+                Ok(json!({
+                    "value": config.get(&key).map_err(fail)?,
+                    "str": config.get_str(&key).map_err(fail)?,
+                    "shared": config.get_shared_str(&key).map_err(fail)?.as_deref(),
+                }))
+            },
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_shared_string_read_sees_what_get_sees_and_nothing_of_other_tenants() {
+    let rt = Runtime::in_memory();
+    let k = rt.kernel();
+    k.register::<KeyReader>().unwrap();
+    let config = k.config();
+    config
+        .set("tenants.acme.db_url", json!("pg://acme"))
+        .unwrap();
+    config.set("tenants.acme.pool", json!({"size": 4})).unwrap();
+    config
+        .set("tenants.globex.db_url", json!("pg://globex"))
+        .unwrap();
+    config.set("region", json!("eu")).unwrap();
+    k.hot_add("key-reader", "reader-acme", json!({"target": "acme"}))
+        .await
+        .unwrap();
+    let bus = rt.bus();
+    let read = |key: &'static str| bus.invoke("reader-acme.read", json!(key), Invoke::default());
+    let string = |s: &str| json!({"value": s, "str": s, "shared": s});
+    let absent = json!({"value": null, "str": null, "shared": null});
+    assert_eq!(
+        read("tenants.acme.db_url").await.unwrap(),
+        string("pg://acme")
+    );
+    assert_eq!(read("region").await.unwrap(), string("eu"), "shared keys");
+    assert_eq!(
+        read("tenants.acme.pool").await.unwrap(),
+        json!({"value": {"size": 4}, "str": null, "shared": null}),
+        "an object is not a string"
+    );
+    for other in [
+        "tenants.globex.db_url",
+        "tenants.globex",
+        "tenants.nobody.x",
+    ] {
+        assert_eq!(
+            read(other).await.unwrap(),
+            absent,
+            "{other} is not in acme's view"
+        );
+    }
+    assert_eq!(
+        read("tenants").await.unwrap()["value"],
+        json!({"acme": {"db_url": "pg://acme", "pool": {"size": 4}}}),
+        "`tenants` holds acme's own entry only"
+    );
+    assert!(
+        read("tenants..x").await.is_err(),
+        "an invalid key is an error, not an absent value"
+    );
+}

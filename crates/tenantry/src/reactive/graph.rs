@@ -49,12 +49,15 @@ impl Subscribers {
 
     /// Invalidates every live dependent (outside the lock: dependents take their own).
     pub(crate) fn notify(&self) {
-        let live: Vec<Arc<dyn Subscriber>> = {
+        // Most sources have one dependent: it is taken apart, so that notifying it
+        // allocates nothing.
+        let (first, rest) = {
             let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
             list.retain(|x| x.strong_count() > 0);
-            list.iter().filter_map(Weak::upgrade).collect()
+            let mut live = list.iter().filter_map(Weak::upgrade);
+            (live.next(), live.collect::<Vec<_>>())
         };
-        for s in live {
+        for s in first.into_iter().chain(rest) {
             s.invalidate();
         }
     }
@@ -70,8 +73,14 @@ pub(crate) struct Dep {
     pub(crate) version: u64,
 }
 
-/// A deferred flush (an effect to run or to post).
-pub(crate) type Action = Arc<dyn Fn() + Send + Sync>;
+/// A deferred flush: an effect to run or to post to its instance.
+pub(crate) trait Flush: Send + Sync {
+    /// Runs (or posts) it.
+    fn flush(&self);
+}
+
+/// A deferred flush, shared with the node it flushes (deferring it allocates nothing).
+pub(crate) type Action = Arc<dyn Flush>;
 
 /// The batch depth and the actions deferred to its end.
 type BatchState = (usize, Vec<Action>);
@@ -143,15 +152,21 @@ pub(crate) fn changed(deps: &[Dep]) -> bool {
     })
 }
 
-/// Re-subscribes `me` from `old` dependencies to `new` ones.
+/// Re-subscribes `me` from `old` dependencies to `new` ones. A source in both lists
+/// keeps its subscription (being among `old` means being subscribed: only this and
+/// disposal remove one), so a computation that reads what it read before takes no lock
+/// of its sources.
 pub(crate) fn resubscribe(me: &Weak<dyn Subscriber>, old: &[Dep], new: &[Dep]) {
+    let among = |deps: &[Dep], d: &Dep| deps.iter().any(|o| Arc::ptr_eq(&o.source, &d.source));
     for d in old {
-        if !new.iter().any(|n| Arc::ptr_eq(&n.source, &d.source)) {
+        if !among(new, d) {
             d.source.subscribers().remove(me);
         }
     }
     for d in new {
-        d.source.subscribers().add(me.clone());
+        if !among(old, d) {
+            d.source.subscribers().add(me.clone());
+        }
     }
 }
 
@@ -167,7 +182,7 @@ pub(crate) fn defer_or_run(action: Action) {
         }
     });
     if !deferred {
-        action();
+        action.flush();
     }
 }
 
@@ -177,7 +192,7 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     struct End;
     impl Drop for End {
         fn drop(&mut self) {
-            let pending = BATCH.with(|b| {
+            let mut pending = BATCH.with(|b| {
                 let mut b = b.borrow_mut();
                 b.0 -= 1;
                 if b.0 == 0 {
@@ -186,9 +201,17 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
                     Vec::new()
                 }
             });
-            for action in pending {
-                action();
+            for action in pending.drain(..) {
+                action.flush();
             }
+            // The emptied list goes back for the next batch, so that deferring allocates
+            // only when a batch defers more than any before it.
+            BATCH.with(|b| {
+                let mut b = b.borrow_mut();
+                if b.1.capacity() == 0 {
+                    b.1 = pending;
+                }
+            });
         }
     }
     let _end = End;

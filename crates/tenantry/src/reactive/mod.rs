@@ -377,19 +377,29 @@ impl Subscriber for EffectInner {
         if self.disposed.load(Ordering::SeqCst) || !self.scheduled.claim() {
             return;
         }
+        if let Body::Instance { sink, .. } = &self.body
+            && sink.get().is_none()
+        {
+            // Not started yet: its first run will read the latest values anyway.
+            self.scheduled.reset();
+            return;
+        }
         let Some(me) = self.me.upgrade() else { return };
-        let action: graph::Action = match &self.body {
-            Body::Inline(_) => Arc::new(move || me.run_inline()),
+        graph::defer_or_run(me);
+    }
+}
+
+impl graph::Flush for EffectInner {
+    fn flush(&self) {
+        match &self.body {
+            Body::Inline(_) => self.run_inline(),
             Body::Instance { sink, .. } => {
-                let Some(sink) = sink.get().cloned() else {
-                    // Not started yet: its first run will read the latest values anyway.
-                    self.scheduled.reset();
-                    return;
-                };
-                Arc::new(move || sink(me.clone()))
+                // Set before this flush was deferred (see `invalidate`), and never unset.
+                if let (Some(sink), Some(me)) = (sink.get(), self.me.upgrade()) {
+                    sink(me);
+                }
             }
-        };
-        graph::defer_or_run(action);
+        }
     }
 }
 
