@@ -11,9 +11,11 @@
 //!   back-to-back pairs of 1 s windows (healthz, then query), so that the machine's drift
 //!   between two long runs does not decide the ratio.
 //! - `note_requests_per_second_<mode>` and `note_p99_latency_<mode>`: the same 64
-//!   connections writing: `POST .../invoke/workspace_workers.note?key=...` over 2,000
-//!   keyed workers taken in turn, with the server's default `every_turn` durability (each
-//!   200 is a committed turn) and with `on_hibernate` set in a config file.
+//!   connections writing: `POST .../invoke/workspace_workers.note?key=...` over keyed
+//!   workers taken in turn: 2,000 with the server's default `every_turn` durability (each
+//!   200 is a committed turn), and 8,000 with `on_hibernate` set in a config file (a
+//!   worker keeps at most 256 notes, and that mode writes 600,000 in 6 s on a quiet
+//!   machine).
 //!
 //! Run: `cargo bench -p tenantry-server --bench http` (`TENANTRY_BENCH_BIN=path/to/tenantry`
 //! measures another build of the server with the same load).
@@ -131,10 +133,12 @@ async fn invoke_over_healthz(addr: SocketAddr) -> Res<f64> {
 
 /// Keyed workers the writing load spreads over (each keeps at most 256 notes).
 const NOTE_AGENTS: usize = 2_000;
+/// The workers of the `on_hibernate` run: enough that none fills up (256 notes each).
+const NOTE_AGENTS_ON_HIBERNATE: usize = 8_000;
 
 /// The writing load: connection `c` sends note requests to workers `c`, `c + 64`, ...
-async fn note_load(addr: SocketAddr) -> Res<(f64, f64)> {
-    let requests: Arc<[Vec<u8>]> = (0..NOTE_AGENTS)
+async fn note_load(addr: SocketAddr, agents: usize) -> Res<(f64, f64)> {
+    let requests: Arc<[Vec<u8>]> = (0..agents)
         .map(|k| {
             post(
                 addr,
@@ -216,7 +220,7 @@ fn main() -> Res<()> {
         let (healthz_rps, _) = load_cycling(addr, healthz(addr)).await?;
         let (rps, p99) = load_cycling(addr, query(addr)).await?;
         let ratio = invoke_over_healthz(addr).await?;
-        let (note_rps, note_p99) = note_load(addr).await?;
+        let (note_rps, note_p99) = note_load(addr, NOTE_AGENTS).await?;
         stop(child).await?;
         println!("invoke_requests_per_second: {rps:.0} per_second");
         println!("invoke_p99_latency: {p99:.2} ms");
@@ -232,7 +236,7 @@ fn main() -> Res<()> {
             "demo = true\n[managers.workspace_workers]\ndurability = \"on_hibernate\"\n",
         )?;
         let (child, addr) = spawn_with(&dir.path().join("data"), Some(&config)).await?;
-        let (note_rps, note_p99) = note_load(addr).await?;
+        let (note_rps, note_p99) = note_load(addr, NOTE_AGENTS_ON_HIBERNATE).await?;
         stop(child).await?;
         println!("note_requests_per_second_on_hibernate: {note_rps:.0} per_second");
         println!("note_p99_latency_on_hibernate: {note_p99:.2} ms");

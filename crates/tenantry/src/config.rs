@@ -471,13 +471,13 @@ impl ConfigView {
         }
         match self.partition.name() {
             // `tenants` as seen by one tenant: its own entry only (and only it is tracked).
-            Some(own) if key == "tenants" => {
+            Some(own) if key == "tenants" => self.store.read(&format!("tenants.{own}"), |mine| {
                 let mut only = Map::new();
-                if let Some(mine) = self.store.get(&format!("tenants.{own}"))? {
-                    only.insert(own.to_owned(), mine);
+                if let Some(mine) = mine {
+                    only.insert(own.to_owned(), mine.clone());
                 }
-                Ok(take(Some(&Value::Object(only))))
-            }
+                take(Some(&Value::Object(only)))
+            }),
             _ => self.store.read(key, take),
         }
     }

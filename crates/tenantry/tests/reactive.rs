@@ -3,7 +3,7 @@
 //! evaluation.
 
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tenantry::config::ConfigStore;
@@ -326,25 +326,101 @@ fn a_computed_keeps_one_subscription_to_what_it_rereads_and_drops_what_it_stops_
 }
 
 #[test]
+fn a_computed_whose_input_panics_while_it_is_checked_hears_every_input_afterwards() {
+    let (use_upstream, a, bad) = (Signal::new(false), Signal::new(1), Signal::new(false));
+    let upstream = {
+        let bad = bad.clone();
+        Computed::new(move || {
+            assert!(!bad.get(), "bad upstream input");
+            7
+        })
+    };
+    // Armed, the computed's own run makes its new input panic, so that the check after
+    // its run (did anything it read change meanwhile?) unwinds.
+    let arm = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (use_upstream, a, bad, arm) =
+            (use_upstream.clone(), a.clone(), bad.clone(), arm.clone());
+        Computed::new(move || {
+            if use_upstream.get() {
+                let v = upstream.get();
+                if arm.swap(false, Ordering::SeqCst) {
+                    bad.set(true);
+                }
+                v
+            } else {
+                a.get()
+            }
+        })
+    };
+    assert_eq!(reader.get(), 1);
+    arm.store(true, Ordering::SeqCst);
+    use_upstream.set(true);
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.get()));
+    assert!(
+        checked.is_err(),
+        "the upstream value panicked while checked"
+    );
+    bad.set(false);
+    assert_eq!(reader.get(), 7, "read again, it recomputes");
+    use_upstream.set(false);
+    assert_eq!(reader.get(), 1);
+    a.set(2);
+    assert_eq!(
+        reader.get(),
+        2,
+        "still woken by an input it read before the panic"
+    );
+}
+
+#[test]
 fn an_effect_keeps_one_subscription_and_runs_once_per_change_across_batches() {
-    let source = Signal::new(0);
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let effect = {
-        let (source, seen) = (source.clone(), seen.clone());
+    let store = Arc::new(ConfigStore::new());
+    store.set_defaults(json!({"k": 0}));
+    let (seen, relayed) = (
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+    );
+    let echo = Signal::new(json!(null));
+    // The first effect writes what the second reads: its flush opens a batch of its own.
+    let relay = {
+        let (store, echo, seen) = (store.clone(), echo.clone(), seen.clone());
         Effect::new(move || {
-            seen.lock().unwrap().push(source.get());
+            let v = store.get("k").ok().flatten();
+            seen.lock().unwrap().push(v.clone());
+            echo.set(v.unwrap_or_default());
+            Ok(())
+        })
+    };
+    let tail = {
+        let (echo, relayed) = (echo.clone(), relayed.clone());
+        Effect::new(move || {
+            relayed.lock().unwrap().push(echo.get());
             Ok(())
         })
     };
     for n in 1..=3 {
-        source.set(n);
+        store.set("k", json!(n)).unwrap();
+        assert_eq!(
+            store.readers("k"),
+            1,
+            "one subscription however often it reruns"
+        );
     }
-    // Batches reuse their list of deferred effects: each still runs each effect once.
     batch(|| {
-        source.set(4);
-        source.set(5);
+        store.set("k", json!(4)).unwrap();
+        store.set("k", json!(5)).unwrap();
     });
-    batch(|| source.set(6));
-    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 5, 6]);
-    assert_eq!(effect.runs(), 6);
+    batch(|| store.set("k", json!(6)).unwrap());
+    let expected: Vec<Value> = [0, 1, 2, 3, 5, 6].map(|n| json!(n)).into();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        expected.iter().cloned().map(Some).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        *relayed.lock().unwrap(),
+        expected,
+        "the relayed writes, each once"
+    );
+    assert_eq!((relay.runs(), tail.runs()), (6, 6));
 }

@@ -552,9 +552,13 @@ async fn a_shared_string_read_sees_what_get_sees_and_nothing_of_other_tenants() 
         );
     }
     assert_eq!(
-        read("tenants").await.unwrap()["value"],
-        json!({"acme": {"db_url": "pg://acme", "pool": {"size": 4}}}),
-        "`tenants` holds acme's own entry only"
+        read("tenants").await.unwrap(),
+        json!({
+            "value": {"acme": {"db_url": "pg://acme", "pool": {"size": 4}}},
+            "str": null,
+            "shared": null,
+        }),
+        "`tenants` holds acme's own entry only, and is no string"
     );
     assert!(
         read("tenants..x").await.is_err(),

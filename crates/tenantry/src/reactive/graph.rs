@@ -153,9 +153,10 @@ pub(crate) fn changed(deps: &[Dep]) -> bool {
 }
 
 /// Re-subscribes `me` from `old` dependencies to `new` ones. A source in both lists
-/// keeps its subscription (being among `old` means being subscribed: only this and
-/// disposal remove one), so a computation that reads what it read before takes no lock
-/// of its sources.
+/// keeps its subscription, so a computation that reads what it read before takes no lock
+/// of its sources. That counts on `old` being exactly what `me` is subscribed to: the
+/// caller records `new` in the same step, before anything that can unwind, and only this
+/// and disposal remove a subscription.
 pub(crate) fn resubscribe(me: &Weak<dyn Subscriber>, old: &[Dep], new: &[Dep]) {
     let among = |deps: &[Dep], d: &Dep| deps.iter().any(|o| Arc::ptr_eq(&o.source, &d.source));
     for d in old {
@@ -204,8 +205,8 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
             for action in pending.drain(..) {
                 action.flush();
             }
-            // The emptied list goes back for the next batch, so that deferring allocates
-            // only when a batch defers more than any before it.
+            // The emptied list goes back for this thread's next batch (unless a nested
+            // one already left its own), so that deferring seldom allocates.
             BATCH.with(|b| {
                 let mut b = b.borrow_mut();
                 if b.1.capacity() == 0 {

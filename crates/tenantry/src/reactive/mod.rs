@@ -136,37 +136,53 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> ComputedInner<T> {
         if !self.dirty.swap(false, Ordering::SeqCst) {
             return;
         }
-        if state.value.is_some() && !changed(&state.deps) {
-            return;
-        }
-        COMPUTING.with(|c| c.borrow_mut().push(self.id()));
-        /// Pops the cycle stack; if the function unwinds, leaves the value dirty so the
-        /// next read tries again instead of finding no value.
-        struct Pop<'a>(&'a AtomicBool, bool);
-        impl Drop for Pop<'_> {
+        /// Leaves the value dirty if what follows unwinds (the function, or an upstream
+        /// one it refreshes), so the next read tries again instead of trusting it.
+        struct RedoOnUnwind<'a>(&'a AtomicBool, bool);
+        impl Drop for RedoOnUnwind<'_> {
             fn drop(&mut self) {
-                COMPUTING.with(|c| {
-                    c.borrow_mut().pop();
-                });
-                if !self.1 {
+                if self.1 {
                     self.0.store(true, Ordering::SeqCst);
                 }
             }
         }
-        let mut guard = Pop(&self.dirty, false);
-        let (value, deps) = collect(|| (self.f)());
-        guard.1 = true;
-        drop(guard);
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        resubscribe(&self.subscriber(), &state.deps, &deps);
-        // A write between the read and the subscription notified nobody: look again.
-        if changed(&deps) {
-            self.dirty.store(true, Ordering::SeqCst);
+        let mut redo = RedoOnUnwind(&self.dirty, true);
+        self.refresh_dirty(state);
+        redo.1 = false;
+    }
+
+    /// [`Self::refresh_locked`] once the value was found dirty.
+    fn refresh_dirty(&self, state: &mut ComputedState<T>) {
+        if state.value.is_some() && !changed(&state.deps) {
+            return;
         }
-        state.deps = deps;
+        COMPUTING.with(|c| c.borrow_mut().push(self.id()));
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                COMPUTING.with(|c| {
+                    c.borrow_mut().pop();
+                });
+            }
+        }
+        let popped = Pop;
+        let (value, deps) = collect(|| (self.f)());
+        drop(popped);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        // The value, what it was computed from and the subscriptions change together,
+        // with nothing between them that can unwind (an unwind after leaves the value
+        // dirty, see above): a value kept with the inputs of another run would be
+        // trusted as current, and `resubscribe` counts on the recorded inputs being what
+        // the value is subscribed to.
         if state.value.as_ref() != Some(&value) {
             state.value = Some(value);
             self.version.store(next_version(), Ordering::SeqCst);
+        }
+        let old = std::mem::replace(&mut state.deps, deps);
+        resubscribe(&self.subscriber(), &old, &state.deps);
+        // A write between the read and the subscription notified nobody: look again.
+        if changed(&state.deps) {
+            self.dirty.store(true, Ordering::SeqCst);
         }
     }
 
