@@ -332,18 +332,19 @@ impl<F: Factory> InstanceHandle<F> {
         async move { cell.call(Mail::Letter(letter?), rx, timeout, queued).await }
     }
 
-    /// A JSON call routed by the bus, as the caller it proved, boxed for the dyn handle.
-    fn call_routed<O: Send + 'static>(
+    /// A JSON call as `caller`, boxed for the dyn handle; no `timeout` means the
+    /// manager's.
+    fn call_boxed<O: Send + 'static>(
         &self,
         handler: &str,
         params: serde_json::Value,
         timeout: Option<Duration>,
-        caller: CallAs,
+        caller: Caller,
         queued: bool,
         slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
     ) -> BoxFuture<'static, Result<O, CallError>> {
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, caller.0, queued, slot))
+        Box::pin(self.call_json_stamped(handler, params, timeout, caller, queued, slot))
     }
 
     /// Queues a JSON message by handler name without waiting.
@@ -478,15 +479,8 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
-        let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(
-            handler,
-            params,
-            timeout,
-            self.caller.clone(),
-            false,
-            JsonReply::value,
-        ))
+        let caller = self.caller.clone();
+        self.call_boxed(handler, params, timeout, caller, false, JsonReply::value)
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
@@ -509,7 +503,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         caller: CallAs,
         queued: bool,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
-        self.call_routed(handler, params, timeout, caller, queued, JsonReply::value)
+        self.call_boxed(handler, params, timeout, caller.0, queued, JsonReply::value)
     }
 
     fn call_text_as(
@@ -520,7 +514,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         caller: CallAs,
         queued: bool,
     ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>> {
-        self.call_routed(handler, params, timeout, caller, queued, JsonReply::text)
+        self.call_boxed(handler, params, timeout, caller.0, queued, JsonReply::text)
     }
 
     fn call_typed_as(
@@ -532,14 +526,8 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         queued: bool,
         wanted: TypeId,
     ) -> BoxFuture<'static, Result<AnyReply, CallError>> {
-        self.call_routed(
-            handler,
-            params,
-            timeout,
-            caller,
-            queued,
-            JsonReply::typed(wanted),
-        )
+        let slot = JsonReply::typed(wanted);
+        self.call_boxed(handler, params, timeout, caller.0, queued, slot)
     }
 
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {
