@@ -297,6 +297,11 @@ impl App {
                 }
             }
         }
+        // The saved writes before any instance runs: an instance's first effects and
+        // computed values see them, never the file's values they replaced.
+        for (key, value) in &registry.doc.config_writes {
+            kernel.config().set(key, value.clone())?;
+        }
         let report = kernel.boot().await?;
         if !report.failed.is_empty() || !report.blocked.is_empty() {
             bail!(
@@ -304,9 +309,6 @@ impl App {
                 report.failed,
                 report.blocked
             );
-        }
-        for (key, value) in &registry.doc.config_writes {
-            kernel.config().set(key, value.clone())?;
         }
         let active = tenants
             .keys()
@@ -687,6 +689,13 @@ impl App {
             self.retire_tenant(&partition).await;
             tracing::info!(partition = %name, "tenant offboarded on another node");
         }
+        // The config written since, before the tenants added start (see
+        // `App::open_application`).
+        for (key, value) in &book.registry.doc.config_writes {
+            if self.get_config(key).ok().flatten().as_ref() != Some(value) {
+                let _ = self.runtime.kernel().config().set(key, value.clone());
+            }
+        }
         for (name, tenant) in &new {
             if old.get(name).is_some_and(|t| t.spec == tenant.spec) {
                 continue;
@@ -703,11 +712,6 @@ impl App {
             }
             self.set_active(&partition, true);
             tracing::info!(partition = %name, "tenant onboarded on another node");
-        }
-        for (key, value) in &book.registry.doc.config_writes {
-            if self.get_config(key).ok().flatten().as_ref() != Some(value) {
-                let _ = self.runtime.kernel().config().set(key, value.clone());
-            }
         }
         book.tenants = new;
         Ok(())

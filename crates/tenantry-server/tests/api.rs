@@ -711,6 +711,35 @@ async fn two_tenants_with_the_same_keys_are_kept_apart() {
     server.shutdown().await;
 }
 
+/// Restarts race an instance's first turn (its effect's first run, on a worker) against
+/// the server's own start-up: every restart must find the saved config already in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_restarted_with_saved_config_never_sees_the_value_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let saved = json!("postgres://moved/acme");
+    let r = c
+        .put("/v1/admin/config/tenants.acme.db_url", Some(ADMIN), &saved)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.shutdown().await;
+    for restart in 0..8 {
+        let server = start(settings(dir.path(), None)).await;
+        let c = Client { addr: server.addr };
+        let v = c
+            .invoke("acme", "tenant-db.status", "", ACME, &json!({}))
+            .await
+            .json();
+        assert_eq!(
+            (&v["result"]["connected_to"], &v["result"]["reconnects"]),
+            (&saved, &json!(0)),
+            "restart {restart}: connected to the saved URL first, never to the one it replaced: {v}"
+        );
+        server.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn onboarding_offboarding_and_restart_keep_state() {
     let dir = tempfile::tempdir().unwrap();
