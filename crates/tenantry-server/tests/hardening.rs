@@ -44,6 +44,18 @@ async fn oversized_numbers_are_refused_naming_the_field_and_the_process_lives_on
         let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
         assert!(message.contains(field), "{message}");
     }
+    // Params are an object, as the schema says: an array is not read field by field.
+    let r = c
+        .invoke("acme", QUERY, "", ACME, &json!(["select", 3]))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (422, "invalid_params"),
+        "{}",
+        r.text()
+    );
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("expected struct"), "{message}");
     // The largest request allowed answers a bounded reply.
     let r = c
         .invoke("acme", QUERY, "", ACME, &json!({"sql": "x", "limit": 100}))

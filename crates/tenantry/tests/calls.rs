@@ -84,6 +84,13 @@ async fn unknown_handlers_and_bad_params_are_typed_errors() {
         matches!(&unknown_field, CallError::InvalidParams { message, .. } if message.contains("extra")),
         "{unknown_field:?}"
     );
+    // A typed message is an object too: serde would read `[1]` as `{"by": 1}`.
+    let positional = h.call_json("increment", json!([1])).await.unwrap_err();
+    assert!(
+        matches!(&positional, CallError::InvalidParams { message, .. }
+            if message.contains("invalid type: sequence, expected struct Increment")),
+        "{positional:?}"
+    );
     // Nothing of the refused calls reached the state.
     assert_eq!(h.call(Get).await.unwrap(), 0);
 }

@@ -456,6 +456,34 @@ async fn runnable_params_apply_defaults_refuse_unknown_fields_and_name_bad_ones(
             "{nested}"
         );
     }
+    // A struct is an object: an array that serde would read field by field is refused,
+    // at any depth, naming where.
+    for (params, named) in [
+        (
+            json!([3, 2]),
+            "invalid type: sequence, expected struct Resize",
+        ),
+        (
+            json!({"rects": [[2, 3]]}),
+            "rects[0]: invalid type: sequence, expected struct Resize",
+        ),
+        (
+            json!({"rects": [], "frame": [1, 1]}),
+            "frame: invalid type: sequence, expected struct Frame",
+        ),
+    ] {
+        let call = if params.is_array() {
+            call(params)
+        } else {
+            total(params)
+        };
+        let refused = call.await.unwrap_err();
+        assert!(
+            matches!(&refused, Error::Call(CallError::InvalidParams { message, .. })
+                if message.starts_with(named)),
+            "{refused}"
+        );
+    }
     assert!(matches!(
         bus.invoke("shapes-1.nope", json!({}), Invoke::default())
             .await,

@@ -2,6 +2,7 @@
 
 use super::envelope::{Envelope, FnLetter, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
+use super::objects_only::ObjectsOnly;
 use crate::caller::Caller;
 use crate::{CallError, Context, HandlerError};
 use futures::future::BoxFuture;
@@ -195,7 +196,7 @@ impl<F: Factory> Handlers<F> {
 }
 
 /// Decodes JSON params and refuses any field the params type would ignore, at any depth,
-/// naming its path (`unknown field `filter.extra``). Valid params decode once, without
+/// naming its path (`unknown field `filter.extra``), and any struct given as an array. Valid params decode once, without
 /// tracking paths; only invalid ones are decoded again to name the offending field.
 fn decode_params_strict<P: DeserializeOwned>(
     handler: &str,
@@ -206,7 +207,7 @@ fn decode_params_strict<P: DeserializeOwned>(
     }
     let mut unknown: Option<String> = None;
     let decoded = decode_params(handler, |track: &mut serde_path_to_error::Track| {
-        let de = serde_path_to_error::Deserializer::new(params, track);
+        let de = serde_path_to_error::Deserializer::new(ObjectsOnly(params), track);
         serde_ignored::deserialize(de, |path| {
             unknown.get_or_insert_with(|| field_path(&path));
         })
@@ -292,11 +293,14 @@ fn decode_params_lenient<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
-    if let Ok(decoded) = P::deserialize(&params) {
+    if let Ok(decoded) = P::deserialize(ObjectsOnly(&params)) {
         return Ok(decoded);
     }
     decode_params(handler, |track: &mut serde_path_to_error::Track| {
-        P::deserialize(serde_path_to_error::Deserializer::new(params, track))
+        P::deserialize(serde_path_to_error::Deserializer::new(
+            ObjectsOnly(params),
+            track,
+        ))
     })
 }
 

@@ -12,6 +12,7 @@ pub(crate) mod factory;
 pub(crate) mod handlers;
 pub(crate) mod host;
 pub(crate) mod mailbox;
+mod objects_only;
 pub(crate) mod runner;
 mod unknown_fields;
 

@@ -8,7 +8,7 @@
 //! shapes it does not mirror (tuple and struct enum variants, map keys that are not
 //! strings), is `None`, and the caller decodes again with serde_json's deserializer and
 //! path tracking to name the field. So a `Some` here is exactly what serde_json would
-//! have decoded.
+//! have decoded, reading structs from objects only (see `objects_only`).
 
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
@@ -204,8 +204,9 @@ impl<'de> de::Deserializer<'de> for Watched<'de> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Fallback> {
+        // A struct decodes from an object only (see `objects_only`).
         match self.value {
-            Value::Array(_) | Value::Object(_) => self.deserialize_any(visitor),
+            Value::Object(_) => self.deserialize_any(visitor),
             _ => Err(Fallback),
         }
     }
@@ -366,7 +367,11 @@ mod tests {
     /// What serde_json's deserializer decodes, and whether it ignored a field.
     fn reference(value: &Value) -> (Option<Params>, bool) {
         let mut ignored = false;
-        let decoded = serde_ignored::deserialize(value, |_| ignored = true).ok();
+        let decoded =
+            serde_ignored::deserialize(super::super::objects_only::ObjectsOnly(value), |_| {
+                ignored = true
+            })
+            .ok();
         (decoded, ignored)
     }
 
@@ -467,9 +472,15 @@ mod tests {
             json!({"free": null}),
             json!({"limit": "3"}),
             json!({"list": {}}),
+            // A struct is an object only (serde alone would read the array by position).
+            json!({"inner": ["a"]}),
+            json!({"list": [{"name": "b"}, ["c"]]}),
         ] {
             assert_eq!(decode_ignoring_nothing::<Params>(&value), None, "{value}");
-            assert!(reference(&value).0.is_none(), "serde_json refuses {value}");
+            assert!(
+                reference(&value).0.is_none(),
+                "the slow path refuses {value}"
+            );
         }
     }
 

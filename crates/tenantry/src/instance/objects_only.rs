@@ -1,0 +1,332 @@
+//! Params whose type is a struct decode from a JSON object only.
+//!
+//! serde's derived structs also take a sequence, field by field in declaration order, so
+//! `["select", 3]` would decode as `{"sql": "select", "limit": 3}`. A handler's published
+//! schema says object, and a client that sends an array is mistaken, not terse: an added,
+//! removed or reordered field would silently shift every value after it. [`ObjectsOnly`]
+//! wraps any deserializer and refuses a sequence wherever a struct (or a struct variant)
+//! is read, at every depth it reaches; everything else passes through unchanged.
+//!
+//! What serde buffers before deciding (untagged and internally tagged enums, flattened
+//! fields) is read by serde's own private deserializers, which this wrapper does not
+//! reach: a struct inside an untagged enum still takes a sequence.
+
+use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+use std::fmt;
+
+/// A deserializer that refuses a sequence where a struct is read, at every depth.
+pub(crate) struct ObjectsOnly<D>(pub(crate) D);
+
+/// Visits as the wrapped visitor does, with everything nested also wrapped.
+struct Nested<V>(V);
+
+/// [`Nested`], refusing a sequence (the visitor reads a struct).
+struct StructFields<V>(V);
+
+/// A seed whose value is read through [`ObjectsOnly`].
+struct Seed<S>(S);
+
+/// An access whose elements, entries or variant are read through [`ObjectsOnly`].
+struct Access<A>(A);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(ObjectsOnly(d))
+    }
+}
+
+/// Forwards `deserialize_*` methods that take only a visitor, wrapping it.
+macro_rules! forward_visitor_only {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method(Nested(visitor))
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
+    type Error = D::Error;
+
+    forward_visitor_only! {
+        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
+        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
+        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+        deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
+        deserialize_option deserialize_unit deserialize_seq deserialize_map
+        deserialize_identifier deserialize_ignored_any
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_unit_struct(name, Nested(visitor))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_newtype_struct(name, Nested(visitor))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple(len, Nested(visitor))
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple_struct(name, len, Nested(visitor))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0
+            .deserialize_struct(name, fields, StructFields(visitor))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_enum(name, variants, Nested(visitor))
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// Forwards `visit_*` methods of one scalar argument.
+macro_rules! forward_scalars {
+    ($($method:ident($ty:ty))*) => {$(
+        fn $method<E: de::Error>(self, v: $ty) -> Result<Self::Value, E> {
+            self.0.$method(v)
+        }
+    )*};
+}
+
+/// The visitor methods [`Nested`] and [`StructFields`] share: scalars pass through,
+/// what nests is wrapped.
+macro_rules! nested_visitor {
+    () => {
+        forward_scalars! {
+            visit_bool(bool) visit_i8(i8) visit_i16(i16) visit_i32(i32) visit_i64(i64)
+            visit_i128(i128) visit_u8(u8) visit_u16(u16) visit_u32(u32) visit_u64(u64)
+            visit_u128(u128) visit_f32(f32) visit_f64(f64) visit_char(char)
+            visit_str(&str) visit_borrowed_str(&'de str) visit_string(String)
+            visit_bytes(&[u8]) visit_borrowed_bytes(&'de [u8]) visit_byte_buf(Vec<u8>)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            self.0.visit_none()
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            self.0.visit_unit()
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            self.0.visit_some(ObjectsOnly(d))
+        }
+
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            self.0.visit_newtype_struct(ObjectsOnly(d))
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            self.0.visit_map(Access(map))
+        }
+
+        fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+            self.0.visit_enum(Access(data))
+        }
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+    };
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Nested<V> {
+    type Value = V::Value;
+
+    nested_visitor!();
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.0.visit_seq(Access(seq))
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for StructFields<V> {
+    type Value = V::Value;
+
+    nested_visitor!();
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<V::Value, A::Error> {
+        Err(de::Error::invalid_type(de::Unexpected::Seq, &self))
+    }
+}
+
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        self.0.next_element_seed(Seed(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.0.next_key_seed(Seed(seed))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(Seed(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Access<A> {
+    type Error = A::Error;
+    type Variant = Access<A::Variant>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), A::Error> {
+        let (value, variant) = self.0.variant_seed(Seed(seed))?;
+        Ok((value, Access(variant)))
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        self.0.unit_variant()
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        self.0.newtype_variant_seed(Seed(seed))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        self.0.tuple_variant(len, Nested(visitor))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        self.0.struct_variant(fields, StructFields(visitor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ObjectsOnly;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Inner {
+        name: String,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Shape {
+        Point(i32, i32),
+        Named { inner: Inner },
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Outer {
+        inner: Option<Inner>,
+        #[serde(default)]
+        list: Vec<Inner>,
+        #[serde(default)]
+        pair: Option<(u8, Inner)>,
+        #[serde(default)]
+        shape: Option<Shape>,
+    }
+
+    fn decode(value: serde_json::Value) -> Result<Outer, String> {
+        Outer::deserialize(ObjectsOnly(&value)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn objects_decode_as_serde_json_decodes_them() {
+        let value = json!({
+            "inner": {"name": "a"},
+            "list": [{"name": "b"}],
+            "pair": [1, {"name": "c"}],
+            "shape": {"point": [1, 2]},
+        });
+        assert_eq!(
+            decode(value.clone()),
+            Ok(Outer::deserialize(&value).unwrap())
+        );
+        let named = json!({"inner": null, "shape": {"named": {"inner": {"name": "d"}}}});
+        assert_eq!(
+            decode(named.clone()),
+            Ok(Outer::deserialize(&named).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_sequence_where_a_struct_is_read_is_refused_at_every_depth() {
+        for value in [
+            json!([null]),
+            json!({"inner": ["a"]}),
+            json!({"list": [{"name": "b"}, ["c"]]}),
+            json!({"pair": [1, ["c"]]}),
+            json!({"shape": {"named": {"inner": ["d"]}}}),
+        ] {
+            assert!(
+                Outer::deserialize(&value).is_ok(),
+                "serde_json takes {value}"
+            );
+            let refused = decode(value.clone()).expect_err("refused");
+            assert!(
+                refused.contains("invalid type: sequence, expected struct"),
+                "{value}: {refused}"
+            );
+        }
+    }
+}
