@@ -1,5 +1,5 @@
 //! Runtime core figures, printed as `name: value unit` lines (the cost of the quota
-//! checks among them).
+//! checks among them, and of a call while a log subscriber records).
 //!
 //! Run: `cargo bench -p tenantry --bench core`
 //! (set `TENANTRY_BENCH_SCALE=0.1` for a quick smoke run).
@@ -115,6 +115,42 @@ async fn memory_per_idle_instance() {
     rt.shutdown().await;
 }
 
+/// Runs [`memory_per_called_instance`] in a fresh process of this bench (RSS cannot tell
+/// a new population from memory freed by an earlier one), with a log subscriber or not,
+/// and prints its line.
+fn memory_per_called_instance_apart(logging: bool) {
+    let out = std::process::Command::new(std::env::current_exe().expect("the bench binary"))
+        .env(MEMORY_APART, if logging { "logging" } else { "plain" })
+        .output()
+        .expect("the bench runs itself");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Set in the process [`memory_per_called_instance_apart`] starts.
+const MEMORY_APART: &str = "TENANTRY_BENCH_MEMORY_APART";
+
+/// RSS per idle instance that handled one call (a log subscriber, if any, has seen its
+/// turn), over a population of 50,000.
+async fn memory_per_called_instance(name: &str) {
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Agent>("called", ManagerConfig::default())
+        .unwrap();
+    let part = Partition::new("mem").unwrap();
+    let n = scale(50_000);
+    let keys: Vec<Key> = (0..n)
+        .map(|i| Key::new(&format!("c{i}")).unwrap())
+        .collect();
+    let before = rss_bytes();
+    for k in &keys {
+        black_box(m.get(k, &part).await.unwrap().call(Bump).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let per = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    report(name, per, "bytes");
+    rt.shutdown().await;
+}
+
 async fn activations_and_calls() {
     let rt = Runtime::in_memory();
     let m = rt
@@ -215,6 +251,41 @@ async fn activations_and_calls() {
     rt.shutdown().await;
 }
 
+/// A service's log subscriber: `tracing_subscriber`'s fmt layer at `info`, to a sink.
+fn install_log_subscriber() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_ansi(false)
+        .with_writer(std::io::sink)
+        .init();
+}
+
+/// The typed call of `activations_and_calls` with a log subscriber installed, as a
+/// service runs. Run last: the subscriber is the process's from then on.
+async fn calls_while_logging() {
+    install_log_subscriber();
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Agent>("agents", ManagerConfig::default())
+        .unwrap();
+    let h = m
+        .get(
+            &Key::new("logged").unwrap(),
+            &Partition::new("bench").unwrap(),
+        )
+        .await
+        .unwrap();
+    let call_ns = median_ns(scale(200), 1000, || {
+        let h = &h;
+        async move {
+            black_box(h.call(Bump).await.unwrap());
+        }
+    })
+    .await;
+    report("typed_call_round_trip_logging_info_median", call_ns, "ns");
+    rt.shutdown().await;
+}
+
 async fn redb_hibernate_and_thaw() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.redb");
@@ -307,6 +378,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Ok(mode) = std::env::var(MEMORY_APART) {
+        rt.block_on(async {
+            tokio::spawn(async move {
+                if mode == "logging" {
+                    install_log_subscriber();
+                    memory_per_called_instance("memory_per_idle_instance_called_logging_info")
+                        .await;
+                } else {
+                    memory_per_called_instance("memory_per_idle_instance_called").await;
+                }
+            })
+            .await
+            .unwrap();
+        });
+        return;
+    }
+    memory_per_called_instance_apart(false);
+    memory_per_called_instance_apart(true);
     // The driver runs as a task on a worker, like a real caller, not on the main thread.
     rt.block_on(async {
         tokio::spawn(async {
@@ -314,6 +403,7 @@ fn main() {
             activations_and_calls().await;
             redb_hibernate_and_thaw().await;
             quota_admission().await;
+            calls_while_logging().await;
         })
         .await
         .unwrap();

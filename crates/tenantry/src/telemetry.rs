@@ -480,6 +480,9 @@ impl HandlerMetrics {
                     "manager" => identity.manager.to_string(),
                     "handler" => handler
                 );
+                // One slot per handler seen: an idle instance keeps this, and the
+                // default growth would reserve four.
+                self.by_handler.reserve_exact(1);
                 self.by_handler
                     .push((handler, [None, None, None], histogram));
                 self.by_handler.len() - 1

@@ -1,0 +1,204 @@
+//! Log context: every event a handler emits carries its instance's partition, manager and
+//! key, whoever called it and wherever its turn ran.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tenantry::schemars::JsonSchema;
+use tenantry::{
+    Context, Factory, Handler, HandlerError, Handlers, Identity, ManagerConfig, Message, Partition,
+    Runtime,
+};
+
+#[derive(Serialize, Deserialize, Default)]
+struct Speaker;
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Say {
+    word: String,
+}
+impl Message for Say {
+    const NAME: &'static str = "say";
+    type Reply = ();
+}
+
+/// Says its word after its turn awaited once (the turn goes on in the instance's task).
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct SayLater {
+    word: String,
+}
+impl Message for SayLater {
+    const NAME: &'static str = "say_later";
+    type Reply = ();
+}
+
+/// Asks the speaker `key` of its own partition to say `word`.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Relay {
+    key: String,
+    word: String,
+}
+impl Message for Relay {
+    const NAME: &'static str = "relay";
+    type Reply = ();
+}
+
+impl Factory for Speaker {
+    const NAME: &'static str = "speaker";
+    fn fresh(_: &Identity) -> Self {
+        Self
+    }
+    fn handlers(h: &mut Handlers<Self>) {
+        h.add::<Say>().add::<SayLater>().add::<Relay>();
+    }
+}
+
+impl Handler<Say> for Speaker {
+    async fn handle(&mut self, m: Say, _: &mut Context) -> Result<(), HandlerError> {
+        tracing::info!(word = %m.word, "said");
+        Ok(())
+    }
+}
+
+impl Handler<SayLater> for Speaker {
+    async fn handle(&mut self, m: SayLater, _: &mut Context) -> Result<(), HandlerError> {
+        tokio::task::yield_now().await;
+        tracing::info!(word = %m.word, "said");
+        Ok(())
+    }
+}
+
+impl Handler<Relay> for Speaker {
+    async fn handle(&mut self, m: Relay, ctx: &mut Context) -> Result<(), HandlerError> {
+        let manager = ctx.manager().to_owned();
+        let other = ctx
+            .get::<Speaker>(&manager, m.key.as_str())
+            .await
+            .map_err(|e| HandlerError::new(e.to_string()))?;
+        other
+            .call(Say { word: m.word })
+            .await
+            .map_err(|e| HandlerError::new(e.to_string()))
+    }
+}
+
+/// Log lines written by this thread's subscriber.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    /// The line that logged `word`.
+    fn saying(&self, word: &str) -> String {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        let mut found = text.lines().filter(|l| l.contains(&format!("word={word}")));
+        let line = found
+            .next()
+            .unwrap_or_else(|| panic!("no line says {word}:\n{text}"));
+        assert!(found.next().is_none(), "one line says {word}:\n{text}");
+        line.to_owned()
+    }
+}
+
+/// Runs the calls below under a subscriber at `filter` (on this test's thread, which runs
+/// every turn: the test runtime has one thread) and returns what it logged.
+async fn logged_at(filter: &str) -> Lines {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Speaker>("speakers", ManagerConfig::default())
+        .unwrap();
+    let (alpha, beta) = (
+        Partition::new("alpha").unwrap(),
+        Partition::new("beta").unwrap(),
+    );
+    let a = m.get("a", &alpha).await.unwrap();
+    let say = |word: &str| Say { word: word.into() };
+    // A caller's own span is not the instance's context.
+    let request = tracing::info_span!("request", id = 7);
+    let _entered = request.enter();
+    a.call(say("first")).await.unwrap();
+    a.call(say("second")).await.unwrap();
+    a.call(SayLater {
+        word: "later".into(),
+    })
+    .await
+    .unwrap();
+    a.call(Relay {
+        key: "b".into(),
+        word: "relayed".into(),
+    })
+    .await
+    .unwrap();
+    let b = m.get("a", &beta).await.unwrap();
+    b.call(say("beta")).await.unwrap();
+    rt.shutdown().await;
+    lines
+}
+
+#[tokio::test]
+async fn at_info_a_handlers_events_carry_its_instance_and_nothing_of_its_caller() {
+    let lines = logged_at("info").await;
+    for word in ["first", "second", "later"] {
+        let line = lines.saying(word);
+        assert!(
+            line.contains("instance{partition=alpha manager=speakers key=a}: "),
+            "{line}"
+        );
+        assert!(!line.contains("request"), "{line}");
+    }
+    // Called by another instance: the callee's identity, not the caller's.
+    let relayed = lines.saying("relayed");
+    assert!(
+        relayed.contains(" instance{partition=alpha manager=speakers key=b}: "),
+        "{relayed}"
+    );
+    assert!(!relayed.contains("key=a"), "{relayed}");
+    let beta = lines.saying("beta");
+    assert!(
+        beta.contains("instance{partition=beta manager=speakers key=a}: "),
+        "{beta}"
+    );
+    assert!(!beta.contains("alpha"), "{beta}");
+}
+
+#[tokio::test]
+async fn at_debug_each_turn_adds_its_handler_and_partition() {
+    let lines = logged_at("debug").await;
+    let first = lines.saying("first");
+    assert!(
+        first.contains(
+            "instance{partition=alpha manager=speakers key=a}:handler{partition=alpha handler=\"say\"}: "
+        ),
+        "{first}"
+    );
+    let later = lines.saying("later");
+    assert!(
+        later.contains("handler{partition=alpha handler=\"say_later\"}: "),
+        "{later}"
+    );
+    let beta = lines.saying("beta");
+    assert!(
+        beta.contains(
+            "instance{partition=beta manager=speakers key=a}:handler{partition=beta handler=\"say\"}: "
+        ),
+        "{beta}"
+    );
+}
