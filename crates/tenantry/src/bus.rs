@@ -594,21 +594,18 @@ impl Bus {
                 match manager.get_dyn(key, &partition).await {
                     Ok(h) => Ok(local(&*h, runnable, params, &opts, self.stamp()).await?),
                     Err(Error::ServedElsewhere(identity)) if !opts.local => {
-                        let why = Error::ServedElsewhere(identity.clone());
-                        let call = self.remote_call(handler, params, &opts, Some(identity));
-                        remote(self.through_transports(&call).await.unwrap_or(Err(why))?)
+                        let elsewhere = Some(identity.clone());
+                        let answer = self.call_remote(handler, params, &opts, elsewhere).await;
+                        remote(answer.unwrap_or(Err(Error::ServedElsewhere(identity)))?)
                     }
                     Err(e) => Err(e),
                 }
             }
             None if opts.local => Err(Error::RouteNotFound(handler.to_owned())),
-            None => {
-                let call = self.remote_call(handler, params, &opts, None);
-                match self.through_transports(&call).await {
-                    Some(result) => remote(result?),
-                    None => Err(Error::RouteNotFound(handler.to_owned())),
-                }
-            }
+            None => match self.call_remote(handler, params, &opts, None).await {
+                Some(result) => remote(result?),
+                None => Err(Error::RouteNotFound(handler.to_owned())),
+            },
         }
     }
 
@@ -631,6 +628,20 @@ impl Bus {
             timeout: opts.timeout,
             served_elsewhere,
         }
+    }
+
+    /// The transports' answer to a call no instance of this runtime serves, if one takes
+    /// it. Boxed: this path's state would otherwise size every local call's future, which
+    /// callers move and box.
+    fn call_remote<'a>(
+        &'a self,
+        handler: &str,
+        params: serde_json::Value,
+        opts: &Invoke,
+        served_elsewhere: Option<Identity>,
+    ) -> BoxFuture<'a, Option<Result<serde_json::Value, Error>>> {
+        let call = self.remote_call(handler, params, opts, served_elsewhere);
+        Box::pin(async move { self.through_transports(&call).await })
     }
 
     /// The first transport's answer to `call`, if one takes it.
