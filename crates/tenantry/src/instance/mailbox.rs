@@ -58,6 +58,15 @@ struct Queue<T, A> {
 }
 
 impl<T, A> Queue<T, A> {
+    /// Queues `item`. The first letter reserves room for one: a mailbox keeps its room
+    /// while idle, and one caller at a time never needs more (growth doubles from there).
+    fn push(&mut self, item: T) {
+        if self.items.capacity() == 0 {
+            self.items.reserve_exact(1);
+        }
+        self.items.push_back(item);
+    }
+
     /// What a sender must do after queueing.
     fn after_push(&mut self) -> Queued {
         if self.parked.is_some() && !self.kick_pending {
@@ -147,7 +156,7 @@ impl<T, A> Mailbox<T, A> {
         let next = {
             let mut q = self.lock();
             let item = self.admit(&q, item)?;
-            q.items.push_back(item);
+            q.push(item);
             q.after_push()
         };
         self.waker.wake();
@@ -160,7 +169,7 @@ impl<T, A> Mailbox<T, A> {
         let delivered = {
             let mut q = self.lock();
             let item = self.admit(&q, item)?;
-            q.items.push_back(item);
+            q.push(item);
             match q.parked.take() {
                 Some(actor) => Delivered::Run {
                     actor,
@@ -182,7 +191,7 @@ impl<T, A> Mailbox<T, A> {
             if q.closed {
                 return Err(SendError::Closed(item));
             }
-            q.items.push_back(item);
+            q.push(item);
             q.after_push()
         };
         self.waker.wake();
