@@ -196,15 +196,27 @@ impl<F: Factory> Handlers<F> {
 }
 
 /// Decodes JSON params and refuses any field the params type would ignore, at any depth,
-/// naming its path (`unknown field `filter.extra``), and any struct given as an array. Valid params decode once, without
-/// tracking paths; only invalid ones are decoded again to name the offending field.
+/// naming its path (`unknown field `filter.extra``), and any struct given as an array.
+/// Valid params decode once, without tracking paths; only invalid ones are decoded again
+/// to name the offending field.
 fn decode_params_strict<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
-    if let Some(decoded) = super::unknown_fields::decode_ignoring_nothing(&params) {
-        return Ok(decoded);
+    match super::unknown_fields::decode_ignoring_nothing(&params) {
+        Some(decoded) => Ok(decoded),
+        None => decode_params_strict_tracked(handler, params),
     }
+}
+
+/// [`decode_params_strict`] past its fast path: decodes again, tracking paths. Out of
+/// line, so that the valid params' path stays small.
+#[cold]
+#[inline(never)]
+fn decode_params_strict_tracked<P: DeserializeOwned>(
+    handler: &str,
+    params: serde_json::Value,
+) -> Result<P, CallError> {
     let mut unknown: Option<String> = None;
     let decoded = decode_params(handler, |track: &mut serde_path_to_error::Track| {
         let de = serde_path_to_error::Deserializer::new(ObjectsOnly(params), track);
@@ -293,9 +305,19 @@ fn decode_params_lenient<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
-    if let Ok(decoded) = P::deserialize(ObjectsOnly(&params)) {
-        return Ok(decoded);
+    match P::deserialize(ObjectsOnly(&params)) {
+        Ok(decoded) => Ok(decoded),
+        Err(_) => decode_params_lenient_tracked(handler, params),
     }
+}
+
+/// [`decode_params_lenient`] past its fast path, out of line.
+#[cold]
+#[inline(never)]
+fn decode_params_lenient_tracked<P: DeserializeOwned>(
+    handler: &str,
+    params: serde_json::Value,
+) -> Result<P, CallError> {
     decode_params(handler, |track: &mut serde_path_to_error::Track| {
         P::deserialize(serde_path_to_error::Deserializer::new(
             ObjectsOnly(params),
