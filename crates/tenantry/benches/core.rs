@@ -124,6 +124,11 @@ fn memory_per_called_instance_apart(logging: bool) {
         .output()
         .expect("the bench runs itself");
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "the memory run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Set in the process [`memory_per_called_instance_apart`] starts.

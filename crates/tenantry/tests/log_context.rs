@@ -1,5 +1,6 @@
-//! Log context: every event a handler emits carries its instance's partition, manager and
-//! key, whoever called it and wherever its turn ran.
+//! Log context: every event a handler emits carries its instance's partition, manager,
+//! key and handler, whoever called it and wherever its turn ran (in place on the caller's
+//! thread, or in the instance's task after an await).
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -131,7 +132,7 @@ async fn logged_at(filter: &str) -> Lines {
     );
     let a = m.get("a", &alpha).await.unwrap();
     let say = |word: &str| Say { word: word.into() };
-    // A caller's own span is not the instance's context.
+    // Host code calls from inside a span of its own.
     let request = tracing::info_span!("request", id = 7);
     let _entered = request.enter();
     a.call(say("first")).await.unwrap();
@@ -153,52 +154,25 @@ async fn logged_at(filter: &str) -> Lines {
     lines
 }
 
-#[tokio::test]
-async fn at_info_a_handlers_events_carry_its_instance_and_nothing_of_its_caller() {
-    let lines = logged_at("info").await;
-    for word in ["first", "second", "later"] {
-        let line = lines.saying(word);
-        assert!(
-            line.contains("instance{partition=alpha manager=speakers key=a}: "),
-            "{line}"
-        );
-        assert!(!line.contains("request"), "{line}");
-    }
-    // Called by another instance: the callee's identity, not the caller's.
-    let relayed = lines.saying("relayed");
-    assert!(
-        relayed.contains(" instance{partition=alpha manager=speakers key=b}: "),
-        "{relayed}"
-    );
-    assert!(!relayed.contains("key=a"), "{relayed}");
-    let beta = lines.saying("beta");
-    assert!(
-        beta.contains("instance{partition=beta manager=speakers key=a}: "),
-        "{beta}"
-    );
-    assert!(!beta.contains("alpha"), "{beta}");
+/// The span of a turn of `speakers` instance `key` of `partition`, running `handler`.
+fn turn_span(partition: &str, key: &str, handler: &str) -> String {
+    format!("handler{{partition={partition} manager=speakers key={key} handler=\"{handler}\"}}: ")
 }
 
 #[tokio::test]
-async fn at_debug_each_turn_adds_its_handler_and_partition() {
-    let lines = logged_at("debug").await;
-    let first = lines.saying("first");
+async fn a_handlers_events_carry_its_instance_and_handler_whoever_called() {
+    let lines = logged_at("info").await;
+    for (word, handler) in [("first", "say"), ("second", "say"), ("later", "say_later")] {
+        let line = lines.saying(word);
+        assert!(line.contains(&turn_span("alpha", "a", handler)), "{line}");
+    }
+    // Called by another instance: the innermost span is the callee's turn.
+    let relayed = lines.saying("relayed");
     assert!(
-        first.contains(
-            "instance{partition=alpha manager=speakers key=a}:handler{partition=alpha handler=\"say\"}: "
-        ),
-        "{first}"
-    );
-    let later = lines.saying("later");
-    assert!(
-        later.contains("handler{partition=alpha handler=\"say_later\"}: "),
-        "{later}"
+        relayed.contains(&turn_span("alpha", "b", "say")),
+        "{relayed}"
     );
     let beta = lines.saying("beta");
-    assert!(
-        beta.contains(
-            "instance{partition=beta manager=speakers key=a}:handler{partition=beta handler=\"say\"}: "
-        ),
-        "{beta}"
-    );
+    assert!(beta.contains(&turn_span("beta", "a", "say")), "{beta}");
+    assert!(!beta.contains("alpha"), "{beta}");
 }

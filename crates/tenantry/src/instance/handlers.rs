@@ -299,8 +299,9 @@ fn decode_params<P>(
     })
 }
 
-/// Decodes JSON params as the params type's own serde attributes say (typed messages);
-/// like the strict decode, only invalid params are decoded again to name the field.
+/// Decodes JSON params as the params type's own serde attributes say (typed messages),
+/// structs from objects only; like the strict decode, only invalid params are decoded
+/// again to name the field.
 fn decode_params_lenient<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,

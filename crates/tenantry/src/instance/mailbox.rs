@@ -59,7 +59,8 @@ struct Queue<T, A> {
 
 impl<T, A> Queue<T, A> {
     /// Queues `item`. The first letter reserves room for one: a mailbox keeps its room
-    /// while idle, and one caller at a time never needs more (growth doubles from there).
+    /// while idle, and one caller at a time never needs more (a second letter makes it
+    /// four, and it doubles from there).
     fn push(&mut self, item: T) {
         if self.items.capacity() == 0 {
             self.items.reserve_exact(1);

@@ -9,7 +9,8 @@
 //!
 //! What serde buffers before deciding (untagged and internally tagged enums, flattened
 //! fields) is read by serde's own private deserializers, which this wrapper does not
-//! reach: a struct inside an untagged enum still takes a sequence.
+//! reach: a struct variant of an untagged or internally tagged enum still takes a
+//! sequence.
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 use std::fmt;

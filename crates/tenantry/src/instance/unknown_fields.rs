@@ -364,7 +364,8 @@ mod tests {
         free: serde_json::Map<String, Value>,
     }
 
-    /// What serde_json's deserializer decodes, and whether it ignored a field.
+    /// What serde_json's deserializer decodes (structs from objects only, as the slow
+    /// path reads them), and whether it ignored a field.
     fn reference(value: &Value) -> (Option<Params>, bool) {
         let mut ignored = false;
         let decoded =
@@ -422,8 +423,9 @@ mod tests {
     }
 
     proptest! {
-        /// The fast path never accepts what serde_json refuses or what ignores a field,
-        /// and when it accepts, it decodes exactly serde_json's value.
+        /// The fast path never accepts what serde_json (reading structs from objects
+        /// only) refuses or what ignores a field, and when it accepts, it decodes exactly
+        /// serde_json's value.
         #[test]
         fn fast_path_agrees_with_serde_json(value in json_value()) {
             let fast: Option<Params> = decode_ignoring_nothing(&value);

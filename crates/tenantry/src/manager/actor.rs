@@ -24,7 +24,6 @@ use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
 use crate::{CallError, Error, Identity};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -78,9 +77,6 @@ pub(crate) struct Actor<F: Factory> {
     pub(crate) pipeline: Option<Box<Pipeline>>,
     /// Its place among its partition's live instances (keyed managers only).
     pub(crate) seat: Option<crate::quota::Seat>,
-    /// The span of this activation (see [`Actor::open_span`]), opened at its first turn that
-    /// a subscriber records; boxed so that an instance pays one word without one.
-    pub(crate) span: Option<Box<tracing::Span>>,
 }
 
 /// What an actor remembers for restarts.
@@ -456,28 +452,20 @@ impl<F: Factory> Actor<F> {
     async fn run_letter(&mut self, letter: Box<dyn Envelope<F>>) -> Option<String> {
         let handler = letter.handler();
         let read_only = letter.read_only();
-        self.open_span();
-        let partition = &self.cell.identity.partition;
-        let instance = self.span.as_deref();
-        // Each turn's own span is for debugging: at `info` a turn only enters its
-        // instance's, whose fields were formatted once (a subscriber formats a span's
-        // fields when it opens it: four per turn cost more than the rest of a call).
-        let detail = tracing::debug_span!(
-            parent: instance.and_then(tracing::Span::id),
+        let id = &self.cell.identity;
+        let span = tracing::info_span!(
             "handler",
-            partition = %partition,
+            partition = %id.partition,
+            manager = %id.manager,
+            key = %id.key,
             handler
         );
-        let span = match instance {
-            Some(instance) if detail.is_disabled() => Cow::Borrowed(instance),
-            _ => Cow::Owned(detail),
-        };
         let started = Instant::now();
         self.begin_turn();
         let (state, ctx) = (&mut self.state, &mut self.ctx);
         let turn = match span.in_scope(move || letter.run(state, ctx)) {
             Ran::Now(turn) => turn,
-            Ran::Later(rest) => rest.instrument(span.into_owned()).await,
+            Ran::Later(rest) => rest.instrument(span).await,
         };
         // The sender's authority ends with its letter: hooks that follow act as the
         // instance itself.
@@ -498,27 +486,6 @@ impl<F: Factory> Actor<F> {
             self.handled(done);
         }
         panic.or(rollback)
-    }
-
-    /// Opens this activation's span, `instance` with its partition, manager and key, if
-    /// a subscriber records it and it is not open yet. Every turn runs in it, so every
-    /// event a handler emits carries the instance's identity. A root span: it outlives
-    /// the call that activated the instance, and must not keep that call's span open.
-    fn open_span(&mut self) {
-        if self.span.is_some() {
-            return;
-        }
-        let id = &self.cell.identity;
-        let span = tracing::info_span!(
-            parent: None,
-            "instance",
-            partition = %id.partition,
-            manager = %id.manager,
-            key = %id.key
-        );
-        if !span.is_disabled() {
-            self.span = Some(Box::new(span));
-        }
     }
 
     /// Counts a handled letter: its metrics and its `HandlerFinished` event.

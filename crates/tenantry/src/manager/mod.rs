@@ -627,7 +627,6 @@ impl<F: Factory> ManagerCore<F> {
             metrics: Default::default(),
             crashes: CrashRecord::after(failures, initial_bytes),
             seat: None,
-            span: None,
         };
         Ok((InstanceHandle::host(cell), actor))
     }
