@@ -691,10 +691,9 @@ impl App {
         }
         // The config written since, before the tenants added start (see
         // `App::open_application`).
+        // A write already in force is a no-op of `set`.
         for (key, value) in &book.registry.doc.config_writes {
-            if self.get_config(key).ok().flatten().as_ref() != Some(value) {
-                let _ = self.runtime.kernel().config().set(key, value.clone());
-            }
+            let _ = self.runtime.kernel().config().set(key, value.clone());
         }
         for (name, tenant) in &new {
             if old.get(name).is_some_and(|t| t.spec == tenant.spec) {

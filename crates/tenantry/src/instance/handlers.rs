@@ -218,8 +218,7 @@ fn decode_params_strict_tracked<P: DeserializeOwned>(
     params: serde_json::Value,
 ) -> Result<P, CallError> {
     let mut unknown: Option<String> = None;
-    let decoded = decode_params(handler, |track: &mut serde_path_to_error::Track| {
-        let de = serde_path_to_error::Deserializer::new(ObjectsOnly(params), track);
+    let decoded = decode_params(handler, params, |de| {
         serde_ignored::deserialize(de, |path| {
             unknown.get_or_insert_with(|| field_path(&path));
         })
@@ -280,13 +279,20 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-/// Decodes JSON params, naming the offending field on failure.
+/// What the path-tracking decodes read: params, structs from objects only, with the path
+/// of what is being read.
+type Tracked<'t> = serde_path_to_error::Deserializer<'t, 't, ObjectsOnly<serde_json::Value>>;
+
+/// Decodes JSON `params` with `decode` over a [`Tracked`] deserializer, naming the
+/// offending field on failure.
 fn decode_params<P>(
     handler: &str,
-    decode: impl FnOnce(&mut serde_path_to_error::Track) -> Result<P, serde_json::Error>,
+    params: serde_json::Value,
+    decode: impl FnOnce(Tracked<'_>) -> Result<P, serde_json::Error>,
 ) -> Result<P, CallError> {
     let mut track = serde_path_to_error::Track::new();
-    decode(&mut track).map_err(|inner| {
+    let tracked = serde_path_to_error::Deserializer::new(ObjectsOnly(params), &mut track);
+    decode(tracked).map_err(|inner| {
         let path = track.path().to_string();
         CallError::InvalidParams {
             handler: handler.to_owned(),
@@ -319,12 +325,7 @@ fn decode_params_lenient_tracked<P: DeserializeOwned>(
     handler: &str,
     params: serde_json::Value,
 ) -> Result<P, CallError> {
-    decode_params(handler, |track: &mut serde_path_to_error::Track| {
-        P::deserialize(serde_path_to_error::Deserializer::new(
-            ObjectsOnly(params),
-            track,
-        ))
-    })
+    decode_params(handler, params, |de| P::deserialize(de))
 }
 
 fn make_json_envelope<F: Handler<M>, M: Message>(

@@ -320,6 +320,7 @@ impl<'de> de::VariantAccess<'de> for Variant<'de> {
 #[cfg(test)]
 mod tests {
     use super::decode_ignoring_nothing;
+    use crate::instance::objects_only::ObjectsOnly;
     use proptest::prelude::*;
     use serde::Deserialize;
     use serde_json::{Value, json};
@@ -368,11 +369,7 @@ mod tests {
     /// path reads them), and whether it ignored a field.
     fn reference(value: &Value) -> (Option<Params>, bool) {
         let mut ignored = false;
-        let decoded =
-            serde_ignored::deserialize(super::super::objects_only::ObjectsOnly(value), |_| {
-                ignored = true
-            })
-            .ok();
+        let decoded = serde_ignored::deserialize(ObjectsOnly(value), |_| ignored = true).ok();
         (decoded, ignored)
     }
 
