@@ -136,12 +136,7 @@ impl IntoResponse for ApiError {
             },
         })
         .unwrap_or_default();
-        let mut response = (
-            self.status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response();
+        let mut response = crate::routes::json_response(self.status, body);
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

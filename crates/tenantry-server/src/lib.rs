@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod keys;
+mod log_fields;
 pub mod openapi;
 pub mod quota;
 pub mod registry;

@@ -1,6 +1,7 @@
 //! Logs and metrics: the tracing subscriber (`RUST_LOG`, plain or JSON) and the process's
 //! Prometheus recorder.
 
+use crate::log_fields::PlainFields;
 use crate::settings::LogFormat;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -8,15 +9,17 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the tracing subscriber: the filter from `RUST_LOG` (default `info`), lines on
-/// stderr in `format`. A second call does nothing.
+/// stderr in `format`, coloured when stderr is a terminal. A second call does nothing.
 pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Plain => builder.try_init(),
+        LogFormat::Plain if ansi => builder.try_init(),
+        LogFormat::Plain => builder.fmt_fields(PlainFields).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }

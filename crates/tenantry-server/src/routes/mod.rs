@@ -151,22 +151,30 @@ async fn envelope_errors(response: Response) -> Response {
     answer
 }
 
-/// `{"ok": true, "result": ...}` with status 200.
+/// `{"ok": true, "result": ...}` with status 200; the result is written into the
+/// envelope where it goes (an instance's reply, JSON text already, is copied once).
 pub fn ok<T: Serialize>(result: T) -> Response {
-    #[derive(Serialize)]
-    struct Ok<T> {
-        ok: bool,
-        result: T,
-    }
-    match serde_json::to_vec(&Ok { ok: true, result }) {
-        Ok(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
+    const OPEN: &[u8] = br#"{"ok":true,"result":"#;
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(OPEN);
+    match serde_json::to_writer(&mut body, &result) {
+        Ok(()) => {
+            body.push(b'}');
+            json_response(StatusCode::OK, body)
+        }
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
+}
+
+/// A response of `status` whose body is `body`, as `application/json`.
+pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// A route's outcome: a response either way.

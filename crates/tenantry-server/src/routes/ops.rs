@@ -108,12 +108,10 @@ pub async fn openapi(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
             .collect(),
     };
     let reader = reader(&app, who.as_ref());
-    (
+    super::json_response(
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
         crate::openapi::document(&handlers, &reader).to_string(),
     )
-        .into_response()
 }
 
 /// What the document may list for `who`.

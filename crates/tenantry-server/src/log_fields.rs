@@ -1,0 +1,243 @@
+//! The plain log format's fields, written without colour the way `tracing_subscriber`'s
+//! `DefaultFields` writes them (`name=value`, space-separated, strings quoted), at less
+//! cost.
+//!
+//! Every turn of an instance opens a span with four fields (partition, manager, key,
+//! handler) and the fmt layer formats them as the span opens, so this runs once per
+//! call the server serves. `DefaultFields` paints each name and each `=` through
+//! `nu_ansi_term` even when colour is off: three formatting calls per field where one
+//! does. What it treats specially (the message, which it sanitizes; errors, with their
+//! sources; raw `r#` names) is handed to it as it is, so the lines do not change.
+
+use std::fmt;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+
+/// [`FormatFields`] for lines without ANSI colour; with colour, `DefaultFields` paints.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainFields;
+
+impl<'w> FormatFields<'w> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = PlainVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'w> {
+    writer: Writer<'w>,
+    /// Whether nothing was written yet (no separating space before the first field).
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl PlainVisitor<'_> {
+    /// Whether the field is written here: not after an error, not the `log.` metadata
+    /// the fmt layer writes itself (`DefaultVisitor` skips it too).
+    fn writes(&self, field: &Field) -> bool {
+        self.result.is_ok() && !field.name().starts_with("log.")
+    }
+
+    /// Whether `DefaultVisitor` has a rule of its own for the field.
+    fn special(field: &Field) -> bool {
+        let name = field.name();
+        name == "message" || name.starts_with("r#")
+    }
+
+    /// Hands one field to `DefaultVisitor`, which pads it as this visitor would.
+    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        let mut default = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut default);
+        self.result = default.finish();
+        self.is_empty = false;
+    }
+
+    fn name_and_equals(&mut self, field: &Field) -> fmt::Result {
+        if self.is_empty {
+            self.is_empty = false;
+        } else {
+            self.writer.write_char(' ')?;
+        }
+        self.writer.write_str(field.name())?;
+        self.writer.write_char('=')
+    }
+}
+
+/// `value` as `{:?}` writes it: quoted, escaped. Printable ASCII other than `"` and `\`
+/// is what `Debug` writes as it is, so such text (names, keys) is copied without a
+/// look at each character's escape.
+fn write_quoted(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+    let as_is = |b: &u8| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\';
+    if value.as_bytes().iter().all(as_is) {
+        writer.write_char('"')?;
+        writer.write_str(value)?;
+        writer.write_char('"')
+    } else {
+        write!(writer, "{value:?}")
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.writes(field) {
+            return;
+        }
+        if Self::special(field) {
+            return self.delegate(|d| d.record_str(field, value));
+        }
+        self.result = self
+            .name_and_equals(field)
+            .and_then(|()| write_quoted(&mut self.writer, value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.writes(field) {
+            self.delegate(|d| d.record_error(field, value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if !self.writes(field) {
+            return;
+        }
+        if Self::special(field) {
+            return self.delegate(|d| d.record_debug(field, value));
+        }
+        self.result = self
+            .name_and_equals(field)
+            .and_then(|()| write!(self.writer, "{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlainFields;
+    use proptest::prelude::*;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::fmt::format::DefaultFields;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    #[derive(Debug)]
+    struct Failure {
+        source: io::Error,
+    }
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the store is down")
+        }
+    }
+
+    impl std::error::Error for Failure {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    /// Emits the same events and spans under `DefaultFields` and under [`PlainFields`],
+    /// both without colour, and returns the two outputs.
+    fn both(emit: impl Fn()) -> (String, String) {
+        let default = Lines::default();
+        let plain = Lines::default();
+        let with_default = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(tracing::Level::TRACE)
+            .fmt_fields(DefaultFields::new())
+            .with_writer(default.clone())
+            .finish();
+        let with_plain = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(tracing::Level::TRACE)
+            .fmt_fields(PlainFields)
+            .with_writer(plain.clone())
+            .finish();
+        tracing::subscriber::with_default(with_default, &emit);
+        tracing::subscriber::with_default(with_plain, &emit);
+        let text = |l: Lines| String::from_utf8(l.0.lock().unwrap().clone()).unwrap();
+        (text(default), text(plain))
+    }
+
+    #[test]
+    fn plain_fields_write_what_the_default_fields_write_without_colour() {
+        let (default, plain) = both(|| {
+            let partition = "acme";
+            let span = tracing::info_span!(
+                "handler",
+                partition = %partition,
+                manager = %"tenant-db",
+                key = %"k\"1",
+                handler = "query"
+            );
+            let _in = span.enter();
+            tracing::info!(limit = 3, ok = true, ratio = 0.5, "ran \"{}\"", "select");
+            tracing::warn!(r#type = "x", said = "say \"hi\"", name = ?Some("y"), "\u{1b}[31mred");
+            let failure = Failure {
+                source: io::Error::other("connection refused"),
+            };
+            tracing::error!(
+                error = &failure as &(dyn std::error::Error + 'static),
+                "failed"
+            );
+            tracing::info!(message = "only a message");
+            tracing::info!(empty = "", "");
+            span.record("handler", "other");
+            tracing::info!(tail = -7i64, "after a record");
+        });
+        assert!(default.contains("handler{partition=acme"), "{default}");
+        assert!(default.contains("error=the store is down"), "{default}");
+        assert_eq!(plain, default);
+    }
+
+    proptest! {
+        #[test]
+        fn plain_fields_match_the_default_fields_for_any_text(
+            text in ".{0,40}",
+            message in ".{0,40}",
+            ascii in "[ -~]{0,30}",
+            number in any::<i64>(),
+        ) {
+            let (default, plain) = both(|| {
+                let span = tracing::info_span!("turn", key = %text, name = text.as_str());
+                let _in = span.enter();
+                tracing::info!(
+                    field = text.as_str(),
+                    printable = ascii.as_str(),
+                    shown = %text,
+                    number,
+                    "{message}"
+                );
+            });
+            prop_assert_eq!(plain, default);
+        }
+    }
+}
