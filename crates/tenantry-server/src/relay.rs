@@ -18,6 +18,7 @@
 use crate::App;
 use crate::cluster::ClusterPart;
 use crate::error::ApiError;
+use crate::routes::extract::read_body;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
@@ -68,16 +69,9 @@ pub async fn relay_elsewhere(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, app.settings.limits.body_limit).await {
+    let body = match read_body(body, app.settings.limits.body_limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
-            .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let (method, uri, headers) = (
         parts.method.clone(),
