@@ -9,7 +9,7 @@
 //! does. What it treats specially (the message, which it sanitizes; errors, with their
 //! sources; raw `r#` names) is handed to it as it is, so the lines do not change.
 
-use std::fmt;
+use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::FormatFields;
@@ -23,19 +23,70 @@ impl<'w> FormatFields<'w> for PlainFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
         let mut visitor = PlainVisitor {
             writer,
+            pending: Pending {
+                bytes: [0; PENDING],
+                len: 0,
+            },
             is_empty: true,
             result: Ok(()),
         };
         fields.record(&mut visitor);
-        visitor.result
+        visitor.result?;
+        visitor.pending.flush(&mut visitor.writer)
     }
 }
 
 struct PlainVisitor<'w> {
     writer: Writer<'w>,
+    /// This visitor's own text not yet handed to `writer`.
+    pending: Pending,
     /// Whether nothing was written yet (no separating space before the first field).
     is_empty: bool,
     result: fmt::Result,
+}
+
+/// How much text a visitor stages before handing it on: a span's four identity fields
+/// fit.
+const PENDING: usize = 256;
+
+/// Text staged on the stack. The fmt layer formats a span's fields into a `String` that
+/// starts empty; handed over in one piece, it grows once instead of at every field.
+struct Pending {
+    bytes: [u8; PENDING],
+    len: usize,
+}
+
+impl Pending {
+    /// Hands the staged text to `writer`.
+    fn flush(&mut self, writer: &mut Writer<'_>) -> fmt::Result {
+        let len = std::mem::take(&mut self.len);
+        // Only whole `str`s are staged, so this always holds.
+        let text = std::str::from_utf8(&self.bytes[..len]).map_err(|_| fmt::Error)?;
+        writer.write_str(text)
+    }
+}
+
+/// Writes into the staged text while it has room, then on to the writer after it.
+struct Staged<'a, 'w> {
+    pending: &'a mut Pending,
+    writer: &'a mut Writer<'w>,
+}
+
+impl fmt::Write for Staged<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let Pending { bytes, len } = &mut *self.pending;
+        let room = len
+            .checked_add(s.len())
+            .and_then(|end| bytes.get_mut(*len..end));
+        if let Some(room) = room {
+            room.copy_from_slice(s.as_bytes());
+            *len += s.len();
+            Ok(())
+        } else {
+            self.pending.flush(self.writer)?;
+            self.writer.write_str(s)
+        }
+    }
 }
 
 impl PlainVisitor<'_> {
@@ -51,36 +102,49 @@ impl PlainVisitor<'_> {
         name == "message" || name.starts_with("r#")
     }
 
-    /// Hands one field to `DefaultVisitor`, which pads it as this visitor would.
+    /// Hands one field to `DefaultVisitor`, which pads it as this visitor would, after
+    /// the text staged so far.
     fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if let Err(e) = self.pending.flush(&mut self.writer) {
+            self.result = Err(e);
+            return;
+        }
         let mut default = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
         record(&mut default);
         self.result = default.finish();
         self.is_empty = false;
     }
 
-    fn name_and_equals(&mut self, field: &Field) -> fmt::Result {
-        if self.is_empty {
-            self.is_empty = false;
-        } else {
-            self.writer.write_char(' ')?;
-        }
-        self.writer.write_str(field.name())?;
-        self.writer.write_char('=')
+    /// Writes `name=` (after a space unless it is the first field), then the value with
+    /// `value`.
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Staged<'_, '_>) -> fmt::Result) {
+        let pad = !std::mem::replace(&mut self.is_empty, false);
+        let mut out = Staged {
+            pending: &mut self.pending,
+            writer: &mut self.writer,
+        };
+        let name = |out: &mut Staged<'_, '_>| {
+            if pad {
+                out.write_char(' ')?;
+            }
+            out.write_str(field.name())?;
+            out.write_char('=')
+        };
+        self.result = name(&mut out).and_then(|()| value(&mut out));
     }
 }
 
 /// `value` as `{:?}` writes it: quoted, escaped. Printable ASCII other than `"` and `\`
 /// is what `Debug` writes as it is, so such text (names, keys) is copied without a
 /// look at each character's escape.
-fn write_quoted(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+fn write_quoted(out: &mut impl Write, value: &str) -> fmt::Result {
     let as_is = |b: &u8| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\';
     if value.as_bytes().iter().all(as_is) {
-        writer.write_char('"')?;
-        writer.write_str(value)?;
-        writer.write_char('"')
+        out.write_char('"')?;
+        out.write_str(value)?;
+        out.write_char('"')
     } else {
-        write!(writer, "{value:?}")
+        write!(out, "{value:?}")
     }
 }
 
@@ -92,9 +156,7 @@ impl Visit for PlainVisitor<'_> {
         if Self::special(field) {
             return self.delegate(|d| d.record_str(field, value));
         }
-        self.result = self
-            .name_and_equals(field)
-            .and_then(|()| write_quoted(&mut self.writer, value));
+        self.field(field, |out| write_quoted(out, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -110,9 +172,7 @@ impl Visit for PlainVisitor<'_> {
         if Self::special(field) {
             return self.delegate(|d| d.record_debug(field, value));
         }
-        self.result = self
-            .name_and_equals(field)
-            .and_then(|()| write!(self.writer, "{value:?}"));
+        self.field(field, |out| write!(out, "{value:?}"));
     }
 }
 
@@ -210,6 +270,13 @@ mod tests {
             );
             tracing::info!(message = "only a message");
             tracing::info!(empty = "", "");
+            // Past the staged text's room, in one field and over several.
+            let long = "y".repeat(300);
+            tracing::info!(long = %long, after = "z", "long");
+            let parts = "p".repeat(120);
+            tracing::info!(a = %parts, b = parts.as_str(), c = ?parts, d = 1, "parts");
+            tracing::info_span!("wide", a = %parts, b = %parts, c = parts.as_str())
+                .in_scope(|| tracing::info!("in a wide span"));
             span.record("handler", "other");
             tracing::info!(tail = -7i64, "after a record");
         });
