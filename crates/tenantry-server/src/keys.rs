@@ -71,7 +71,8 @@ fn hex(bytes: &[u8]) -> String {
 /// Key hashes and their holders.
 pub struct KeyRing {
     admin: [u8; 32],
-    tenants: RwLock<HashMap<[u8; 32], Partition>>,
+    /// Hashed with foldhash: the keys are SHA-256 digests, and only onboarding adds any.
+    tenants: RwLock<HashMap<[u8; 32], Partition, foldhash::fast::RandomState>>,
 }
 
 impl KeyRing {
@@ -79,7 +80,7 @@ impl KeyRing {
     pub fn new(admin_hash: [u8; 32]) -> Self {
         Self {
             admin: admin_hash,
-            tenants: RwLock::new(HashMap::new()),
+            tenants: RwLock::new(HashMap::default()),
         }
     }
 

@@ -248,7 +248,8 @@ impl Drop for Counted {
 /// Every active tenant's recent calls.
 pub struct Traffic {
     epoch: Instant,
-    tenants: RwLock<HashMap<Partition, Arc<Ring>>>,
+    /// Hashed with foldhash: only active tenants have a ring, so no request adds a key.
+    tenants: RwLock<HashMap<Partition, Arc<Ring>, foldhash::fast::RandomState>>,
 }
 
 impl Default for Traffic {
