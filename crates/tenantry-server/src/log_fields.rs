@@ -115,6 +115,23 @@ impl PlainVisitor<'_> {
         self.is_empty = false;
     }
 
+    /// Records a field: with `default` if `DefaultVisitor` has a rule of its own for it,
+    /// else as `name=` and then `value`.
+    fn record(
+        &mut self,
+        field: &Field,
+        default: impl FnOnce(&mut DefaultVisitor<'_>),
+        value: impl FnOnce(&mut Staged<'_, '_>) -> fmt::Result,
+    ) {
+        if !self.writes(field) {
+            return;
+        }
+        if Self::special(field) {
+            return self.delegate(default);
+        }
+        self.field(field, value);
+    }
+
     /// Writes `name=` (after a space unless it is the first field), then the value with
     /// `value`.
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Staged<'_, '_>) -> fmt::Result) {
@@ -150,13 +167,11 @@ fn write_quoted(out: &mut impl Write, value: &str) -> fmt::Result {
 
 impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.writes(field) {
-            return;
-        }
-        if Self::special(field) {
-            return self.delegate(|d| d.record_str(field, value));
-        }
-        self.field(field, |out| write_quoted(out, value));
+        self.record(
+            field,
+            |d| d.record_str(field, value),
+            |out| write_quoted(out, value),
+        );
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -166,13 +181,11 @@ impl Visit for PlainVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.writes(field) {
-            return;
-        }
-        if Self::special(field) {
-            return self.delegate(|d| d.record_debug(field, value));
-        }
-        self.field(field, |out| write!(out, "{value:?}"));
+        self.record(
+            field,
+            |d| d.record_debug(field, value),
+            |out| write!(out, "{value:?}"),
+        );
     }
 }
 
@@ -181,29 +194,8 @@ mod tests {
     use super::PlainFields;
     use proptest::prelude::*;
     use std::io;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
+    use tenantry_testing::LogLines;
     use tracing_subscriber::fmt::format::DefaultFields;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
 
     #[derive(Debug)]
     struct Failure {
@@ -225,26 +217,29 @@ mod tests {
     /// Emits the same events and spans under `DefaultFields` and under [`PlainFields`],
     /// both without colour, and returns the two outputs.
     fn both(emit: impl Fn()) -> (String, String) {
-        let default = Lines::default();
-        let plain = Lines::default();
+        let writer = |lines: &LogLines| {
+            let lines = lines.clone();
+            move || lines.clone()
+        };
+        let default = LogLines::default();
+        let plain = LogLines::default();
         let with_default = tracing_subscriber::fmt()
             .with_ansi(false)
             .without_time()
             .with_max_level(tracing::Level::TRACE)
             .fmt_fields(DefaultFields::new())
-            .with_writer(default.clone())
+            .with_writer(writer(&default))
             .finish();
         let with_plain = tracing_subscriber::fmt()
             .with_ansi(false)
             .without_time()
             .with_max_level(tracing::Level::TRACE)
             .fmt_fields(PlainFields)
-            .with_writer(plain.clone())
+            .with_writer(writer(&plain))
             .finish();
         tracing::subscriber::with_default(with_default, &emit);
         tracing::subscriber::with_default(with_plain, &emit);
-        let text = |l: Lines| String::from_utf8(l.0.lock().unwrap().clone()).unwrap();
-        (text(default), text(plain))
+        (default.text(), plain.text())
     }
 
     #[test]

@@ -89,9 +89,9 @@ async fn oversized_numbers_are_refused_naming_the_field_and_the_process_lives_on
 }
 
 /// `POST` of `body` to acme's query with `Transfer-Encoding: chunked`, in chunks of
-/// `chunk` bytes; the status line and the rest of the answer.
-async fn post_chunked(addr: std::net::SocketAddr, body: &[u8], chunk: usize) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// `chunk` bytes.
+async fn post_chunked(addr: std::net::SocketAddr, body: &[u8], chunk: usize) -> Resp {
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST /v1/partitions/acme/invoke/{QUERY} HTTP/1.1\r\nHost: {addr}\r\n\
@@ -108,15 +108,7 @@ async fn post_chunked(addr: std::net::SocketAddr, body: &[u8], chunk: usize) -> 
         stream.flush().await.unwrap();
     }
     let _ = stream.write_all(b"0\r\n\r\n").await;
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
+    read_response(stream).await.unwrap()
 }
 
 #[tokio::test]
@@ -124,7 +116,8 @@ async fn a_body_in_many_chunks_is_read_whole_and_refused_once_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(settings(dir.path(), None)).await;
     let body = br#"{"sql": "select * from orders", "limit": 2}"#;
-    let (status, answer) = post_chunked(server.addr, body, 5).await;
+    let r = post_chunked(server.addr, body, 5).await;
+    let (status, answer) = (r.status, r.text());
     assert_eq!(status, 200, "{answer}");
     assert!(
         answer.contains(r#""sql":"select * from orders""#),
@@ -137,10 +130,12 @@ async fn a_body_in_many_chunks_is_read_whole_and_refused_once_past_the_limit() {
 
     // Over the 1 MiB default in 64 KiB chunks: 413 in the envelope, and the server lives.
     let big = format!(r#"{{"sql": "{}"}}"#, "x".repeat((1 << 20) + 16));
-    let (status, answer) = post_chunked(server.addr, big.as_bytes(), 64 << 10).await;
+    let r = post_chunked(server.addr, big.as_bytes(), 64 << 10).await;
+    let (status, answer) = (r.status, r.text());
     assert_eq!(status, 413, "{answer}");
     assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
-    let (status, answer) = post_chunked(server.addr, body, 1).await;
+    let r = post_chunked(server.addr, body, 1).await;
+    let (status, answer) = (r.status, r.text());
     assert_eq!(status, 200, "{answer}");
     server.shutdown().await;
 }

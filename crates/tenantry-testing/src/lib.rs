@@ -1,6 +1,6 @@
 //! Test support for Tenantry, kept out of the product crates: the conformance suite every
-//! [`CheckpointStore`] must pass, the crash-writer harness ([`crash`]) and a store that
-//! can be switched off ([`OutageStore`]), and the import-graph checks that keep a crate's
+//! [`CheckpointStore`] must pass, the crash-writer harness ([`crash`]), a store that
+//! can be switched off ([`OutageStore`]), log output captured in memory ([`LogLines`]), and the import-graph checks that keep a crate's
 //! layers pointing down ([`imports`]).
 //!
 //! One set of checks, run alike against the memory, redb and PostgreSQL stores (and any
@@ -26,6 +26,9 @@
 //! ```
 
 pub mod imports;
+mod log_lines;
+
+pub use log_lines::LogLines;
 
 use futures::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};

@@ -3,13 +3,12 @@
 //! thread, or in the instance's task after an await).
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use tenantry::schemars::JsonSchema;
 use tenantry::{
     Context, Factory, Handler, HandlerError, Handlers, Identity, ManagerConfig, Message, Partition,
     Runtime,
 };
+use tenantry_testing::LogLines;
 
 #[derive(Serialize, Deserialize, Default)]
 struct Speaker;
@@ -83,37 +82,21 @@ impl Handler<Relay> for Speaker {
     }
 }
 
-/// Log lines written by this thread's subscriber.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    /// The line that logged `word`.
-    fn saying(&self, word: &str) -> String {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        let mut found = text.lines().filter(|l| l.contains(&format!("word={word}")));
-        let line = found
-            .next()
-            .unwrap_or_else(|| panic!("no line says {word}:\n{text}"));
-        assert!(found.next().is_none(), "one line says {word}:\n{text}");
-        line.to_owned()
-    }
+/// The line of `lines` that logged `word`.
+fn saying(lines: &LogLines, word: &str) -> String {
+    let text = lines.text();
+    let mut found = text.lines().filter(|l| l.contains(&format!("word={word}")));
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no line says {word}:\n{text}"));
+    assert!(found.next().is_none(), "one line says {word}:\n{text}");
+    line.to_owned()
 }
 
 /// Runs the calls below under a subscriber at `filter` (on this test's thread, which runs
 /// every turn: the test runtime has one thread) and returns what it logged.
-async fn logged_at(filter: &str) -> Lines {
-    let lines = Lines::default();
+async fn logged_at(filter: &str) -> LogLines {
+    let lines = LogLines::default();
     let writer = lines.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -163,16 +146,16 @@ fn turn_span(partition: &str, key: &str, handler: &str) -> String {
 async fn a_handlers_events_carry_its_instance_and_handler_whoever_called() {
     let lines = logged_at("info").await;
     for (word, handler) in [("first", "say"), ("second", "say"), ("later", "say_later")] {
-        let line = lines.saying(word);
+        let line = saying(&lines, word);
         assert!(line.contains(&turn_span("alpha", "a", handler)), "{line}");
     }
     // Called by another instance: the innermost span is the callee's turn.
-    let relayed = lines.saying("relayed");
+    let relayed = saying(&lines, "relayed");
     assert!(
         relayed.contains(&turn_span("alpha", "b", "say")),
         "{relayed}"
     );
-    let beta = lines.saying("beta");
+    let beta = saying(&lines, "beta");
     assert!(beta.contains(&turn_span("beta", "a", "say")), "{beta}");
     assert!(!beta.contains("alpha"), "{beta}");
 }

@@ -162,8 +162,9 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         return Err(too_large());
     }
     let mut chunks = body.into_data_stream();
-    let mut whole: Option<Bytes> = None;
-    let mut joined = Vec::new();
+    let mut first = Bytes::new();
+    // Only a body of two pieces or more is copied, into one buffer.
+    let mut joined: Option<Vec<u8>> = None;
     let mut len = 0usize;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| {
@@ -176,15 +177,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         if len > limit {
             return Err(too_large());
         }
-        match whole.take() {
-            None if joined.is_empty() => whole = Some(chunk),
-            first => {
-                if let Some(first) = first {
-                    joined.extend_from_slice(&first);
-                }
-                joined.extend_from_slice(&chunk);
-            }
+        match &mut joined {
+            Some(all) => all.extend_from_slice(&chunk),
+            None if first.is_empty() => first = chunk,
+            None => joined = Some([&first[..], &chunk[..]].concat()),
         }
     }
-    Ok(whole.unwrap_or_else(|| Bytes::from(joined)))
+    Ok(joined.map_or(first, Bytes::from))
 }

@@ -75,6 +75,11 @@ pub async fn request(
     stream.write_all(head.as_bytes()).await?;
     // A server may answer (413) before reading the whole body; ignore a reset here.
     let _ = stream.write_all(body).await;
+    read_response(stream).await
+}
+
+/// The answer on `stream`, read to its end (the request asked to close).
+pub async fn read_response(stream: TcpStream) -> std::io::Result<Resp> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).await?;
