@@ -100,6 +100,10 @@ pub(crate) enum WireError {
         handler: String,
         message: String,
     },
+    MalformedParams {
+        handler: String,
+        message: String,
+    },
     ReplyTooLarge {
         handler: String,
         limit: usize,
@@ -179,6 +183,10 @@ impl From<&Error> for WireError {
                     handler: handler.clone(),
                     message: message.clone(),
                 },
+                CallError::MalformedParams { handler, message } => Self::MalformedParams {
+                    handler: handler.clone(),
+                    message: message.clone(),
+                },
                 CallError::ReplyTooLarge { handler, limit } => Self::ReplyTooLarge {
                     handler: handler.clone(),
                     limit: *limit,
@@ -245,6 +253,9 @@ impl WireError {
             Self::UnknownHandler { handler } => call(CallError::UnknownHandler { handler }),
             Self::InvalidParams { handler, message } => {
                 call(CallError::InvalidParams { handler, message })
+            }
+            Self::MalformedParams { handler, message } => {
+                call(CallError::MalformedParams { handler, message })
             }
             Self::ReplyTooLarge { handler, limit } => {
                 call(CallError::ReplyTooLarge { handler, limit })
@@ -323,6 +334,10 @@ mod tests {
             Error::Call(CallError::InvalidParams {
                 handler: "h".into(),
                 message: "missing field `x`".into(),
+            }),
+            Error::Call(CallError::MalformedParams {
+                handler: "h".into(),
+                message: "EOF while parsing a value at line 1 column 0".into(),
             }),
             Error::Call(CallError::ReplyTooLarge {
                 handler: "h".into(),

@@ -58,6 +58,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 400 `invalid_json`: a body (or a call's params as text) that is not JSON.
+    pub fn malformed_json(detail: impl std::fmt::Display) -> Self {
+        Self::bad_request("invalid_json", format!("malformed JSON body: {detail}"))
+    }
+
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -212,6 +217,7 @@ impl From<CallError> for ApiError {
             },
             CallError::UnknownHandler { .. } => Self::not_found(message),
             CallError::InvalidParams { .. } => Self::unprocessable("invalid_params", message),
+            CallError::MalformedParams { message, .. } => Self::malformed_json(message),
             CallError::ReplyEncoding { .. } => Self::internal(message),
             CallError::NotDurable { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", message)
@@ -357,6 +363,14 @@ mod tests {
             }
             .into()),
             422
+        );
+        assert_eq!(
+            s(CallError::MalformedParams {
+                handler: "q".into(),
+                message: "EOF while parsing an object at line 1 column 9".into()
+            }
+            .into()),
+            400
         );
     }
 }

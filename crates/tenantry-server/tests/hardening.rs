@@ -443,3 +443,91 @@ async fn the_openapi_document_states_what_the_server_enforces() {
     assert_eq!((r.status, r.code().as_str()), (409, "no_db_url"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn invoke_params_that_are_not_json_answer_400_and_json_that_does_not_fit_answers_422() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let query = format!("/v1/partitions/acme/invoke/{QUERY}");
+    let note = "/v1/partitions/acme/invoke/workspace_workers.note?key=n";
+    let deep = |inner: &str| format!("{}{inner}{}", "[".repeat(200), "]".repeat(200));
+    let not_json: Vec<Vec<u8>> = vec![
+        b"{\"sql\": ".to_vec(),
+        b"{\"sql\": \"x\"} trailing".to_vec(),
+        b"{\"sql\": \"\xff\"}".to_vec(),
+        deep("").into_bytes(),
+        br#"{"sql": "x", "limit": 1e400}"#.to_vec(),
+        br#"{"text": 1e400}"#.to_vec(),
+    ];
+    // The component's query refuses unknown fields and the agent's note is a typed
+    // message: both read their params straight from the body's text.
+    for path in [query.as_str(), note] {
+        for body in &not_json {
+            let r = c.post_raw(path, Some(ACME), body).await;
+            let shown = String::from_utf8_lossy(body);
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (400, "invalid_json"),
+                "{path} {shown}: {}",
+                r.text()
+            );
+            assert!(
+                r.json()["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("malformed JSON body: ")),
+                "{}",
+                r.text()
+            );
+        }
+    }
+    // A strict handler holds what it would skip as a value, so nesting past the limit
+    // inside an unknown field is malformed too.
+    let nested_unknown = format!(r#"{{"sql": "x", "extra": {}}}"#, deep("1"));
+    let r = c
+        .post_raw(&query, Some(ACME), nested_unknown.as_bytes())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "invalid_json"),
+        "{}",
+        r.text()
+    );
+    // JSON that does not fit the params: 422, naming the field.
+    for (path, body, field) in [
+        (query.as_str(), r#"{"sql": 3}"#, "sql"),
+        (query.as_str(), r#"{"sql": "x", "extra": 1}"#, "extra"),
+        (query.as_str(), r#"["select", 3]"#, "struct"),
+        (note, r#"{"text": ["a"]}"#, "text"),
+    ] {
+        let r = c.post_raw(path, Some(ACME), body.as_bytes()).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (422, "invalid_params"),
+            "{body}"
+        );
+        assert!(r.text().contains(field), "{body}: {}", r.text());
+    }
+    // Valid text, with escapes and duplicate keys (the last one counts, as in a value),
+    // and an empty body as `{}`.
+    let r = c
+        .post_raw(
+            &query,
+            Some(ACME),
+            br#"{"sql": "sel\u0065ct \"x\"", "limit": 9, "limit": 2}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["sql"], json!("select \"x\""));
+    assert_eq!(r.json()["result"]["rows"].as_array().map(Vec::len), Some(2));
+    let r = c
+        .post_raw(
+            "/v1/partitions/acme/invoke/workspace_workers.notes?key=n",
+            Some(ACME),
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let summary = server.shutdown().await;
+    assert_eq!(summary.failed, 0);
+}

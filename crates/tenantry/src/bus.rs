@@ -25,6 +25,7 @@
 
 use crate::caller::{CallAs, Caller, CallerKind};
 use crate::component::{BusEvent, EVENT_RUNNABLE};
+use crate::instance::JsonParams;
 use crate::instance::cell::AnyInstance;
 use crate::instance::context::Context;
 use crate::instance::envelope::{AnyReply, encoding_failed};
@@ -171,7 +172,7 @@ impl std::io::Write for ByteCounter {
 type LocalCall<O> = for<'a> fn(
     &'a dyn AnyInstance,
     &'a str,
-    serde_json::Value,
+    JsonParams<'a>,
     &'a Invoke,
     CallAs,
 ) -> BoxFuture<'static, Result<O, CallError>>;
@@ -472,16 +473,17 @@ impl Bus {
         let local: LocalCall<serde_json::Value> = |h, runnable, params, opts, caller| {
             h.call_json_as(runnable, params, opts.timeout, caller, opts.queued)
         };
-        self.route(handler, params, opts, local, Ok).await
+        self.route(handler, params.into(), opts, local, Ok).await
     }
 
     /// [`Bus::invoke`], with the reply as JSON text: an instance's reply is encoded once
     /// and never built as a JSON value. For callers that send the reply on (a gateway
-    /// writing a response body).
+    /// writing a response body). The params may be JSON text too ([`JsonParams::Text`]):
+    /// a local handler decodes its params type straight from it.
     pub async fn invoke_raw(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: impl Into<JsonParams<'_>>,
         opts: Invoke,
     ) -> Result<Box<RawValue>, Error> {
         let local: LocalCall<Box<RawValue>> = |h, runnable, params, opts, caller| {
@@ -491,7 +493,8 @@ impl Bus {
             serde_json::value::to_raw_value(&reply)
                 .map_err(|e| Error::Call(encoding_failed(handler, e)))
         };
-        self.route(handler, params, opts, local, remote).await
+        self.route(handler, params.into(), opts, local, remote)
+            .await
     }
 
     /// [`Bus::invoke`], with the reply as the Rust type `R`.
@@ -528,7 +531,9 @@ impl Bus {
             h.call_typed_as(runnable, params, opts.timeout, caller, opts.queued, wanted)
         };
         let reply = self
-            .route_admitted(handler, params, opts, local, |v| Ok(AnyReply::Json(v)))
+            .route_admitted(handler, params.into(), opts, local, |v| {
+                Ok(AnyReply::Json(v))
+            })
             .await?;
         match reply {
             // The slot boxed it because its type is `R`: the downcast cannot fail.
@@ -545,7 +550,7 @@ impl Bus {
     async fn route<O: ReplyBytes>(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         opts: Invoke,
         local: LocalCall<O>,
         remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
@@ -581,7 +586,7 @@ impl Bus {
     async fn route_admitted<O>(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         opts: Invoke,
         local: LocalCall<O>,
         remote: impl FnOnce(serde_json::Value) -> Result<O, Error>,
@@ -595,6 +600,7 @@ impl Bus {
                     Ok(h) => Ok(local(&*h, runnable, params, &opts, self.stamp()).await?),
                     Err(Error::ServedElsewhere(identity)) if !opts.local => {
                         let elsewhere = Some(identity.clone());
+                        let params = params.into_value(handler)?;
                         let answer = self.call_remote(handler, params, &opts, elsewhere).await;
                         remote(answer.unwrap_or(Err(Error::ServedElsewhere(identity)))?)
                     }
@@ -602,7 +608,10 @@ impl Bus {
                 }
             }
             None if opts.local => Err(Error::RouteNotFound(handler.to_owned())),
-            None => match self.call_remote(handler, params, &opts, None).await {
+            None => match self
+                .call_remote(handler, params.into_value(handler)?, &opts, None)
+                .await
+            {
                 Some(result) => remote(result?),
                 None => Err(Error::RouteNotFound(handler.to_owned())),
             },

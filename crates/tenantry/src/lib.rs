@@ -69,8 +69,8 @@ pub use error::{CallError, Dependency, Error, HandlerError, RefusalKind};
 pub use failure::{Backoff, Failure};
 pub use identity::Identity;
 pub use instance::{
-    AnyInstance, Context, Factory, Handler, HandlerInfo, Handlers, InstanceHandle, KeepAlive,
-    Message,
+    AnyInstance, Context, Factory, Handler, HandlerInfo, Handlers, InstanceHandle, JsonParams,
+    KeepAlive, Message,
 };
 pub use kernel::Kernel;
 pub use key::{IntoKey, Key, KeyError, KeyPart, MAX_KEY_LEN};

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use tenantry::component::{BusEvent, Component, NoParams, Runnables};
 use tenantry::kernel::{Grant, InstanceStatus};
 use tenantry::schemars::JsonSchema;
-use tenantry::{CallError, Context, Dependency, Error, HandlerError, Invoke, Partition, Runtime};
+use tenantry::{
+    CallError, Context, Dependency, Error, HandlerError, Invoke, JsonParams, Partition, Runtime,
+};
 
 fn p(name: &str) -> Partition {
     Partition::new(name).unwrap()
@@ -594,4 +596,76 @@ async fn storage_and_credentials_are_scoped_per_instance() {
         "two instances of one factory never share storage"
     );
     let _ = Grant::None;
+}
+
+#[tokio::test]
+async fn params_as_json_text_decode_and_fail_as_their_values_do() {
+    let rt = Runtime::in_memory();
+    let k = rt.kernel();
+    k.register::<Shapes>().unwrap();
+    k.hot_add("shapes", "shapes-1", json!({})).await.unwrap();
+    let bus = rt.bus();
+    for (handler, params) in [
+        ("shapes-1.area", json!({"width": 3})),
+        ("shapes-1.area", json!({"width": 3, "height": 2})),
+        ("shapes-1.area", json!({"width": 3, "depth": 1})),
+        ("shapes-1.area", json!({"width": "wide"})),
+        ("shapes-1.area", json!({})),
+        ("shapes-1.area", json!([3, 2])),
+        ("shapes-1.area", json!(null)),
+        (
+            "shapes-1.total",
+            json!({"rects": [{"width": 2, "height": 3}], "frame": {"width": 1}}),
+        ),
+        (
+            "shapes-1.total",
+            json!({"rects": [{"width": 2, "colour": "red"}]}),
+        ),
+        (
+            "shapes-1.total",
+            json!({"rects": [], "frame": {"width": 1, "depth": {"deeper": 1}}}),
+        ),
+        ("shapes-1.total", json!({"rects": [[2, 3]]})),
+        ("shapes-1.total", json!({"rects": [], "frame": [1, 1]})),
+    ] {
+        let text = params.to_string();
+        let from_value = bus.invoke(handler, params, Invoke::default()).await;
+        let from_text = bus
+            .invoke_raw(handler, JsonParams::Text(&text), Invoke::default())
+            .await;
+        match (from_value, from_text) {
+            (Ok(value), Ok(reply)) => {
+                assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(reply.get()).unwrap(),
+                    value
+                )
+            }
+            (Err(value), Err(text_error)) => {
+                assert_eq!(
+                    text_error.to_string(),
+                    value.to_string(),
+                    "{handler} {text}"
+                )
+            }
+            (value, text_reply) => panic!("{handler} {text}: {value:?} against {text_reply:?}"),
+        }
+    }
+    // Text that is not JSON (or not JSON a value can hold) is malformed, not invalid.
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for text in [
+        r#"{"width": "#,
+        r#"{"width": 3} {"width": 4}"#,
+        r#"{"width": 1e400}"#,
+        deep.as_str(),
+        "",
+    ] {
+        let malformed = bus
+            .invoke_raw("shapes-1.area", JsonParams::Text(text), Invoke::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&malformed, Error::Call(CallError::MalformedParams { handler, .. }) if handler == "area"),
+            "{text}: {malformed}"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use tenantry::Partition;
+use tenantry::{JsonParams, Partition};
 
 /// A partition route's scope: the partition named in the path, which the key may use.
 pub struct Tenant {
@@ -137,13 +137,47 @@ impl FromRequest<Arc<App>> for JsonBody {
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
         let bytes = read_body(req.into_body(), app.settings.limits.body_limit).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if is_blank(&bytes) {
             return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
         }
         serde_json::from_slice(&bytes)
             .map(Self)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
+            .map_err(ApiError::malformed_json)
     }
+}
+
+/// The request body as a call's params, JSON text not yet parsed: the handler decodes its
+/// params type straight from it, and text that is not JSON comes back from the call as
+/// [`CallError::MalformedParams`](tenantry::CallError::MalformedParams) (400, as
+/// [`JsonBody`] answers). 413 over the limit.
+pub struct JsonText(Bytes);
+
+impl FromRequest<Arc<App>> for JsonText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        read_body(req.into_body(), app.settings.limits.body_limit)
+            .await
+            .map(Self)
+    }
+}
+
+impl JsonText {
+    /// The params: the text, or `{}` for an empty body; 400 if the body is not UTF-8.
+    pub fn params(&self) -> Result<JsonParams<'_>, ApiError> {
+        if is_blank(&self.0) {
+            return Ok(JsonParams::Value(serde_json::Value::Object(
+                serde_json::Map::new(),
+            )));
+        }
+        std::str::from_utf8(&self.0)
+            .map(JsonParams::Text)
+            .map_err(ApiError::malformed_json)
+    }
+}
+
+fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
 }
 
 /// The whole request body: 413 if its declared length, or the bytes read so far, pass

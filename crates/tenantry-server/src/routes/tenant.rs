@@ -1,15 +1,15 @@
 //! Partition routes: invoke a handler, list handlers and instances, stop an instance.
 
-use super::extract::{ApiPath, ApiQuery, JsonBody, Tenant};
+use super::extract::{ApiPath, ApiQuery, JsonText, Tenant};
 use super::{ApiResult, hosted_here, ok, parse_key, parse_timeout};
 use crate::app::App;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tenantry::Invoke;
 use tenantry::kernel::InstanceStatus;
 use tenantry::quota::Usage;
+use tenantry::{Invoke, JsonParams};
 
 /// Query parameters of `invoke`.
 #[derive(Debug, Default, Deserialize)]
@@ -26,8 +26,9 @@ pub async fn invoke(
     tenant: Tenant,
     ApiPath((_, handler)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<InvokeQuery>,
-    JsonBody(params): JsonBody,
+    body: JsonText,
 ) -> ApiResult {
+    let params = body.params()?;
     let p = tenant.partition;
     // Counted as cancelled if the client goes away first (the request is dropped).
     let counted = app.count_call(&p);
@@ -47,7 +48,7 @@ async fn invoke_on(
     p: &tenantry::Partition,
     handler: &str,
     q: InvokeQuery,
-    params: serde_json::Value,
+    params: JsonParams<'_>,
 ) -> ApiResult {
     // Connection tasks queue their calls: measured, running turns on them cost the
     // gateway requests per second (see BENCHMARKS.md, "HTTP server").
@@ -57,7 +58,8 @@ async fn invoke_on(
         let key = parse_key(k)?;
         opts = opts.key(key);
     }
-    // The reply goes out as the instance encoded it: never built as a JSON value here.
+    // The params go in as the client wrote them, the reply goes out as the instance
+    // encoded it: neither is built as a JSON value here.
     let result = app
         .runtime
         .bus_for(p)

@@ -123,6 +123,16 @@ pub enum CallError {
         /// What is wrong, naming the field where serde can.
         message: String,
     },
+    /// Params given as JSON text ([`JsonParams::Text`](crate::JsonParams::Text)) are not
+    /// JSON, or not JSON serde_json holds as a value (nesting past its recursion limit, a
+    /// number out of `f64`'s range).
+    #[error("malformed JSON params for {handler:?}: {message}")]
+    MalformedParams {
+        /// The handler.
+        handler: String,
+        /// What is wrong, where in the text.
+        message: String,
+    },
     /// The JSON reply is larger than the manager allows one call to produce; it was not
     /// sent (the handler's work is done: only the answer is refused).
     #[error("the reply of {handler:?} is larger than the {limit}-byte limit")]

@@ -6,6 +6,7 @@
 use super::envelope::{AnyReply, Envelope, JsonReceiver, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
 use super::handlers::HandlerTable;
+use super::json_params::JsonParams;
 use super::mailbox::{Delivered, Mailbox, Queued, SendError};
 use super::runner::{self, Runner};
 use crate::caller::{CallAs, Caller};
@@ -303,7 +304,7 @@ impl<F: Factory> InstanceHandle<F> {
     ) -> Result<serde_json::Value, CallError> {
         self.call_json_stamped(
             handler,
-            params,
+            params.into(),
             timeout,
             self.caller.clone(),
             false,
@@ -317,7 +318,7 @@ impl<F: Factory> InstanceHandle<F> {
     fn call_json_stamped<O: Send + 'static>(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Duration,
         caller: Caller,
         queued: bool,
@@ -337,7 +338,7 @@ impl<F: Factory> InstanceHandle<F> {
     fn call_boxed<O: Send + 'static>(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: Caller,
         queued: bool,
@@ -352,7 +353,7 @@ impl<F: Factory> InstanceHandle<F> {
         let letter = self
             .cell
             .table
-            .envelope(handler, params, None, self.caller.clone())?;
+            .envelope(handler, params.into(), None, self.caller.clone())?;
         self.post(Mail::Letter(letter))
     }
 
@@ -422,7 +423,7 @@ pub trait AnyInstance: Send + Sync {
     fn call_json_as(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
@@ -433,7 +434,7 @@ pub trait AnyInstance: Send + Sync {
     fn call_text_as(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
@@ -444,7 +445,7 @@ pub trait AnyInstance: Send + Sync {
     fn call_typed_as(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
@@ -480,7 +481,14 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
         let caller = self.caller.clone();
-        self.call_boxed(handler, params, timeout, caller, false, JsonReply::value)
+        self.call_boxed(
+            handler,
+            params.into(),
+            timeout,
+            caller,
+            false,
+            JsonReply::value,
+        )
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
@@ -498,7 +506,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
     fn call_json_as(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
@@ -509,7 +517,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
     fn call_text_as(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
@@ -520,7 +528,7 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
     fn call_typed_as(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,

@@ -2,6 +2,7 @@
 
 use super::envelope::{Envelope, FnLetter, JsonReply, Letter};
 use super::factory::{Factory, Handler, Message};
+use super::json_params::JsonParams;
 use super::objects_only::ObjectsOnly;
 use crate::caller::Caller;
 use crate::{CallError, Context, HandlerError};
@@ -29,7 +30,7 @@ pub struct HandlerInfo {
 }
 
 type MakeEnvelope<F> = Arc<
-    dyn Fn(serde_json::Value, Option<JsonReply>, Caller) -> Result<Box<dyn Envelope<F>>, CallError>
+    dyn Fn(JsonParams<'_>, Option<JsonReply>, Caller) -> Result<Box<dyn Envelope<F>>, CallError>
         + Send
         + Sync,
 >;
@@ -197,15 +198,22 @@ impl<F: Factory> Handlers<F> {
 
 /// Decodes JSON params and refuses any field the params type would ignore, at any depth,
 /// naming its path (`unknown field `filter.extra``), and any struct given as an array.
-/// Valid params decode once, without tracking paths; only invalid ones are decoded again
-/// to name the offending field.
+/// Valid params decode once, without tracking paths (text straight into the type); only
+/// invalid ones are decoded again, as a value, to name the offending field.
 fn decode_params_strict<P: DeserializeOwned>(
     handler: &str,
-    params: serde_json::Value,
+    params: JsonParams<'_>,
 ) -> Result<P, CallError> {
-    match super::unknown_fields::decode_ignoring_nothing(&params) {
+    let decoded = match &params {
+        JsonParams::Value(value) => super::unknown_fields::decode_ignoring_nothing(value),
+        JsonParams::Text(text) => match super::unknown_fields::decode_text(text) {
+            Some((decoded, false)) => Some(decoded),
+            _ => None,
+        },
+    };
+    match decoded {
         Some(decoded) => Ok(decoded),
-        None => decode_params_strict_tracked(handler, params),
+        None => decode_params_strict_tracked(handler, params.into_value(handler)?),
     }
 }
 
@@ -281,7 +289,8 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 /// What the path-tracking decodes read: params, structs from objects only, with the path
 /// of what is being read.
-type Tracked<'t> = serde_path_to_error::Deserializer<'t, 't, ObjectsOnly<serde_json::Value>>;
+type Tracked<'t> =
+    serde_path_to_error::Deserializer<'t, 't, ObjectsOnly<'static, serde_json::Value>>;
 
 /// Decodes JSON `params` with `decode` over a [`Tracked`] deserializer, naming the
 /// offending field on failure.
@@ -291,7 +300,7 @@ fn decode_params<P>(
     decode: impl FnOnce(Tracked<'_>) -> Result<P, serde_json::Error>,
 ) -> Result<P, CallError> {
     let mut track = serde_path_to_error::Track::new();
-    let tracked = serde_path_to_error::Deserializer::new(ObjectsOnly(params), &mut track);
+    let tracked = serde_path_to_error::Deserializer::new(ObjectsOnly::new(params), &mut track);
     decode(tracked).map_err(|inner| {
         let path = track.path().to_string();
         CallError::InvalidParams {
@@ -310,11 +319,15 @@ fn decode_params<P>(
 /// again to name the field.
 fn decode_params_lenient<P: DeserializeOwned>(
     handler: &str,
-    params: serde_json::Value,
+    params: JsonParams<'_>,
 ) -> Result<P, CallError> {
-    match P::deserialize(ObjectsOnly(&params)) {
-        Ok(decoded) => Ok(decoded),
-        Err(_) => decode_params_lenient_tracked(handler, params),
+    let decoded = match &params {
+        JsonParams::Value(value) => P::deserialize(ObjectsOnly::new(value)).ok(),
+        JsonParams::Text(text) => super::unknown_fields::decode_text(text).map(|(p, _)| p),
+    };
+    match decoded {
+        Some(decoded) => Ok(decoded),
+        None => decode_params_lenient_tracked(handler, params.into_value(handler)?),
     }
 }
 
@@ -329,7 +342,7 @@ fn decode_params_lenient_tracked<P: DeserializeOwned>(
 }
 
 fn make_json_envelope<F: Handler<M>, M: Message>(
-    params: serde_json::Value,
+    params: JsonParams<'_>,
     reply: Option<JsonReply>,
     caller: Caller,
 ) -> Result<Box<dyn Envelope<F>>, CallError> {
@@ -379,7 +392,7 @@ impl<F: Factory> HandlerTable<F> {
     pub(crate) fn envelope(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         reply: Option<JsonReply>,
         caller: Caller,
     ) -> Result<Box<dyn Envelope<F>>, CallError> {
@@ -393,14 +406,14 @@ impl<F: Factory> HandlerTable<F> {
         params: serde_json::Value,
         caller: Caller,
     ) -> Result<Box<dyn Envelope<F>>, CallError> {
-        self.make(handler, true, params, None, caller)
+        self.make(handler, true, params.into(), None, caller)
     }
 
     fn make(
         &self,
         handler: &str,
         internal: bool,
-        params: serde_json::Value,
+        params: JsonParams<'_>,
         reply: Option<JsonReply>,
         caller: Caller,
     ) -> Result<Box<dyn Envelope<F>>, CallError> {

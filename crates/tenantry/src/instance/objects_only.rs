@@ -7,34 +7,69 @@
 //! wraps any deserializer and refuses a sequence wherever a struct (or a struct variant)
 //! is read, at every depth it reaches; everything else passes through unchanged.
 //!
+//! Watching (`ObjectsOnly::watching`) also notes every value the type skips
+//! (`deserialize_ignored_any`, which is how derived types pass over unknown fields), for
+//! strict params decoded straight from JSON text.
+//!
 //! What serde buffers before deciding (untagged and internally tagged enums, flattened
 //! fields) is read by serde's own private deserializers, which this wrapper does not
 //! reach: a struct variant of an untagged or internally tagged enum still takes a
 //! sequence.
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+use std::cell::Cell;
 use std::fmt;
 
+/// Where a watching decode notes that a value was skipped (`None`: not watching).
+type Watch<'w> = Option<&'w Cell<bool>>;
+
 /// A deserializer that refuses a sequence where a struct is read, at every depth.
-pub(crate) struct ObjectsOnly<D>(pub(crate) D);
+pub(crate) struct ObjectsOnly<'w, D> {
+    inner: D,
+    watch: Watch<'w>,
+}
+
+impl<D> ObjectsOnly<'static, D> {
+    /// Wraps `inner`.
+    pub(crate) fn new(inner: D) -> Self {
+        Self { inner, watch: None }
+    }
+}
+
+impl<'w, D> ObjectsOnly<'w, D> {
+    /// Wraps `inner`, setting `ignored` when the type skips a value at any depth.
+    pub(crate) fn watching(inner: D, ignored: &'w Cell<bool>) -> Self {
+        Self {
+            inner,
+            watch: Some(ignored),
+        }
+    }
+
+    fn nested<V>(&self, visitor: V) -> Nested<'w, V> {
+        Nested(visitor, self.watch)
+    }
+}
 
 /// Visits as the wrapped visitor does, with everything nested also wrapped.
-struct Nested<V>(V);
+struct Nested<'w, V>(V, Watch<'w>);
 
 /// [`Nested`], refusing a sequence (the visitor reads a struct).
-struct StructFields<V>(V);
+struct StructFields<'w, V>(V, Watch<'w>);
 
 /// A seed whose value is read through [`ObjectsOnly`].
-struct Seed<S>(S);
+struct Seed<'w, S>(S, Watch<'w>);
 
 /// An access whose elements, entries or variant are read through [`ObjectsOnly`].
-struct Access<A>(A);
+struct Access<'w, A>(A, Watch<'w>);
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        self.0.deserialize(ObjectsOnly(d))
+        self.0.deserialize(ObjectsOnly {
+            inner: d,
+            watch: self.1,
+        })
     }
 }
 
@@ -42,12 +77,13 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
 macro_rules! forward_visitor_only {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.0.$method(Nested(visitor))
+            let visitor = self.nested(visitor);
+            self.inner.$method(visitor)
         }
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<'_, D> {
     type Error = D::Error;
 
     forward_visitor_only! {
@@ -56,7 +92,15 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
         deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
         deserialize_option deserialize_unit deserialize_seq deserialize_map
-        deserialize_identifier deserialize_ignored_any
+        deserialize_identifier
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        if let Some(ignored) = self.watch {
+            ignored.set(true);
+        }
+        let visitor = self.nested(visitor);
+        self.inner.deserialize_ignored_any(visitor)
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -64,7 +108,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_unit_struct(name, Nested(visitor))
+        let visitor = self.nested(visitor);
+        self.inner.deserialize_unit_struct(name, visitor)
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -72,7 +117,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_newtype_struct(name, Nested(visitor))
+        let visitor = self.nested(visitor);
+        self.inner.deserialize_newtype_struct(name, visitor)
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -80,7 +126,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_tuple(len, Nested(visitor))
+        let visitor = self.nested(visitor);
+        self.inner.deserialize_tuple(len, visitor)
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -89,7 +136,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_tuple_struct(name, len, Nested(visitor))
+        let visitor = self.nested(visitor);
+        self.inner.deserialize_tuple_struct(name, len, visitor)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -98,8 +146,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0
-            .deserialize_struct(name, fields, StructFields(visitor))
+        let visitor = StructFields(visitor, self.watch);
+        self.inner.deserialize_struct(name, fields, visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -108,11 +156,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_enum(name, variants, Nested(visitor))
+        let visitor = self.nested(visitor);
+        self.inner.deserialize_enum(name, variants, visitor)
     }
 
     fn is_human_readable(&self) -> bool {
-        self.0.is_human_readable()
+        self.inner.is_human_readable()
     }
 }
 
@@ -146,19 +195,25 @@ macro_rules! nested_visitor {
         }
 
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            self.0.visit_some(ObjectsOnly(d))
+            self.0.visit_some(ObjectsOnly {
+                inner: d,
+                watch: self.1,
+            })
         }
 
         fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            self.0.visit_newtype_struct(ObjectsOnly(d))
+            self.0.visit_newtype_struct(ObjectsOnly {
+                inner: d,
+                watch: self.1,
+            })
         }
 
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            self.0.visit_map(Access(map))
+            self.0.visit_map(Access(map, self.1))
         }
 
         fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-            self.0.visit_enum(Access(data))
+            self.0.visit_enum(Access(data, self.1))
         }
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,17 +222,17 @@ macro_rules! nested_visitor {
     };
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Nested<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for Nested<'_, V> {
     type Value = V::Value;
 
     nested_visitor!();
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        self.0.visit_seq(Access(seq))
+        self.0.visit_seq(Access(seq, self.1))
     }
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for StructFields<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for StructFields<'_, V> {
     type Value = V::Value;
 
     nested_visitor!();
@@ -187,14 +242,14 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for StructFields<V> {
     }
 }
 
-impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<A> {
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<'_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
-        self.0.next_element_seed(Seed(seed))
+        self.0.next_element_seed(Seed(seed, self.1))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -202,18 +257,18 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<A> {
     }
 }
 
-impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<A> {
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<'_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        self.0.next_key_seed(Seed(seed))
+        self.0.next_key_seed(Seed(seed, self.1))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.0.next_value_seed(Seed(seed))
+        self.0.next_value_seed(Seed(seed, self.1))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -221,20 +276,20 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<A> {
     }
 }
 
-impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Access<A> {
+impl<'w, 'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Access<'w, A> {
     type Error = A::Error;
-    type Variant = Access<A::Variant>;
+    type Variant = Access<'w, A::Variant>;
 
     fn variant_seed<V: DeserializeSeed<'de>>(
         self,
         seed: V,
     ) -> Result<(V::Value, Self::Variant), A::Error> {
-        let (value, variant) = self.0.variant_seed(Seed(seed))?;
-        Ok((value, Access(variant)))
+        let (value, variant) = self.0.variant_seed(Seed(seed, self.1))?;
+        Ok((value, Access(variant, self.1)))
     }
 }
 
-impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
     type Error = A::Error;
 
     fn unit_variant(self) -> Result<(), A::Error> {
@@ -242,11 +297,11 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
-        self.0.newtype_variant_seed(Seed(seed))
+        self.0.newtype_variant_seed(Seed(seed, self.1))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.0.tuple_variant(len, Nested(visitor))
+        self.0.tuple_variant(len, Nested(visitor, self.1))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -254,7 +309,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.0.struct_variant(fields, StructFields(visitor))
+        self.0.struct_variant(fields, StructFields(visitor, self.1))
     }
 }
 
@@ -288,7 +343,7 @@ mod tests {
     }
 
     fn decode(value: serde_json::Value) -> Result<Outer, String> {
-        Outer::deserialize(ObjectsOnly(&value)).map_err(|e| e.to_string())
+        Outer::deserialize(ObjectsOnly::new(&value)).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -9,7 +9,11 @@
 //! strings), is `None`, and the caller decodes again with serde_json's deserializer and
 //! path tracking to name the field. So a `Some` here is exactly what serde_json would
 //! have decoded, reading structs from objects only (see `objects_only`).
+//!
+//! [`decode_text`] is the same fast path for params given as JSON text: serde_json's own
+//! deserializer reads the text, and a watching [`ObjectsOnly`] notes what the type skips.
 
+use super::objects_only::ObjectsOnly;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 use serde_json::Value;
@@ -25,6 +29,17 @@ pub(crate) fn decode_ignoring_nothing<T: DeserializeOwned>(value: &Value) -> Opt
     })
     .ok()?;
     (!ignored.get()).then_some(decoded)
+}
+
+/// Decodes `T` straight from JSON `text`, structs from objects only, and says whether the
+/// type skipped any value at any depth; `None` if it does not decode (the slow path,
+/// reading the text as a value, says why).
+pub(crate) fn decode_text<T: DeserializeOwned>(text: &str) -> Option<(T, bool)> {
+    let ignored = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let decoded = T::deserialize(ObjectsOnly::watching(&mut de, &ignored)).ok()?;
+    de.end().ok()?;
+    Some((decoded, ignored.get()))
 }
 
 /// Any failure of the fast path; what failed is for the slow path to say.
@@ -319,7 +334,7 @@ impl<'de> de::VariantAccess<'de> for Variant<'de> {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_ignoring_nothing;
+    use super::{decode_ignoring_nothing, decode_text};
     use crate::instance::objects_only::ObjectsOnly;
     use proptest::prelude::*;
     use serde::Deserialize;
@@ -369,7 +384,7 @@ mod tests {
     /// path reads them), and whether it ignored a field.
     fn reference(value: &Value) -> (Option<Params>, bool) {
         let mut ignored = false;
-        let decoded = serde_ignored::deserialize(ObjectsOnly(value), |_| ignored = true).ok();
+        let decoded = serde_ignored::deserialize(ObjectsOnly::new(value), |_| ignored = true).ok();
         (decoded, ignored)
     }
 
@@ -431,6 +446,47 @@ mod tests {
                 prop_assert!(!ignored, "accepted params that ignore a field: {value}");
                 prop_assert_eq!(Some(fast), slow);
             }
+        }
+
+        /// Straight from JSON text, the fast path decodes exactly what serde_json decodes
+        /// from that text read as a value, and notes a skipped field exactly when it skips
+        /// one. (The text is read as a value, not compared with the value it was written
+        /// from: serde_json's float parsing does not round-trip every `f64`.)
+        #[test]
+        fn text_fast_path_agrees_with_serde_json(value in json_value()) {
+            let text = value.to_string();
+            let parsed: Value = serde_json::from_str(&text).expect("serde_json reads its own text");
+            let (slow, ignored) = reference(&parsed);
+            match decode_text::<Params>(&text) {
+                Some((fast, fast_ignored)) => {
+                    prop_assert_eq!(Some(fast), slow, "{}", text);
+                    prop_assert_eq!(fast_ignored, ignored, "{}", text);
+                }
+                None => prop_assert!(slow.is_none(), "refused what decodes: {}", text),
+            }
+        }
+    }
+
+    #[test]
+    fn text_notes_a_skipped_field_at_any_depth_and_refuses_arrays_for_structs() {
+        let valid = r#"{"limit": 3, "inner": {"name": "a"}, "list": [{"name": "b"}]}"#;
+        let (decoded, ignored) = decode_text::<Params>(valid).expect("decodes");
+        assert_eq!((decoded.limit, ignored), (3, false));
+        for skipped in [
+            r#"{"extra": 1}"#,
+            r#"{"inner": {"name": "a", "extra": [1, {"x": 2}]}}"#,
+            r#"{"list": [{"name": "a"}, {"name": "b", "extra": null}]}"#,
+        ] {
+            let (_, ignored) = decode_text::<Params>(skipped).expect("decodes");
+            assert!(ignored, "{skipped}");
+        }
+        for refused in [
+            r#"{"inner": ["a"]}"#,
+            r#"{"limit": 3} {"limit": 4}"#,
+            // Duplicate keys: the value would keep the last; the slow path decides.
+            r#"{"limit": 3, "limit": 4}"#,
+        ] {
+            assert!(decode_text::<Params>(refused).is_none(), "{refused}");
         }
     }
 

@@ -119,7 +119,13 @@ impl ServiceRef {
             .best()
             .ok_or_else(|| Error::ServiceGone(self.contract.clone()))?;
         handle
-            .call_json_as(runnable, params, None, CallAs(self.caller.clone()), false)
+            .call_json_as(
+                runnable,
+                params.into(),
+                None,
+                CallAs(self.caller.clone()),
+                false,
+            )
             .await
             .map_err(|e| match e {
                 CallError::Stopped => Error::ServiceGone(self.contract.clone()),

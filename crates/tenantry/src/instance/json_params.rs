@@ -1,0 +1,55 @@
+//! A call's JSON params: a value already built, or text not yet parsed.
+//!
+//! Callers that hold params as JSON text (a server's request body) pass it as it is: the
+//! handler decodes its params type straight from the text in one pass, with no
+//! `serde_json::Value` built in between and no separate check of the text. Decoding is
+//! the same either way (structs from objects only, unknown fields refused where the
+//! handler is strict, errors naming the field's path): only params that fail to decode
+//! are parsed into a value, to say what failed the way a value's decode says it, or that
+//! the text is not JSON ([`CallError::MalformedParams`]).
+//!
+//! One difference is inherent to reading text once: a handler that ignores unknown
+//! fields (a typed [`Message`](crate::Message) without `deny_unknown_fields`) skips their
+//! text without holding it as a value, so a skipped field whose number is out of `f64`'s
+//! range or which nests past serde_json's recursion limit is not an error there.
+
+use crate::CallError;
+use serde_json::value::RawValue;
+
+/// Params of a call by handler name: a JSON value, or JSON text.
+#[derive(Debug, Clone)]
+pub enum JsonParams<'a> {
+    /// A JSON value.
+    Value(serde_json::Value),
+    /// JSON text, decoded straight into the handler's params type; text that is not JSON
+    /// is [`CallError::MalformedParams`].
+    Text(&'a str),
+}
+
+impl JsonParams<'_> {
+    /// The params as a JSON value, parsing text: text that serde_json cannot read as a
+    /// value is [`CallError::MalformedParams`] of `handler`.
+    pub fn into_value(self, handler: &str) -> Result<serde_json::Value, CallError> {
+        match self {
+            Self::Value(value) => Ok(value),
+            Self::Text(text) => {
+                serde_json::from_str(text).map_err(|e| CallError::MalformedParams {
+                    handler: handler.to_owned(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+impl From<serde_json::Value> for JsonParams<'_> {
+    fn from(value: serde_json::Value) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl<'a> From<&'a RawValue> for JsonParams<'a> {
+    fn from(text: &'a RawValue) -> Self {
+        Self::Text(text.get())
+    }
+}
