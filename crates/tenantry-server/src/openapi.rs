@@ -339,7 +339,7 @@ fn usage_schema() -> Value {
         "stored": {"type": ["object", "null"], "properties": {
             "bytes": {"type": "integer"}, "records": {"type": "integer"}}},
         "recent_calls": {"type": "object",
-            "description": "Its invoke calls over HTTP on this node in the last whole seconds (up to 10): the rate, the median and 99th percentile latency of those not throttled (null: none), and how many were answered with a 5xx (`errors`), another 4xx (`rejected`) or a 429 (`throttled`), or lost their client before the answer (`cancelled`). Requests refused before they reach the handler (a bad key, path, query or body) are not counted.",
+            "description": "Its invoke calls over HTTP on this node in the last whole seconds (up to 10): the rate, the median and 99th percentile latency of those not throttled (null: none), and how many were answered with a 5xx (`errors`), another 4xx (`rejected`) or a 429 (`throttled`), or lost their client before the answer (`cancelled`). Requests refused before the call (a bad key, path or query, or a body over the limit or not UTF-8) are not counted; a call whose params do not decode, malformed JSON included, is counted as `rejected`.",
             "properties": {
                 "window_secs": {"type": "integer"}, "calls": {"type": "integer"},
                 "per_sec": {"type": "number"},

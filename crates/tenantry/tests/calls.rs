@@ -6,7 +6,7 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 use tenantry::telemetry::EventKind;
-use tenantry::{CallError, Error, ManagerConfig, RestartPolicy, Runtime};
+use tenantry::{CallError, Error, Invoke, JsonParams, Key, ManagerConfig, RestartPolicy, Runtime};
 
 #[tokio::test]
 async fn typed_and_json_calls_reach_the_same_state() {
@@ -277,5 +277,41 @@ async fn an_instance_can_ask_to_stop_after_its_turn() {
     assert_eq!(
         m.get("a", &alpha).await.unwrap().call(Get).await.unwrap(),
         3
+    );
+}
+
+#[tokio::test]
+async fn a_typed_message_decodes_from_json_text_and_skips_unknown_fields_unread() {
+    let rt = Runtime::in_memory();
+    rt.register::<Counter>("counters", ManagerConfig::default())
+        .unwrap();
+    let bus = rt.bus();
+    let opts = || Invoke::target(&p("alpha")).key(Key::new("a").unwrap());
+    let call =
+        |text: &'static str| bus.invoke_raw("counters.sleep", JsonParams::Text(text), opts());
+    // `Sleep` ignores unknown fields; read from text they are skipped without being held
+    // as a value, so what a value could not hold there is no error.
+    let reply = call(r#"{"millis": 0, "extra": [1e400, {"s": "\ud800"}]}"#)
+        .await
+        .unwrap();
+    assert_eq!(reply.get(), "null");
+    let wrong = call(r#"{"millis": "soon"}"#).await.unwrap_err();
+    assert!(
+        matches!(&wrong, Error::Call(CallError::InvalidParams { message, .. }) if message.starts_with("millis")),
+        "{wrong:?}"
+    );
+    // Where the field is read, a number a value cannot hold is malformed.
+    let out_of_range = call(r#"{"millis": 1e400}"#).await.unwrap_err();
+    assert!(
+        matches!(
+            &out_of_range,
+            Error::Call(CallError::MalformedParams { .. })
+        ),
+        "{out_of_range:?}"
+    );
+    let trailing = call(r#"{"millis": 0} {}"#).await.unwrap_err();
+    assert!(
+        matches!(&trailing, Error::Call(CallError::MalformedParams { .. })),
+        "{trailing:?}"
     );
 }

@@ -128,7 +128,8 @@ pub enum CallError {
     /// number out of `f64`'s range).
     #[error("malformed JSON params for {handler:?}: {message}")]
     MalformedParams {
-        /// The handler.
+        /// The handler: the runnable's name where an instance of this runtime decoded
+        /// the params, the route as called where they were read for another node.
         handler: String,
         /// What is wrong, where in the text.
         message: String,

@@ -8,10 +8,18 @@
 //! are parsed into a value, to say what failed the way a value's decode says it, or that
 //! the text is not JSON ([`CallError::MalformedParams`]).
 //!
-//! One difference is inherent to reading text once: a handler that ignores unknown
-//! fields (a typed [`Message`](crate::Message) without `deny_unknown_fields`) skips their
-//! text without holding it as a value, so a skipped field whose number is out of `f64`'s
-//! range or which nests past serde_json's recursion limit is not an error there.
+//! Where serde_json's text reader would read otherwise than its value reader, the text
+//! path reads as a value does (128-bit integers) or leaves the params to the value (a
+//! `RawValue` field). What is left differs only where a value could not tell:
+//! - a handler that ignores unknown fields (a typed [`Message`](crate::Message) without
+//!   `deny_unknown_fields`) skips their text without holding it as a value, so a skipped
+//!   number out of `f64`'s range, a lone surrogate escape or nesting past serde_json's
+//!   recursion limit there is no error;
+//! - a map type that keeps its keys' order, or sees repeated keys, gets them as the text
+//!   has them (a value sorts them and keeps the last of each).
+//!
+//! A call routed to another node carries its params as a value, so these cases can
+//! answer there as the value path does.
 
 use crate::CallError;
 use serde_json::value::RawValue;
@@ -28,7 +36,7 @@ pub enum JsonParams<'a> {
 
 impl JsonParams<'_> {
     /// The params as a JSON value, parsing text: text that serde_json cannot read as a
-    /// value is [`CallError::MalformedParams`] of `handler`.
+    /// value is [`CallError::MalformedParams`] naming `handler`.
     pub fn into_value(self, handler: &str) -> Result<serde_json::Value, CallError> {
         match self {
             Self::Value(value) => Ok(value),

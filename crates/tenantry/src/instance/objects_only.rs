@@ -7,9 +7,13 @@
 //! wraps any deserializer and refuses a sequence wherever a struct (or a struct variant)
 //! is read, at every depth it reaches; everything else passes through unchanged.
 //!
-//! Watching (`ObjectsOnly::watching`) also notes every value the type skips
-//! (`deserialize_ignored_any`, which is how derived types pass over unknown fields), for
-//! strict params decoded straight from JSON text.
+//! Watching (`ObjectsOnly::watching`, for params decoded straight from JSON text) also
+//! notes every value the type skips (`deserialize_ignored_any`, which is how derived types
+//! pass over unknown fields), and reads what serde_json's text reader would read otherwise
+//! than its value reader the way a value is read: 128-bit integers through
+//! `deserialize_any` (a value holds a number past 64 bits as a float), and a raw value
+//! (`serde_json::value::RawValue`, which from text would keep the client's bytes) not at
+//! all, so that the decode falls back to the value.
 //!
 //! What serde buffers before deciding (untagged and internally tagged enums, flattened
 //! fields) is read by serde's own private deserializers, which this wrapper does not
@@ -19,6 +23,9 @@
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 use std::cell::Cell;
 use std::fmt;
+
+/// The newtype name serde_json gives `RawValue` (its private `raw::TOKEN`).
+const RAW_VALUE: &str = "$serde_json::private::RawValue";
 
 /// Where a watching decode notes that a value was skipped (`None`: not watching).
 type Watch<'w> = Option<&'w Cell<bool>>;
@@ -88,11 +95,27 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<'_, D> {
 
     forward_visitor_only! {
         deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
-        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
-        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+        deserialize_i64 deserialize_u8 deserialize_u16 deserialize_u32
+        deserialize_u64 deserialize_f32 deserialize_f64 deserialize_char
         deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
         deserialize_option deserialize_unit deserialize_seq deserialize_map
         deserialize_identifier
+    }
+
+    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.nested(visitor);
+        match self.watch {
+            Some(_) => self.inner.deserialize_any(visitor),
+            None => self.inner.deserialize_i128(visitor),
+        }
+    }
+
+    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.nested(visitor);
+        match self.watch {
+            Some(_) => self.inner.deserialize_any(visitor),
+            None => self.inner.deserialize_u128(visitor),
+        }
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
@@ -117,6 +140,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<'_, D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        if self.watch.is_some() && name == RAW_VALUE {
+            return Err(de::Error::custom("a raw value is read from a JSON value"));
+        }
         let visitor = self.nested(visitor);
         self.inner.deserialize_newtype_struct(name, visitor)
     }

@@ -468,6 +468,29 @@ mod tests {
     }
 
     #[test]
+    fn text_leaves_to_the_value_what_a_value_reads_otherwise() {
+        #[derive(Debug, Deserialize)]
+        struct Wide {
+            n: u128,
+            #[serde(default)]
+            m: i128,
+        }
+        let (wide, _) = decode_text::<Wide>(r#"{"n": 5, "m": -7}"#).expect("in 64 bits");
+        assert_eq!((wide.n, wide.m), (5, -7));
+        // Past 64 bits a value holds a float, which a 128-bit integer refuses.
+        let past = r#"{"n": 18446744073709551616}"#;
+        assert!(serde_json::from_value::<Wide>(serde_json::from_str(past).unwrap()).is_err());
+        assert!(decode_text::<Wide>(past).is_none());
+        // A raw value would keep the text's spacing and key order; a value's is rewritten.
+        #[derive(Debug, Deserialize)]
+        struct Raw {
+            #[allow(dead_code)]
+            raw: Box<serde_json::value::RawValue>,
+        }
+        assert!(decode_text::<Raw>(r#"{"raw": {"b": 1, "a": 2}}"#).is_none());
+    }
+
+    #[test]
     fn text_notes_a_skipped_field_at_any_depth_and_refuses_arrays_for_structs() {
         let valid = r#"{"limit": 3, "inner": {"name": "a"}, "list": [{"name": "b"}]}"#;
         let (decoded, ignored) = decode_text::<Params>(valid).expect("decodes");
