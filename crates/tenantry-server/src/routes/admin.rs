@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::json;
 use std::sync::Arc;
 use tenantry_cluster::{ClusterError, ClusterNode, PinRequest};
@@ -217,7 +218,7 @@ pub async fn restart_agent(
     State(app): State<Arc<App>>,
     tenant: Tenant,
     _: Admin,
-    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
+    ApiPath((_, manager, key)): ApiPath<(IgnoredAny, String, String)>,
 ) -> ApiResult {
     let p = tenant.partition;
     let key = parse_key(&key)?;

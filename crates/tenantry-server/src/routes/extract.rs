@@ -45,9 +45,9 @@ impl FromRequestParts<Arc<App>> for Tenant {
         let name = params
             .iter()
             .find(|(k, _)| *k == "partition")
-            .map(|(_, v)| v.to_owned())
+            .map(|(_, v)| v)
             .ok_or_else(|| ApiError::bad_request("bad_request", "no partition in the path"))?;
-        let partition = parse_partition(&name)?;
+        let partition = parse_partition(name)?;
         match who {
             // A write into a partition nobody onboarded would wait there for whoever is
             // onboarded under that name.
@@ -101,7 +101,8 @@ impl FromRequestParts<Arc<App>> for MetricsReader {
     }
 }
 
-/// Path parameters (400 when they do not parse).
+/// Path parameters (400 when they do not parse). Routes under a partition skip its
+/// parameter (`IgnoredAny`): [`Tenant`] reads it, without copying it.
 pub struct ApiPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for ApiPath<T> {

@@ -5,6 +5,7 @@ use super::{ApiResult, hosted_here, ok, parse_key};
 use crate::app::App;
 use crate::error::ApiError;
 use axum::extract::State;
+use serde::de::IgnoredAny;
 use serde_json::json;
 use std::sync::Arc;
 use tenantry::Pod;
@@ -14,7 +15,7 @@ use tenantry::Pod;
 pub async fn get_pod(
     State(app): State<Arc<App>>,
     tenant: Tenant,
-    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
+    ApiPath((_, manager, key)): ApiPath<(IgnoredAny, String, String)>,
 ) -> ApiResult {
     let p = tenant.partition;
     let key = parse_key(&key)?;
@@ -32,7 +33,7 @@ pub async fn get_pod(
 pub async fn snapshot(
     State(app): State<Arc<App>>,
     tenant: Tenant,
-    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
+    ApiPath((_, manager, key)): ApiPath<(IgnoredAny, String, String)>,
 ) -> ApiResult {
     let key = parse_key(&key)?;
     let identity = tenantry::Identity::new(tenant.partition.clone(), manager.as_str(), key.clone());
@@ -52,7 +53,7 @@ pub async fn snapshot(
 pub async fn ensure_node(
     State(app): State<Arc<App>>,
     tenant: Tenant,
-    ApiPath((_, manager, key, node)): ApiPath<(String, String, String, String)>,
+    ApiPath((_, manager, key, node)): ApiPath<(IgnoredAny, String, String, String)>,
 ) -> ApiResult {
     let p = tenant.partition;
     let key = parse_key(&key)?;

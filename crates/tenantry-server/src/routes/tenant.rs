@@ -5,6 +5,7 @@ use super::{ApiResult, hosted_here, ok, parse_key, parse_timeout};
 use crate::app::App;
 use axum::extract::State;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tenantry::kernel::InstanceStatus;
@@ -24,7 +25,7 @@ pub struct InvokeQuery {
 pub async fn invoke(
     State(app): State<Arc<App>>,
     tenant: Tenant,
-    ApiPath((_, handler)): ApiPath<(String, String)>,
+    ApiPath((_, handler)): ApiPath<(IgnoredAny, String)>,
     ApiQuery(q): ApiQuery<InvokeQuery>,
     body: JsonText,
 ) -> ApiResult {
@@ -155,7 +156,7 @@ fn status_json(status: &InstanceStatus, admin: bool) -> serde_json::Value {
 pub async fn stop_instance(
     State(app): State<Arc<App>>,
     tenant: Tenant,
-    ApiPath((_, manager, key)): ApiPath<(String, String, String)>,
+    ApiPath((_, manager, key)): ApiPath<(IgnoredAny, String, String)>,
 ) -> ApiResult {
     let key = parse_key(&key)?;
     let m = app.keyed_manager(&manager)?;
