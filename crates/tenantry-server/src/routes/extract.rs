@@ -139,7 +139,7 @@ impl FromRequest<Arc<App>> for JsonBody {
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
         let bytes = read_body(req.into_body(), app.settings.limits.body_limit).await?;
         if is_blank(&bytes) {
-            return Ok(Self(serde_json::Value::Object(serde_json::Map::new())));
+            return Ok(Self(no_params()));
         }
         serde_json::from_slice(&bytes)
             .map(Self)
@@ -167,9 +167,7 @@ impl JsonText {
     /// The params: the text, or `{}` for an empty body; 400 if the body is not UTF-8.
     pub fn params(&self) -> Result<JsonParams<'_>, ApiError> {
         if is_blank(&self.0) {
-            return Ok(JsonParams::Value(serde_json::Value::Object(
-                serde_json::Map::new(),
-            )));
+            return Ok(JsonParams::Value(no_params()));
         }
         std::str::from_utf8(&self.0)
             .map(JsonParams::Text)
@@ -179,6 +177,11 @@ impl JsonText {
 
 fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// What an empty body stands for: `{}`.
+fn no_params() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// The whole request body: 413 if its declared length, or the bytes read so far, pass

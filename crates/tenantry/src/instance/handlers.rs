@@ -204,15 +204,14 @@ fn decode_params_strict<P: DeserializeOwned>(
     handler: &str,
     params: JsonParams<'_>,
 ) -> Result<P, CallError> {
-    match params {
-        JsonParams::Value(value) => match super::unknown_fields::decode_ignoring_nothing(&value) {
-            Some(decoded) => Ok(decoded),
-            None => decode_params_strict_tracked(handler, value),
-        },
-        JsonParams::Text(text) => match super::unknown_fields::decode_text(text) {
-            Some((decoded, false)) => Ok(decoded),
-            _ => decode_params_strict_tracked(handler, JsonParams::Text(text).into_value(handler)?),
-        },
+    let decoded = match &params {
+        JsonParams::Value(value) => super::unknown_fields::decode_ignoring_nothing(value),
+        JsonParams::Text(text) => super::unknown_fields::decode_text(text)
+            .and_then(|(decoded, ignored)| (!ignored).then_some(decoded)),
+    };
+    match decoded {
+        Some(decoded) => Ok(decoded),
+        None => decode_params_strict_tracked(handler, params.into_value(handler)?),
     }
 }
 
@@ -320,17 +319,13 @@ fn decode_params_lenient<P: DeserializeOwned>(
     handler: &str,
     params: JsonParams<'_>,
 ) -> Result<P, CallError> {
-    match params {
-        JsonParams::Value(value) => match P::deserialize(ObjectsOnly::new(&value)) {
-            Ok(decoded) => Ok(decoded),
-            Err(_) => decode_params_lenient_tracked(handler, value),
-        },
-        JsonParams::Text(text) => match super::unknown_fields::decode_text(text) {
-            Some((decoded, _)) => Ok(decoded),
-            None => {
-                decode_params_lenient_tracked(handler, JsonParams::Text(text).into_value(handler)?)
-            }
-        },
+    let decoded = match &params {
+        JsonParams::Value(value) => P::deserialize(ObjectsOnly::new(value)).ok(),
+        JsonParams::Text(text) => super::unknown_fields::decode_text(text).map(|(p, _)| p),
+    };
+    match decoded {
+        Some(decoded) => Ok(decoded),
+        None => decode_params_lenient_tracked(handler, params.into_value(handler)?),
     }
 }
 

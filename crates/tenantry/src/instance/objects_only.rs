@@ -52,6 +52,11 @@ impl<'w, D> ObjectsOnly<'w, D> {
         }
     }
 
+    /// Wraps what a wrapped deserializer reads next, watching as the outer one does.
+    fn within(inner: D, watch: Watch<'w>) -> Self {
+        Self { inner, watch }
+    }
+
     fn nested<V>(&self, visitor: V) -> Nested<'w, V> {
         Nested(visitor, self.watch)
     }
@@ -73,10 +78,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        self.0.deserialize(ObjectsOnly {
-            inner: d,
-            watch: self.1,
-        })
+        self.0.deserialize(ObjectsOnly::within(d, self.1))
     }
 }
 
@@ -86,6 +88,20 @@ macro_rules! forward_visitor_only {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
             let visitor = self.nested(visitor);
             self.inner.$method(visitor)
+        }
+    )*};
+}
+
+/// Forwards `deserialize_*` methods whose text reading differs from a value's: watching,
+/// they read through `deserialize_any`, as a value holds what they would read.
+macro_rules! read_as_a_value_when_watching {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            let visitor = self.nested(visitor);
+            match self.watch {
+                Some(_) => self.inner.deserialize_any(visitor),
+                None => self.inner.$method(visitor),
+            }
         }
     )*};
 }
@@ -102,21 +118,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<'_, D> {
         deserialize_identifier
     }
 
-    fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let visitor = self.nested(visitor);
-        match self.watch {
-            Some(_) => self.inner.deserialize_any(visitor),
-            None => self.inner.deserialize_i128(visitor),
-        }
-    }
-
-    fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let visitor = self.nested(visitor);
-        match self.watch {
-            Some(_) => self.inner.deserialize_any(visitor),
-            None => self.inner.deserialize_u128(visitor),
-        }
-    }
+    read_as_a_value_when_watching! { deserialize_i128 deserialize_u128 }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         if let Some(ignored) = self.watch {
@@ -221,17 +223,11 @@ macro_rules! nested_visitor {
         }
 
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            self.0.visit_some(ObjectsOnly {
-                inner: d,
-                watch: self.1,
-            })
+            self.0.visit_some(ObjectsOnly::within(d, self.1))
         }
 
         fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            self.0.visit_newtype_struct(ObjectsOnly {
-                inner: d,
-                watch: self.1,
-            })
+            self.0.visit_newtype_struct(ObjectsOnly::within(d, self.1))
         }
 
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
