@@ -24,6 +24,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 mod log_fields;
+mod log_format;
 pub mod openapi;
 pub mod quota;
 pub mod registry;

@@ -154,7 +154,7 @@ impl PlainVisitor<'_> {
 /// `value` as `{:?}` writes it: quoted, escaped. Printable ASCII other than `"` and `\`
 /// is what `Debug` writes as it is, so such text (names, keys) is copied without a
 /// look at each character's escape.
-fn write_quoted(out: &mut impl Write, value: &str) -> fmt::Result {
+pub(crate) fn write_quoted(out: &mut impl Write, value: &str) -> fmt::Result {
     let as_is = |b: &u8| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\';
     if value.as_bytes().iter().all(as_is) {
         out.write_char('"')?;

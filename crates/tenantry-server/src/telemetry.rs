@@ -2,27 +2,58 @@
 //! Prometheus recorder.
 
 use crate::log_fields::PlainFields;
+use crate::log_format::TurnFormat;
 use crate::settings::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
+use tenantry::telemetry::is_turn_span;
 use tenantry::telemetry::metric;
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the tracing subscriber: the filter from `RUST_LOG` (default `info`), lines on
 /// stderr in `format`, coloured when stderr is a terminal. A second call does nothing.
+///
+/// The plain format names each event's instance from the running turns
+/// ([`TurnFormat`]) and refuses the span each turn would otherwise open; the JSON
+/// format's list of spans is `tracing_subscriber`'s, so it keeps that span.
 pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Plain if ansi => builder.try_init(),
-        LogFormat::Plain => builder.fmt_fields(PlainFields).try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Plain if ansi => plain_logs(filter, DefaultFields::new(), true)
+            .try_init()
+            .is_ok(),
+        LogFormat::Plain => plain_logs(filter, PlainFields, false).try_init().is_ok(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .json()
+            .try_init()
+            .is_ok(),
     };
+}
+
+/// The plain format's subscriber: [`TurnFormat`] lines with `fields`, on stderr, through
+/// `filter` and without the turns' spans.
+fn plain_logs<N>(filter: EnvFilter, fields: N, ansi: bool) -> impl Subscriber + Send + Sync
+where
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+{
+    let without_turn_spans = filter_fn(|meta| !is_turn_span(meta));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .event_format(TurnFormat::default())
+        .fmt_fields(fields)
+        .with_filter(filter.and(without_turn_spans));
+    tracing_subscriber::registry().with(layer)
 }
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

@@ -1,6 +1,7 @@
 //! Test support for Tenantry, kept out of the product crates: the conformance suite every
 //! [`CheckpointStore`] must pass, the crash-writer harness ([`crash`]), a store that
-//! can be switched off ([`OutageStore`]), log output captured in memory ([`LogLines`]), and the import-graph checks that keep a crate's
+//! can be switched off ([`OutageStore`]), log output captured in memory ([`LogLines`]) and a factory whose handlers log
+//! ([`speakers`]), and the import-graph checks that keep a crate's
 //! layers pointing down ([`imports`]).
 //!
 //! One set of checks, run alike against the memory, redb and PostgreSQL stores (and any
@@ -27,6 +28,7 @@
 
 pub mod imports;
 mod log_lines;
+pub mod speakers;
 
 pub use log_lines::LogLines;
 

@@ -20,7 +20,10 @@ use crate::instance::factory::Factory;
 use crate::instance::mailbox::Door;
 use crate::instance::runner::Runner;
 use crate::store::{StoreError, TurnCommit};
-use crate::telemetry::{EventKind, HandlerMetrics, Outcome, StopReason, metric};
+use crate::telemetry::{
+    EventKind, HandlerMetrics, Outcome, RunningTurn, StopReason, TURN_SPAN_NAME, TURN_SPAN_TARGET,
+    metric,
+};
 use crate::{CallError, Error, Identity};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -453,8 +456,13 @@ impl<F: Factory> Actor<F> {
         let handler = letter.handler();
         let read_only = letter.read_only();
         let id = &self.cell.identity;
+        // Named in the thread's running turns too, for formatters that refuse the span
+        // (see `telemetry::running_turns`); a span refused by every subscriber costs a
+        // check of its callsite.
+        let running = RunningTurn::begin(id, handler);
         let span = tracing::info_span!(
-            "handler",
+            target: TURN_SPAN_TARGET,
+            TURN_SPAN_NAME,
             partition = %id.partition,
             manager = %id.manager,
             key = %id.key,
@@ -463,9 +471,16 @@ impl<F: Factory> Actor<F> {
         let started = Instant::now();
         self.begin_turn();
         let (state, ctx) = (&mut self.state, &mut self.ctx);
+        let entered = running.enter();
         let turn = match span.in_scope(move || letter.run(state, ctx)) {
-            Ran::Now(turn) => turn,
-            Ran::Later(rest) => rest.instrument(span).await,
+            Ran::Now(turn) => {
+                drop(entered);
+                turn
+            }
+            Ran::Later(rest) => match entered.leave() {
+                Some(running) => running.polling(rest).instrument(span).await,
+                None => rest.instrument(span).await,
+            },
         };
         // The sender's authority ends with its letter: hooks that follow act as the
         // instance itself.

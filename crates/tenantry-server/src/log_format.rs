@@ -1,0 +1,282 @@
+//! The plain log line, with each event's instance named without a span per turn.
+//!
+//! `tracing_subscriber`'s full format writes `time level span{fields}:...: target:
+//! fields`, the spans being those the event happened in. Every turn of an instance runs
+//! in a `handler` span with its partition, manager, key and handler, so every event of a
+//! turn names its instance and tenant. Opening that span for the fmt layer is most of what
+//! logging adds to a call (the fields formatted into a string, the registry's slot), so
+//! the server's subscriber refuses it ([`tenantry::telemetry::is_turn_span`]) and
+//! [`TurnFormat`] writes the turn instead from the runtime's record of the turns running
+//! on the thread ([`tenantry::telemetry::running_turns`]), where the span would have been:
+//! after the span that was current when the turn began. The lines are the full format's,
+//! byte for byte (a test holds it), with or without colour.
+
+use crate::log_fields::write_quoted;
+use std::fmt;
+use tenantry::telemetry::{RunningTurn, TURN_SPAN_NAME, is_turn_span, running_turns};
+use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The full format (timestamp, level, spans, target, fields) with running turns written
+/// as their spans would be.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnFormat {
+    timestamps: bool,
+}
+
+impl Default for TurnFormat {
+    fn default() -> Self {
+        Self { timestamps: true }
+    }
+}
+
+impl TurnFormat {
+    /// Lines without their timestamp (for comparing lines in tests).
+    #[cfg(test)]
+    pub fn without_time() -> Self {
+        Self { timestamps: false }
+    }
+}
+
+/// ANSI styles, as `nu_ansi_term` writes them.
+const BOLD: &str = "1";
+const DIMMED: &str = "2";
+const ITALIC: &str = "3";
+
+/// Writes `text` in `style` when the writer takes colour, else as it is.
+fn paint(w: &mut Writer<'_>, style: &str, text: &str) -> fmt::Result {
+    if w.has_ansi_escapes() {
+        write!(w, "\x1b[{style}m{text}\x1b[0m")
+    } else {
+        w.write_str(text)
+    }
+}
+
+/// The level, padded to five characters and coloured as the full format does it.
+fn write_level(w: &mut Writer<'_>, level: &Level) -> fmt::Result {
+    let (text, colour) = match *level {
+        Level::TRACE => ("TRACE", "35"),
+        Level::DEBUG => ("DEBUG", "34"),
+        Level::INFO => (" INFO", "32"),
+        Level::WARN => (" WARN", "33"),
+        Level::ERROR => ("ERROR", "31"),
+    };
+    paint(w, colour, text)?;
+    w.write_char(' ')
+}
+
+/// One span of the scope: `name{fields}:`.
+fn write_span(w: &mut Writer<'_>, name: &str, fields: Option<&str>) -> fmt::Result {
+    paint(w, BOLD, name)?;
+    if let Some(fields) = fields.filter(|f| !f.is_empty()) {
+        paint(w, BOLD, "{")?;
+        w.write_str(fields)?;
+        paint(w, BOLD, "}")?;
+    }
+    paint(w, DIMMED, ":")
+}
+
+/// A running turn as its span's fields would be written (`partition=... manager=...
+/// key=... handler="..."`; names in italics with colour, as `DefaultFields` writes them).
+fn write_turn(w: &mut Writer<'_>, turn: &RunningTurn) -> fmt::Result {
+    paint(w, BOLD, TURN_SPAN_NAME)?;
+    paint(w, BOLD, "{")?;
+    let id = turn.identity();
+    let name = |w: &mut Writer<'_>, name: &str| {
+        paint(w, ITALIC, name)?;
+        paint(w, DIMMED, "=")
+    };
+    name(w, "partition")?;
+    write!(w, "{}", id.partition)?;
+    w.write_char(' ')?;
+    name(w, "manager")?;
+    write!(w, "{}", id.manager)?;
+    w.write_char(' ')?;
+    name(w, "key")?;
+    write!(w, "{}", id.key)?;
+    w.write_char(' ')?;
+    name(w, "handler")?;
+    write_quoted(w, turn.handler())?;
+    paint(w, BOLD, "}")?;
+    paint(w, DIMMED, ":")
+}
+
+/// Writes the turns of `turns` that began under the span `after` (`None`: under none),
+/// the next ones of the stack in order; returns whether it wrote any.
+fn write_turns_after(
+    w: &mut Writer<'_>,
+    turns: &mut std::iter::Peekable<std::slice::Iter<'_, RunningTurn>>,
+    after: Option<&tracing::span::Id>,
+) -> Result<bool, fmt::Error> {
+    let mut wrote = false;
+    while let Some(turn) = turns.next_if(|t| t.parent() == after) {
+        write_turn(w, turn)?;
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+/// The spans the event happened in, root first, with the running turns each after the
+/// span that was current when it began (outermost first: a turn run in place inside
+/// another began later), and a space after them if there were any.
+fn write_scope<S, N>(
+    w: &mut Writer<'_>,
+    ctx: &FmtContext<'_, S, N>,
+    turns: &[RunningTurn],
+) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let mut turns = turns.iter().peekable();
+    let mut seen = write_turns_after(w, &mut turns, None)?;
+    for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
+        // Under a subscriber that did not refuse the turns' spans, each turn is written
+        // once, from the running turns.
+        if !is_turn_span(span.metadata()) {
+            let ext = span.extensions();
+            let fields = ext.get::<FormattedFields<N>>().map(|f| f.as_str());
+            write_span(w, span.metadata().name(), fields)?;
+            seen = true;
+        }
+        seen |= write_turns_after(w, &mut turns, Some(&span.id()))?;
+    }
+    // Turns that began under a span the event is not in.
+    for turn in turns {
+        write_turn(w, turn)?;
+        seen = true;
+    }
+    if seen {
+        w.write_char(' ')?;
+    }
+    Ok(())
+}
+
+impl<S, N> FormatEvent<S, N> for TurnFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        if self.timestamps {
+            let colour = w.has_ansi_escapes();
+            if colour {
+                w.write_str("\x1b[2m")?;
+            }
+            if SystemTime.format_time(&mut w).is_err() {
+                w.write_str("<unknown time>")?;
+            }
+            if colour {
+                w.write_str("\x1b[0m")?;
+            }
+            w.write_char(' ')?;
+        }
+        write_level(&mut w, meta.level())?;
+        running_turns(|turns| write_scope(&mut w, ctx, turns))?;
+        paint(&mut w, DIMMED, meta.target())?;
+        paint(&mut w, DIMMED, ":")?;
+        w.write_char(' ')?;
+        ctx.format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TurnFormat;
+    use crate::log_fields::PlainFields;
+    use tenantry::telemetry::is_turn_span;
+    use tenantry_testing::LogLines;
+    use tenantry_testing::speakers::{SPOKEN, speak};
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
+    use tracing_subscriber::fmt::FormatFields;
+    use tracing_subscriber::fmt::format::DefaultFields;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+    /// What [`speak`] logs at `info` under `tracing_subscriber`'s full format, every turn
+    /// in its span.
+    async fn with_turn_spans<N>(fields: N, ansi: bool) -> String
+    where
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    {
+        let lines = LogLines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(LevelFilter::INFO)
+            .with_ansi(ansi)
+            .without_time()
+            .fmt_fields(fields)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        speak().await;
+        lines.text()
+    }
+
+    /// What [`speak`] logs at `info` as the server logs: [`TurnFormat`], the turns'
+    /// spans refused.
+    async fn from_running_turns<N>(fields: N, ansi: bool) -> String
+    where
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    {
+        let lines = LogLines::default();
+        let writer = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .event_format(TurnFormat::without_time())
+            .fmt_fields(fields)
+            .with_writer(move || writer.clone())
+            .with_filter(LevelFilter::INFO.and(filter_fn(|meta| !is_turn_span(meta))));
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        speak().await;
+        lines.text()
+    }
+
+    fn each_word_is_said(text: &str) {
+        for (word, ..) in SPOKEN {
+            assert!(
+                text.contains(&format!("said word={word}")),
+                "{word}:\n{text}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_lines_name_each_turn_where_its_span_would_be() {
+        let expected = with_turn_spans(PlainFields, false).await;
+        let written = from_running_turns(PlainFields, false).await;
+        each_word_is_said(&expected);
+        // In place under the host's span, nested inside another turn, after an await,
+        // around a span of the handler's own, and outside any turn.
+        for shape in [
+            "request{id=7}:handler{partition=alpha manager=speakers key=a handler=\"say\"}: ",
+            "handler{partition=alpha manager=speakers key=a handler=\"relay\"}:handler{partition=alpha manager=speakers key=b handler=\"say\"}: ",
+            "handler{partition=alpha manager=speakers key=a handler=\"say_in_step\"}:step{n=1}: ",
+            "handler{partition=alpha manager=speakers key=a handler=\"say_later\"}: ",
+            "request{id=7}: tenantry_testing::speakers: said outside any turn",
+        ] {
+            assert!(expected.contains(shape), "{shape}:\n{expected}");
+        }
+        assert_eq!(written, expected);
+    }
+
+    #[tokio::test]
+    async fn default_fields_lines_are_the_same_with_and_without_colour() {
+        for ansi in [false, true] {
+            let expected = with_turn_spans(DefaultFields::new(), ansi).await;
+            let written = from_running_turns(DefaultFields::new(), ansi).await;
+            assert_eq!(written, expected, "colour: {ansi}");
+        }
+    }
+}
