@@ -23,8 +23,6 @@ pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod keys;
-mod log_fields;
-mod log_format;
 pub mod openapi;
 pub mod quota;
 pub mod registry;

@@ -1,17 +1,15 @@
 //! Logs and metrics: the tracing subscriber (`RUST_LOG`, plain or JSON) and the process's
 //! Prometheus recorder.
 
-use crate::log_fields::PlainFields;
-use crate::log_format::TurnFormat;
 use crate::settings::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tenantry::telemetry::is_turn_span;
+use tenantry::telemetry::fmt::{PlainFields, TurnFormat, without_turn_spans};
 use tenantry::telemetry::metric;
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::DefaultFields;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -46,13 +44,12 @@ fn plain_logs<N>(filter: EnvFilter, fields: N, ansi: bool) -> impl Subscriber + 
 where
     N: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
-    let without_turn_spans = filter_fn(|meta| !is_turn_span(meta));
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .event_format(TurnFormat::default())
         .fmt_fields(fields)
-        .with_filter(filter.and(without_turn_spans));
+        .with_filter(filter.and(without_turn_spans()));
     tracing_subscriber::registry().with(layer)
 }
 

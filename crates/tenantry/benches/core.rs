@@ -1,5 +1,6 @@
 //! Runtime core figures, printed as `name: value unit` lines (the cost of the quota
-//! checks among them, and of a call while a log subscriber records).
+//! checks among them, and of a call while a log subscriber records, with a span per turn
+//! or with `tenantry::telemetry::fmt`'s lines).
 //!
 //! Run: `cargo bench -p tenantry --bench core`
 //! (set `TENANTRY_BENCH_SCALE=0.1` for a quick smoke run).
@@ -9,10 +10,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use tenantry::schemars::JsonSchema;
 use tenantry::store::RedbStore;
+use tenantry::telemetry::fmt;
 use tenantry::{
     CallError, Context, Factory, Handler, HandlerError, Handlers, Identity, InstanceHandle, Key,
     ManagerConfig, Message, Partition, Runtime,
 };
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Serialize, Deserialize, Default)]
 struct Agent {
@@ -115,24 +120,24 @@ async fn memory_per_idle_instance() {
     rt.shutdown().await;
 }
 
-/// Runs [`memory_per_called_instance`] in a fresh process of this bench (RSS cannot tell
-/// a new population from memory freed by an earlier one), with a log subscriber or not,
-/// and prints its line.
-fn memory_per_called_instance_apart(logging: bool) {
+/// Runs this bench in a fresh process in `mode` (see `main`) and prints its lines: RSS
+/// cannot tell a new population from memory freed by an earlier one, and a process has
+/// one global log subscriber.
+fn run_apart(mode: &str) {
     let out = std::process::Command::new(std::env::current_exe().expect("the bench binary"))
-        .env(MEMORY_APART, if logging { "logging" } else { "plain" })
+        .env(APART, mode)
         .output()
         .expect("the bench runs itself");
     print!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),
-        "the memory run failed: {}",
+        "the {mode} run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-/// Set in the process [`memory_per_called_instance_apart`] starts.
-const MEMORY_APART: &str = "TENANTRY_BENCH_MEMORY_APART";
+/// Set in the process [`run_apart`] starts, to its mode.
+const APART: &str = "TENANTRY_BENCH_APART";
 
 /// RSS per idle instance that handled one call (a log subscriber, if any, has seen its
 /// turn), over a population of 50,000.
@@ -261,19 +266,43 @@ async fn activations_and_calls() {
     rt.shutdown().await;
 }
 
-/// A service's log subscriber: `tracing_subscriber`'s fmt layer at `info`, to a sink.
-fn install_log_subscriber() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_ansi(false)
-        .with_writer(std::io::sink)
-        .init();
+/// How a service logs, at `info`, to a sink.
+#[derive(Clone, Copy)]
+enum Logging {
+    /// `tracing_subscriber`'s fmt layer as it comes: every turn opens its span.
+    SpanPerTurn,
+    /// The fmt layer with `tenantry::telemetry::fmt`'s event format, the turns' spans
+    /// refused.
+    TurnFormat,
+}
+
+impl Logging {
+    /// Installs the process's log subscriber.
+    fn install(self) {
+        let filter = || tracing_subscriber::EnvFilter::new("info");
+        match self {
+            Logging::SpanPerTurn => tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_ansi(false)
+                .with_writer(std::io::sink)
+                .init(),
+            Logging::TurnFormat => {
+                let layer = tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .event_format(fmt::TurnFormat::default())
+                    .fmt_fields(fmt::PlainFields)
+                    .with_writer(std::io::sink)
+                    .with_filter(filter().and(fmt::without_turn_spans()));
+                tracing_subscriber::registry().with(layer).init();
+            }
+        }
+    }
 }
 
 /// The typed call of `activations_and_calls` with a log subscriber installed, as a
-/// service runs. Run last: the subscriber is the process's from then on.
-async fn calls_while_logging() {
-    install_log_subscriber();
+/// service runs. The subscriber is the process's from then on.
+async fn calls_while_logging(logging: Logging) {
+    logging.install();
     let rt = Runtime::in_memory();
     let m = rt
         .register::<Agent>("agents", ManagerConfig::default())
@@ -286,7 +315,11 @@ async fn calls_while_logging() {
         .await
         .unwrap();
     let call_ns = typed_call_ns(&h).await;
-    report("typed_call_round_trip_logging_info_median", call_ns, "ns");
+    let name = match logging {
+        Logging::SpanPerTurn => "typed_call_round_trip_logging_info_median",
+        Logging::TurnFormat => "typed_call_round_trip_logging_info_turn_format_median",
+    };
+    report(name, call_ns, "ns");
     rt.shutdown().await;
 }
 
@@ -382,15 +415,18 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    if let Ok(mode) = std::env::var(MEMORY_APART) {
+    if let Ok(mode) = std::env::var(APART) {
         rt.block_on(async {
             tokio::spawn(async move {
-                if mode == "logging" {
-                    install_log_subscriber();
-                    memory_per_called_instance("memory_per_idle_instance_called_logging_info")
-                        .await;
-                } else {
-                    memory_per_called_instance("memory_per_idle_instance_called").await;
+                match mode.as_str() {
+                    "memory" => memory_per_called_instance("memory_per_idle_instance_called").await,
+                    "memory_logging" => {
+                        Logging::SpanPerTurn.install();
+                        memory_per_called_instance("memory_per_idle_instance_called_logging_info")
+                            .await;
+                    }
+                    "calls_turn_format" => calls_while_logging(Logging::TurnFormat).await,
+                    other => panic!("no such mode: {other}"),
                 }
             })
             .await
@@ -398,8 +434,9 @@ fn main() {
         });
         return;
     }
-    memory_per_called_instance_apart(false);
-    memory_per_called_instance_apart(true);
+    run_apart("memory");
+    run_apart("memory_logging");
+    run_apart("calls_turn_format");
     // The driver runs as a task on a worker, like a real caller, not on the main thread.
     rt.block_on(async {
         tokio::spawn(async {
@@ -407,7 +444,7 @@ fn main() {
             activations_and_calls().await;
             redb_hibernate_and_thaw().await;
             quota_admission().await;
-            calls_while_logging().await;
+            calls_while_logging(Logging::SpanPerTurn).await;
         })
         .await
         .unwrap();

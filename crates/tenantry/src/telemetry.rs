@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 
+#[cfg(feature = "fmt")]
+pub mod fmt;
 mod turns;
-pub(crate) use turns::TURN_SPAN_TARGET;
+pub(crate) use turns::{Entered, TURN_SPAN_TARGET};
 pub use turns::{RunningTurn, TURN_SPAN_NAME, is_turn_span, running_turns};
 
 /// Metric names, as exported.

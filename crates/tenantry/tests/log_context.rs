@@ -1,9 +1,15 @@
 //! Log context: every event a handler emits carries its instance's partition, manager,
 //! key and handler, whoever called it and wherever its turn ran (in place on the caller's
-//! thread, or in the instance's task after an await).
+//! thread, or in the instance's task after an await), and `telemetry::fmt`'s lines name
+//! them as the turns' spans would, without opening those spans.
 
+use tenantry::telemetry::fmt::{PlainFields, TurnFormat, without_turn_spans};
 use tenantry_testing::LogLines;
 use tenantry_testing::speakers::{SPOKEN, speak};
+use tracing_subscriber::filter::{FilterExt, LevelFilter};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 
 /// The line of `lines` that logged `word`.
 fn saying(lines: &LogLines, word: &str) -> String {
@@ -47,4 +53,81 @@ async fn a_handlers_events_carry_its_instance_and_handler_whoever_called() {
     }
     let beta = saying(&lines, "beta");
     assert!(!beta.contains("alpha"), "{beta}");
+}
+
+/// What [`speak`] logs at `info` under `tracing_subscriber`'s full format, every turn
+/// in its span.
+async fn with_turn_spans<N>(fields: N, ansi: bool) -> String
+where
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+{
+    let lines = LogLines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::INFO)
+        .with_ansi(ansi)
+        .without_time()
+        .fmt_fields(fields)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    speak().await;
+    lines.text()
+}
+
+/// What [`speak`] logs at `info` as the server logs: [`TurnFormat`], the turns'
+/// spans refused.
+async fn from_running_turns<N>(fields: N, ansi: bool) -> String
+where
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+{
+    let lines = LogLines::default();
+    let writer = lines.clone();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .event_format(TurnFormat::without_time())
+        .fmt_fields(fields)
+        .with_writer(move || writer.clone())
+        .with_filter(LevelFilter::INFO.and(without_turn_spans()));
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    speak().await;
+    lines.text()
+}
+
+/// Checks that `text` has every word [`speak`] says.
+fn each_word_is_said(text: &str) {
+    for (word, ..) in SPOKEN {
+        assert!(
+            text.contains(&format!("said word={word}")),
+            "{word}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn plain_lines_name_each_turn_where_its_span_would_be() {
+    let expected = with_turn_spans(PlainFields, false).await;
+    let written = from_running_turns(PlainFields, false).await;
+    each_word_is_said(&expected);
+    // In place under the host's span, nested inside another turn, after an await,
+    // around a span of the handler's own, and outside any turn.
+    for shape in [
+        "request{id=7}:handler{partition=alpha manager=speakers key=a handler=\"say\"}: ",
+        "handler{partition=alpha manager=speakers key=a handler=\"relay\"}:handler{partition=alpha manager=speakers key=b handler=\"say\"}: ",
+        "handler{partition=alpha manager=speakers key=a handler=\"say_in_step\"}:step{n=1}: ",
+        "handler{partition=alpha manager=speakers key=a handler=\"say_later\"}: ",
+        "request{id=7}: tenantry_testing::speakers: said outside any turn",
+    ] {
+        assert!(expected.contains(shape), "{shape}:\n{expected}");
+    }
+    assert_eq!(written, expected);
+}
+
+#[tokio::test]
+async fn default_fields_lines_are_the_same_with_and_without_colour() {
+    for ansi in [false, true] {
+        let expected = with_turn_spans(DefaultFields::new(), ansi).await;
+        let written = from_running_turns(DefaultFields::new(), ansi).await;
+        assert_eq!(written, expected, "colour: {ansi}");
+    }
 }

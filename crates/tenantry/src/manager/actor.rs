@@ -21,8 +21,8 @@ use crate::instance::mailbox::Door;
 use crate::instance::runner::Runner;
 use crate::store::{StoreError, TurnCommit};
 use crate::telemetry::{
-    EventKind, HandlerMetrics, Outcome, RunningTurn, StopReason, TURN_SPAN_NAME, TURN_SPAN_TARGET,
-    metric,
+    Entered, EventKind, HandlerMetrics, Outcome, RunningTurn, StopReason, TURN_SPAN_NAME,
+    TURN_SPAN_TARGET, metric,
 };
 use crate::{CallError, Error, Identity};
 use futures::FutureExt;
@@ -471,13 +471,13 @@ impl<F: Factory> Actor<F> {
         let started = Instant::now();
         self.begin_turn();
         let (state, ctx) = (&mut self.state, &mut self.ctx);
-        let entered = running.enter();
+        let entered = running.map(RunningTurn::enter);
         let turn = match span.in_scope(move || letter.run(state, ctx)) {
             Ran::Now(turn) => {
                 drop(entered);
                 turn
             }
-            Ran::Later(rest) => match entered.leave() {
+            Ran::Later(rest) => match entered.and_then(Entered::leave) {
                 Some(running) => running.polling(rest).instrument(span).await,
                 None => rest.instrument(span).await,
             },

@@ -65,7 +65,9 @@ thread_local! {
 }
 
 /// Calls `f` with the turns being polled on this thread, outermost first (empty outside
-/// turns, and while the stack is being changed).
+/// turns, and while the stack is being changed). Turns are recorded once a tracing
+/// dispatcher has been set (`tracing::dispatcher::has_been_set`), as for the log
+/// formatters this is for.
 pub fn running_turns<R>(f: impl FnOnce(&[RunningTurn]) -> R) -> R {
     RUNNING.with(|running| match running.try_borrow() {
         Ok(turns) => f(&turns),
@@ -74,19 +76,19 @@ pub fn running_turns<R>(f: impl FnOnce(&[RunningTurn]) -> R) -> R {
 }
 
 impl RunningTurn {
-    /// A turn of `identity`'s `handler` beginning now, under the current span.
-    pub(crate) fn begin(identity: &Arc<Identity>, handler: &'static str) -> Self {
-        // Only with a subscriber that looks is there a current span to ask for.
-        let parent = if tracing::dispatcher::has_been_set() {
-            tracing::dispatcher::get_default(|d| d.current_span().id().cloned())
-        } else {
-            None
-        };
-        Self {
+    /// A turn of `identity`'s `handler` beginning now, under the current span; `None`
+    /// while no tracing dispatcher was ever set (nothing formats events then, and the
+    /// record is not free: it holds the identity, one atomic count per turn).
+    pub(crate) fn begin(identity: &Arc<Identity>, handler: &'static str) -> Option<Self> {
+        if !tracing::dispatcher::has_been_set() {
+            return None;
+        }
+        let parent = tracing::dispatcher::get_default(|d| d.current_span().id().cloned());
+        Some(Self {
             identity: identity.clone(),
             handler,
             parent,
-        }
+        })
     }
 
     /// Pushes this turn on the thread's stack until the guard drops (also on unwinding).
@@ -163,8 +165,11 @@ mod tests {
     use crate::{Key, Partition};
 
     fn turn(key: &str, handler: &'static str) -> RunningTurn {
+        // Turns are recorded once a dispatcher was ever set; setting one (dropped at once)
+        // is enough.
+        let _ = tracing::dispatcher::set_default(&tracing::Dispatch::none());
         let identity = Identity::new(Partition::new("acme").unwrap(), "m", Key::new(key).unwrap());
-        RunningTurn::begin(&Arc::new(identity), handler)
+        RunningTurn::begin(&Arc::new(identity), handler).expect("a dispatcher was set")
     }
 
     fn stack() -> Vec<(String, &'static str)> {

@@ -2,9 +2,9 @@
 //! `DefaultFields` writes them (`name=value`, space-separated, strings quoted), at less
 //! cost.
 //!
-//! Every turn of an instance opens a span with four fields (partition, manager, key,
-//! handler) and the fmt layer formats them as the span opens, so this runs once per
-//! call the server serves. `DefaultFields` paints each name and each `=` through
+//! Under the span-per-turn format, every turn of an instance opens a span with four
+//! fields (partition, manager, key, handler) and the fmt layer formats them as the span
+//! opens, so this runs once per call; it also writes every event's fields. `DefaultFields` paints each name and each `=` through
 //! `nu_ansi_term` even when colour is off: three formatting calls per field where one
 //! does. What it treats specially (the message, which it sanitizes; errors, with their
 //! sources; raw `r#` names) is handed to it as it is, so the lines do not change.

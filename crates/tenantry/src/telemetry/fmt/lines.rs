@@ -5,15 +5,15 @@
 //! in a `handler` span with its partition, manager, key and handler, so every event of a
 //! turn names its instance and tenant. Opening that span for the fmt layer is most of what
 //! logging adds to a call (the fields formatted into a string, the registry's slot), so
-//! the server's subscriber refuses it ([`tenantry::telemetry::is_turn_span`]) and
-//! [`TurnFormat`] writes the turn instead from the runtime's record of the turns running
-//! on the thread ([`tenantry::telemetry::running_turns`]), where the span would have been:
+//! a subscriber can refuse it ([`super::without_turn_spans`]) and
+//! [`TurnFormat`] write the turn instead from the runtime's record of the turns running
+//! on the thread ([`crate::telemetry::running_turns`]), where the span would have been:
 //! after the span that was current when the turn began. The lines are the full format's,
-//! byte for byte (a test holds it), with or without colour.
+//! byte for byte (`tests/log_context.rs` holds it), with or without colour.
 
-use crate::log_fields::write_quoted;
+use super::fields::write_quoted;
+use crate::telemetry::{RunningTurn, TURN_SPAN_NAME, is_turn_span, running_turns};
 use std::fmt;
-use tenantry::telemetry::{RunningTurn, TURN_SPAN_NAME, is_turn_span, running_turns};
 use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
@@ -36,7 +36,6 @@ impl Default for TurnFormat {
 
 impl TurnFormat {
     /// Lines without their timestamp (for comparing lines in tests).
-    #[cfg(test)]
     pub fn without_time() -> Self {
         Self { timestamps: false }
     }
@@ -189,94 +188,5 @@ where
         w.write_char(' ')?;
         ctx.format_fields(w.by_ref(), event)?;
         writeln!(w)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TurnFormat;
-    use crate::log_fields::PlainFields;
-    use tenantry::telemetry::is_turn_span;
-    use tenantry_testing::LogLines;
-    use tenantry_testing::speakers::{SPOKEN, speak};
-    use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
-    use tracing_subscriber::fmt::FormatFields;
-    use tracing_subscriber::fmt::format::DefaultFields;
-    use tracing_subscriber::layer::{Layer, SubscriberExt};
-
-    /// What [`speak`] logs at `info` under `tracing_subscriber`'s full format, every turn
-    /// in its span.
-    async fn with_turn_spans<N>(fields: N, ansi: bool) -> String
-    where
-        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
-    {
-        let lines = LogLines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(LevelFilter::INFO)
-            .with_ansi(ansi)
-            .without_time()
-            .fmt_fields(fields)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
-        speak().await;
-        lines.text()
-    }
-
-    /// What [`speak`] logs at `info` as the server logs: [`TurnFormat`], the turns'
-    /// spans refused.
-    async fn from_running_turns<N>(fields: N, ansi: bool) -> String
-    where
-        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
-    {
-        let lines = LogLines::default();
-        let writer = lines.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .with_ansi(ansi)
-            .event_format(TurnFormat::without_time())
-            .fmt_fields(fields)
-            .with_writer(move || writer.clone())
-            .with_filter(LevelFilter::INFO.and(filter_fn(|meta| !is_turn_span(meta))));
-        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-        speak().await;
-        lines.text()
-    }
-
-    fn each_word_is_said(text: &str) {
-        for (word, ..) in SPOKEN {
-            assert!(
-                text.contains(&format!("said word={word}")),
-                "{word}:\n{text}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn plain_lines_name_each_turn_where_its_span_would_be() {
-        let expected = with_turn_spans(PlainFields, false).await;
-        let written = from_running_turns(PlainFields, false).await;
-        each_word_is_said(&expected);
-        // In place under the host's span, nested inside another turn, after an await,
-        // around a span of the handler's own, and outside any turn.
-        for shape in [
-            "request{id=7}:handler{partition=alpha manager=speakers key=a handler=\"say\"}: ",
-            "handler{partition=alpha manager=speakers key=a handler=\"relay\"}:handler{partition=alpha manager=speakers key=b handler=\"say\"}: ",
-            "handler{partition=alpha manager=speakers key=a handler=\"say_in_step\"}:step{n=1}: ",
-            "handler{partition=alpha manager=speakers key=a handler=\"say_later\"}: ",
-            "request{id=7}: tenantry_testing::speakers: said outside any turn",
-        ] {
-            assert!(expected.contains(shape), "{shape}:\n{expected}");
-        }
-        assert_eq!(written, expected);
-    }
-
-    #[tokio::test]
-    async fn default_fields_lines_are_the_same_with_and_without_colour() {
-        for ansi in [false, true] {
-            let expected = with_turn_spans(DefaultFields::new(), ansi).await;
-            let written = from_running_turns(DefaultFields::new(), ansi).await;
-            assert_eq!(written, expected, "colour: {ansi}");
-        }
     }
 }
