@@ -5,22 +5,21 @@ use crate::settings::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tenantry::telemetry::fmt::{PlainFields, TurnFormat, without_turn_spans};
+use tenantry::telemetry::fmt::{PlainFields, TurnFormat, TurnJson, without_turn_spans};
 use tenantry::telemetry::metric;
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the tracing subscriber: the filter from `RUST_LOG` (default `info`), lines on
 /// stderr in `format`, coloured when stderr is a terminal. A second call does nothing.
 ///
-/// The plain format names each event's instance from the running turns
-/// ([`TurnFormat`]) and refuses the span each turn would otherwise open; the JSON
-/// format's list of spans is `tracing_subscriber`'s, so it keeps that span.
+/// Both formats name each event's instance from the running turns ([`TurnFormat`],
+/// [`TurnJson`]) and refuse the span each turn would otherwise open.
 pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -29,13 +28,19 @@ pub fn init_logs(format: LogFormat) {
             .try_init()
             .is_ok(),
         LogFormat::Plain => plain_logs(filter, PlainFields, false).try_init().is_ok(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .json()
-            .try_init()
-            .is_ok(),
+        LogFormat::Json => json_logs(filter).try_init().is_ok(),
     };
+}
+
+/// The JSON format's subscriber: [`TurnJson`] lines on stderr, through `filter` and
+/// without the turns' spans.
+fn json_logs(filter: EnvFilter) -> impl Subscriber + Send + Sync {
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .event_format(TurnJson::default())
+        .fmt_fields(JsonFields::new())
+        .with_filter(filter.and(without_turn_spans()));
+    tracing_subscriber::registry().with(layer)
 }
 
 /// The plain format's subscriber: [`TurnFormat`] lines with `fields`, on stderr, through

@@ -3,12 +3,12 @@
 //! thread, or in the instance's task after an await), and `telemetry::fmt`'s lines name
 //! them as the turns' spans would, without opening those spans.
 
-use tenantry::telemetry::fmt::{PlainFields, TurnFormat, without_turn_spans};
+use tenantry::telemetry::fmt::{PlainFields, TurnFormat, TurnJson, without_turn_spans};
 use tenantry_testing::LogLines;
 use tenantry_testing::speakers::{SPOKEN, speak};
 use tracing_subscriber::filter::{FilterExt, LevelFilter};
 use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::DefaultFields;
+use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 
 /// The line of `lines` that logged `word`.
@@ -129,5 +129,50 @@ async fn default_fields_lines_are_the_same_with_and_without_colour() {
         let expected = with_turn_spans(DefaultFields::new(), ansi).await;
         let written = from_running_turns(DefaultFields::new(), ansi).await;
         assert_eq!(written, expected, "colour: {ansi}");
+    }
+}
+
+#[tokio::test]
+async fn json_lines_list_each_turn_where_its_span_would_be() {
+    let lines = LogLines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(LevelFilter::INFO)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    {
+        let _default = tracing::subscriber::set_default(subscriber);
+        speak().await;
+    }
+    let expected = lines.text();
+
+    let lines = LogLines::default();
+    let writer = lines.clone();
+    let layer = tracing_subscriber::fmt::layer()
+        .event_format(TurnJson::without_time())
+        .fmt_fields(JsonFields::new())
+        .with_writer(move || writer.clone())
+        .with_filter(LevelFilter::INFO.and(without_turn_spans()));
+    {
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        speak().await;
+    }
+    let written = lines.text();
+
+    each_word_is_said_in_json(&expected);
+    let nested = r#""spans":[{"id":7,"name":"request"},{"handler":"relay","key":"a","manager":"speakers","partition":"alpha","name":"handler"},{"handler":"say","key":"b","manager":"speakers","partition":"alpha","name":"handler"}]"#;
+    assert!(expected.contains(nested), "{expected}");
+    assert_eq!(written, expected);
+}
+
+/// Checks that the JSON lines `text` have every word [`speak`] says.
+fn each_word_is_said_in_json(text: &str) {
+    for (word, ..) in SPOKEN {
+        assert!(
+            text.contains(&format!(r#""word":"{word}""#)),
+            "{word}:\n{text}"
+        );
     }
 }

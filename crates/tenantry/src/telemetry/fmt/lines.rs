@@ -12,6 +12,7 @@
 //! byte for byte (`tests/log_context.rs` holds it), with or without colour.
 
 use super::fields::write_quoted;
+use super::{InScope, interleave};
 use crate::telemetry::{RunningTurn, TURN_SPAN_NAME, is_turn_span, running_turns};
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
@@ -104,24 +105,8 @@ fn write_turn(w: &mut Writer<'_>, turn: &RunningTurn) -> fmt::Result {
     paint(w, DIMMED, ":")
 }
 
-/// Writes the turns of `turns` that began under the span `after` (`None`: under none),
-/// the next ones of the stack in order; returns whether it wrote any.
-fn write_turns_after(
-    w: &mut Writer<'_>,
-    turns: &mut std::iter::Peekable<std::slice::Iter<'_, RunningTurn>>,
-    after: Option<&tracing::span::Id>,
-) -> Result<bool, fmt::Error> {
-    let mut wrote = false;
-    while let Some(turn) = turns.next_if(|t| t.parent() == after) {
-        write_turn(w, turn)?;
-        wrote = true;
-    }
-    Ok(wrote)
-}
-
-/// The spans the event happened in, root first, with the running turns each after the
-/// span that was current when it began (outermost first: a turn run in place inside
-/// another began later), and a space after them if there were any.
+/// The spans the event happened in, root first, with the running turns where their spans
+/// would be, and a space after them if there were any.
 fn write_scope<S, N>(
     w: &mut Writer<'_>,
     ctx: &FmtContext<'_, S, N>,
@@ -131,24 +116,23 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let mut turns = turns.iter().peekable();
-    let mut seen = write_turns_after(w, &mut turns, None)?;
-    for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
-        // Under a subscriber that did not refuse the turns' spans, each turn is written
-        // once, from the running turns.
-        if !is_turn_span(span.metadata()) {
-            let ext = span.extensions();
-            let fields = ext.get::<FormattedFields<N>>().map(|f| f.as_str());
-            write_span(w, span.metadata().name(), fields)?;
-            seen = true;
+    let spans = ctx.event_scope().into_iter().flat_map(|s| s.from_root());
+    let mut seen = false;
+    interleave(spans.map(|s| (s.id(), s)), turns, |place| {
+        match place {
+            // Under a subscriber that did not refuse the turns' spans, each turn is
+            // written once, from the running turns.
+            InScope::Span(span) if is_turn_span(span.metadata()) => return Ok(()),
+            InScope::Span(span) => {
+                let ext = span.extensions();
+                let fields = ext.get::<FormattedFields<N>>().map(|f| f.as_str());
+                write_span(w, span.metadata().name(), fields)?;
+            }
+            InScope::Turn(turn) => write_turn(w, turn)?,
         }
-        seen |= write_turns_after(w, &mut turns, Some(&span.id()))?;
-    }
-    // Turns that began under a span the event is not in.
-    for turn in turns {
-        write_turn(w, turn)?;
         seen = true;
-    }
+        Ok(())
+    })?;
     if seen {
         w.write_char(' ')?;
     }
