@@ -124,6 +124,10 @@ impl<F: Factory> Cell<F> {
     ) -> Result<T, CallError> {
         if queued || !runner::may_run_here() {
             self.post(mail)?;
+            // Yield once before waiting: a kick this post spawned waits in this worker's
+            // LIFO slot and runs first, so the reply is usually there when this task
+            // resumes and no timer is armed for it.
+            tokio::task::yield_now().await;
         } else {
             match self.mailbox.deliver(mail).map_err(|e| self.refused(e))? {
                 Delivered::Run { actor, turns } => {
