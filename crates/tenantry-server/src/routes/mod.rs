@@ -89,8 +89,8 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .with_state(app);
     // The middleware wraps the router once: `Router::layer` would wrap every route in
-    // each layer, and each request would then clone and box a route's service per layer
-    // (ten allocations per request for these four). Outermost first.
+    // each layer, and each request would then clone and box a route's service per layer.
+    // Outermost first.
     let layered = tower::ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|payload: Box<dyn Any + Send>| {

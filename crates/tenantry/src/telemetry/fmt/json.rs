@@ -61,11 +61,10 @@ where
                 return None;
             }
             let mut line = String::new();
-            let written = self
-                .inner
-                .format_event(ctx, Writer::new(&mut line), event)
-                .and_then(|()| with_turns(&line, ctx, turns));
-            Some(written)
+            let formatted = self.inner.format_event(ctx, Writer::new(&mut line), event);
+            // A line that cannot be read back as expected is written as it is: better
+            // without its turns than lost.
+            Some(formatted.map(|()| with_turns(&line, ctx, turns).unwrap_or(line)))
         });
         match rewritten {
             None => self.inner.format_event(ctx, w, event),
@@ -113,19 +112,16 @@ fn turn_object(turn: &RunningTurn) -> Result<String, serde_json::Error> {
     ))
 }
 
-/// `line` (one JSON line of the inner format) with `turns` in its `spans` and `span`.
-fn with_turns<S, N>(
-    line: &str,
-    ctx: &FmtContext<'_, S, N>,
-    turns: &[RunningTurn],
-) -> Result<String, fmt::Error>
+/// `line` (one JSON line of the inner format) with `turns` in its `spans` and `span`;
+/// `None` if the line is not the object, or its `spans` not the list, expected.
+fn with_turns<S, N>(line: &str, ctx: &FmtContext<'_, S, N>, turns: &[RunningTurn]) -> Option<String>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let Entries(mut entries) = serde_json::from_str(line.trim_end()).map_err(|_| fmt::Error)?;
+    let Entries(mut entries) = serde_json::from_str(line.trim_end()).ok()?;
     let listed: Vec<Box<RawValue>> = match entries.iter().find(|(k, _)| k == "spans") {
-        Some((_, spans)) => serde_json::from_str(spans.get()).map_err(|_| fmt::Error)?,
+        Some((_, spans)) => serde_json::from_str(spans.get()).ok()?,
         None => Vec::new(),
     };
     // The list is the current span's scope, root first: the same spans, in order.
@@ -139,7 +135,7 @@ where
         })
         .unwrap_or_default();
     if scope.len() != listed.len() {
-        return Err(fmt::Error);
+        return None;
     }
     let mut spans: Vec<String> = Vec::new();
     let places = scope
@@ -152,19 +148,20 @@ where
             // once, from the running turns.
             InScope::Span((true, _)) => {}
             InScope::Span((false, listed)) => spans.push(listed.get().to_owned()),
-            InScope::Turn(turn) => spans.push(turn_object(turn).map_err(|_| fmt::Error)?),
+            InScope::Turn(turn) => spans.push(turn_object(turn)?),
         }
-        Ok(())
-    })?;
+        Ok::<(), serde_json::Error>(())
+    })
+    .ok()?;
     let list = format!("[{}]", spans.join(","));
     let current = spans.last().cloned().unwrap_or_default();
-    let mut set = |key: &str, value: String| -> Result<(), fmt::Error> {
-        let value = RawValue::from_string(value).map_err(|_| fmt::Error)?;
+    let mut set = |key: &str, value: String| -> Option<()> {
+        let value = RawValue::from_string(value).ok()?;
         match entries.iter_mut().find(|(k, _)| k == key) {
             Some((_, v)) => *v = value,
             None => entries.push((key.to_owned(), value)),
         }
-        Ok(())
+        Some(())
     };
     set("span", current)?;
     set("spans", list)?;
@@ -174,10 +171,10 @@ where
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&serde_json::to_string(key).map_err(|_| fmt::Error)?);
+        out.push_str(&serde_json::to_string(key).ok()?);
         out.push(':');
         out.push_str(value.get());
     }
     out.push_str("}\n");
-    Ok(out)
+    Some(out)
 }
