@@ -8,12 +8,12 @@ use std::time::Duration;
 use tenantry::telemetry::fmt::{PlainFields, TurnFormat, TurnJson, without_turn_spans};
 use tenantry::telemetry::metric;
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::FilterExt;
-use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
+use tracing_subscriber::fmt::{FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 /// Installs the tracing subscriber: the filter from `RUST_LOG` (default `info`), lines on
 /// stderr in `format`, coloured when stderr is a terminal. A second call does nothing.
@@ -24,36 +24,26 @@ pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = match format {
-        LogFormat::Plain if ansi => plain_logs(filter, DefaultFields::new(), true)
-            .try_init()
-            .is_ok(),
-        LogFormat::Plain => plain_logs(filter, PlainFields, false).try_init().is_ok(),
-        LogFormat::Json => json_logs(filter).try_init().is_ok(),
+        LogFormat::Plain if ansi => {
+            logs(filter, TurnFormat::default(), DefaultFields::new(), true).try_init()
+        }
+        LogFormat::Plain => logs(filter, TurnFormat::default(), PlainFields, false).try_init(),
+        LogFormat::Json => logs(filter, TurnJson::default(), JsonFields::new(), false).try_init(),
     };
 }
 
-/// The JSON format's subscriber: [`TurnJson`] lines on stderr, through `filter` and
+/// The subscriber: lines in `format` with `fields`, on stderr, through `filter` and
 /// without the turns' spans.
-fn json_logs(filter: EnvFilter) -> impl Subscriber + Send + Sync {
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .event_format(TurnJson::default())
-        .fmt_fields(JsonFields::new())
-        .with_filter(filter.and(without_turn_spans()));
-    tracing_subscriber::registry().with(layer)
-}
-
-/// The plain format's subscriber: [`TurnFormat`] lines with `fields`, on stderr, through
-/// `filter` and without the turns' spans.
-fn plain_logs<N>(filter: EnvFilter, fields: N, ansi: bool) -> impl Subscriber + Send + Sync
+fn logs<E, N>(filter: EnvFilter, format: E, fields: N, ansi: bool) -> impl Subscriber + Send + Sync
 where
+    E: FormatEvent<Registry, N> + Send + Sync + 'static,
     N: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .event_format(TurnFormat::default())
         .fmt_fields(fields)
+        .event_format(format)
         .with_filter(filter.and(without_turn_spans()));
     tracing_subscriber::registry().with(layer)
 }

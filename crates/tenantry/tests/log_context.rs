@@ -6,14 +6,14 @@
 use tenantry::telemetry::fmt::{PlainFields, TurnFormat, TurnJson, without_turn_spans};
 use tenantry_testing::LogLines;
 use tenantry_testing::speakers::{SPOKEN, speak};
+use tracing::Subscriber;
 use tracing_subscriber::filter::{FilterExt, LevelFilter};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 
-/// The line of `lines` that logged `word`.
-fn saying(lines: &LogLines, word: &str) -> String {
-    let text = lines.text();
+/// The line of `text` that logged `word`.
+fn saying(text: &str, word: &str) -> String {
     let mut found = text.lines().filter(|l| l.contains(&format!("word={word}")));
     let line = found
         .next()
@@ -22,20 +22,21 @@ fn saying(lines: &LogLines, word: &str) -> String {
     line.to_owned()
 }
 
-/// Runs [`speak`] under a subscriber at `filter` (on this test's thread, which runs every
-/// turn: the test runtime has one thread) and returns what it logged.
-async fn logged_at(filter: &str) -> LogLines {
+/// Where a test's subscriber writes: the test's `LogLines`.
+type Sink = Box<dyn Fn() -> LogLines + Send + Sync>;
+
+/// Runs [`speak`] under the subscriber `make` builds around a writer into memory (on
+/// this test's thread, which runs every turn: the test runtime has one thread) and
+/// returns what it logged.
+async fn logged_by<S>(make: impl FnOnce(Sink) -> S) -> String
+where
+    S: Subscriber + Send + Sync + 'static,
+{
     let lines = LogLines::default();
     let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-
+    let _default = tracing::subscriber::set_default(make(Box::new(move || writer.clone())));
     speak().await;
-    lines
+    lines.text()
 }
 
 /// The span of a turn of `speakers` instance `key` of `partition`, running `handler`.
@@ -45,7 +46,14 @@ fn turn_span(partition: &str, key: &str, handler: &str) -> String {
 
 #[tokio::test]
 async fn a_handlers_events_carry_its_instance_and_handler_whoever_called() {
-    let lines = logged_at("info").await;
+    let lines = logged_by(|sink| {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(sink)
+            .finish()
+    })
+    .await;
     // Called by another instance (`relayed`), the callee's turn is the innermost.
     for (word, partition, key, handler) in SPOKEN {
         let line = saying(&lines, word);
@@ -61,18 +69,16 @@ async fn with_turn_spans<N>(fields: N, ansi: bool) -> String
 where
     N: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
-    let lines = LogLines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(LevelFilter::INFO)
-        .with_ansi(ansi)
-        .without_time()
-        .fmt_fields(fields)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    speak().await;
-    lines.text()
+    logged_by(|sink| {
+        tracing_subscriber::fmt()
+            .with_max_level(LevelFilter::INFO)
+            .with_ansi(ansi)
+            .without_time()
+            .fmt_fields(fields)
+            .with_writer(sink)
+            .finish()
+    })
+    .await
 }
 
 /// What [`speak`] logs at `info` as the server logs: [`TurnFormat`], the turns'
@@ -81,17 +87,16 @@ async fn from_running_turns<N>(fields: N, ansi: bool) -> String
 where
     N: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
-    let lines = LogLines::default();
-    let writer = lines.clone();
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .event_format(TurnFormat::without_time())
-        .fmt_fields(fields)
-        .with_writer(move || writer.clone())
-        .with_filter(LevelFilter::INFO.and(without_turn_spans()));
-    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    speak().await;
-    lines.text()
+    logged_by(|sink| {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .event_format(TurnFormat::without_time())
+            .fmt_fields(fields)
+            .with_writer(sink)
+            .with_filter(LevelFilter::INFO.and(without_turn_spans()));
+        tracing_subscriber::registry().with(layer)
+    })
+    .await
 }
 
 /// Checks that `text` has every word [`speak`] says.
@@ -134,32 +139,24 @@ async fn default_fields_lines_are_the_same_with_and_without_colour() {
 
 #[tokio::test]
 async fn json_lines_list_each_turn_where_its_span_would_be() {
-    let lines = LogLines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(LevelFilter::INFO)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    {
-        let _default = tracing::subscriber::set_default(subscriber);
-        speak().await;
-    }
-    let expected = lines.text();
-
-    let lines = LogLines::default();
-    let writer = lines.clone();
-    let layer = tracing_subscriber::fmt::layer()
-        .event_format(TurnJson::without_time())
-        .fmt_fields(JsonFields::new())
-        .with_writer(move || writer.clone())
-        .with_filter(LevelFilter::INFO.and(without_turn_spans()));
-    {
-        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-        speak().await;
-    }
-    let written = lines.text();
+    let expected = logged_by(|sink| {
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(LevelFilter::INFO)
+            .without_time()
+            .with_writer(sink)
+            .finish()
+    })
+    .await;
+    let written = logged_by(|sink| {
+        let layer = tracing_subscriber::fmt::layer()
+            .event_format(TurnJson::without_time())
+            .fmt_fields(JsonFields::new())
+            .with_writer(sink)
+            .with_filter(LevelFilter::INFO.and(without_turn_spans()));
+        tracing_subscriber::registry().with(layer)
+    })
+    .await;
 
     each_word_is_said_in_json(&expected);
     let nested = r#""spans":[{"id":7,"name":"request"},{"handler":"relay","key":"a","manager":"speakers","partition":"alpha","name":"handler"},{"handler":"say","key":"b","manager":"speakers","partition":"alpha","name":"handler"}]"#;

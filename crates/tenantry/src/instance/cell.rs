@@ -122,26 +122,27 @@ impl<F: Factory> Cell<F> {
         timeout: Duration,
         queued: bool,
     ) -> Result<T, CallError> {
-        if queued || !runner::may_run_here() {
+        // Whether the turn was left to a task: then this caller yields once before it
+        // waits. A kick spawned here (or the loop handed to its task) waits in this
+        // worker's LIFO slot, which no other worker may steal; yielding lets it run now,
+        // and this caller's own remaining work goes to the back of the queue, where an
+        // idle worker can take it. The reply is then usually there when the caller
+        // resumes, and no timer is armed for it.
+        let handed_off = if queued || !runner::may_run_here() {
             self.post(mail)?;
-            // Yield once before waiting: a kick this post spawned waits in this worker's
-            // LIFO slot and runs first, so the reply is usually there when this task
-            // resumes and no timer is armed for it.
-            tokio::task::yield_now().await;
+            true
         } else {
             match self.mailbox.deliver(mail).map_err(|e| self.refused(e))? {
-                Delivered::Run { actor, turns } => {
-                    if runner::run_here(actor, turns, &self.runtime) {
-                        // Handed to a task: yield once so it runs now (a task spawned
-                        // from a worker waits in its LIFO slot, which no other worker may
-                        // steal, until the spawner yields) and this caller's own
-                        // remaining work goes to the back of the queue, where an idle
-                        // worker can take it.
-                        tokio::task::yield_now().await;
-                    }
+                Delivered::Run { actor, turns } => runner::run_here(actor, turns, &self.runtime),
+                // The actor is running and will see the letter.
+                Delivered::Queued(queued) => {
+                    self.queued(queued);
+                    false
                 }
-                Delivered::Queued(queued) => self.queued(queued),
             }
+        };
+        if handed_off {
+            tokio::task::yield_now().await;
         }
         await_reply(rx, timeout).await
     }
