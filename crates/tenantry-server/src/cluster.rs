@@ -224,7 +224,7 @@ impl ClusterPart {
 
     /// Answers the gateway requests other nodes relay here through `router` (this
     /// server's), until the node leaves.
-    pub async fn serve_relays(&self, router: axum::Router) -> anyhow::Result<()> {
+    pub async fn serve_relays(&self, router: impl crate::routes::Gateway) -> anyhow::Result<()> {
         let task = crate::relay::serve_relays(self, router).await?;
         if let Some(old) = self
             .relays

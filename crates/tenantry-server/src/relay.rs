@@ -18,6 +18,7 @@
 use crate::App;
 use crate::cluster::ClusterPart;
 use crate::error::ApiError;
+use crate::routes::Gateway;
 use crate::routes::extract::read_body;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -175,7 +176,7 @@ fn answer_of(message: &async_nats::Message) -> Response {
 /// own), until the returned task is aborted.
 pub async fn serve_relays(
     cluster: &ClusterPart,
-    router: axum::Router,
+    router: impl Gateway,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = cluster
         .client()
@@ -206,7 +207,7 @@ pub async fn serve_relays(
 
 /// Runs one relayed request through `router`: the reply's headers and payload.
 async fn answer_relayed(
-    router: axum::Router,
+    router: impl Gateway,
     message: &async_nats::Message,
 ) -> (NatsHeaders, Bytes) {
     let response = match relayed_request(message) {

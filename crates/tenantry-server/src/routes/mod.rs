@@ -17,19 +17,43 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::keys::Principal;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
 use std::any::Any;
+use std::convert::Infallible;
 use std::sync::Arc;
 use tenantry::{Key, Partition};
+use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-/// The whole API over `app`.
-pub fn router(app: Arc<App>) -> Router {
+/// The gateway's service: requests in, responses out, never an error (every failure is
+/// a response in the envelope). A clone shares the routes: the server clones it per
+/// request, the cluster's relays per relayed request.
+pub trait Gateway:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Gateway for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The whole API over `app`: the routes under the middleware.
+pub fn router(app: Arc<App>) -> impl Gateway {
     let body_limit = app.settings.limits.body_limit;
     let routes = Router::new()
         .route(
@@ -90,8 +114,11 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app);
     // The middleware wraps the router once: `Router::layer` would wrap every route in
     // each layer, and each request would then clone and box a route's service per layer.
-    // Outermost first.
-    let layered = tower::ServiceBuilder::new()
+    // Nor is the stack put behind another router: that router's fallback would clone and
+    // box it for every request. Outermost first; the first only turns the trace layer's
+    // body back into axum's.
+    tower::ServiceBuilder::new()
+        .map_response(|response: Response<_>| response.map(Body::new))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|payload: Box<dyn Any + Send>| {
             let text = payload
@@ -103,8 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
         }))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(envelope_errors))
-        .service(routes);
-    Router::new().fallback_service(layered)
+        .service(routes)
 }
 
 /// The routes that act on a keyed instance or pod itself rather than call it: in
