@@ -252,6 +252,154 @@ async fn every_route_answers_for_the_demo_tenants() {
     assert_eq!(summary.failed, 0);
 }
 
+/// A path the router matches to the invoke route but the route matched before the router
+/// declines (a percent-escaped segment), so each case is answered once by each.
+fn escaped(path: &str, at: &str) -> String {
+    let i = path.find(at).expect("the part to escape is in the path");
+    let byte = path.as_bytes()[i];
+    format!("{}%{byte:02X}{}", &path[..i], &path[i + 1..])
+}
+
+#[tokio::test]
+async fn invoke_answers_alike_before_the_router_and_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings(dir.path(), None)).await;
+    let c = Client { addr: server.addr };
+    let query = br#"{"sql": "select 1", "limit": 2}"#.as_slice();
+    let big = vec![b' '; 2 * 1024 * 1024];
+    // (path, the part escaped for the router, key, body, status expected)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a [u8], u16);
+    let cases: [Case; 13] = [
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "-db",
+            Some(ACME),
+            query,
+            200,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "acme",
+            Some(ACME),
+            query,
+            200,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query?timeout_ms=500",
+            "-db",
+            Some(ACME),
+            query,
+            200,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "acme",
+            Some(ADMIN),
+            query,
+            200,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "-db",
+            None,
+            query,
+            401,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "-db",
+            Some("no-such-key"),
+            query,
+            401,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "acme",
+            Some(GLOBEX),
+            query,
+            403,
+        ),
+        (
+            "/v1/partitions/Not!Valid/invoke/tenant-db.query",
+            "Not",
+            Some(ACME),
+            query,
+            400,
+        ),
+        (
+            "/v1/partitions/nobody/invoke/tenant-db.query",
+            "nobody",
+            Some(ADMIN),
+            query,
+            404,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query?timeout_ms=0",
+            "-db",
+            Some(ACME),
+            query,
+            400,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "-db",
+            Some(ACME),
+            b"{not json",
+            400,
+        ),
+        (
+            "/v1/partitions/acme/invoke/no-such.handler",
+            "-such",
+            Some(ACME),
+            query,
+            404,
+        ),
+        (
+            "/v1/partitions/acme/invoke/tenant-db.query",
+            "-db",
+            Some(ACME),
+            &big,
+            413,
+        ),
+    ];
+    for (path, at, key, body, status) in cases {
+        let before = c.post_raw(path, key, body).await;
+        let through = c.post_raw(&escaped(path, at), key, body).await;
+        assert_eq!(before.status, status, "{path}: {}", before.text());
+        assert_eq!(
+            (through.status, through.json()),
+            (before.status, before.json()),
+            "{path} answered alike with {at:?} escaped"
+        );
+    }
+    // What is not a plain invoke request is the router's, and answered as before.
+    let r = c
+        .post_raw(
+            "/v1/partitions/acme/invoke/tenant-db.query/",
+            Some(ACME),
+            query,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = c
+        .post_raw(
+            "/v1/partitions/acme/x/invoke/tenant-db.query",
+            Some(ACME),
+            query,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = c
+        .post_raw("/v1/partitions//invoke/tenant-db.query", Some(ACME), query)
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_partition".to_owned()));
+    let r = c
+        .get("/v1/partitions/acme/invoke/tenant-db.query", Some(ACME))
+        .await;
+    assert_eq!((r.status, r.code()), (405, "method_not_allowed".to_owned()));
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn errors_have_the_documented_statuses_and_leak_no_names() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,8 +12,8 @@ use crate::error::ApiError;
 use crate::keys::Principal;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -47,6 +47,23 @@ impl FromRequestParts<Arc<App>> for Tenant {
             .find(|(k, _)| *k == "partition")
             .map(|(_, v)| v)
             .ok_or_else(|| ApiError::bad_request("bad_request", "no partition in the path"))?;
+        Self::of(app, who, name)
+    }
+}
+
+impl Tenant {
+    /// The scope of a request on partition `name` by `who` (the bearer key's holder,
+    /// [`principal`]).
+    pub fn of(app: &App, who: Principal, name: &str) -> Result<Self, ApiError> {
+        // A tenant key on its own partition: its name is already checked and shared.
+        if let Principal::Tenant(own) = &who {
+            if own.name() == Some(name) {
+                return Ok(Self {
+                    partition: own.clone(),
+                    principal: who,
+                });
+            }
+        }
         let partition = parse_partition(name)?;
         match who {
             // A write into a partition nobody onboarded would wait there for whoever is
@@ -122,9 +139,15 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, app)
-            .await
+    async fn from_request_parts(parts: &mut Parts, _: &Arc<App>) -> Result<Self, ApiError> {
+        Self::of(&parts.uri)
+    }
+}
+
+impl<T: DeserializeOwned> ApiQuery<T> {
+    /// The query parameters of `uri`.
+    pub fn of(uri: &Uri) -> Result<Self, ApiError> {
+        Query::<T>::try_from_uri(uri)
             .map(|Query(v)| Self(v))
             .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
     }
@@ -157,13 +180,18 @@ impl FromRequest<Arc<App>> for JsonText {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
-        read_body(req.into_body(), app.settings.limits.body_limit)
-            .await
-            .map(Self)
+        Self::read(req.into_body(), app).await
     }
 }
 
 impl JsonText {
+    /// Reads `body` whole, within the server's body limit.
+    pub async fn read(body: Body, app: &App) -> Result<Self, ApiError> {
+        read_body(body, app.settings.limits.body_limit)
+            .await
+            .map(Self)
+    }
+
     /// The params: the text, or `{}` for an empty body; 400 if the body is not UTF-8.
     pub fn params(&self) -> Result<JsonParams<'_>, ApiError> {
         if is_blank(&self.0) {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 mod ops;
 mod pods;
+mod prematched;
 mod tenant;
 mod ui;
 
@@ -111,7 +112,7 @@ pub fn router(app: Arc<App>) -> impl Gateway {
                 "this route does not take that method",
             )
         })
-        .with_state(app);
+        .with_state(app.clone());
     // The middleware wraps the router once: `Router::layer` would wrap every route in
     // each layer, and each request would then clone and box a route's service per layer.
     // Nor is the stack put behind another router: that router's fallback would clone and
@@ -130,7 +131,7 @@ pub fn router(app: Arc<App>) -> impl Gateway {
         }))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(envelope_errors))
-        .service(routes)
+        .service(prematched::InvokeFirst::new(app, routes))
 }
 
 /// The routes that act on a keyed instance or pod itself rather than call it: in

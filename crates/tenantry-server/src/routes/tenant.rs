@@ -29,11 +29,23 @@ pub async fn invoke(
     ApiQuery(q): ApiQuery<InvokeQuery>,
     body: JsonText,
 ) -> ApiResult {
+    invoke_checked(&app, tenant, &handler, q, body).await
+}
+
+/// [`invoke`] once the caller is checked and the request read: the router's route and
+/// the one matched before it ([`super::prematched`]) both answer here.
+pub(super) async fn invoke_checked(
+    app: &App,
+    tenant: Tenant,
+    handler: &str,
+    q: InvokeQuery,
+    body: JsonText,
+) -> ApiResult {
     let params = body.params()?;
     let p = tenant.partition;
     // Counted as cancelled if the client goes away first (the request is dropped).
     let counted = app.count_call(&p);
-    let answer = invoke_on(&app, &p, &handler, q, params).await;
+    let answer = invoke_on(app, &p, handler, q, params).await;
     counted.answered(
         answer
             .as_ref()
