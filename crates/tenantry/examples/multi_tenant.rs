@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     for tenant in tenantry_demo::TENANTS {
         let target = Partition::new(tenant)?;
         let routed = bus
-            .invoke("tenant-db.query", q.clone(), Invoke::target(&target))
+            .invoke("tenant-db.query", &q, Invoke::target(&target))
             .await?;
         println!(
             "tenant-db.query  target={tenant:<8} -> {} {}",
@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let direct = bus
-        .invoke("tenant-db-acme.query", q.clone(), Invoke::default())
+        .invoke("tenant-db-acme.query", &q, Invoke::default())
         .await?;
     println!("tenant-db-acme.query (direct)  -> {}", direct["db_url"]);
 
@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let sneaky = acme
         .invoke(
             "tenant-db.query",
-            q.clone(),
+            &q,
             Invoke::target(&Partition::new("globex")?),
         )
         .await;
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let migrated = bus
         .invoke(
             "tenant-db.query",
-            q.clone(),
+            &q,
             Invoke::target(&Partition::new("globex")?),
         )
         .await?;
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let gone = bus
         .invoke(
             "tenant-db.query",
-            q.clone(),
+            &q,
             Invoke::target(&Partition::new("acme")?),
         )
         .await;
@@ -99,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     let globex = bus
         .invoke(
             "tenant-db.query",
-            q.clone(),
+            &q,
             Invoke::target(&Partition::new("globex")?),
         )
         .await?;

@@ -464,10 +464,12 @@ impl Bus {
     }
 
     /// Invokes `handler` with JSON `params` (see the module docs for the resolution order).
+    /// The params may be a value or a borrowed one (`&value`: a local handler only reads
+    /// them), or JSON text ([`JsonParams::Text`]).
     pub async fn invoke(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: impl Into<JsonParams<'_>>,
         opts: Invoke,
     ) -> Result<serde_json::Value, Error> {
         let local: LocalCall<serde_json::Value> = |h, runnable, params, opts, caller| {
@@ -515,7 +517,7 @@ impl Bus {
     pub async fn invoke_as<R: DeserializeOwned + Send + 'static>(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: impl Into<JsonParams<'_>>,
         opts: Invoke,
     ) -> Result<R, Error> {
         let decoded = |value: serde_json::Value| {

@@ -121,13 +121,13 @@ async fn a_tenant_caller_reaches_only_its_own_partition_whatever_target_it_names
     let acme = rt.bus_for(&p("acme"));
     let q = json!({"sql": "x"});
     assert!(
-        acme.invoke("tenant-db.query", q.clone(), Invoke::default())
+        acme.invoke("tenant-db.query", &q, Invoke::default())
             .await
             .is_ok(),
         "its own, no target needed"
     );
     assert!(
-        acme.invoke("tenant-db.query", q.clone(), Invoke::target(&p("acme")))
+        acme.invoke("tenant-db.query", &q, Invoke::target(&p("acme")))
             .await
             .is_ok()
     );

@@ -599,7 +599,7 @@ async fn storage_and_credentials_are_scoped_per_instance() {
 }
 
 #[tokio::test]
-async fn params_as_json_text_decode_and_fail_as_their_values_do() {
+async fn params_as_json_text_or_lent_decode_and_fail_as_their_values_do() {
     let rt = Runtime::in_memory();
     let k = rt.kernel();
     k.register::<Shapes>().unwrap();
@@ -629,7 +629,13 @@ async fn params_as_json_text_decode_and_fail_as_their_values_do() {
         ("shapes-1.total", json!({"rects": [], "frame": [1, 1]})),
     ] {
         let text = params.to_string();
+        let lent = bus.invoke(handler, &params, Invoke::default()).await;
         let from_value = bus.invoke(handler, params, Invoke::default()).await;
+        assert_eq!(
+            format!("{lent:?}"),
+            format!("{from_value:?}"),
+            "{handler} {text}: lent params answer as owned ones"
+        );
         let from_text = bus
             .invoke_raw(handler, JsonParams::Text(&text), Invoke::default())
             .await;

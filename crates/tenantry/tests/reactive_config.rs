@@ -229,7 +229,7 @@ async fn live_migration_recomputes_only_the_migrated_tenant_and_reconnects_once(
     let q = json!({"sql": "select 1"});
     let p = |t: &str| Partition::new(t).unwrap();
     for t in tenantry_demo::TENANTS {
-        bus.invoke("tenant-db.query", q.clone(), Invoke::target(&p(t)))
+        bus.invoke("tenant-db.query", &q, Invoke::target(&p(t)))
             .await
             .unwrap();
     }
@@ -258,7 +258,7 @@ async fn live_migration_recomputes_only_the_migrated_tenant_and_reconnects_once(
         .unwrap();
 
     let globex = bus
-        .invoke("tenant-db.query", q.clone(), Invoke::target(&p("globex")))
+        .invoke("tenant-db.query", &q, Invoke::target(&p("globex")))
         .await
         .unwrap();
     assert_eq!(
@@ -267,7 +267,7 @@ async fn live_migration_recomputes_only_the_migrated_tenant_and_reconnects_once(
     );
     for (i, t) in tenantry_demo::TENANTS.iter().enumerate() {
         let r = bus
-            .invoke("tenant-db.query", q.clone(), Invoke::target(&p(t)))
+            .invoke("tenant-db.query", &q, Invoke::target(&p(t)))
             .await
             .unwrap();
         let s = status(

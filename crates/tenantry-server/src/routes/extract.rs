@@ -195,7 +195,7 @@ impl JsonText {
     /// The params: the text, or `{}` for an empty body; 400 if the body is not UTF-8.
     pub fn params(&self) -> Result<JsonParams<'_>, ApiError> {
         if is_blank(&self.0) {
-            return Ok(JsonParams::Value(no_params()));
+            return Ok(no_params().into());
         }
         std::str::from_utf8(&self.0)
             .map(JsonParams::Text)

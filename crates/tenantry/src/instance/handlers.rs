@@ -206,6 +206,7 @@ fn decode_params_strict<P: DeserializeOwned>(
 ) -> Result<P, CallError> {
     let decoded = match &params {
         JsonParams::Value(value) => super::unknown_fields::decode_ignoring_nothing(value),
+        JsonParams::Lent(value) => super::unknown_fields::decode_ignoring_nothing(value),
         JsonParams::Text(text) => super::unknown_fields::decode_text(text)
             .and_then(|(decoded, ignored)| (!ignored).then_some(decoded)),
     };
@@ -321,6 +322,7 @@ fn decode_params_lenient<P: DeserializeOwned>(
 ) -> Result<P, CallError> {
     let decoded = match &params {
         JsonParams::Value(value) => P::deserialize(ObjectsOnly::new(value)).ok(),
+        JsonParams::Lent(value) => P::deserialize(ObjectsOnly::new(*value)).ok(),
         JsonParams::Text(text) => super::unknown_fields::decode_text(text).map(|(p, _)| p),
     };
     match decoded {

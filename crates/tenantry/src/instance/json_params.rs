@@ -24,11 +24,17 @@
 use crate::CallError;
 use serde_json::value::RawValue;
 
-/// Params of a call by handler name: a JSON value, or JSON text.
+/// Params of a call by handler name: a JSON value (owned or lent), or JSON text.
+///
+/// A local handler only reads its params, so a caller that sends the same params again
+/// and again may lend them (`&value`) rather than clone them for each call; a call that
+/// goes to another node takes its own copy.
 #[derive(Debug, Clone)]
 pub enum JsonParams<'a> {
     /// A JSON value.
     Value(serde_json::Value),
+    /// A JSON value lent by the caller.
+    Lent(&'a serde_json::Value),
     /// JSON text, decoded straight into the handler's params type; text that is not JSON
     /// is [`CallError::MalformedParams`].
     Text(&'a str),
@@ -40,6 +46,7 @@ impl JsonParams<'_> {
     pub fn into_value(self, handler: &str) -> Result<serde_json::Value, CallError> {
         match self {
             Self::Value(value) => Ok(value),
+            Self::Lent(value) => Ok(value.clone()),
             Self::Text(text) => {
                 serde_json::from_str(text).map_err(|e| CallError::MalformedParams {
                     handler: handler.to_owned(),
@@ -53,6 +60,12 @@ impl JsonParams<'_> {
 impl From<serde_json::Value> for JsonParams<'_> {
     fn from(value: serde_json::Value) -> Self {
         Self::Value(value)
+    }
+}
+
+impl<'a> From<&'a serde_json::Value> for JsonParams<'a> {
+    fn from(value: &'a serde_json::Value) -> Self {
+        Self::Lent(value)
     }
 }
 
