@@ -45,7 +45,33 @@ pub(crate) struct RouteCache {
 struct Resolved {
     /// The tables' write count the routes were resolved at.
     writes: u64,
-    by_prefix: HashMap<Box<str>, HashMap<Option<Partition>, Hit, Hasher>, Hasher>,
+    by_prefix: HashMap<Box<str>, Targets, Hasher>,
+}
+
+/// A prefix's routes: for calls that name no target, and per target named. Apart, so a
+/// lookup borrows the caller's target rather than cloning it into a key.
+#[derive(Default)]
+struct Targets {
+    untargeted: Option<Hit>,
+    by_target: HashMap<Partition, Hit, Hasher>,
+}
+
+impl Targets {
+    fn get(&self, target: Option<&Partition>) -> Option<&Hit> {
+        match target {
+            None => self.untargeted.as_ref(),
+            Some(target) => self.by_target.get(target),
+        }
+    }
+
+    fn insert(&mut self, target: Option<&Partition>, hit: Hit) {
+        match target {
+            None => self.untargeted = Some(hit),
+            Some(target) => {
+                self.by_target.insert(target.clone(), hit);
+            }
+        }
+    }
 }
 
 type Hasher = foldhash::fast::RandomState;
@@ -80,11 +106,7 @@ impl RouteCache {
         if resolved.writes != writes {
             return None;
         }
-        resolved
-            .by_prefix
-            .get(prefix)?
-            .get(&target.cloned())
-            .cloned()
+        resolved.by_prefix.get(prefix)?.get(target).cloned()
     }
 
     /// Keeps `hit`, resolved from tables at `writes` (read before resolving). Routes of
@@ -104,7 +126,7 @@ impl RouteCache {
             .by_prefix
             .entry(prefix.into())
             .or_default()
-            .insert(target.cloned(), hit);
+            .insert(target, hit);
     }
 }
 
