@@ -62,10 +62,10 @@ async fn members_see_each_other_and_a_silent_one_stops_serving_before_it_is_coun
     assert!(b.serving());
     let silent_at = Instant::now();
     drop(b);
-    // At the latest: A noticed B's last renewal a period after it, counts it dead at the
-    // first read that begins a lease and a margin after that, reads once a period (6.3 s
-    // here), and a read that fails or is slow (up to two periods, as on a loaded NATS)
-    // does not count. So the wait allows for two such reads.
+    // At the latest, A noticed B's last renewal a period after it and counts it dead at
+    // the first read, one a period, that begins a lease and a margin after that: 6.3 s
+    // here. A read that fails or is slow (up to two periods, as on a loaded NATS) does
+    // not count, so the wait allows for two such reads: 9.9 s.
     let config = quick();
     let latest = config.lease + config.margin + config.renew_every * 6;
     let dead_after = eventually("a counts b dead", latest, || names(&a) == ["a"]).await;

@@ -69,7 +69,7 @@ pub async fn start_application(
         cluster.join(&app.runtime, &addr.to_string()).await?;
         cluster.follow_registry(Arc::downgrade(&app)).await?;
     }
-    let router = crate::routes::router(app.clone());
+    let router = crate::routes::gateway(app.clone());
     if let Some(cluster) = &app.cluster {
         cluster.serve_relays(router.clone()).await?;
     }

@@ -27,13 +27,6 @@ pub struct Tenant {
     pub principal: Principal,
 }
 
-impl Tenant {
-    /// Whether the admin key made the request.
-    pub fn is_admin(&self) -> bool {
-        matches!(self.principal, Principal::Admin)
-    }
-}
-
 impl FromRequestParts<Arc<App>> for Tenant {
     type Rejection = ApiError;
 
@@ -52,6 +45,11 @@ impl FromRequestParts<Arc<App>> for Tenant {
 }
 
 impl Tenant {
+    /// Whether the admin key made the request.
+    pub fn is_admin(&self) -> bool {
+        matches!(self.principal, Principal::Admin)
+    }
+
     /// The scope of a request on partition `name` by `who` (the bearer key's holder,
     /// [`principal`]).
     pub fn of(app: &App, who: Principal, name: &str) -> Result<Self, ApiError> {

@@ -39,7 +39,6 @@ pub trait Gateway:
     Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
     + Clone
     + Send
-    + Sync
     + 'static
 {
 }
@@ -48,19 +47,18 @@ impl<S> Gateway for S where
     S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
         + Clone
         + Send
-        + Sync
         + 'static
 {
 }
 
-/// The whole API over `app`: the routes under the middleware.
-pub fn router(app: Arc<App>) -> impl Gateway {
+/// The whole API over `app`: the routes under the middleware, with the invoke route
+/// matched before the others ([`prematched`]).
+pub fn gateway(app: Arc<App>) -> impl Gateway {
     let body_limit = app.settings.limits.body_limit;
     let routes = Router::new()
-        .route(
-            "/v1/partitions/{partition}/invoke/{handler}",
-            post(tenant::invoke),
-        )
+        // Answered before the router when its path is plain (`prematched.rs`): a layer
+        // for this route goes around the whole gateway, not here.
+        .route(prematched::ROUTE, post(tenant::invoke))
         .route("/v1/partitions/{partition}/handlers", get(tenant::handlers))
         .route("/v1/partitions/{partition}/usage", get(tenant::usage))
         .route("/v1/admin/usage", get(admin::usage))

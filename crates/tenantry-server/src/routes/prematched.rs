@@ -25,6 +25,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::Service;
 
+/// The invoke route, as the router has it too.
+pub(super) const ROUTE: &str = "/v1/partitions/{partition}/invoke/{handler}";
+/// [`ROUTE`] up to its partition, and between its partition and handler (a test holds
+/// them to it).
 const PREFIX: &str = "/v1/partitions/";
 const INVOKE: &str = "/invoke/";
 
@@ -84,7 +88,8 @@ fn invoke_target(request: &Request) -> Option<(Range<usize>, Range<usize>)> {
 }
 
 /// Answers a plain invoke request as the router's route does: the key and partition
-/// (401, 400, 403), the query (400), the body (413, 400), then the call.
+/// (401, 400, 403, or 404 for the admin key on a partition that is not a tenant), the
+/// query (400), the body (413, 400), then the call.
 async fn answer(
     app: Arc<App>,
     (partition, handler): (Range<usize>, Range<usize>),
@@ -116,6 +121,11 @@ mod tests {
             .unwrap();
         let path = request.uri().path().to_owned();
         invoke_target(&request).map(|(p, h)| (path[p].to_owned(), path[h].to_owned()))
+    }
+
+    #[test]
+    fn the_prefixes_matched_are_the_routers_route() {
+        assert_eq!(format!("{PREFIX}{{partition}}{INVOKE}{{handler}}"), ROUTE);
     }
 
     #[test]

@@ -205,10 +205,11 @@ fn decode_params_strict<P: DeserializeOwned>(
     params: JsonParams<'_>,
 ) -> Result<P, CallError> {
     let decoded = match &params {
-        JsonParams::Value(value) => super::unknown_fields::decode_ignoring_nothing(value),
-        JsonParams::Lent(value) => super::unknown_fields::decode_ignoring_nothing(value),
         JsonParams::Text(text) => super::unknown_fields::decode_text(text)
             .and_then(|(decoded, ignored)| (!ignored).then_some(decoded)),
+        value => value
+            .as_value()
+            .and_then(super::unknown_fields::decode_ignoring_nothing),
     };
     match decoded {
         Some(decoded) => Ok(decoded),
@@ -321,9 +322,10 @@ fn decode_params_lenient<P: DeserializeOwned>(
     params: JsonParams<'_>,
 ) -> Result<P, CallError> {
     let decoded = match &params {
-        JsonParams::Value(value) => P::deserialize(ObjectsOnly::new(value)).ok(),
-        JsonParams::Lent(value) => P::deserialize(ObjectsOnly::new(*value)).ok(),
         JsonParams::Text(text) => super::unknown_fields::decode_text(text).map(|(p, _)| p),
+        value => value
+            .as_value()
+            .and_then(|value| P::deserialize(ObjectsOnly::new(value)).ok()),
     };
     match decoded {
         Some(decoded) => Ok(decoded),

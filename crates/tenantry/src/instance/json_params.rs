@@ -30,6 +30,7 @@ use serde_json::value::RawValue;
 /// and again may lend them (`&value`) rather than clone them for each call; a call that
 /// goes to another node takes its own copy.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum JsonParams<'a> {
     /// A JSON value.
     Value(serde_json::Value),
@@ -41,6 +42,15 @@ pub enum JsonParams<'a> {
 }
 
 impl JsonParams<'_> {
+    /// The params as a value, owned or lent; `None` for text.
+    pub(crate) fn as_value(&self) -> Option<&serde_json::Value> {
+        match self {
+            Self::Value(value) => Some(value),
+            Self::Lent(value) => Some(value),
+            Self::Text(_) => None,
+        }
+    }
+
     /// The params as a JSON value, parsing text: text that serde_json cannot read as a
     /// value is [`CallError::MalformedParams`] naming `handler`.
     pub fn into_value(self, handler: &str) -> Result<serde_json::Value, CallError> {
