@@ -222,10 +222,10 @@ impl ClusterPart {
         self.client.get().cloned()
     }
 
-    /// Answers the gateway requests other nodes relay here through `router` (this
+    /// Answers the gateway requests other nodes relay here through `gateway` (this
     /// server's), until the node leaves.
-    pub async fn serve_relays(&self, router: impl crate::routes::Gateway) -> anyhow::Result<()> {
-        let task = crate::relay::serve_relays(self, router).await?;
+    pub async fn serve_relays(&self, gateway: impl crate::routes::Gateway) -> anyhow::Result<()> {
+        let task = crate::relay::serve_relays(self, gateway).await?;
         if let Some(old) = self
             .relays
             .lock()
@@ -244,7 +244,7 @@ impl ClusterPart {
 
     /// Hands every shard off and leaves the cluster (shutdown).
     pub async fn leave(&self) {
-        // The relay task holds the router (and so the app): it ends with the node.
+        // The relay task holds the gateway (and so the app): it ends with the node.
         if let Some(relays) = self.relays.lock().unwrap_or_else(|e| e.into_inner()).take() {
             relays.abort();
         }

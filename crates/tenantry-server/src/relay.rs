@@ -9,7 +9,7 @@
 //! (method, path and query, the `Authorization` and `Content-Type` headers, the body) on
 //! `tenantry.<cluster>.http.<owner>.<partition>`, NATS request-reply. The owner
 //! ([`serve_relays`]) checks that the path names the subject's partition, runs the
-//! request through its own router, marked [`Relayed`] so that it never travels on, and
+//! request through its own gateway, marked [`Relayed`] so that it never travels on, and
 //! answers with the status, the body and the headers a client needs. The owner
 //! authenticates the key again: a relay grants nothing a direct request would not.
 //! When the owner cannot be reached (it is changing, or gone), the first answer stands:
@@ -172,11 +172,11 @@ fn answer_of(message: &async_nats::Message) -> Response {
     answer
 }
 
-/// Answers the requests other nodes relay to this one, through `router` (this server's
+/// Answers the requests other nodes relay to this one, through `gateway` (this server's
 /// own), until the returned task is aborted.
 pub async fn serve_relays(
     cluster: &ClusterPart,
-    router: impl Gateway,
+    gateway: impl Gateway,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = cluster
         .client()
@@ -188,12 +188,12 @@ pub async fn serve_relays(
     let mut requests = client.subscribe(subject).await?;
     Ok(tokio::spawn(async move {
         while let Some(message) = requests.next().await {
-            let (client, router) = (client.clone(), router.clone());
+            let (client, gateway) = (client.clone(), gateway.clone());
             tokio::spawn(async move {
                 let Some(reply_to) = message.reply.clone() else {
                     return;
                 };
-                let (headers, payload) = answer_relayed(router, &message).await;
+                let (headers, payload) = answer_relayed(gateway, &message).await;
                 if let Err(e) = client
                     .publish_with_headers(reply_to, headers, payload)
                     .await
@@ -205,13 +205,13 @@ pub async fn serve_relays(
     }))
 }
 
-/// Runs one relayed request through `router`: the reply's headers and payload.
+/// Runs one relayed request through `gateway`: the reply's headers and payload.
 async fn answer_relayed(
-    router: impl Gateway,
+    gateway: impl Gateway,
     message: &async_nats::Message,
 ) -> (NatsHeaders, Bytes) {
     let response = match relayed_request(message) {
-        Ok(request) => match router.oneshot(request).await {
+        Ok(request) => match gateway.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         },

@@ -69,15 +69,15 @@ pub async fn start_application(
         cluster.join(&app.runtime, &addr.to_string()).await?;
         cluster.follow_registry(Arc::downgrade(&app)).await?;
     }
-    let router = crate::routes::gateway(app.clone());
+    let gateway = crate::routes::gateway(app.clone());
     if let Some(cluster) = &app.cluster {
-        cluster.serve_relays(router.clone()).await?;
+        cluster.serve_relays(gateway.clone()).await?;
     }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(router),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(gateway),
         )
         .with_graceful_shutdown(async move {
             let _ = stopped.await;

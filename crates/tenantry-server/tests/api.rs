@@ -265,25 +265,14 @@ async fn invoke_answers_alike_before_the_router_and_through_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(settings(dir.path(), None)).await;
     let c = Client { addr: server.addr };
+    const ACME_QUERY: &str = "/v1/partitions/acme/invoke/tenant-db.query";
     let query = br#"{"sql": "select 1", "limit": 2}"#.as_slice();
     let big = vec![b' '; 2 * 1024 * 1024];
     // (path, the part escaped for the router, key, body, status expected)
     type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a [u8], u16);
     let cases: [Case; 13] = [
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "-db",
-            Some(ACME),
-            query,
-            200,
-        ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "acme",
-            Some(ACME),
-            query,
-            200,
-        ),
+        (ACME_QUERY, "-db", Some(ACME), query, 200),
+        (ACME_QUERY, "acme", Some(ACME), query, 200),
         (
             "/v1/partitions/acme/invoke/tenant-db.query?timeout_ms=500",
             "-db",
@@ -291,34 +280,10 @@ async fn invoke_answers_alike_before_the_router_and_through_it() {
             query,
             200,
         ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "acme",
-            Some(ADMIN),
-            query,
-            200,
-        ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "-db",
-            None,
-            query,
-            401,
-        ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "-db",
-            Some("no-such-key"),
-            query,
-            401,
-        ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "acme",
-            Some(GLOBEX),
-            query,
-            403,
-        ),
+        (ACME_QUERY, "acme", Some(ADMIN), query, 200),
+        (ACME_QUERY, "-db", None, query, 401),
+        (ACME_QUERY, "-db", Some("no-such-key"), query, 401),
+        (ACME_QUERY, "acme", Some(GLOBEX), query, 403),
         (
             "/v1/partitions/Not!Valid/invoke/tenant-db.query",
             "Not",
@@ -340,13 +305,7 @@ async fn invoke_answers_alike_before_the_router_and_through_it() {
             query,
             400,
         ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "-db",
-            Some(ACME),
-            b"{not json",
-            400,
-        ),
+        (ACME_QUERY, "-db", Some(ACME), b"{not json", 400),
         (
             "/v1/partitions/acme/invoke/no-such.handler",
             "-such",
@@ -354,13 +313,7 @@ async fn invoke_answers_alike_before_the_router_and_through_it() {
             query,
             404,
         ),
-        (
-            "/v1/partitions/acme/invoke/tenant-db.query",
-            "-db",
-            Some(ACME),
-            &big,
-            413,
-        ),
+        (ACME_QUERY, "-db", Some(ACME), &big, 413),
     ];
     for (path, at, key, body, status) in cases {
         let before = c.post_raw(path, key, body).await;

@@ -53,33 +53,31 @@ impl Tenant {
     /// The scope of a request on partition `name` by `who` (the bearer key's holder,
     /// [`principal`]).
     pub fn of(app: &App, who: Principal, name: &str) -> Result<Self, ApiError> {
-        // A tenant key on its own partition: its name is already checked and shared.
-        if let Principal::Tenant(own) = &who {
-            if own.name() == Some(name) {
-                return Ok(Self {
-                    partition: own.clone(),
-                    principal: who,
-                });
-            }
-        }
-        let partition = parse_partition(name)?;
-        match who {
-            // A write into a partition nobody onboarded would wait there for whoever is
-            // onboarded under that name.
-            Principal::Admin if !app.is_tenant(&partition) => {
-                Err(ApiError::not_found(format!("no active tenant {name:?}")))
-            }
-            Principal::Tenant(ref own) if *own != partition => {
-                // Says nothing of which partition the key does belong to.
-                Err(ApiError::forbidden(format!(
+        let partition = match &who {
+            // Its own partition: the name was checked when the key was given to it, and
+            // the key's partition is shared rather than parsed and allocated again.
+            Principal::Tenant(own) if own.name() == Some(name) => own.clone(),
+            // Says nothing of which partition the key does belong to.
+            Principal::Tenant(_) => {
+                parse_partition(name)?;
+                return Err(ApiError::forbidden(format!(
                     "this key may not access partition {name:?}"
-                )))
+                )));
             }
-            principal => Ok(Self {
-                partition,
-                principal,
-            }),
-        }
+            Principal::Admin => {
+                let partition = parse_partition(name)?;
+                // A write into a partition nobody onboarded would wait there for whoever
+                // is onboarded under that name.
+                if !app.is_tenant(&partition) {
+                    return Err(ApiError::not_found(format!("no active tenant {name:?}")));
+                }
+                partition
+            }
+        };
+        Ok(Self {
+            partition,
+            principal: who,
+        })
     }
 }
 

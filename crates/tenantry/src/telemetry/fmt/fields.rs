@@ -2,11 +2,10 @@
 //! `DefaultFields` writes them (`name=value`, space-separated, strings quoted), at less
 //! cost.
 //!
-//! Under the span-per-turn format, every turn of an instance opens a span with four
-//! fields (partition, manager, key, handler) and the fmt layer formats them as the span
-//! opens, so this runs once per call; it also writes every event's fields. `DefaultFields` paints each name and each `=` through
-//! `nu_ansi_term` even when colour is off: three formatting calls per field where one
-//! does. What it treats specially (the message, which it sanitizes; errors, with their
+//! It writes every event's fields, and, where a subscriber still opens each turn's span,
+//! that span's four fields once per call. `DefaultFields` paints each name and each `=`
+//! through `nu_ansi_term` even when colour is off: three formatting calls per field where
+//! one does. What it treats specially (the message, which it sanitizes; errors, with their
 //! sources; raw `r#` names) is handed to it as it is, so the lines do not change.
 
 use std::fmt::{self, Write};
