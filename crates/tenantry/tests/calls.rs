@@ -96,6 +96,52 @@ async fn unknown_handlers_and_bad_params_are_typed_errors() {
 }
 
 #[tokio::test]
+async fn a_handle_takes_params_lent_or_as_text_as_it_takes_values() {
+    let rt = Runtime::in_memory();
+    let m = rt
+        .register::<Counter>("counters", ManagerConfig::default())
+        .unwrap();
+    let h = m.get("a", &p("alpha")).await.unwrap();
+    let by_two = json!({"by": 2});
+    assert_eq!(h.call_json("increment", &by_two).await.unwrap(), json!(2));
+    assert_eq!(
+        h.call_json("increment", &by_two).await.unwrap(),
+        json!(4),
+        "lent params stay the caller's, for the next call"
+    );
+    let by_one = JsonParams::Text(r#"{"by": 1}"#);
+    assert_eq!(h.call_json("increment", by_one).await.unwrap(), json!(5));
+    h.tell_json("increment", &by_two).unwrap();
+    for bad in [json!({"by": "x"}), json!({"by": 1, "extra": 2}), json!([1])] {
+        let text = bad.to_string();
+        let owned = h.call_json("increment", bad.clone()).await.unwrap_err();
+        let lent = h.call_json("increment", &bad).await.unwrap_err();
+        assert_eq!(lent, owned, "{text}: lent params fail as owned ones");
+        let as_text = h.call_json("increment", JsonParams::Text(&text)).await;
+        assert_eq!(
+            as_text.unwrap_err().to_string(),
+            owned.to_string(),
+            "{text}: params as text fail as their value does"
+        );
+        let told = h.tell_json("increment", &bad).unwrap_err();
+        assert_eq!(told, owned, "{text}: a tell refuses them before queuing");
+    }
+    let malformed = h
+        .call_json("increment", JsonParams::Text(r#"{"by":"#))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(malformed, CallError::MalformedParams { .. }),
+        "{malformed:?}"
+    );
+    assert_eq!(
+        h.call(Get).await.unwrap(),
+        7,
+        "the valid calls and the tell counted, the refused ones did not"
+    );
+}
+
+#[tokio::test]
 async fn handlers_publish_names_descriptions_and_schemas() {
     let rt = Runtime::in_memory();
     let m = rt

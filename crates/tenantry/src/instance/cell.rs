@@ -290,11 +290,13 @@ impl<F: Factory> InstanceHandle<F> {
 
     /// Calls a handler by name with JSON params; the reply comes back as JSON.
     /// Params are decoded before queuing, so invalid params never reach the instance.
-    /// Like every call, the letter is sent when the future is first polled.
+    /// They may be a value, a lent one (`&value`: the handler only reads them) or JSON
+    /// text (see [`JsonParams`]). Like every call, the letter is sent when the future is
+    /// first polled.
     pub async fn call_json(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: impl Into<JsonParams<'_>>,
     ) -> Result<serde_json::Value, CallError> {
         self.call_json_with_timeout(handler, params, self.cell.call_timeout)
             .await
@@ -304,7 +306,7 @@ impl<F: Factory> InstanceHandle<F> {
     pub async fn call_json_with_timeout(
         &self,
         handler: &str,
-        params: serde_json::Value,
+        params: impl Into<JsonParams<'_>>,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
         self.call_json_stamped(
@@ -353,8 +355,13 @@ impl<F: Factory> InstanceHandle<F> {
         Box::pin(self.call_json_stamped(handler, params, timeout, caller, queued, slot))
     }
 
-    /// Queues a JSON message by handler name without waiting.
-    pub fn tell_json(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
+    /// Queues a JSON message by handler name without waiting. The params are decoded
+    /// now, so they may be lent (see [`InstanceHandle::call_json`]).
+    pub fn tell_json<'p>(
+        &self,
+        handler: &str,
+        params: impl Into<JsonParams<'p>>,
+    ) -> Result<(), CallError> {
         let letter = self
             .cell
             .table
