@@ -26,7 +26,7 @@
 use crate::caller::{CallAs, Caller, CallerKind};
 use crate::component::{BusEvent, EVENT_RUNNABLE};
 use crate::instance::JsonParams;
-use crate::instance::cell::AnyInstance;
+use crate::instance::cell::{AnyInstance, Pending};
 use crate::instance::context::Context;
 use crate::instance::envelope::{AnyReply, encoding_failed};
 use crate::kernel::{KernelCore, Named, Reachable};
@@ -175,7 +175,7 @@ type LocalCall<O> = for<'a> fn(
     JsonParams<'a>,
     &'a Invoke,
     CallAs,
-) -> BoxFuture<'static, Result<O, CallError>>;
+) -> Result<Pending<O>, CallError>;
 
 /// How a route resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -595,11 +595,15 @@ impl Bus {
     ) -> Result<O, Error> {
         match self.resolve(handler, &opts)? {
             Some((Route::Instance(h), runnable)) => {
-                Ok(local(&*h, runnable, params, &opts, self.stamp()).await?)
+                Ok(local(&*h, runnable, params, &opts, self.stamp())?
+                    .reply()
+                    .await?)
             }
             Some((Route::Keyed(manager, key, partition), runnable)) => {
                 match manager.get_dyn(key, &partition).await {
-                    Ok(h) => Ok(local(&*h, runnable, params, &opts, self.stamp()).await?),
+                    Ok(h) => Ok(local(&*h, runnable, params, &opts, self.stamp())?
+                        .reply()
+                        .await?),
                     Err(Error::ServedElsewhere(identity)) if !opts.local => {
                         let elsewhere = Some(identity.clone());
                         let params = params.into_value(handler)?;

@@ -122,12 +122,18 @@ impl<F: Factory> Cell<F> {
         timeout: Duration,
         queued: bool,
     ) -> Result<T, CallError> {
-        // Whether the turn was left to a task: then this caller yields once before it
-        // waits. A kick spawned here (or the loop handed to its task) waits in this
-        // worker's LIFO slot, which no other worker may steal; yielding lets it run now,
-        // and this caller's own remaining work goes to the back of the queue, where an
-        // idle worker can take it. The reply is then usually there when the caller
-        // resumes, and no timer is armed for it.
+        self.send_call(mail, rx, timeout, queued)?.reply().await
+    }
+
+    /// [`Cell::call`] up to the wait: the letter is in (and answered, if its turn ran
+    /// here); the reply is left to wait for.
+    fn send_call<T>(
+        self: &Arc<Self>,
+        mail: Mail<F>,
+        rx: oneshot::Receiver<Result<T, CallError>>,
+        timeout: Duration,
+        queued: bool,
+    ) -> Result<Pending<T>, CallError> {
         let handed_off = if queued || !runner::may_run_here() {
             self.post(mail)?;
             true
@@ -141,10 +147,11 @@ impl<F: Factory> Cell<F> {
                 }
             }
         };
-        if handed_off {
-            tokio::task::yield_now().await;
-        }
-        await_reply(rx, timeout).await
+        Ok(Pending {
+            rx,
+            timeout,
+            handed_off,
+        })
     }
 
     /// Queues control mail (stops, effects), past the mailbox bound; `Err` once closed.
@@ -340,9 +347,10 @@ impl<F: Factory> InstanceHandle<F> {
         async move { cell.call(Mail::Letter(letter?), rx, timeout, queued).await }
     }
 
-    /// A JSON call as `caller`, boxed for the dyn handle; no `timeout` means the
-    /// manager's.
-    fn call_boxed<O: Send + 'static>(
+    /// A JSON call as `caller` sent now, for the dyn handle: its letter goes in (its turn
+    /// runs here if the instance is idle and `queued` is false) before this returns; no
+    /// `timeout` means the manager's.
+    fn send_json_now<O: Send + 'static>(
         &self,
         handler: &str,
         params: JsonParams<'_>,
@@ -350,9 +358,15 @@ impl<F: Factory> InstanceHandle<F> {
         caller: Caller,
         queued: bool,
         slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
-    ) -> BoxFuture<'static, Result<O, CallError>> {
+    ) -> Result<Pending<O>, CallError> {
+        let (reply, rx) = slot(self.cell.table.max_reply_bytes);
+        let letter = self
+            .cell
+            .table
+            .envelope(handler, params, Some(reply), caller)?;
         let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        Box::pin(self.call_json_stamped(handler, params, timeout, caller, queued, slot))
+        self.cell
+            .send_call(Mail::Letter(letter), rx, timeout, queued)
     }
 
     /// Queues a JSON message by handler name without waiting. The params are decoded
@@ -386,6 +400,32 @@ impl<F: Factory> InstanceHandle<F> {
     /// Number of keep-alive owners attached.
     pub fn owners(&self) -> usize {
         self.cell.live.owners.load(Ordering::Acquire)
+    }
+}
+
+/// A call whose letter is in: its reply, or the wait for it. What the bus gets from an
+/// instance without its factory type, so that the wait needs no boxed future.
+#[doc(hidden)]
+#[must_use = "the reply is only read by awaiting `reply`"]
+pub struct Pending<T> {
+    rx: oneshot::Receiver<Result<T, CallError>>,
+    timeout: Duration,
+    /// Whether the turn was left to a task (see `reply`).
+    handed_off: bool,
+}
+
+impl<T> Pending<T> {
+    /// The reply, waiting at most the call's timeout for it.
+    pub async fn reply(self) -> Result<T, CallError> {
+        // A kick spawned for the letter (or the loop handed to its task) waits in this
+        // worker's LIFO slot, which no other worker may steal; yielding once lets it run
+        // now, and this caller's own remaining work goes to the back of the queue, where
+        // an idle worker can take it. The reply is then usually there when the caller
+        // resumes, and no timer is armed for it.
+        if self.handed_off {
+            tokio::task::yield_now().await;
+        }
+        await_reply(self.rx, self.timeout).await
     }
 }
 
@@ -429,8 +469,9 @@ pub trait AnyInstance: Send + Sync {
     fn caller(&self) -> &Caller;
     /// Whether it still accepts messages.
     fn is_alive(&self) -> bool;
-    /// Like `call_json_dyn`, on behalf of the caller the runtime proved (the bus);
-    /// `queued`: never run the turn on the calling thread.
+    /// Like `call_json_dyn`, on behalf of the caller the runtime proved (the bus), and
+    /// sent at once: the letter is in (its turn run here if the instance is idle, unless
+    /// `queued`) when this returns, and [`Pending::reply`] waits for the answer.
     #[doc(hidden)]
     fn call_json_as(
         &self,
@@ -439,7 +480,7 @@ pub trait AnyInstance: Send + Sync {
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
-    ) -> BoxFuture<'static, Result<serde_json::Value, CallError>>;
+    ) -> Result<Pending<serde_json::Value>, CallError>;
     /// [`AnyInstance::call_json_as`] with the reply as JSON text, for callers that send
     /// it on: encoded once, never built as a JSON value.
     #[doc(hidden)]
@@ -450,7 +491,7 @@ pub trait AnyInstance: Send + Sync {
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
-    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>>;
+    ) -> Result<Pending<Box<RawValue>>, CallError>;
     /// [`AnyInstance::call_json_as`] for a caller that wants the reply as the Rust type
     /// `wanted`: a reply of that type comes as itself, never encoded; any other as JSON.
     #[doc(hidden)]
@@ -462,7 +503,7 @@ pub trait AnyInstance: Send + Sync {
         caller: CallAs,
         queued: bool,
         wanted: TypeId,
-    ) -> BoxFuture<'static, Result<AnyReply, CallError>>;
+    ) -> Result<Pending<AnyReply>, CallError>;
     /// The same instance, calling as the caller the runtime proved (service resolution).
     #[doc(hidden)]
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance>;
@@ -492,15 +533,17 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         params: serde_json::Value,
         timeout: Option<Duration>,
     ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
         let caller = self.caller.clone();
-        self.call_boxed(
+        let call = self.call_json_stamped(
             handler,
             params.into(),
             timeout,
             caller,
             false,
             JsonReply::value,
-        )
+        );
+        Box::pin(call)
     }
 
     fn tell_json_dyn(&self, handler: &str, params: serde_json::Value) -> Result<(), CallError> {
@@ -522,8 +565,8 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
-    ) -> BoxFuture<'static, Result<serde_json::Value, CallError>> {
-        self.call_boxed(handler, params, timeout, caller.0, queued, JsonReply::value)
+    ) -> Result<Pending<serde_json::Value>, CallError> {
+        self.send_json_now(handler, params, timeout, caller.0, queued, JsonReply::value)
     }
 
     fn call_text_as(
@@ -533,8 +576,8 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         timeout: Option<Duration>,
         caller: CallAs,
         queued: bool,
-    ) -> BoxFuture<'static, Result<Box<RawValue>, CallError>> {
-        self.call_boxed(handler, params, timeout, caller.0, queued, JsonReply::text)
+    ) -> Result<Pending<Box<RawValue>>, CallError> {
+        self.send_json_now(handler, params, timeout, caller.0, queued, JsonReply::text)
     }
 
     fn call_typed_as(
@@ -545,9 +588,9 @@ impl<F: Factory> AnyInstance for InstanceHandle<F> {
         caller: CallAs,
         queued: bool,
         wanted: TypeId,
-    ) -> BoxFuture<'static, Result<AnyReply, CallError>> {
+    ) -> Result<Pending<AnyReply>, CallError> {
         let slot = JsonReply::typed(wanted);
-        self.call_boxed(handler, params, timeout, caller.0, queued, slot)
+        self.send_json_now(handler, params, timeout, caller.0, queued, slot)
     }
 
     fn bound_as(&self, caller: CallAs) -> Arc<dyn AnyInstance> {

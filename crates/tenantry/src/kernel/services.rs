@@ -118,19 +118,15 @@ impl ServiceRef {
         let (_, handle) = self
             .best()
             .ok_or_else(|| Error::ServiceGone(self.contract.clone()))?;
-        handle
-            .call_json_as(
-                runnable,
-                params.into(),
-                None,
-                CallAs(self.caller.clone()),
-                false,
-            )
-            .await
-            .map_err(|e| match e {
-                CallError::Stopped => Error::ServiceGone(self.contract.clone()),
-                other => Error::Call(other),
-            })
+        let caller = CallAs(self.caller.clone());
+        let reply = match handle.call_json_as(runnable, params.into(), None, caller, false) {
+            Ok(pending) => pending.reply().await,
+            Err(refused) => Err(refused),
+        };
+        reply.map_err(|e| match e {
+            CallError::Stopped => Error::ServiceGone(self.contract.clone()),
+            other => Error::Call(other),
+        })
     }
 }
 
