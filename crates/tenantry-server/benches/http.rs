@@ -10,6 +10,11 @@
 //!   gateway's floor; `invoke_over_healthz`: the query's rate over it, the median of five
 //!   back-to-back pairs of 1 s windows (healthz, then query), so that the machine's drift
 //!   between two long runs does not decide the ratio.
+//! - `healthz_server_cpu_per_request` and `invoke_server_cpu_per_request`: the server
+//!   process's CPU time (user and system, from `/proc/<pid>/stat`; not printed where
+//!   there is no procfs) over the requests it answered in those two runs, warm-up
+//!   included: what a request costs the server, which the load generator sharing its
+//!   cores does not blur as much as it blurs requests per second.
 //! - `note_requests_per_second_<mode>` and `note_p99_latency_<mode>`: the same 64
 //!   connections writing: `POST .../invoke/workspace_workers.note?key=...` over keyed
 //!   workers taken in turn: 2,000 with the server's default `every_turn` durability (each
@@ -123,8 +128,8 @@ async fn invoke_over_healthz(addr: SocketAddr) -> Res<f64> {
     };
     let mut ratios = Vec::new();
     for _ in 0..5 {
-        let (floor, _) = window(healthz(addr)).await?;
-        let (invoke, _) = window(query(addr)).await?;
+        let floor = window(healthz(addr)).await?.rps;
+        let invoke = window(query(addr)).await?.rps;
         ratios.push(invoke / floor);
     }
     ratios.sort_by(f64::total_cmp);
@@ -153,7 +158,48 @@ async fn note_load(addr: SocketAddr, agents: usize) -> Res<(f64, f64)> {
 /// 64 keep-alive connections, connection `c` sending `requests[c]`, `requests[c + 64]`,
 /// ... in turn; every answer must be 200. Requests per second and p99 latency (ms).
 async fn load_cycling(addr: SocketAddr, requests: Arc<[Vec<u8>]>) -> Res<(f64, f64)> {
-    load_window(addr, requests, WARMUP, MEASURE).await
+    let load = load_window(addr, requests, WARMUP, MEASURE).await?;
+    Ok((load.rps, load.p99_ms))
+}
+
+/// [`load_cycling`], with the server's CPU time per answered request (µs) when the
+/// platform tells a process's CPU time.
+async fn load_cycling_cpu(
+    addr: SocketAddr,
+    requests: Arc<[Vec<u8>]>,
+    server: u32,
+) -> Res<(f64, f64, Option<f64>)> {
+    let before = cpu_time(server);
+    let load = load_window(addr, requests, WARMUP, MEASURE).await?;
+    let per_request = match (before, cpu_time(server)) {
+        (Some(before), Some(after)) if load.answered > 0 => {
+            Some((after - before).as_secs_f64() * 1e6 / load.answered as f64)
+        }
+        _ => None,
+    };
+    Ok((load.rps, load.p99_ms, per_request))
+}
+
+/// Process `pid`'s CPU time so far, user and system, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its `)`.
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    // Clock ticks: USER_HZ, 100 on every Linux architecture this runs on.
+    Some(Duration::from_millis((user + system) * 10))
+}
+
+/// What a load window measured.
+struct Load {
+    /// Requests answered per second in the measured window.
+    rps: f64,
+    /// Their 99th percentile latency.
+    p99_ms: f64,
+    /// Requests answered in all, warm-up included.
+    answered: usize,
 }
 
 /// [`load_cycling`] with its own warm-up and measured window.
@@ -162,7 +208,7 @@ async fn load_window(
     requests: Arc<[Vec<u8>]>,
     warmup: Duration,
     measure: Duration,
-) -> Res<(f64, f64)> {
+) -> Res<Load> {
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + measure;
@@ -177,6 +223,7 @@ async fn load_window(
                 buf: Vec::with_capacity(4096),
             };
             let mut latencies: Vec<u32> = Vec::with_capacity(200_000);
+            let mut answered = 0;
             let mut i = c;
             loop {
                 let t = Instant::now();
@@ -189,23 +236,28 @@ async fn load_window(
                 if status != 200 {
                     return Err(format!("status {status}"));
                 }
+                answered += 1;
                 if t >= measure_from {
                     latencies.push(t.elapsed().as_micros() as u32);
                 }
             }
-            Ok::<_, String>(latencies)
+            Ok::<_, String>((latencies, answered))
         }));
     }
-    let mut all = Vec::new();
+    let (mut all, mut answered) = (Vec::new(), 0);
     for t in tasks {
-        all.extend(t.await??);
+        let (latencies, n) = t.await??;
+        all.extend(latencies);
+        answered += n;
     }
     all.sort_unstable();
-    let rps = all.len() as f64 / measure.as_secs_f64();
-    let p99 = all
-        .get(all.len() * 99 / 100)
-        .map_or(f64::NAN, |us| *us as f64 / 1e3);
-    Ok((rps, p99))
+    Ok(Load {
+        rps: all.len() as f64 / measure.as_secs_f64(),
+        p99_ms: all
+            .get(all.len() * 99 / 100)
+            .map_or(f64::NAN, |us| *us as f64 / 1e3),
+        answered,
+    })
 }
 
 fn main() -> Res<()> {
@@ -217,8 +269,9 @@ fn main() -> Res<()> {
         let ready_ms = start_to_ready().await?;
         let dir = tempfile::tempdir()?;
         let (child, addr) = spawn(&dir.path().join("data")).await?;
-        let (healthz_rps, _) = load_cycling(addr, healthz(addr)).await?;
-        let (rps, p99) = load_cycling(addr, query(addr)).await?;
+        let server = child.id().ok_or("the server exited")?;
+        let (healthz_rps, _, healthz_cpu) = load_cycling_cpu(addr, healthz(addr), server).await?;
+        let (rps, p99, invoke_cpu) = load_cycling_cpu(addr, query(addr), server).await?;
         let ratio = invoke_over_healthz(addr).await?;
         let (note_rps, note_p99) = note_load(addr, NOTE_AGENTS).await?;
         stop(child).await?;
@@ -226,6 +279,13 @@ fn main() -> Res<()> {
         println!("invoke_p99_latency: {p99:.2} ms");
         println!("healthz_requests_per_second: {healthz_rps:.0} per_second");
         println!("invoke_over_healthz: {ratio:.2} x");
+        match (healthz_cpu, invoke_cpu) {
+            (Some(healthz), Some(invoke)) => {
+                println!("healthz_server_cpu_per_request: {healthz:.2} us");
+                println!("invoke_server_cpu_per_request: {invoke:.2} us");
+            }
+            _ => eprintln!("server CPU per request skipped: no /proc/<pid>/stat here"),
+        }
         println!("note_requests_per_second_every_turn: {note_rps:.0} per_second");
         println!("note_p99_latency_every_turn: {note_p99:.2} ms");
 
