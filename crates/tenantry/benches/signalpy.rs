@@ -10,6 +10,10 @@
 //!   `tenantry_config_write_then_routed_invoke_as_{task,main}`: the same three with
 //!   `bus.invoke_as::<QueryResult>(...)`, the reply as the handler's own type (as
 //!   signalpy's `invoke` hands back the handler's own dict), never built as JSON;
+//! - `tenantry_invoke_raw_exact_{task,main}`, `tenantry_invoke_raw_routed_{task,main}` and
+//!   `tenantry_config_write_then_routed_invoke_raw_{task,main}`: the same three with
+//!   `bus.invoke_raw(...)`, the reply as JSON text (what the HTTP gateway sends on),
+//!   encoded once and never built as a value;
 //!
 //! each measured from a task on the runtime (`task`) and from the code a
 //! `#[tokio::main]` runs (`main`: the runtime's `block_on`, off the worker threads). Each

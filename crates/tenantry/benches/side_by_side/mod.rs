@@ -2,7 +2,9 @@
 //! (the system allocator) and `signalpy_mimalloc` (mimalloc, the allocator the `tenantry`
 //! server binary ships). See `signalpy.rs` for what it measures.
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
@@ -45,11 +47,11 @@ where
     median(samples)
 }
 
-/// The reply form a figure asks for: a JSON value (`Bus::invoke`) or the handler's own
-/// reply type (`Bus::invoke_as`).
+/// The reply form a figure asks for: a JSON value (`Bus::invoke`), the handler's own
+/// reply type (`Bus::invoke_as`) or JSON text (`Bus::invoke_raw`).
 trait Form: Sized {
     async fn query(bus: &Bus, handler: &str, params: Value, opts: Invoke) -> Self;
-    fn db_url(&self) -> &str;
+    fn db_url(&self) -> Cow<'_, str>;
 }
 
 impl Form for Value {
@@ -57,8 +59,8 @@ impl Form for Value {
         bus.invoke(handler, params, opts).await.expect("invoke")
     }
 
-    fn db_url(&self) -> &str {
-        self["db_url"].as_str().unwrap_or_default()
+    fn db_url(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self["db_url"].as_str().unwrap_or_default())
     }
 }
 
@@ -69,8 +71,28 @@ impl Form for QueryResult {
             .expect("typed invoke")
     }
 
-    fn db_url(&self) -> &str {
-        &self.db_url
+    fn db_url(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.db_url)
+    }
+}
+
+impl Form for Box<RawValue> {
+    async fn query(bus: &Bus, handler: &str, params: Value, opts: Invoke) -> Self {
+        bus.invoke_raw(handler, params, opts)
+            .await
+            .expect("raw invoke")
+    }
+
+    /// Read from the text (only the config figure reads it, as the other forms' do).
+    fn db_url(&self) -> Cow<'_, str> {
+        #[derive(serde::Deserialize)]
+        struct DbUrl<'a> {
+            #[serde(borrow)]
+            db_url: Cow<'a, str>,
+        }
+        serde_json::from_str::<DbUrl>(self.get())
+            .map(|r| r.db_url)
+            .unwrap_or_default()
     }
 }
 
@@ -110,15 +132,20 @@ async fn scenario<R: Form>(rt: &Runtime, bus: &Bus) -> [f64; 3] {
     [exact, routed, migrate]
 }
 
-/// Both reply forms' figures: JSON values first, then typed replies.
-async fn both_forms(rt: &Runtime, bus: &Bus) -> [f64; 6] {
+/// Every reply form's figures: JSON values first, then typed replies, then JSON text.
+async fn all_forms(rt: &Runtime, bus: &Bus) -> [f64; FIGURES] {
     let [exact, routed, config] = scenario::<Value>(rt, bus).await;
     let [exact_as, routed_as, config_as] = scenario::<QueryResult>(rt, bus).await;
-    [exact, routed, config, exact_as, routed_as, config_as]
+    let [exact_raw, routed_raw, config_raw] = scenario::<Box<RawValue>>(rt, bus).await;
+    [
+        exact, routed, config, exact_as, routed_as, config_as, exact_raw, routed_raw, config_raw,
+    ]
 }
 
+const FIGURES: usize = 9;
+
 /// Each figure's name, and the name of signalpy's figure it is set beside.
-const NAMES: [(&str, &str); 6] = [
+const NAMES: [(&str, &str); FIGURES] = [
     ("invoke_exact", "invoke_exact"),
     ("invoke_routed", "invoke_routed"),
     (
@@ -129,6 +156,12 @@ const NAMES: [(&str, &str); 6] = [
     ("invoke_as_routed", "invoke_routed"),
     (
         "config_write_then_routed_invoke_as",
+        "config_write_then_routed_query",
+    ),
+    ("invoke_raw_exact", "invoke_exact"),
+    ("invoke_raw_routed", "invoke_routed"),
+    (
+        "config_write_then_routed_invoke_raw",
         "config_write_then_routed_query",
     ),
 ];
@@ -188,14 +221,14 @@ pub fn run(suffix: &str) {
         tasks.push(rt.block_on({
             let (runtime, bus) = (runtime.clone(), bus.clone());
             async move {
-                tokio::spawn(async move { both_forms(&runtime, &bus).await })
+                tokio::spawn(async move { all_forms(&runtime, &bus).await })
                     .await
                     .expect("task")
             }
         }));
-        mains.push(rt.block_on(both_forms(&runtime, &bus)));
+        mains.push(rt.block_on(all_forms(&runtime, &bus)));
     }
-    let round_median = |rounds: &[[f64; 6]]| -> [f64; 6] {
+    let round_median = |rounds: &[[f64; FIGURES]]| -> [f64; FIGURES] {
         std::array::from_fn(|i| median(rounds.iter().map(|r| r[i]).collect()))
     };
     let (from_task, from_main) = (round_median(&tasks), round_median(&mains));
