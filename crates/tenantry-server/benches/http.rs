@@ -14,7 +14,9 @@
 //!   process's CPU time (user and system, from `/proc/<pid>/stat`; not printed where
 //!   there is no procfs) over the requests it answered in those two runs, warm-up
 //!   included: what a request costs the server, which the load generator sharing its
-//!   cores does not blur as much as it blurs requests per second.
+//!   cores does not blur as much as it blurs requests per second. It reads the spawned
+//!   process, so `TENANTRY_BENCH_BIN` must be the server itself (or a script that
+//!   `exec`s it).
 //! - `note_requests_per_second_<mode>` and `note_p99_latency_<mode>`: the same 64
 //!   connections writing: `POST .../invoke/workspace_workers.note?key=...` over keyed
 //!   workers taken in turn: 2,000 with the server's default `every_turn` durability (each

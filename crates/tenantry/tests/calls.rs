@@ -119,12 +119,14 @@ async fn a_handle_takes_params_lent_or_as_text_as_it_takes_values() {
         assert_eq!(lent, owned, "{text}: lent params fail as owned ones");
         let as_text = h.call_json("increment", JsonParams::Text(&text)).await;
         assert_eq!(
-            as_text.unwrap_err().to_string(),
-            owned.to_string(),
+            as_text.unwrap_err(),
+            owned,
             "{text}: params as text fail as their value does"
         );
         let told = h.tell_json("increment", &bad).unwrap_err();
         assert_eq!(told, owned, "{text}: a tell refuses them before queuing");
+        let told_text = h.tell_json("increment", JsonParams::Text(&text));
+        assert_eq!(told_text.unwrap_err(), owned, "{text}: told as text");
     }
     let malformed = h
         .call_json("increment", JsonParams::Text(r#"{"by":"#))
