@@ -326,22 +326,13 @@ async fn invoke_answers_alike_before_the_router_and_through_it() {
         );
     }
     // What is not a plain invoke request is the router's, and answered as before.
-    let r = c
-        .post_raw(
-            "/v1/partitions/acme/invoke/tenant-db.query/",
-            Some(ACME),
-            query,
-        )
-        .await;
-    assert_eq!(r.status, 404, "{}", r.text());
-    let r = c
-        .post_raw(
-            "/v1/partitions/acme/x/invoke/tenant-db.query",
-            Some(ACME),
-            query,
-        )
-        .await;
-    assert_eq!(r.status, 404, "{}", r.text());
+    for unrouted in [
+        "/v1/partitions/acme/invoke/tenant-db.query/",
+        "/v1/partitions/acme/x/invoke/tenant-db.query",
+    ] {
+        let r = c.post_raw(unrouted, Some(ACME), query).await;
+        assert_eq!(r.status, 404, "{unrouted}: {}", r.text());
+    }
     let r = c
         .post_raw("/v1/partitions//invoke/tenant-db.query", Some(ACME), query)
         .await;

@@ -338,13 +338,12 @@ impl<F: Factory> InstanceHandle<F> {
         queued: bool,
         slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
     ) -> impl Future<Output = Result<O, CallError>> + Send + 'static {
-        let (reply, rx) = slot(self.cell.table.max_reply_bytes);
-        let letter = self
-            .cell
-            .table
-            .envelope(handler, params, Some(reply), caller);
+        let letter = self.json_letter(handler, params, caller, slot);
         let cell = self.cell.clone();
-        async move { cell.call(Mail::Letter(letter?), rx, timeout, queued).await }
+        async move {
+            let (mail, rx) = letter?;
+            cell.call(mail, rx, timeout, queued).await
+        }
     }
 
     /// A JSON call as `caller` sent now, for the dyn handle: its letter goes in (its turn
@@ -359,14 +358,26 @@ impl<F: Factory> InstanceHandle<F> {
         queued: bool,
         slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
     ) -> Result<Pending<O>, CallError> {
+        let (mail, rx) = self.json_letter(handler, params, caller, slot)?;
+        let timeout = timeout.unwrap_or(self.cell.call_timeout);
+        self.cell.send_call(mail, rx, timeout, queued)
+    }
+
+    /// The letter of a JSON call as `caller` (its params decoded now), and where its
+    /// reply, in the form `slot` makes, will come.
+    fn json_letter<O>(
+        &self,
+        handler: &str,
+        params: JsonParams<'_>,
+        caller: Caller,
+        slot: impl FnOnce(usize) -> (JsonReply, JsonReceiver<O>),
+    ) -> Result<(Mail<F>, JsonReceiver<O>), CallError> {
         let (reply, rx) = slot(self.cell.table.max_reply_bytes);
         let letter = self
             .cell
             .table
             .envelope(handler, params, Some(reply), caller)?;
-        let timeout = timeout.unwrap_or(self.cell.call_timeout);
-        self.cell
-            .send_call(Mail::Letter(letter), rx, timeout, queued)
+        Ok((Mail::Letter(letter), rx))
     }
 
     /// Queues a JSON message by handler name without waiting. The params are decoded
